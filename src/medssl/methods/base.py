@@ -63,6 +63,14 @@ class Method(nn.Module):
     def on_step(self, step: int, max_steps: int) -> None:
         """Hook called by the engine before each training step."""
 
+    def bare_forward(self, batch: dict[str, Tensor]) -> Tensor:
+        """The same network passes as ``forward`` with a trivial loss (sum of output means).
+
+        Used by ``benchmarks/bench_step.py`` to measure the method's overhead over the bare cost
+        of its forward+backward passes. Methods should override it; the default runs ``forward``.
+        """
+        return self.forward(batch)["loss"]
+
     def pretrained_state_dict(self) -> dict[str, Tensor]:
         """The backbone keys that fine-tuning loads (``encoder.*`` and, if declared, ``decoder.*``)."""
         prefixes = tuple(p + "." for p in self.pretrains)
