@@ -44,6 +44,13 @@ class Method(nn.Module):
     views: ClassVar[tuple[str, ...]] = ("v3", "v4")
     #: extra batch fields: "superpixels", "neighbor"
     needs: ClassVar[frozenset[str]] = frozenset()
+    #: named option sets where paper and code disagree, e.g.
+    #: ``{"paper": {"method": {"t_fix": "identity"}, "optim": {"lr": 0.1}}}``; applied by ``--variant``
+    variants: ClassVar[dict[str, dict[str, dict]]] = {}
+
+    def view_options(self) -> dict:
+        """Keyword options for the multi-view transform (e.g. MACL's ``{"t_fix": "identity"}``)."""
+        return {}
 
     def __init__(self, backbone: UNet) -> None:
         super().__init__()

@@ -1,0 +1,49 @@
+"""Thin helpers over ``torch.distributed`` that are no-ops in a single process."""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+__all__ = ["is_distributed", "rank", "world_size", "gather_nograd", "gather_with_grad", "all_reduce_mean"]
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+@torch.no_grad()
+def gather_nograd(x: Tensor) -> Tensor:
+    """Concatenate ``x`` from every rank along dim 0 (no gradient); ``x`` itself in one process."""
+    if not is_distributed():
+        return x
+    out = [torch.empty_like(x) for _ in range(world_size())]
+    dist.all_gather(out, x.contiguous())
+    return torch.cat(out, 0)
+
+
+def gather_with_grad(x: Tensor) -> Tensor:
+    """Concatenate ``x`` from every rank along dim 0; gradients flow back to this rank's slice."""
+    if not is_distributed():
+        return x
+    out = [torch.empty_like(x) for _ in range(world_size())]
+    dist.all_gather(out, x.contiguous())
+    out[rank()] = x
+    return torch.cat(out, 0)
+
+
+def all_reduce_mean(x: Tensor) -> Tensor:
+    """Mean of ``x`` over ranks (for logging)."""
+    if not is_distributed():
+        return x
+    y = x.detach().clone()
+    dist.all_reduce(y)
+    return y / world_size()
