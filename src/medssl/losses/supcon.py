@@ -56,7 +56,7 @@ def supcon_from_logits(
     n = logits.shape[-1]
     eye = torch.eye(n, dtype=torch.bool, device=logits.device)
     logits = logits.float()
-    pos = pos_mask.bool() & ~eye
+    pos = (pos_mask.bool() & ~eye).expand_as(logits)
     log_denom = torch.logsumexp(logits.masked_fill(eye, float("-inf")), dim=-1, keepdim=True)
     log_prob = logits - log_denom
     n_pos = pos.sum(-1)

@@ -1,0 +1,1 @@
+"""The ``medssl`` command line: argument parsing and printing over the Python API."""

@@ -1,0 +1,322 @@
+"""``prepare()``: read a dataset once, check it, resample and normalise it, and write the prepared
+slice store that every training run reads (nnU-Net's fingerprint -> plan -> preprocess, in one step).
+
+Layout of a prepared store::
+
+    OUT/plan.json          dataset, classes, target spacing, normalisation, patch size (what was done)
+    OUT/fingerprint.json   cases, shapes, spacings, label counts, intensity statistics (before normalising)
+    OUT/cases.json         one record per case (id, patient, shape, spacing, paper key, source)
+    OUT/slices.csv         one row per slice: case_id, z, position=(z+1)/D, partition, foreground pixels
+    OUT/images/<id>.npy    float32 (D, H, W), normalised
+    OUT/labels/<id>.npy    uint8 (D, H, W), values 0..K-1 (absent for unlabelled pre-training sets)
+    OUT/skipped.json       cases left out by ``--skip-bad`` with the reasons
+    OUT/cache/             derived data (superpixels)
+
+Each slice is a contiguous block of a memory-mapped ``.npy``: loading costs a copy, no decoding.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from ..errors import DataError
+from ..utils.files import atomic_save_npy, atomic_write_json, atomic_write_text
+
+__all__ = ["CaseInfo", "SliceStore", "PrepareResult", "prepare", "STORE_VERSION", "num_partitions"]
+
+STORE_VERSION = 1
+num_partitions = 4
+
+
+@dataclass
+class CaseInfo:
+    """One prepared case (a row of ``cases.json``)."""
+
+    case_id: str
+    patient_id: str
+    num_slices: int
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    has_label: bool
+    paper_key: int | None = None
+    source: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class SliceStore:
+    """Read access to a prepared store.
+
+    Example::
+
+        store = SliceStore("prepared/hippocampus")
+        img = store.image("hippocampus_003")        # (D, H, W) float32 memmap
+        store.plan["class_names"]
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        plan_path = self.root / "plan.json"
+        if not plan_path.is_file():
+            raise DataError(self.root, "not a prepared store (no plan.json); run `medssl prepare` first")
+        try:
+            self.plan: dict[str, Any] = json.loads(plan_path.read_text())
+            raw = json.loads((self.root / "cases.json").read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise DataError(self.root, f"prepared store is incomplete or corrupt ({e.__class__.__name__}); prepare it again") from None
+        self.cases: list[CaseInfo] = [
+            CaseInfo(**{**c, "shape": tuple(c["shape"]), "spacing": tuple(c["spacing"])}) for c in raw
+        ]
+        self._by_id = {c.case_id: c for c in self.cases}
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.plan["class_names"])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.plan["class_names"])
+
+    @property
+    def patch_size(self) -> int:
+        return int(self.plan.get("patch_size", 256))
+
+    def info(self, case_id: str) -> CaseInfo:
+        try:
+            return self._by_id[case_id]
+        except KeyError:
+            raise DataError(self.root, f"case '{case_id}' is not in this prepared store") from None
+
+    def image(self, case_id: str) -> np.ndarray:
+        """(D, H, W) float32, memory-mapped."""
+        return self._load(self.root / "images" / f"{case_id}.npy")
+
+    def label(self, case_id: str) -> np.ndarray | None:
+        """(D, H, W) uint8, memory-mapped; None for unlabelled cases."""
+        if not self.info(case_id).has_label:
+            return None
+        return self._load(self.root / "labels" / f"{case_id}.npy")
+
+    @staticmethod
+    def _load(path: Path) -> np.ndarray:
+        try:
+            return np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as e:
+            raise DataError(path, f"cannot read prepared array ({e}); prepare the dataset again") from None
+
+    def slices(self, case_ids: Iterable[str] | None = None) -> list[tuple[str, int]]:
+        """(case_id, z) for every slice of the given cases (all cases by default)."""
+        ids = [c.case_id for c in self.cases] if case_ids is None else list(case_ids)
+        return [(cid, z) for cid in ids for z in range(self.info(cid).num_slices)]
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+
+@dataclass
+class PrepareResult:
+    root: Path
+    cases: list[CaseInfo]
+    skipped: list[dict[str, str]]
+    fingerprint: dict[str, Any]
+
+
+def _intensity_stats(image: np.ndarray) -> dict[str, float]:
+    flat = image.ravel()
+    if flat.size > 200_000:
+        flat = flat[:: flat.size // 200_000]
+    p = np.percentile(flat, [0.5, 1, 50, 99, 99.5])
+    return {
+        "mean": float(flat.mean()),
+        "std": float(flat.std()),
+        "min": float(flat.min()),
+        "max": float(flat.max()),
+        "p00_5": float(p[0]),
+        "p01": float(p[1]),
+        "median": float(p[2]),
+        "p99": float(p[3]),
+        "p99_5": float(p[4]),
+    }
+
+
+def prepare(
+    dataset: str,
+    src: str | Path,
+    out: str | Path,
+    *,
+    target_spacing: float | None | str = "default",
+    normalization: str | None = None,
+    skip_bad: bool = False,
+    verify: bool = True,
+    overwrite: bool = False,
+    progress: bool = True,
+    reader_options: dict[str, Any] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> PrepareResult:
+    """Prepare a dataset once: integrity check, in-plane resampling, normalisation, the slice store.
+
+    Args:
+        dataset: registry name (``medssl datasets``).
+        src: the dataset in its official layout.
+        out: folder of the prepared store (created).
+        target_spacing: in-plane spacing in mm; ``"default"`` = the dataset's paper setting, None = keep.
+        normalization: override of the dataset's normalisation (``zscore``, ``clip_zscore``, ``minmax``,
+            ``slice_minmax``, ``max``, ``none``).
+        skip_bad: prepare the good cases and record the bad ones in ``skipped.json`` instead of failing.
+        verify: run the integrity check first (every problem is reported, not only the first).
+        overwrite: re-prepare cases already present.
+        progress: show a progress bar.
+        reader_options: options passed to the reader's ``scan``.
+
+    Returns:
+        A :class:`PrepareResult`.
+
+    Raises:
+        DataError: the source is missing/empty, or problems were found and ``skip_bad`` is False
+            (the message counts them; ``DataError.problems`` lists every one).
+    """
+    from tqdm.auto import tqdm
+
+    from .readers import get_dataset, scan_dataset
+    from .transforms import normalize, resample_inplane
+
+    spec = get_dataset(dataset)
+    out = Path(out)
+    options = {**spec.default_options, **(reader_options or {})}
+    sources = scan_dataset(dataset, src, **options)
+    spacing_target = spec.target_spacing if target_spacing == "default" else target_spacing
+    norm = normalization or spec.normalization
+
+    bad: dict[str, list[str]] = {}
+    problems: list[Any] = []
+    if verify:
+        from .verify import verify_dataset
+
+        problems = list(verify_dataset(sources, spec))
+        for p in problems:
+            bad.setdefault(p.case_id, []).append(str(p))
+        if problems and not skip_bad:
+            err = DataError(src, f"{len(problems)} problem(s) in {len(bad)} case(s); fix them or use --skip-bad")
+            err.problems = problems  # type: ignore[attr-defined]
+            raise err
+
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    plan = {
+        "store_version": STORE_VERSION,
+        "dataset": dataset,
+        "source": str(Path(src).resolve()) if Path(src).exists() else str(src),
+        "class_names": list(spec.class_names),
+        "target_spacing": spacing_target,
+        "normalization": norm,
+        "patch_size": spec.patch_size,
+        "paper_split_key": spec.paper_split_key,
+        "pretrain_only": spec.pretrain_only,
+        "reader_options": options,
+        "num_partitions": num_partitions,
+    }
+    old_plan = out / "plan.json"
+    if old_plan.is_file() and not overwrite:
+        previous = json.loads(old_plan.read_text())
+        if {k: previous.get(k) for k in plan} != plan:
+            overwrite = True  # settings changed: nothing already written may be reused
+    infos: list[CaseInfo] = []
+    skipped: list[dict[str, str]] = [{"case_id": cid, "reasons": "; ".join(r)} for cid, r in bad.items()]
+    fp_cases: list[dict[str, Any]] = []
+    label_counts: dict[int, int] = {}
+    seen_ids: set[str] = set()
+    todo = [s for s in sources if s.case_id not in bad]
+    bar = tqdm(todo, desc=f"prepare {dataset}", unit="case", disable=not progress)
+    for src_case in bar:
+        if src_case.case_id in seen_ids:
+            skipped.append({"case_id": src_case.case_id, "reasons": "duplicate case id"})
+            continue
+        seen_ids.add(src_case.case_id)
+        try:
+            case = src_case.load()
+        except DataError as e:
+            if not skip_bad:
+                raise
+            skipped.append({"case_id": src_case.case_id, "reasons": str(e)})
+            continue
+        raw_stats = _intensity_stats(case.image)
+        image, label, spacing = resample_inplane(case.image, case.label, case.spacing, spacing_target)
+        image = normalize(image, norm).astype(np.float32, copy=False)
+        img_path = out / "images" / f"{case.case_id}.npy"
+        if overwrite or not img_path.is_file():
+            atomic_save_npy(img_path, np.ascontiguousarray(image))
+            if label is not None:
+                atomic_save_npy(out / "labels" / f"{case.case_id}.npy", np.ascontiguousarray(label.astype(np.uint8)))
+        counts = {}
+        if label is not None:
+            vals, cnt = np.unique(label, return_counts=True)
+            counts = {int(v): int(c) for v, c in zip(vals, cnt)}
+            for v, c in counts.items():
+                label_counts[v] = label_counts.get(v, 0) + c
+        info = CaseInfo(
+            case_id=case.case_id,
+            patient_id=case.patient_id,
+            num_slices=int(image.shape[0]),
+            shape=tuple(int(s) for s in image.shape),  # type: ignore[arg-type]
+            spacing=tuple(float(s) for s in spacing),  # type: ignore[arg-type]
+            has_label=label is not None,
+            paper_key=src_case.meta.get("paper_key", case.meta.get("paper_key")),
+            source=case.source,
+            meta={k: v for k, v in case.meta.items() if isinstance(v, (str, int, float, bool)) or v is None},
+        )
+        infos.append(info)
+        fp_cases.append(
+            {
+                "case_id": case.case_id,
+                "original_shape": list(case.image.shape),
+                "original_spacing": list(case.spacing),
+                "shape": list(info.shape),
+                "spacing": list(info.spacing),
+                "label_counts": counts,
+                "intensity": raw_stats,
+            }
+        )
+    if not infos:
+        raise DataError(src, "no case could be prepared")
+    shapes = np.array([c["original_shape"] for c in fp_cases])
+    spacings = np.array([c["original_spacing"] for c in fp_cases])
+    fingerprint = {
+        "dataset": dataset,
+        "num_cases": len(infos),
+        "num_patients": len({i.patient_id for i in infos}),
+        "num_slices": int(sum(i.num_slices for i in infos)),
+        "median_shape": np.median(shapes, 0).tolist(),
+        "median_spacing": np.median(spacings, 0).tolist(),
+        "min_shape": shapes.min(0).tolist(),
+        "max_shape": shapes.max(0).tolist(),
+        "label_counts": {str(k): v for k, v in sorted(label_counts.items())},
+        "intensity": {
+            "mean_of_means": float(np.mean([c["intensity"]["mean"] for c in fp_cases])),
+            "median_p00_5": float(np.median([c["intensity"]["p00_5"] for c in fp_cases])),
+            "median_p99_5": float(np.median([c["intensity"]["p99_5"] for c in fp_cases])),
+        },
+        "cases": fp_cases,
+    }
+    rows = []
+    for info in infos:
+        lab = np.load(out / "labels" / f"{info.case_id}.npy", mmap_mode="r") if info.has_label else None
+        for z in range(info.num_slices):
+            fg = int(np.count_nonzero(lab[z])) if lab is not None else -1
+            rows.append((info.case_id, z, (z + 1) / info.num_slices, min(z * num_partitions // info.num_slices, num_partitions - 1), fg))
+    lines = ["case_id,z,position,partition,foreground"] + [f"{c},{z},{p:.6f},{q},{f}" for c, z, p, q, f in rows]
+    atomic_write_text(out / "slices.csv", "\n".join(lines) + "\n")
+    atomic_write_json(out / "fingerprint.json", fingerprint)
+    atomic_write_json(out / "cases.json", [asdict(i) for i in infos])
+    atomic_write_json(out / "skipped.json", skipped)
+    atomic_write_json(out / "plan.json", plan)  # written last: its presence marks a complete store
+    if log:
+        log(f"prepared {len(infos)} cases ({fingerprint['num_slices']} slices) into {out}; skipped {len(skipped)}")
+    return PrepareResult(out, infos, skipped, fingerprint)
+
+
+def slice_positions(store: SliceStore, items: Sequence[tuple[str, int]]) -> np.ndarray:
+    """Slice positions ``(z + 1) / D`` of ``(case_id, z)`` items."""
+    return np.array([(z + 1) / store.info(c).num_slices for c, z in items], dtype=np.float32)

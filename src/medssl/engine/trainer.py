@@ -1,0 +1,382 @@
+"""The one training loop of medssl. Fine-tuning and every pre-training method run through
+:class:`Engine`; what differs is the :class:`Task` (what a step computes, how to validate).
+
+The engine owns: device and AMP, DDP (``torchrun``), the optimiser and its per-iteration cosine
+schedule, gradient clipping, EMA updates of target networks, non-finite loss detection, CSV (and
+TensorBoard) logs, a progress bar with rate and ETA, atomic per-epoch checkpoints and resume.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Protocol
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from ..config import OptimCfg, TrainCfg
+from ..errors import ConfigError, TrainingError
+from ..utils import distributed as du
+from ..utils.files import atomic_write
+
+__all__ = ["Engine", "Task", "build_optimizer", "lr_at", "resolve_device", "seed_everything", "autocast_dtype"]
+
+
+class Task(Protocol):
+    """What the engine trains. ``model`` holds every trained parameter."""
+
+    model: nn.Module
+    #: metric returned by ``validate`` that selects the best checkpoint (higher is better), or None
+    monitor: str | None
+    #: DDP must look for parameters without gradient (methods with unused heads/blocks)
+    find_unused_parameters: bool
+
+    def steps_per_epoch(self) -> int: ...
+
+    def train_loader(self, epoch: int) -> Iterable[dict[str, Any]]: ...
+
+    def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Tensor]: ...
+
+    def on_step(self, step: int, max_steps: int) -> None: ...
+
+    def after_step(self, progress: float) -> None: ...
+
+    def validate(self, model: nn.Module, epoch: int) -> dict[str, float]: ...
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> this rank's CUDA device if available, else CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device '{name}' asked for but CUDA is not available; use --device cpu")
+    return dev
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``amp`` (``auto``: bf16 on CUDA if supported else fp16; off on CPU)."""
+    if amp == "none":
+        return None
+    if amp == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if amp in ("bf16", "bfloat16"):
+        return torch.bfloat16
+    if amp in ("fp16", "float16"):
+        if device.type != "cuda":
+            raise ConfigError("amp=fp16 needs a CUDA device; use amp=bf16 on CPU")
+        return torch.float16
+    raise ConfigError(f"amp must be auto|none|bf16|fp16, got '{amp}'")
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed torch (all devices), numpy's legacy global state and ``random``; optionally deterministic kernels."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def build_optimizer(params: Iterable[nn.Parameter], cfg: OptimCfg) -> torch.optim.Optimizer:
+    """Adam, AdamW or SGD (momentum, Nesterov off) from the configuration."""
+    params = [p for p in params if p.requires_grad]
+    name = cfg.name.lower()
+    if name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    raise ConfigError(f"optim.name must be adam|adamw|sgd, got '{cfg.name}'")
+
+
+def lr_at(step: int, total: int, cfg: OptimCfg) -> float:
+    """Learning rate at ``step`` of ``total``: linear warm-up, then cosine from ``lr`` to ``min_lr`` (or constant)."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return cfg.lr
+    if cfg.schedule != "cosine":
+        raise ConfigError(f"optim.schedule must be cosine|constant, got '{cfg.schedule}'")
+    span = max(total - cfg.warmup_steps, 1)
+    t = min(max(step - cfg.warmup_steps, 0) / span, 1.0)
+    return cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+@dataclass
+class FitResult:
+    """What :meth:`Engine.fit` returns."""
+
+    epochs: int
+    steps: int
+    best_score: float | None
+    best_epoch: int | None
+    last_metrics: dict[str, float]
+    stopped_early: bool = False
+
+
+class _CsvLog:
+    """Append-only CSV whose header grows with new columns (rewritten atomically when it does)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows: list[dict[str, Any]] = []
+        if path.is_file():
+            with open(path, newline="") as f:
+                self.rows = list(csv.DictReader(f))
+
+    def truncate_after(self, key: str, value: float) -> None:
+        self.rows = [r for r in self.rows if float(r.get(key, 0) or 0) <= value]
+        self._flush()
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        self._flush()
+
+    def _flush(self) -> None:
+        cols: list[str] = []
+        for r in self.rows:
+            cols += [k for k in r if k not in cols]
+
+        def write(tmp: str) -> None:
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=cols)
+                w.writeheader()
+                for r in self.rows:
+                    w.writerow({k: _fmt(v) for k, v in r.items()})
+
+        atomic_write(self.path, write)
+
+
+def _fmt(v: Any) -> Any:
+    return f"{v:.6g}" if isinstance(v, float) else v
+
+
+class Engine:
+    """Runs a :class:`Task`.
+
+    Args:
+        train: engine settings (epochs, steps, device, AMP, seed, logging...).
+        optim: optimiser and schedule.
+        out_dir: run folder (logs and checkpoints go here).
+        resume: continue from ``checkpoint_latest.pt`` when present.
+
+    Example::
+
+        engine = Engine(cfg.train, cfg.optim, run_dir, resume=True)
+        result = engine.fit(task)
+    """
+
+    def __init__(self, train: TrainCfg, optim: OptimCfg, out_dir: str | Path, resume: bool = True) -> None:
+        self.cfg, self.optim_cfg = train, optim
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.resume = resume
+        self.device = resolve_device(train.device)
+        self.amp_dtype = autocast_dtype(train.amp, self.device)
+        self.is_main = du.rank() == 0
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    @property
+    def latest_path(self) -> Path:
+        return self.out / "checkpoint_latest.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.out / "checkpoint_best.pt"
+
+    def _save(self, path: Path, payload: dict[str, Any]) -> None:
+        if self.is_main:
+            atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+    # -- the loop --------------------------------------------------------------------------------
+    def fit(self, task: Task) -> FitResult:
+        cfg = self.cfg
+        model = task.model.to(self.device)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        train_model: nn.Module = model
+        if du.is_distributed():
+            if self.device.type == "cuda":
+                train_model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            train_model = nn.parallel.DistributedDataParallel(
+                train_model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=getattr(task, "find_unused_parameters", False),
+            )
+        if cfg.compile:
+            train_model = torch.compile(train_model)  # type: ignore[assignment]
+        optimizer = build_optimizer(model.parameters(), self.optim_cfg)
+        scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+        steps_per_epoch = max(1, task.steps_per_epoch())
+        total = cfg.epochs * steps_per_epoch
+        if cfg.max_steps is not None:
+            total = min(total, cfg.max_steps)
+        epochs = math.ceil(total / steps_per_epoch)
+
+        start_epoch, step, best, best_epoch = 0, 0, None, None
+        log = _CsvLog(self.out / "log.csv") if self.is_main else None
+        steps_log = _CsvLog(self.out / "steps.csv") if self.is_main else None
+        if self.resume and self.latest_path.is_file():
+            ck = torch.load(self.latest_path, map_location=self.device, weights_only=False)
+            model.load_state_dict(ck["model"])
+            optimizer.load_state_dict(ck["optimizer"])
+            if ck.get("scaler"):
+                scaler.load_state_dict(ck["scaler"])
+            start_epoch, step = ck["epoch"] + 1, ck["step"]
+            best, best_epoch = ck.get("best"), ck.get("best_epoch")
+            torch.set_rng_state(ck["torch_rng"])
+            if log is not None:
+                log.truncate_after("epoch", ck["epoch"])
+                steps_log.truncate_after("step", step)  # type: ignore[union-attr]
+        tb = self._tensorboard()
+
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=step, desc=self.out.name, unit="step", disable=not (cfg.progress and self.is_main), dynamic_ncols=True)
+        check_every = 1 if self.device.type == "cpu" else max(1, cfg.log_every)
+        last_metrics: dict[str, float] = {}
+        t_start = time.time()
+        for epoch in range(start_epoch, epochs):
+            if step >= total:
+                break
+            model.train()
+            t0 = time.time()
+            sums: dict[str, Tensor] = {}
+            n = 0
+            pending: list[tuple[int, dict[str, Tensor]]] = []
+            for batch in task.train_loader(epoch):
+                if step >= total:
+                    break
+                batch = _to_device(batch, self.device, cfg.channels_last)
+                lr = lr_at(step, total, self.optim_cfg)
+                for g in optimizer.param_groups:
+                    g["lr"] = lr
+                task.on_step(step, total)
+                with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+                    losses = task.training_step(train_model, batch)
+                loss = losses["loss"]
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if self.optim_cfg.grad_clip:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), self.optim_cfg.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                step += 1
+                task.after_step(step / total)
+                detached = {k: v.detach().float() for k, v in losses.items()}
+                pending.append((step, detached))
+                for k, v in detached.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                n += 1
+                if step % check_every == 0 or step == total:
+                    self._check_finite(pending)
+                    pending = []
+                if step % max(1, cfg.log_every) == 0 and steps_log is not None:
+                    row = {"step": step, "epoch": epoch, "lr": lr, **{k: float(v) for k, v in detached.items()}}
+                    steps_log.append(row)
+                    if tb is not None:
+                        for k, v in row.items():
+                            if k not in ("step", "epoch"):
+                                tb.add_scalar(f"train/{k}", v, step)
+                    bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.2e}")
+                bar.update(1)
+            self._check_finite(pending)
+            train_means = {k: float(du.all_reduce_mean(v / max(n, 1))) for k, v in sums.items()}
+            metrics: dict[str, float] = {}
+            is_last = step >= total or epoch == epochs - 1
+            if (epoch + 1) % max(1, cfg.val_every) == 0 or is_last:
+                model.eval()
+                with torch.no_grad():
+                    metrics = task.validate(model, epoch) or {}
+            last_metrics = {**{f"train_{k}" if k != "loss" else "train_loss": v for k, v in train_means.items()}, **metrics}
+            improved = False
+            if task.monitor and task.monitor in metrics and not math.isnan(metrics[task.monitor]):
+                score = metrics[task.monitor]
+                if best is None or score > best:
+                    best, best_epoch, improved = score, epoch, True
+            if improved:
+                self._save(self.best_path, {"model": model.state_dict(), "epoch": epoch, "score": best, "monitor": task.monitor})
+            elif task.monitor is None:
+                best_epoch = epoch
+            self._save(
+                self.latest_path,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "epoch": epoch,
+                    "step": step,
+                    "best": best,
+                    "best_epoch": best_epoch,
+                    "torch_rng": torch.get_rng_state(),
+                },
+            )
+            if log is not None:
+                log.append({"epoch": epoch, "step": step, "lr": lr_at(max(step - 1, 0), total, self.optim_cfg), **last_metrics, "seconds": round(time.time() - t0, 3)})
+                if tb is not None:
+                    for k, v in metrics.items():
+                        tb.add_scalar(f"val/{k}", v, step)
+        bar.close()
+        if tb is not None:
+            tb.close()
+        if du.is_distributed():
+            dist.barrier()
+        return FitResult(epochs, step, best, best_epoch, last_metrics)
+
+    def _check_finite(self, pending: list[tuple[int, dict[str, Tensor]]]) -> None:
+        if not pending:
+            return
+        flags = torch.stack([torch.isfinite(torch.stack(list(d.values()))).all() for _, d in pending])
+        if bool(flags.all()):
+            return
+        for s, d in pending:
+            bad = [k for k, v in d.items() if not bool(torch.isfinite(v))]
+            if bad:
+                parts = [k for k in bad if k != "loss"] or bad
+                raise TrainingError(
+                    f"non-finite loss at step {s} (component: {', '.join(parts)}); the last complete checkpoint is "
+                    f"{self.latest_path}; lower optim.lr, set optim.grad_clip, or check the input data"
+                )
+
+    def _tensorboard(self) -> Any:
+        if self.cfg.logger != "tensorboard" or not self.is_main:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            warnings.warn("tensorboard is not installed (pip install medssl[tensorboard]); logging to CSV only", stacklevel=2)
+            return None
+        return SummaryWriter(str(self.out / "tensorboard"))
+
+
+def _to_device(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
+    if isinstance(batch, Tensor):
+        t = batch.to(device, non_blocking=True)
+        if channels_last and t.ndim == 4:
+            t = t.contiguous(memory_format=torch.channels_last)
+        return t
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device, channels_last) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device, channels_last) for v in batch)
+    return batch

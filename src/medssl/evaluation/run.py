@@ -1,0 +1,49 @@
+"""Re-evaluate a finished fine-tuning run from its saved predictions."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data.store import SliceStore
+from ..errors import DataError
+
+__all__ = ["evaluate_run"]
+
+
+def evaluate_run(run_dir: str | Path, protocol: str | None = None) -> Any:
+    """Evaluate ``run_dir/predictions/*.npy`` against the prepared store's labels and rewrite the results.
+
+    Args:
+        run_dir: a fine-tuning run folder.
+        protocol: ``paper`` or ``standard``; None = the run's own protocol.
+
+    Returns:
+        The ``EvaluationResult`` (rows and summary); files are written into ``run_dir``
+        (``metrics.csv``, ``summary.*``; with another protocol than the run's, into ``run_dir/eval-<protocol>``).
+    """
+    from .evaluate import evaluate_arrays, write_results
+
+    run_dir = Path(run_dir)
+    info_path = run_dir / "run.json"
+    if not info_path.is_file():
+        raise DataError(run_dir, "not a run folder (no run.json)")
+    info = json.loads(info_path.read_text())
+    store = SliceStore(info["data"])
+    split = json.loads((run_dir / "splits.json").read_text())
+    proto = protocol or info.get("protocol", "standard")
+    items = []
+    for cid in split["test"]:
+        p = run_dir / "predictions" / f"{cid}.npy"
+        if not p.is_file():
+            raise DataError(p, "prediction missing; the run did not finish (rerun the same finetune command to resume)")
+        pred = np.load(p)
+        gt = np.asarray(store.label(cid))
+        if pred.shape != gt.shape:
+            raise DataError(p, f"prediction shape {pred.shape} differs from the label's {gt.shape}")
+        items.append((cid, pred, gt, store.info(cid).spacing))
+    result = evaluate_arrays(items, store.class_names, proto)
+    write_results(result, run_dir if proto == info.get("protocol") else run_dir / f"eval-{proto}")
+    return result

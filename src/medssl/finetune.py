@@ -1,0 +1,257 @@
+"""Fine-tuning (the "Scratch" row and every pre-trained row): a segmentation task on the engine.
+
+``finetune(cfg)`` splits the prepared store by patient, trains the U-Net on the labelled share,
+selects the best epoch (on validation for ``standard``; on test for ``paper``, as the papers did, and
+says so), predicts the test volumes and evaluates them. Everything lands in ``cfg.out``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+from .config import FinetuneConfig
+from .data.datasets import LabelledSlices, seed_worker
+from .data.splits import Split, make_split
+from .data.store import SliceStore
+from .engine.inference import predict_volume
+from .engine.rundir import init_run_dir, is_done, mark_done
+from .engine.trainer import Engine, resolve_device, seed_everything
+from .errors import ConfigError
+from .models.checkpoint import checkpoint_in_channels, load_pretrained, read_checkpoint
+from .models.factory import create_model
+from .utils import distributed as du
+from .utils.files import atomic_save_npy, atomic_write_json
+
+__all__ = ["finetune", "FinetuneResult", "SegmentationTask", "segmentation_loss"]
+
+log = logging.getLogger("medssl")
+
+
+def segmentation_loss(logits: Tensor, target: Tensor, kind: str = "ce") -> Tensor:
+    """``ce`` (the papers), ``dice`` (soft Dice over foreground classes) or ``dicece`` (sum of both)."""
+    if kind == "ce":
+        return F.cross_entropy(logits.float(), target)
+    if kind in ("dice", "dicece"):
+        probs = logits.float().softmax(1)
+        onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).float()
+        dims = (0, 2, 3)
+        inter = (probs * onehot).sum(dims)
+        denom = probs.sum(dims) + onehot.sum(dims)
+        dice = 1 - ((2 * inter + 1e-5) / (denom + 1e-5))[1:].mean()
+        return dice if kind == "dice" else dice + F.cross_entropy(logits.float(), target)
+    raise ConfigError(f"loss must be ce|dice|dicece, got '{kind}'")
+
+
+@dataclass
+class FinetuneResult:
+    """Where the run is and its summary."""
+
+    out: Path
+    summary: list[dict[str, Any]]
+    table: str
+    best_epoch: int | None
+    selected_on: str
+
+
+class SegmentationTask:
+    """The fine-tuning :class:`~medssl.engine.Task`."""
+
+    find_unused_parameters = False
+
+    def __init__(self, cfg: FinetuneConfig, store: SliceStore, split: Split, model: nn.Module, in_channels: int, device: torch.device) -> None:
+        from .data.transforms import JointAugment
+
+        self.cfg, self.store, self.split, self.model = cfg, store, split, model
+        self.device, self.in_channels = device, in_channels
+        self.patch = cfg.data.image_size or store.patch_size
+        multiple = 2 ** cfg.model.depth
+        if self.patch % multiple:
+            raise ConfigError(f"image size {self.patch} must be divisible by {multiple} (2**depth)")
+        aug = JointAugment(self.patch)
+        self.dataset = LabelledSlices(store, split.train, self.patch, aug, seed=cfg.train.seed, in_channels=in_channels)
+        self.select_on = split.val if cfg.protocol == "standard" else split.test
+        self.monitor = "val_dice" if cfg.protocol == "standard" else "test_dice"
+        self._gen = torch.Generator()
+
+    def steps_per_epoch(self) -> int:
+        per_rank = math.ceil(len(self.dataset) / du.world_size())
+        bs = self.cfg.data.batch_size
+        return max(1, per_rank // bs if per_rank >= bs else 1)
+
+    def train_loader(self, epoch: int) -> DataLoader:
+        self.dataset.set_epoch(epoch)
+        if du.is_distributed():
+            sampler: Any = DistributedSampler(self.dataset, shuffle=True, seed=self.cfg.train.seed)
+            sampler.set_epoch(epoch)
+        else:
+            self._gen.manual_seed(self.cfg.train.seed * 1000 + epoch)
+            sampler = RandomSampler(self.dataset, generator=self._gen)
+        drop_last = len(self.dataset) // du.world_size() >= self.cfg.data.batch_size
+        return DataLoader(
+            self.dataset,
+            batch_size=self.cfg.data.batch_size,
+            sampler=sampler,
+            num_workers=self.cfg.data.num_workers,
+            drop_last=drop_last,
+            pin_memory=self.device.type == "cuda",
+            worker_init_fn=seed_worker,
+            persistent_workers=False,
+        )
+
+    def training_step(self, model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        logits = model(batch["image"])
+        return {"loss": segmentation_loss(logits, batch["label"], self.cfg.loss)}
+
+    def on_step(self, step: int, max_steps: int) -> None:
+        pass
+
+    def after_step(self, progress: float) -> None:
+        pass
+
+    def predict(self, model: nn.Module, case_id: str) -> np.ndarray:
+        return predict_volume(model, np.asarray(self.store.image(case_id)), self.device, in_channels=self.in_channels, multiple=2**self.cfg.model.depth)
+
+    def validate(self, model: nn.Module, epoch: int) -> dict[str, float]:
+        """Mean foreground Dice on the selection set: per volume (standard) or pooled (paper)."""
+        from .evaluation.metrics import confusion_counts, dice_jaccard_from_counts
+
+        if du.rank() != 0 or not self.select_on:
+            return {}
+        k = self.store.num_classes
+        totals = np.zeros((k, 3), dtype=np.int64)
+        per_case = []
+        for cid in self.select_on:
+            pred = self.predict(model, cid)
+            counts = np.asarray(confusion_counts(pred, np.asarray(self.store.label(cid)), k))
+            totals += counts.astype(np.int64)
+            dsc, _ = dice_jaccard_from_counts(counts)
+            per_case.append(np.nanmean(np.asarray(dsc, dtype=float)[1:]) if k > 1 else np.nan)
+        if self.cfg.protocol == "paper":
+            dsc, _ = dice_jaccard_from_counts(totals)
+            value = float(np.nanmean(np.asarray(dsc, dtype=float)[1:]))
+        else:
+            value = float(np.nanmean(per_case)) if not np.all(np.isnan(per_case)) else float("nan")
+        return {self.monitor: value}
+
+
+def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], None] | None = None) -> FinetuneResult:
+    """Fine-tune the U-Net on a prepared store and evaluate it on the test patients.
+
+    Args:
+        cfg: the resolved configuration (``cfg.data.path`` = prepared store, ``cfg.out`` = run folder).
+        resume: continue an interrupted run from its last complete epoch.
+        log_fn: where progress messages go (the CLI prints them).
+
+    Returns:
+        A :class:`FinetuneResult` with the run folder and the summary table.
+    """
+    from .evaluation.evaluate import evaluate_arrays, format_summary_table, write_results
+
+    say = log_fn or log.info
+    if cfg.protocol not in ("paper", "standard"):
+        raise ConfigError(f"protocol must be 'paper' or 'standard', got '{cfg.protocol}'")
+    if not cfg.data.path:
+        raise ConfigError("data.path is empty: give the prepared store (--data)")
+    store = SliceStore(cfg.data.path)
+    out = Path(cfg.out)
+    seed_everything(cfg.train.seed, cfg.train.deterministic)
+    device = resolve_device(cfg.train.device)
+    split = make_split(
+        store,
+        cfg.data.labels,
+        seed=cfg.data.split_seed if cfg.data.split_seed is not None else cfg.train.seed,
+        protocol=cfg.protocol,
+        kind=cfg.data.split,
+        test_fraction=cfg.data.test_fraction,
+        val_fraction=cfg.data.val_fraction,
+    )
+    in_channels = cfg.model.in_channels
+    method = cfg.method
+    state_info: tuple | None = None
+    if cfg.init:
+        state_info = read_checkpoint(cfg.init)
+        in_channels = checkpoint_in_channels(state_info[0]) or in_channels
+        method = method or state_info[2] or Path(cfg.init).stem
+    method = method or "scratch"
+    model = create_model(cfg.model, store.num_classes, in_channels)
+    report = None
+    if cfg.init:
+        if cfg.model.name != "unet":
+            raise ConfigError("pre-trained weights load into model.name=unet only")
+        report = load_pretrained(model, cfg.init)
+        say(report.summary())
+    for part in cfg.freeze:
+        sub = getattr(model, part, None)
+        if sub is None:
+            raise ConfigError(f"freeze: the model has no part '{part}'")
+        for p in sub.parameters():
+            p.requires_grad_(False)
+
+    init_run_dir(
+        out,
+        cfg,
+        "finetune",
+        str(device),
+        {
+            "method": method,
+            "dataset": store.plan.get("dataset"),
+            "dataset_label": store.plan.get("dataset_label") or _dataset_label(store),
+            "labels": cfg.data.labels,
+            "protocol": cfg.protocol,
+            "data": str(Path(cfg.data.path).resolve()),
+            "class_names": store.class_names,
+            "init": cfg.init,
+            "selected_on": "validation" if cfg.protocol == "standard" else "test (as the papers did)",
+            "train_cases": len(split.train),
+        },
+    )
+    if du.rank() == 0:
+        atomic_write_json(out / "splits.json", split.to_dict())
+        if report is not None:
+            atomic_write_json(out / "load_report.json", report.to_dict())
+    if cfg.protocol == "paper":
+        say("protocol 'paper': the best epoch is selected on the TEST set, as the papers did; use --protocol standard for a sound estimate")
+
+    task = SegmentationTask(cfg, store, split, model, in_channels, device)
+    engine = Engine(cfg.train, cfg.optim, out, resume=resume)
+    fit = engine.fit(task)
+
+    if du.rank() != 0:
+        return FinetuneResult(out, [], "", fit.best_epoch, task.monitor)
+    if engine.best_path.is_file():
+        model.load_state_dict(torch.load(engine.best_path, map_location=device, weights_only=False)["model"])
+    model.to(device)
+    items = []
+    (out / "predictions").mkdir(exist_ok=True)
+    for cid in split.test:
+        pred = task.predict(model, cid)
+        atomic_save_npy(out / "predictions" / f"{cid}.npy", pred)
+        items.append((cid, pred, np.asarray(store.label(cid)), store.info(cid).spacing))
+    result = evaluate_arrays(items, store.class_names, cfg.protocol)
+    write_results(result, out)
+    table = format_summary_table(result.summary)
+    mark_done(out, best_epoch=fit.best_epoch, best_score=fit.best_score, steps=fit.steps)
+    return FinetuneResult(out, result.summary, table, fit.best_epoch, task.monitor)
+
+
+_LABELS = {"acdc": "ACDC", "acdc-h5": "ACDC", "mmwhs": "MMWHS", "hvsmr": "HVSMR", "chaos": "CHAOS", "chaos-nifti": "CHAOS", "isic2018": "ISIC", "mscmrseg": "MS-CMRSeg", "synthetic": "Synthetic"}
+
+
+def _dataset_label(store: SliceStore) -> str:
+    name = str(store.plan.get("dataset"))
+    if name == "msd":
+        task = str(store.plan.get("task_name") or store.plan.get("source", ""))
+        for t in ("Hippocampus", "Spleen", "Heart"):
+            if t.lower() in task.lower():
+                return t
+        return "MSD"
+    return _LABELS.get(name, name)

@@ -1,0 +1,213 @@
+"""Self-supervised pre-training of the U-Net with any registered method, on the one engine.
+
+``pretrain(cfg)`` builds the method around a fresh U-Net, the data pipeline the method declares
+(views, superpixels, neighbours), trains it and writes ``pretrain.pt``: the pre-trained parts of the
+U-Net (``encoder`` and, for MACL/GCL/DiRA, ``decoder``), which ``medssl finetune --init`` loads.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+from .config import OptimCfg, PretrainConfig, apply_overrides, config_to_dict
+from .data.datasets import PretrainSlices, seed_worker
+from .data.store import SliceStore
+from .engine.rundir import init_run_dir, mark_done
+from .engine.trainer import Engine, resolve_device, seed_everything
+from .errors import ConfigError
+from .methods.base import Method, update_momentum
+from .models.unet import UNet
+from .registry import METHODS
+from .utils import distributed as du
+from .utils.files import atomic_write
+
+__all__ = ["pretrain", "PretrainResult", "PretrainTask", "build_method", "apply_variant"]
+
+log = logging.getLogger("medssl")
+
+
+def _load_methods() -> None:
+    from .methods.catalog import load_all_methods
+
+    load_all_methods()
+
+
+def apply_variant(cfg: PretrainConfig) -> PretrainConfig:
+    """Apply the method's named variant (``cfg.variant``) under the user's explicit settings.
+
+    Method arguments given in ``cfg.method_args`` win over the variant's; optimiser fields are taken
+    from the variant only where they still have the pre-training default.
+    """
+    if not cfg.variant:
+        return cfg
+    _load_methods()
+    cls = METHODS.get(cfg.method)
+    if cfg.variant not in cls.variants:
+        known = ", ".join(sorted(cls.variants)) or "none"
+        raise ConfigError(f"method '{cfg.method}' has no variant '{cfg.variant}' (known: {known})")
+    spec = cls.variants[cfg.variant]
+    overrides: dict[str, Any] = {}
+    default_optim = config_to_dict(PretrainConfig().optim)
+    current = config_to_dict(cfg.optim)
+    for k, v in spec.get("optim", {}).items():
+        if current.get(k) == default_optim.get(k):
+            overrides[f"optim.{k}"] = v
+    for k, v in spec.get("method", {}).items():
+        if k not in cfg.method_args:
+            overrides[f"method_args.{k}"] = v
+    return apply_overrides(cfg, overrides) if overrides else cfg
+
+
+def build_method(cfg: PretrainConfig) -> Method:
+    """The method named by ``cfg.method`` around a fresh U-Net."""
+    _load_methods()
+    try:
+        cls = METHODS.get(cfg.method)
+    except KeyError as e:
+        raise ConfigError(str(e.args[0])) from None
+    if cfg.model.name != "unet":
+        raise ConfigError("pre-training supports model.name=unet only")
+    backbone = UNet(cfg.model.in_channels, 2, cfg.model.base_width, cfg.model.depth)
+    try:
+        return cls(backbone, **cfg.method_args)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"method '{cfg.method}': {e}") from None
+
+
+@dataclass
+class PretrainResult:
+    out: Path
+    checkpoint: Path
+    method: str
+    pretrains: tuple[str, ...]
+    final_losses: dict[str, float]
+
+
+class PretrainTask:
+    """The pre-training :class:`~medssl.engine.Task`."""
+
+    monitor = None
+    find_unused_parameters = True
+
+    def __init__(self, cfg: PretrainConfig, store: SliceStore, method: Method, device: torch.device, say: Callable[[str], None]) -> None:
+        from .data.views import MultiViewTransform
+
+        self.cfg, self.store, self.model, self.device = cfg, store, method, device
+        size = cfg.data.image_size or 128
+        if size % (2 ** cfg.model.depth):
+            raise ConfigError(f"image size {size} must be divisible by {2 ** cfg.model.depth} (2**depth)")
+        cases = [c.case_id for c in store.cases]
+        provider = None
+        if "superpixels" in method.needs:
+            from .data.superpixels import SuperpixelConfig, SuperpixelProvider, build_superpixel_cache
+
+            try:
+                sp_cfg = SuperpixelConfig(**cfg.superpixels)
+            except TypeError as e:
+                raise ConfigError(f"superpixels: {e}") from None
+            if sp_cfg.mode == "cache" and du.rank() == 0:
+                say(f"superpixel cache: {build_superpixel_cache(store, sp_cfg, progress=cfg.train.progress)}")
+            if du.is_distributed():
+                torch.distributed.barrier()
+            provider = SuperpixelProvider(sp_cfg, store)
+        views = MultiViewTransform(views=method.views, neighbor="neighbor" in method.needs, **method.view_options())
+        self.dataset = PretrainSlices(store, cases, size, views, method.needs, provider, seed=cfg.train.seed)
+        self._gen = torch.Generator()
+        self._probe: Tensor | None = None
+
+    def steps_per_epoch(self) -> int:
+        per_rank = math.ceil(len(self.dataset) / du.world_size())
+        return max(1, per_rank // self.cfg.data.batch_size)
+
+    def train_loader(self, epoch: int) -> DataLoader:
+        self.dataset.set_epoch(epoch)
+        if du.is_distributed():
+            sampler: Any = DistributedSampler(self.dataset, shuffle=True, seed=self.cfg.train.seed, drop_last=True)
+            sampler.set_epoch(epoch)
+        else:
+            self._gen.manual_seed(self.cfg.train.seed * 1000 + epoch)
+            sampler = RandomSampler(self.dataset, generator=self._gen)
+        if len(self.dataset) < self.cfg.data.batch_size:
+            raise ConfigError(f"batch size {self.cfg.data.batch_size} is larger than the {len(self.dataset)} slices available")
+        return DataLoader(
+            self.dataset,
+            batch_size=self.cfg.data.batch_size,
+            sampler=sampler,
+            num_workers=self.cfg.data.num_workers,
+            drop_last=True,
+            pin_memory=self.device.type == "cuda",
+            worker_init_fn=seed_worker,
+        )
+
+    def training_step(self, model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        return model(batch)
+
+    def on_step(self, step: int, max_steps: int) -> None:
+        self.model.on_step(step, max_steps)
+
+    def after_step(self, progress: float) -> None:
+        pairs = self.model.momentum_pairs()
+        if pairs:
+            m = self.model.momentum(progress)
+            for online, target in pairs:
+                update_momentum(online, target, m)
+
+    def validate(self, model: nn.Module, epoch: int) -> dict[str, float]:
+        """Embedding spread on a fixed probe batch; warns when the representation collapses."""
+        if self._probe is None:
+            n = min(len(self.dataset), 32)
+            idx = torch.linspace(0, len(self.dataset) - 1, n).long().tolist()
+            self._probe = torch.stack([self.dataset[i]["image"] for i in idx]).to(self.device)
+        feats = self.model.backbone.encode(self._probe)[-1].mean(dim=(-2, -1))
+        z = nn.functional.normalize(feats.float(), dim=1)
+        std = float(z.std(dim=0).mean())
+        if std < 1e-3:
+            warnings.warn(f"epoch {epoch}: embedding std {std:.2e} is near zero: the representation may have collapsed", stacklevel=2)
+        return {"embedding_std": std}
+
+
+def pretrain(cfg: PretrainConfig, resume: bool = True, log_fn: Callable[[str], None] | None = None) -> PretrainResult:
+    """Pre-train the U-Net with ``cfg.method`` on a prepared store.
+
+    Args:
+        cfg: resolved configuration (``cfg.data.path`` = prepared store; ``cfg.out`` = run folder).
+        resume: continue an interrupted run from its last complete epoch.
+        log_fn: where messages go.
+
+    Returns:
+        A :class:`PretrainResult`; ``checkpoint`` is the ``pretrain.pt`` to pass to ``finetune --init``.
+    """
+    say = log_fn or log.info
+    cfg = apply_variant(cfg)
+    if not cfg.data.path:
+        raise ConfigError("data.path is empty: give the prepared store (--data)")
+    store = SliceStore(cfg.data.path)
+    seed_everything(cfg.train.seed, cfg.train.deterministic)
+    device = resolve_device(cfg.train.device)
+    method = build_method(cfg)
+    out = Path(cfg.out)
+    init_run_dir(out, cfg, "pretrain", str(device), {"method": cfg.method, "dataset": store.plan.get("dataset"), "data": str(Path(cfg.data.path).resolve()), "pretrains": list(method.pretrains), "variant": cfg.variant})
+    task = PretrainTask(cfg, store, method, device, say)
+    fit = Engine(cfg.train, cfg.optim, out, resume=resume).fit(task)
+    ckpt = out / "pretrain.pt"
+    payload = {
+        "format": "medssl-pretrain",
+        "method": cfg.method,
+        "pretrains": list(method.pretrains),
+        "state_dict": {k: v.detach().cpu() for k, v in method.pretrained_state_dict().items()},
+        "model": config_to_dict(cfg.model),
+        "config": config_to_dict(cfg),
+        "steps": fit.steps,
+    }
+    if du.rank() == 0:
+        atomic_write(ckpt, lambda tmp: torch.save(payload, tmp))
+        mark_done(out, steps=fit.steps, checkpoint=str(ckpt))
+    return PretrainResult(out, ckpt, cfg.method, tuple(method.pretrains), fit.last_metrics)
