@@ -1,0 +1,50 @@
+"""Evaluation: segmentation metrics for the ``standard`` and ``paper`` protocols, and writing results.
+
+See ``metrics`` (DSC/JC from confusion counts, medpy-exact HD95/ASD/ASSD/HD, per-case rows,
+summaries, ``MetricAccumulator``) and ``evaluate`` (arrays or NIfTI folders -> rows -> files).
+"""
+from __future__ import annotations
+
+from .evaluate import (
+    EvaluationResult,
+    evaluate_arrays,
+    evaluate_folders,
+    format_summary_table,
+    write_results,
+)
+from .metrics import (
+    METRIC_NAMES,
+    PROTOCOLS,
+    MetricAccumulator,
+    asd,
+    assd,
+    case_metrics,
+    confusion_counts,
+    dice_jaccard_from_counts,
+    distance_metrics,
+    hd,
+    hd95,
+    summarize,
+    surface_distances,
+)
+
+__all__ = [
+    "PROTOCOLS",
+    "METRIC_NAMES",
+    "confusion_counts",
+    "dice_jaccard_from_counts",
+    "surface_distances",
+    "distance_metrics",
+    "hd",
+    "hd95",
+    "asd",
+    "assd",
+    "case_metrics",
+    "summarize",
+    "MetricAccumulator",
+    "EvaluationResult",
+    "evaluate_arrays",
+    "evaluate_folders",
+    "write_results",
+    "format_summary_table",
+]

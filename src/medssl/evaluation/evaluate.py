@@ -1,0 +1,371 @@
+"""Evaluate predictions: per-case rows -> ``metrics.csv``, ``summary.csv``, ``summary.md``, ``summary.json``.
+
+Rows come from ``metrics.case_metrics`` (one per case and foreground class); every summary is built
+from those rows (``metrics.summarize``), never from a separate code path.
+
+``evaluate_folders`` pairs NIfTI files by name (``case.nii.gz`` in the prediction folder with
+``case.nii.gz`` or ``case.nii`` in the ground-truth folder), reads the spacing from the ground-truth
+header, and reports any problem as a one-line ``DataError`` naming the file.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import DataError
+from .metrics import METRIC_NAMES, MetricAccumulator, _check_protocol
+
+__all__ = [
+    "EvaluationResult",
+    "evaluate_arrays",
+    "evaluate_folders",
+    "write_results",
+    "format_summary_table",
+    "ROW_COLUMNS",
+]
+
+#: Column order of ``metrics.csv``.
+ROW_COLUMNS: tuple[str, ...] = (
+    "case_id",
+    "class_index",
+    "class_name",
+    *METRIC_NAMES,
+    "tp",
+    "fp",
+    "fn",
+    "gt_empty",
+    "pred_empty",
+    "n_slices",
+    "protocol",
+)
+
+_NIFTI_SUFFIXES = (".nii.gz", ".nii")
+_MD_METRICS = ("dsc", "jc", "hd95", "asd", "assd")
+
+
+@dataclass
+class EvaluationResult:
+    """Per-case rows and their summary.
+
+    Attributes:
+        rows: one dict per case and foreground class (keys of ``ROW_COLUMNS`` but ``protocol``).
+        summary: ``summarize(rows, protocol)``: one dict per class, then the ``mean`` row.
+        protocol: ``"standard"`` or ``"paper"``.
+        class_names: K names, background first.
+    """
+
+    rows: list[dict[str, Any]]
+    summary: list[dict[str, Any]]
+    protocol: str = "standard"
+    class_names: tuple[str, ...] = field(default_factory=tuple)
+
+
+def evaluate_arrays(
+    items: Iterable[tuple[str, Any, Any, Any]],
+    class_names: Sequence[str],
+    protocol: str = "standard",
+) -> EvaluationResult:
+    """Score ``(case_id, pred, gt, spacing)`` tuples.
+
+    Args:
+        items: ``(case_id, pred (D, H, W), gt (D, H, W), spacing (sz, sy, sx) or None)``.
+        class_names: K names, background first.
+        protocol: ``"standard"`` or ``"paper"``.
+
+    Returns:
+        ``EvaluationResult`` with the rows in input order and their summary.
+
+    Raises:
+        ValueError: a repeated case id, shape mismatch or labels outside the classes (the message
+            starts with the case id).
+    """
+    acc = MetricAccumulator(class_names, protocol)
+    for case_id, pred, gt, spacing in items:
+        try:
+            acc.add(str(case_id), pred, gt, spacing)
+        except ValueError as exc:
+            raise ValueError(f"{case_id}: {exc}") from exc
+    return EvaluationResult(acc.rows(), acc.summary(), protocol, acc.class_names)
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+def _csv_value(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return "nan" if math.isnan(v) else repr(float(v))
+    return v
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return None if not math.isfinite(float(v)) else float(v)
+    return v
+
+
+def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(columns)
+        for r in rows:
+            w.writerow([_csv_value(r.get(c)) for c in columns])
+
+
+def _summary_columns(summary: Sequence[Mapping[str, Any]]) -> list[str]:
+    cols: list[str] = []
+    for r in summary:
+        for k in r:
+            if k not in cols:
+                cols.append(k)
+    return cols
+
+
+def _fmt(mean: Any, std: Any, digits: int) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "n/a"
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _table_cells(summary: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Header and cells shared by the Markdown and the text table (mean row first)."""
+    header = ["class", "cases", *[m.upper() for m in _MD_METRICS], "gt empty", "pred empty", "no distance"]
+    ordered = [r for r in summary if r.get("class_index") is None] + [r for r in summary if r.get("class_index") is not None]
+    cells = []
+    for r in ordered:
+        line = [str(r["class_name"]), str(r["n_cases"])]
+        for m in _MD_METRICS:
+            line.append(_fmt(r.get(f"{m}_mean"), r.get(f"{m}_std"), 4 if m in ("dsc", "jc") else 2))
+        line += [str(r.get("n_gt_empty", 0)), str(r.get("n_pred_empty", 0)), str(r.get("hd95_n_empty", 0))]
+        cells.append(line)
+    return header, cells
+
+
+def format_summary_table(summary: Sequence[Mapping[str, Any]]) -> str:
+    """A fixed-width text table of a summary (mean row first), for printing.
+
+    Args:
+        summary: the output of ``summarize``.
+
+    Returns:
+        The table as one string without a trailing newline (empty string for an empty summary).
+    """
+    if not summary:
+        return ""
+    header, cells = _table_cells(summary)
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    for c in cells:
+        lines.append("  ".join(v.ljust(w) for v, w in zip(c, widths)))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _markdown(result: EvaluationResult) -> str:
+    header, cells = _table_cells(result.summary)
+    if result.protocol == "paper":
+        note = (
+            "Protocol `paper`: DSC/JC pooled over all test slices per class; HD95/ASD/ASSD per 2D slice "
+            "in pixels, 0 where a slice mask is empty, averaged over slices; ASD directed (pred -> gt). "
+            "± is the std over cases of the per-case values."
+        )
+    else:
+        note = (
+            "Protocol `standard`: per-volume 3D DSC/JC; HD95/ASD/ASSD in mm with the voxel spacing; "
+            "mean ± std over cases (population std), cases with an empty mask excluded and counted "
+            "(`gt empty`, `pred empty`; `no distance` = cases without HD95)."
+        )
+    lines = [f"# Evaluation summary ({result.protocol})", "", note, ""]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join("---" for _ in header) + "|")
+    for c in cells:
+        lines.append("| " + " | ".join(c) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(result: EvaluationResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``metrics.csv``, ``summary.csv``, ``summary.md`` and ``summary.json`` into ``out_dir``.
+
+    ``metrics.csv`` has one line per case and class (columns ``ROW_COLUMNS``, booleans as 0/1, NaN as
+    ``nan``); ``summary.json`` holds ``protocol``, ``class_names``, ``mean`` (metric -> value of the
+    mean row), ``per_class`` (class name -> metric -> value), ``summary`` (the full summary rows) and
+    ``metric_per_case`` (the rows), NaN as null.
+
+    Args:
+        result: an ``EvaluationResult``.
+        out_dir: folder (created if missing).
+
+    Returns:
+        ``{"metrics_csv", "summary_csv", "summary_md", "summary_json"}`` -> paths written.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "metrics_csv": out / "metrics.csv",
+        "summary_csv": out / "summary.csv",
+        "summary_md": out / "summary.md",
+        "summary_json": out / "summary.json",
+    }
+    rows = [{**r, "protocol": result.protocol} for r in result.rows]
+    _write_csv(paths["metrics_csv"], rows, ROW_COLUMNS)
+    _write_csv(paths["summary_csv"], result.summary, _summary_columns(result.summary))
+    paths["summary_md"].write_text(_markdown(result))
+    mean_row = next((r for r in result.summary if r.get("class_index") is None), {})
+    doc = {
+        "protocol": result.protocol,
+        "class_names": list(result.class_names),
+        "mean": {m: _json_value(mean_row.get(f"{m}_mean", float("nan"))) for m in METRIC_NAMES},
+        "per_class": {
+            str(r["class_name"]): {m: _json_value(r.get(f"{m}_mean", float("nan"))) for m in METRIC_NAMES}
+            for r in result.summary
+            if r.get("class_index") is not None
+        },
+        "summary": [{k: _json_value(v) for k, v in r.items()} for r in result.summary],
+        "metric_per_case": [{k: _json_value(v) for k, v in r.items()} for r in rows],
+    }
+    paths["summary_json"].write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+    return paths
+
+
+# --------------------------------------------------------------------------------------------
+# Folders of NIfTI files
+# --------------------------------------------------------------------------------------------
+def _case_name(path: Path) -> str | None:
+    for suf in _NIFTI_SUFFIXES:
+        if path.name.endswith(suf) and len(path.name) > len(suf):
+            return path.name[: -len(suf)]
+    return None
+
+
+def _list_nifti(folder: Path) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise DataError(folder, "not a folder")
+    found: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        name = _case_name(p)
+        if name is None or not p.is_file():
+            continue
+        if name in found:
+            raise DataError(p, f"two files for case '{name}' ({found[name].name} and {p.name})")
+        found[name] = p
+    return found
+
+
+def _read_labels(path: Path, label_map: Mapping[int, int] | None) -> tuple[np.ndarray, tuple[float, ...]]:
+    """A NIfTI label volume as integers ``(D, H, W)`` and its spacing ``(sz, sy, sx)``."""
+    import nibabel as nib
+
+    from ..data.case import to_dhw
+
+    try:
+        img = nib.load(str(path))
+        raw = np.asanyarray(img.dataobj)
+        zooms = img.header.get_zooms()
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a data problem of this file
+        raise DataError(path, f"cannot read NIfTI file ({exc})") from exc
+    if raw.ndim not in (2, 3) and not (raw.ndim > 3 and all(s == 1 for s in raw.shape[3:])):
+        raise DataError(path, f"expected a 2D or 3D label volume, got shape {raw.shape}")
+    raw = raw.reshape(raw.shape[:3]) if raw.ndim > 3 else raw
+    if not np.issubdtype(raw.dtype, np.integer):
+        if not np.all(np.isfinite(raw)):
+            raise DataError(path, "label volume contains NaN or infinite values")
+        rounded = np.rint(raw)
+        if not np.array_equal(rounded, raw):
+            bad = raw[rounded != raw].flat[0]
+            raise DataError(path, f"label value {bad:g} is not an integer")
+        raw = rounded
+    arr, spacing = to_dhw(raw.astype(np.int64), zooms)
+    if label_map is not None:
+        values = np.unique(arr)
+        missing = [int(v) for v in values if int(v) not in label_map]
+        if missing:
+            raise DataError(path, f"label value {missing[0]} not in the label map {sorted(label_map)}")
+        lut_keys = np.array(sorted(label_map), dtype=np.int64)
+        lut_vals = np.array([label_map[k] for k in lut_keys], dtype=np.int64)
+        arr = lut_vals[np.searchsorted(lut_keys, arr)]
+    return arr, spacing
+
+
+def evaluate_folders(
+    pred_dir: str | Path,
+    gt_dir: str | Path,
+    class_names: Sequence[str] | None = None,
+    protocol: str = "standard",
+    label_map: Mapping[int, int] | None = None,
+    spacing_tolerance: float = 1e-3,
+) -> EvaluationResult:
+    """Score every NIfTI prediction in ``pred_dir`` against its namesake in ``gt_dir``.
+
+    Args:
+        pred_dir: predictions ``<case>.nii.gz`` (or ``.nii``) with class indices ``0..K-1``.
+        gt_dir: ground truth with the same case names; its headers give the spacing.
+        class_names: K names, background first; None = ``background, class_1, ...`` up to the
+            largest label found.
+        protocol: ``"standard"`` or ``"paper"``.
+        label_map: raw ground-truth value -> class index (e.g. ``{0: 0, 63: 1, 126: 2}``); applied to
+            the ground truth only (predictions are class indices). None = values are class indices.
+        spacing_tolerance: largest allowed difference (mm) between the two headers' spacings.
+
+    Returns:
+        ``EvaluationResult`` with one row per case (sorted by name) and foreground class.
+
+    Raises:
+        DataError: one line naming the file: a missing partner, an unreadable file, a shape or
+            spacing mismatch, non-integer labels or labels outside the classes / label map.
+    """
+    _check_protocol(protocol)
+    pdir, gdir = Path(pred_dir), Path(gt_dir)
+    preds, gts = _list_nifti(pdir), _list_nifti(gdir)
+    for name, p in preds.items():
+        if name not in gts:
+            raise DataError(p, f"no ground truth '{name}.nii.gz' in {gdir}")
+    for name, g in gts.items():
+        if name not in preds:
+            raise DataError(g, f"no prediction '{name}.nii.gz' in {pdir}")
+    if not gts:
+        raise DataError(gdir, "no NIfTI files (*.nii.gz, *.nii)")
+
+    def pairs() -> Iterable[tuple[str, Path, np.ndarray, Path, np.ndarray, tuple[float, ...]]]:
+        for name in sorted(gts):
+            g, gsp = _read_labels(gts[name], label_map)
+            p, psp = _read_labels(preds[name], None)
+            if p.shape != g.shape:
+                raise DataError(preds[name], f"shape {p.shape} (D, H, W) does not match the ground truth {g.shape} ({gts[name]})")
+            if not np.allclose(psp, gsp, rtol=0.0, atol=spacing_tolerance):
+                raise DataError(
+                    preds[name],
+                    f"spacing {tuple(round(s, 4) for s in psp)} does not match the ground truth "
+                    f"{tuple(round(s, 4) for s in gsp)} ({gts[name]})",
+                )
+            yield name, preds[name], p, gts[name], g, gsp
+
+    if class_names is None:
+        top = max(label_map.values()) if label_map else 0
+        for _, _, p, _, g, _ in pairs():
+            top = max(top, int(p.max(initial=0)), int(g.max(initial=0)))
+        class_names = ("background", *(f"class_{i}" for i in range(1, max(top, 1) + 1)))
+    k = len(class_names)
+    acc = MetricAccumulator(class_names, protocol)
+    for name, ppath, p, gpath, g, spacing in pairs():
+        for arr, path in ((g, gpath), (p, ppath)):
+            lo, hi = int(arr.min(initial=0)), int(arr.max(initial=0))
+            if lo < 0 or hi >= k:
+                bad = lo if lo < 0 else hi
+                raise DataError(path, f"label value {bad} not in the classes 0..{k - 1} ({', '.join(class_names)})")
+        acc.add(name, p, g, spacing)
+    return EvaluationResult(acc.rows(), acc.summary(), protocol, acc.class_names)
