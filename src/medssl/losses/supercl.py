@@ -1,0 +1,283 @@
+"""SuperCL's losses (METHODS.md section 3): ILCP (L_intra), ASP, CCL, IGCP (L_inter) and the total.
+
+Notation: ``f1, f2`` are the encoder's bottleneck maps of the two intensity views (B, C, h, w),
+``z3, z4`` the projections of the two spatial views (B, d), ``S1`` (``S2``) the superpixel maps of
+v1 (v2) at input resolution (B, H, W).
+
+* L_ins = PCL loss on ``[z3, z4]`` with slice positions (delta 0.1);
+* ILCP: per image, SupCon over every ``stride``-th pixel token (raster order) of ``f1[b]`` and
+  ``f2[b]``, positives = same superpixel label of ``S1`` downsampled to h x w (nearest);
+* ASP: ``A_b(p) = sum_{q in k(p)} m_b(q) / n`` with ``m_b`` the channel mean of ``f_b`` and
+  ``n = h*w`` (the released code) or ``|k|``;
+* CCL: 1-NN graph (cosine, self excluded) on the 2B flattened ASP maps, connected components,
+  positives = same component, and the two views of an image always positive;
+* L_inter = SupCon on ``[z3, z4]`` with the CCL mask;
+* L = L_ins + 1.0 L_intra + 0.5 L_inter.
+
+References:
+    - [0] Zhang et al., SuperCL: Superpixel Guided Contrastive Learning for Medical Image
+      Segmentation Pre-training, IEEE TIP 2026, https://arxiv.org/abs/2504.14737
+    - [1] Zeng et al., Positional Contrastive Learning, 2021, https://arxiv.org/abs/2106.09157
+    - [2] Zheng et al., Weakly Supervised Contrastive Learning (WCL), ICCV 2021 (the 1-NN graph)
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..utils.distributed import gather_nograd, gather_with_grad
+from .supcon import cosine_logits, instance_mask, positional_mask, supcon_from_logits
+
+__all__ = [
+    "downsample_superpixels",
+    "intra_loss",
+    "average_superpixel_map",
+    "ccl_components",
+    "ccl_mask",
+    "inter_loss",
+    "supercl_loss",
+]
+
+
+def downsample_superpixels(superpixels: Tensor, size: tuple[int, int]) -> Tensor:
+    """Nearest downsampling of label maps, as ``F.interpolate(mode="nearest")`` in the reference.
+
+    Shape: superpixels (B, H, W) integer -> (B, h, w) long (pixel ``(i, j)`` takes the label at
+    ``(floor(i * H / h), floor(j * W / w))``).
+    """
+    if superpixels.ndim != 3:
+        raise ValueError(f"superpixels must be (B, H, W), got {tuple(superpixels.shape)}")
+    if tuple(superpixels.shape[-2:]) == tuple(size):
+        return superpixels.long()
+    # float64 keeps every label exact
+    out = F.interpolate(superpixels[:, None].double(), size=tuple(size), mode="nearest")
+    return out[:, 0].round().long()
+
+
+def intra_loss(
+    f1: Tensor,
+    f2: Tensor,
+    superpixels: Tensor,
+    stride: int = 16,
+    temperature: float = 0.1,
+    base_temperature: float = 0.07,
+) -> Tensor:
+    """ILCP / L_intra: pixel-level SupCon inside each image, positives = same superpixel.
+
+    For each image b: the ``h*w`` pixel tokens of ``f1[b]`` and of ``f2[b]`` are taken in raster
+    order, every ``stride``-th one is kept (the same positions in both views), and SupCon runs on
+    the ``2n`` kept tokens with positives = tokens whose superpixel label (``superpixels[b]``
+    downsampled to h x w) is equal, so the same pixel in the other view is always a positive.
+
+    Args:
+        f1: (B, C, h, w) features of view 1.
+        f2: (B, C, h, w) features of view 2 (pixel-aligned with view 1).
+        superpixels: (B, H, W) integer labels of view 1 at any resolution (downsampled, nearest).
+        stride: keep every ``stride``-th token (16 in the reference).
+        temperature: tau.
+        base_temperature: tau_base.
+
+    Returns:
+        Scalar: the mean over the B images of the per-image SupCon loss.
+    """
+    if f1.shape != f2.shape or f1.ndim != 4:
+        raise ValueError(f"f1 and f2 must have the same (B, C, h, w) shape, got {tuple(f1.shape)} and {tuple(f2.shape)}")
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    b, c, h, w = f1.shape
+    labels = downsample_superpixels(superpixels, (h, w)).reshape(b, h * w)[:, ::stride]
+    t1 = f1.reshape(b, c, h * w).transpose(1, 2)[:, ::stride]
+    t2 = f2.reshape(b, c, h * w).transpose(1, 2)[:, ::stride]
+    tokens = torch.cat([t1, t2], dim=1)  # (B, 2n, C)
+    same = labels[:, :, None] == labels[:, None, :]
+    mask = same.repeat(1, 2, 2)
+    # every image has the same number of anchors, each with a positive: the mean over all anchors
+    # equals the mean over images of the per-image means
+    return supcon_from_logits(cosine_logits(tokens, temperature), mask, temperature, base_temperature)
+
+
+def average_superpixel_map(f: Tensor, superpixels: Tensor, divide_by: str = "image") -> Tensor:
+    """ASP: the channel-mean map averaged inside each superpixel.
+
+    ``m_b = mean_c f_b``; for superpixel k of image b, every pixel of k gets
+    ``sum_{q in k} m_b(q) / n`` with ``n = h * w`` (``divide_by="image"``, the released code) or
+    ``n = |k|`` (``divide_by="superpixel"``, a true average).
+
+    Args:
+        f: (B, C, h, w) features, or (B, h, w) an already channel-averaged map.
+        superpixels: (B, H, W) integer labels (downsampled to h x w, nearest, if H, W differ).
+        divide_by: ``"image"`` or ``"superpixel"``.
+
+    Returns:
+        (B, h, w) the ASP maps (differentiable with respect to ``f``).
+    """
+    if divide_by not in ("image", "superpixel"):
+        raise ValueError(f"divide_by must be 'image' or 'superpixel', got '{divide_by}'")
+    m = f.float().mean(dim=1) if f.ndim == 4 else f.float()
+    if m.ndim != 3:
+        raise ValueError(f"f must be (B, C, h, w) or (B, h, w), got {tuple(f.shape)}")
+    b, h, w = m.shape
+    labels = downsample_superpixels(superpixels, (h, w)).reshape(b, h * w)
+    if labels.numel() and int(labels.min()) < 0:
+        raise ValueError("superpixel labels must be >= 0")
+    k = int(labels.max()) + 1 if labels.numel() else 1
+    idx = labels + torch.arange(b, device=labels.device)[:, None] * k  # one label range per image
+    flat = idx.reshape(-1)
+    sums = torch.zeros(b * k, dtype=m.dtype, device=m.device).scatter_add(0, flat, m.reshape(-1))
+    if divide_by == "image":
+        means = sums / float(h * w)
+    else:
+        counts = torch.bincount(flat, minlength=b * k).to(m.dtype)
+        means = sums / counts.clamp_min(1)
+    return means[idx].reshape(b, h, w)
+
+
+@torch.no_grad()
+def ccl_components(vectors: Tensor) -> Tensor:
+    """Connected components of the undirected 1-nearest-neighbour graph (cosine, self excluded).
+
+    Args:
+        vectors: (N, D) e.g. the 2B flattened ASP maps (views 1 then views 2).
+
+    Returns:
+        (N,) long component index of each node (``0..C-1`` in order of first appearance,
+        as ``scipy.sparse.csgraph.connected_components``).
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = vectors.shape[0]
+    if n <= 1:
+        return torch.zeros(n, dtype=torch.long, device=vectors.device)
+    v = F.normalize(vectors.detach().float().reshape(n, -1), dim=-1)
+    sim = v @ v.T
+    sim.fill_diagonal_(float("-inf"))
+    nn_idx = sim.argmax(dim=1).cpu().numpy()
+    rows = np.arange(n)
+    graph = coo_matrix((np.ones(n), (rows, nn_idx)), shape=(n, n))
+    _, comp = connected_components(graph, directed=False)
+    return torch.as_tensor(comp, dtype=torch.long, device=vectors.device)
+
+
+@torch.no_grad()
+def ccl_mask(asp_vectors: Tensor, views: int = 2) -> Tensor:
+    """CCL positive mask: same 1-NN-graph component, plus the views of one image forced positive.
+
+    Only the pairs (view u of image i, view v of image i) are added to the component mask, as in
+    the released code (the components of the two views are not merged transitively).
+
+    Args:
+        asp_vectors: (V*B, D) flattened ASP maps, all views 1 first, then all views 2, ...
+        views: V.
+
+    Returns:
+        (V*B, V*B) bool mask (diagonal True; SupCon ignores it).
+    """
+    n = asp_vectors.shape[0]
+    if n % views:
+        raise ValueError(f"{n} vectors cannot be split into {views} views")
+    comp = ccl_components(asp_vectors)
+    mask = comp[:, None] == comp[None, :]
+    return mask | instance_mask(n // views, views, device=asp_vectors.device)
+
+
+def inter_loss(
+    z3: Tensor,
+    z4: Tensor,
+    mask: Tensor,
+    temperature: float = 0.1,
+    base_temperature: float = 0.07,
+    logits: Tensor | None = None,
+) -> Tensor:
+    """IGCP / L_inter: SupCon on ``[z3, z4]`` with the CCL mask.
+
+    Args:
+        z3: (B, d) projections of view 3.
+        z4: (B, d) projections of view 4.
+        mask: (2B, 2B) bool positives (from :func:`ccl_mask`).
+        temperature: tau.
+        base_temperature: tau_base.
+        logits: optional precomputed ``cosine_logits(cat([z3, z4]), temperature)`` (2B, 2B), to share
+            the similarity matrix with L_ins.
+
+    Returns:
+        Scalar loss.
+    """
+    if logits is None:
+        logits = cosine_logits(torch.cat([z3, z4], dim=0), temperature)
+    if mask.shape != logits.shape:
+        raise ValueError(f"mask {tuple(mask.shape)} does not match logits {tuple(logits.shape)}")
+    return supcon_from_logits(logits, mask, temperature, base_temperature)
+
+
+def supercl_loss(
+    f1: Tensor,
+    f2: Tensor,
+    z3: Tensor,
+    z4: Tensor,
+    superpixels: Tensor,
+    positions: Tensor | None = None,
+    superpixels2: Tensor | None = None,
+    *,
+    temperature: float = 0.1,
+    base_temperature: float = 0.07,
+    delta: float = 0.1,
+    stride: int = 16,
+    asp_divide: str = "image",
+    w_intra: float = 1.0,
+    w_inter: float = 0.5,
+    gather: bool = False,
+) -> dict[str, Tensor]:
+    """The SuperCL objective ``L = L_ins + w_intra L_intra + w_inter L_inter``.
+
+    The similarity matrix of ``[z3, z4]`` is computed once and shared by L_ins and L_inter.
+
+    Args:
+        f1: (B, C, h, w) bottleneck features of v1.
+        f2: (B, C, h, w) bottleneck features of v2.
+        z3: (B, d) projected features of v3.
+        z4: (B, d) projected features of v4.
+        superpixels: (B, H, W) integer superpixel labels of v1 (S1).
+        positions: (B,) slice positions ``(z + 1) / D`` for L_ins; None = instance positives
+            (SimCLR mask, as the reference does for 2D data sets such as ISIC).
+        superpixels2: (B, H, W) labels of v2 (S2) for view 2's ASP; None = ``superpixels``
+            (cache mode, where S1 = S2).
+        temperature: tau (0.1).
+        base_temperature: tau_base (0.07).
+        delta: PCL threshold for L_ins (0.1).
+        stride: ILCP token stride (16).
+        asp_divide: ``"image"`` (code) or ``"superpixel"``.
+        w_intra: weight of L_intra (1.0).
+        w_inter: weight of L_inter (0.5).
+        gather: concatenate z3, z4, positions and the ASP vectors over all processes before
+            L_ins and L_inter (negatives from every GPU; a no-op in one process). The reference
+            computes each GPU's loss on its own batch (False).
+
+    Returns:
+        ``{"loss", "ins", "intra", "inter"}`` scalars.
+    """
+    b = z3.shape[0]
+    if z4.shape != z3.shape or f1.shape[0] != b:
+        raise ValueError(f"batch sizes differ: f1 {tuple(f1.shape)}, z3 {tuple(z3.shape)}, z4 {tuple(z4.shape)}")
+    l_intra = intra_loss(f1, f2, superpixels, stride, temperature, base_temperature)
+    with torch.no_grad():
+        a1 = average_superpixel_map(f1.detach(), superpixels, asp_divide).reshape(b, -1)
+        a2 = average_superpixel_map(f2.detach(), superpixels if superpixels2 is None else superpixels2, asp_divide).reshape(b, -1)
+    if gather:
+        z3, z4 = gather_with_grad(z3), gather_with_grad(z4)
+        a1, a2 = gather_nograd(a1), gather_nograd(a2)
+        if positions is not None:
+            positions = gather_nograd(positions.float())
+    n = z3.shape[0]
+    logits = cosine_logits(torch.cat([z3, z4], dim=0), temperature)
+    if positions is None:
+        ins_mask = instance_mask(n, 2, device=logits.device)
+    else:
+        ins_mask = positional_mask(positions.to(logits.device), delta, 2)
+    l_ins = supcon_from_logits(logits, ins_mask, temperature, base_temperature)
+    mask = ccl_mask(torch.cat([a1, a2], dim=0), views=2).to(logits.device)
+    l_inter = inter_loss(z3, z4, mask, temperature, base_temperature, logits=logits)
+    total = l_ins + w_intra * l_intra + w_inter * l_inter
+    return {"loss": total, "ins": l_ins, "intra": l_intra, "inter": l_inter}

@@ -1,0 +1,168 @@
+"""A figure that shows what SuperCL sees: slice, superpixels, ASP map and CCL group (METHODS.md section 3).
+
+Example::
+
+    supercl_figure("prepared/chaos", "supercl.png", n=6)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..data.superpixels import SuperpixelConfig, compute_superpixels
+from ..losses.supercl import average_superpixel_map, ccl_components
+
+__all__ = ["plot_supercl_batch", "supercl_figure"]
+
+
+def plot_supercl_batch(
+    images: np.ndarray,
+    superpixels: np.ndarray,
+    asp: np.ndarray,
+    components: np.ndarray,
+    out_path: str | Path,
+    panel_size: float = 2.2,
+    dpi: int = 100,
+) -> Path:
+    """Draw one row per slice: image | superpixel boundaries | ASP map | CCL group colour.
+
+    Args:
+        images: (B, H, W) grey slices (any range; shown min-max scaled).
+        superpixels: (B, H, W) integer superpixel labels.
+        asp: (B, h, w) ASP maps (any size; shown stretched over the slice).
+        components: (B,) CCL component index of each slice (same index = same colour).
+        out_path: the PNG to write (folders are created).
+        panel_size: inches per panel.
+        dpi: resolution.
+
+    Returns:
+        ``out_path`` as a Path.
+
+    Raises:
+        ValueError: the batch sizes differ.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import to_rgb
+    from matplotlib.figure import Figure
+    from skimage.segmentation import mark_boundaries
+
+    images, superpixels, asp = np.asarray(images), np.asarray(superpixels), np.asarray(asp)
+    components = np.asarray(components).reshape(-1)
+    b = images.shape[0]
+    if not (superpixels.shape[0] == asp.shape[0] == components.shape[0] == b):
+        raise ValueError(
+            f"batch sizes differ: images {images.shape}, superpixels {superpixels.shape}, asp {asp.shape}, components {components.shape}"
+        )
+    fig = Figure(figsize=(4 * panel_size, b * panel_size), dpi=dpi)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(b, 4, squeeze=False)
+    palette = [f"C{i}" for i in range(10)]
+    titles = ("slice", "superpixels", "ASP map", "CCL group")
+    for i in range(b):
+        img = images[i].astype(np.float64)
+        lo, hi = img.min(), img.max()
+        img = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
+        axes[i, 0].imshow(img, cmap="gray", vmin=0, vmax=1)
+        axes[i, 1].imshow(mark_boundaries(np.stack([img] * 3, -1), superpixels[i].astype(np.int64), color=(1, 0.8, 0)))
+        axes[i, 2].imshow(asp[i], cmap="viridis", interpolation="nearest", extent=(0, img.shape[1], img.shape[0], 0))
+        comp = int(components[i])
+        axes[i, 3].imshow(np.ones((8, 8, 3)) * np.array(to_rgb(palette[comp % len(palette)])))
+        axes[i, 3].text(4, 4, str(comp), ha="center", va="center", fontsize=14, color="white")
+        for j in range(4):
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+            if i == 0:
+                axes[i, j].set_title(titles[j], fontsize=9)
+    fig.tight_layout()
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi)
+    return out
+
+
+def _fit(image: np.ndarray, multiple: int) -> np.ndarray:
+    """Centre-crop (H, W) to the largest multiple of ``multiple`` (zero-pad when smaller than it)."""
+    h, w = image.shape
+    th, tw = max(multiple, h // multiple * multiple), max(multiple, w // multiple * multiple)
+    if h < th or w < tw:
+        image = np.pad(image, ((0, max(0, th - h)), (0, max(0, tw - w))))
+        h, w = image.shape
+    y, x = (h - th) // 2, (w - tw) // 2
+    return image[y : y + th, x : x + tw]
+
+
+def supercl_figure(
+    store_root: str | Path | Any,
+    out_path: str | Path,
+    n: int = 6,
+    cfg: SuperpixelConfig | None = None,
+    seed: int = 0,
+    encoder: Callable[[Tensor], Any] | None = None,
+) -> Path:
+    """Pick ``n`` slices from a prepared store and draw their superpixels, ASP maps and CCL groups.
+
+    Slices are drawn at random (seeded) among those that are not constant, centre-cropped to a
+    multiple of 16 and min-max scaled to [0, 1]; superpixels are computed as in online mode; the
+    ASP maps come from the encoder's bottleneck (a random-init U-Net if none is given); CCL groups
+    are the components of the 1-NN graph of the n ASP vectors.
+
+    Args:
+        store_root: a prepared store folder, or a store object (``cases``, ``image(case_id)``).
+        out_path: the PNG to write.
+        n: number of slices (rows).
+        cfg: superpixel settings (default :class:`SuperpixelConfig`).
+        seed: seed of the slice choice and of the random-init encoder.
+        encoder: a U-Net (its ``encode`` is used), or a callable ``(B, 1, H, W) -> list of maps``
+            (the last is the bottleneck) or a single map.
+
+    Returns:
+        ``out_path`` as a Path.
+    """
+    from ..models.unet import UNet
+
+    cfg = cfg or SuperpixelConfig()
+    if hasattr(store_root, "cases") and hasattr(store_root, "image"):
+        store = store_root
+    else:
+        from ..data.store import SliceStore
+
+        store = SliceStore(store_root)
+    rng = np.random.default_rng(seed)
+    items = [(c.case_id, z) for c in store.cases for z in range(c.shape[0])]
+    order = rng.permutation(len(items))
+    picked: list[np.ndarray] = []
+    for idx in order:
+        cid, z = items[idx]
+        sl = np.asarray(store.image(cid)[z], dtype=np.float64)
+        if sl.max() > sl.min():
+            picked.append(_fit(sl, 16))
+        if len(picked) == n:
+            break
+    if not picked:
+        raise ValueError("no non-constant slice found in the store")
+    h = min(p.shape[0] for p in picked)
+    w = min(p.shape[1] for p in picked)
+    images = np.stack([p[(p.shape[0] - h) // 2 : (p.shape[0] - h) // 2 + h, (p.shape[1] - w) // 2 : (p.shape[1] - w) // 2 + w] for p in picked])
+    images = (images - images.min(axis=(1, 2), keepdims=True)) / np.ptp(images, axis=(1, 2), keepdims=True)
+    sps = np.stack([compute_superpixels(im, cfg) for im in images])
+    if encoder is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            encoder = UNet(1, 2)
+    fn = encoder.encode if isinstance(encoder, UNet) else encoder
+    was_training = getattr(encoder, "training", False)
+    if hasattr(encoder, "eval"):
+        encoder.eval()  # type: ignore[union-attr]
+    with torch.no_grad():
+        x = torch.from_numpy(images[:, None].astype(np.float32))
+        out = fn(x)
+        feat = out[-1] if isinstance(out, (list, tuple)) else out
+        asp = average_superpixel_map(feat, torch.from_numpy(sps.astype(np.int64)))
+        comps = ccl_components(asp.reshape(asp.shape[0], -1))
+    if was_training and hasattr(encoder, "train"):
+        encoder.train()  # type: ignore[union-attr]
+    return plot_supercl_batch(images, sps, asp.numpy(), comps.numpy(), out_path)
