@@ -1,0 +1,386 @@
+"""Report figures (PNG): DSC against label fraction, qualitative overlays, training curves.
+
+Figures are drawn on :class:`matplotlib.figure.Figure` objects with the Agg canvas, never
+through ``pyplot``, so no global backend or figure state is touched.
+"""
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from .stats import case_dsc
+from .tables import (
+    AggregateRow,
+    PretrainRecord,
+    RunRecord,
+    labels_sort_key,
+    method_display_name,
+    method_sort_key,
+    to_float,
+)
+
+__all__ = [
+    "FigureResult",
+    "slugify",
+    "plot_dsc_vs_labels",
+    "select_slices",
+    "plot_qualitative",
+    "plot_training_curves",
+    "plot_pretrain_curves",
+    "CLASS_COLOURS",
+]
+
+#: RGB colours of classes 1, 2, ... (cycled), distinguishable on a grey image.
+CLASS_COLOURS: tuple[tuple[float, float, float], ...] = (
+    (0.90, 0.10, 0.10), (0.10, 0.75, 0.10), (0.15, 0.35, 1.00), (1.00, 0.85, 0.00),
+    (0.95, 0.00, 0.95), (0.00, 0.90, 0.90), (1.00, 0.50, 0.00), (0.60, 0.30, 0.90),
+)
+
+_NON_LOSS_COLUMNS = {"step", "epoch", "lr", "seconds", "time", "wall", "iteration", "momentum", "val_dice"}
+
+
+@dataclass
+class FigureResult:
+    """A written figure, or why it was not drawn.
+
+    Attributes:
+        path: the PNG, or None when nothing could be drawn.
+        title: what it shows.
+        notes: remarks (runs left out and why).
+    """
+
+    path: Path | None
+    title: str
+    notes: list[str] = field(default_factory=list)
+
+
+def slugify(*parts: str) -> str:
+    """A file-name-safe lowercase name from parts (``("paper", "ACDC", "10%")`` -> ``paper_acdc_10pct``)."""
+    text = "_".join(str(p).replace("%", "pct") for p in parts)
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "figure"
+
+
+def _save(fig: Figure, path: Path, dpi: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", facecolor="white")
+    return path
+
+
+def plot_dsc_vs_labels(rows: Sequence[AggregateRow], path: Path, title: str | None = None, dpi: int = 120
+                       ) -> FigureResult:
+    """DSC (mean over seeds, error bars = std over seeds) against label fraction, one line per method.
+
+    Args:
+        rows: aggregate rows of ONE dataset and protocol (values in %; see
+            :func:`~medssl.reporting.tables.aggregate_runs`).
+        path: PNG to write.
+        title: figure title (default names the dataset and protocol).
+        dpi: resolution.
+
+    Returns:
+        A :class:`FigureResult`.
+    """
+    if not rows:
+        return FigureResult(None, title or "DSC vs labels", ["no runs"])
+    labels = sorted({r.labels for r in rows}, key=labels_sort_key)
+    xpos = {lab: i for i, lab in enumerate(labels)}
+    methods = sorted({r.method for r in rows}, key=method_sort_key)
+    title = title or f"{rows[0].dataset}: DSC vs labelled fraction ({rows[0].protocol} protocol)"
+    fig = Figure(figsize=(max(5.0, 1.6 * len(labels) + 3.0), 4.2))
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.25
+    cmap = _method_colours(methods)
+    for i, m in enumerate(methods):
+        mrows = sorted((r for r in rows if r.method == m), key=lambda r: labels_sort_key(r.labels))
+        offset = (i - (len(methods) - 1) / 2) * (width / max(1, len(methods) - 1)) if len(methods) > 1 else 0.0
+        xs = [xpos[r.labels] + offset for r in mrows]
+        ys = [r.metrics["dsc"].mean for r in mrows]
+        es = [r.metrics["dsc"].std if math.isfinite(r.metrics["dsc"].std) else 0.0 for r in mrows]
+        ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, linewidth=1.5, label=method_display_name(m),
+                    color=cmap[m])
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels)
+    ax.set_xlim(-0.5, len(labels) - 0.5)
+    ax.set_xlabel("Labelled training data")
+    ax.set_ylabel("DSC (%)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, title="Method")
+    return FigureResult(_save(fig, path, dpi), title)
+
+
+def _method_colours(methods: Sequence[str]) -> dict[str, tuple[float, ...]]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20"] if len(methods) > 10 else colormaps["tab10"]
+    return {m: tuple(cmap(i % cmap.N)) for i, m in enumerate(methods)}
+
+
+def select_slices(label: np.ndarray, n: int) -> list[int]:
+    """Indices of the ``n`` slices with the most foreground voxels, in increasing z order.
+
+    Args:
+        label: (D, H, W) label volume (0 = background).
+        n: slices wanted.
+
+    Returns:
+        Up to ``n`` slice indices (ties broken towards lower z); slices without foreground only when
+        the volume has fewer foreground slices than ``n`` and at least one (never when all are empty:
+        then the middle slice).
+    """
+    counts = (np.asarray(label) > 0).reshape(label.shape[0], -1).sum(axis=1)
+    if counts.max(initial=0) == 0:
+        return [label.shape[0] // 2]
+    order = np.lexsort((np.arange(counts.size), -counts))  # largest count first, then lower z
+    chosen = [int(i) for i in order[:n] if counts[i] > 0]
+    return sorted(chosen)
+
+
+def _load_volume(path: Path, like: tuple[int, ...] | None = None) -> np.ndarray:
+    arr = np.load(path, mmap_mode="r")
+    if arr.ndim == 4 and like is not None:
+        if tuple(arr.shape[1:]) == tuple(like):
+            arr = arr[0]
+        elif arr.shape[0] == like[0] and tuple(arr.shape[2:]) == tuple(like[1:]):
+            arr = arr[:, 0]
+    return arr
+
+
+def _window(img: np.ndarray) -> np.ndarray:
+    img = np.asarray(img, dtype=np.float32)
+    lo, hi = np.percentile(img, [1, 99]) if img.size else (0.0, 1.0)
+    if hi <= lo:
+        lo, hi = float(img.min()), float(img.max()) if img.size else 1.0
+    return np.clip((img - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0)
+
+
+def _overlay(lab: np.ndarray, alpha: float) -> np.ndarray:
+    rgba = np.zeros(lab.shape + (4,), dtype=np.float32)
+    for k in np.unique(lab):
+        if k <= 0:
+            continue
+        rgba[lab == k] = (*CLASS_COLOURS[(int(k) - 1) % len(CLASS_COLOURS)], alpha)
+    return rgba
+
+
+def plot_qualitative(runs: Sequence[RunRecord], path: Path, n_slices: int = 3, max_cases: int = 20,
+                     alpha: float = 0.45, dpi: int = 110, title: str | None = None) -> FigureResult:
+    """Ground truth and every method's prediction on the same slices of one shared test case.
+
+    One run per method (the lowest seed) is shown. The case is the one, among test cases with a
+    prediction in every run (the first ``max_cases`` by id), whose ground truth has the largest
+    single-slice foreground; the rows are its ``n_slices`` slices with the most foreground. The
+    image is grey (1-99 percentile window); classes are translucent colours; column titles give the
+    method and its DSC on that case (from ``metrics.csv``).
+
+    Args:
+        runs: runs of ONE dataset / label fraction / protocol, sharing a prepared store
+            (``run.data`` with ``images/{case}.npy`` and ``labels/{case}.npy``, (D, H, W)).
+        path: PNG to write.
+        n_slices: rows.
+        max_cases: shared cases examined to choose the case.
+        alpha: overlay opacity.
+        dpi: resolution.
+        title: figure title.
+
+    Returns:
+        A :class:`FigureResult` (``path`` None with a note when the store or predictions are missing).
+    """
+    notes: list[str] = []
+    by_method: dict[str, RunRecord] = {}
+    for r in sorted(runs, key=lambda r: r.seed):
+        by_method.setdefault(r.method, r)
+    methods = sorted(by_method, key=method_sort_key)
+    name = title or "qualitative"
+    store = next((r.data for r in (by_method[m] for m in methods)
+                  if r.data is not None and (r.data / "labels").is_dir()), None)
+    if store is None:
+        return FigureResult(None, name, ["no prepared store with labels/ found in run.json['data']"])
+    shared = set.intersection(*(by_method[m].prediction_ids() for m in methods)) if methods else set()
+    shared = {c for c in shared if (store / "labels" / f"{c}.npy").is_file()}
+    if not shared:
+        return FigureResult(None, name, ["no test case with a prediction in every run and a label in the store"])
+    best_case, best_count, best_label = None, -1, None
+    for cid in sorted(shared)[:max_cases]:
+        lab = np.load(store / "labels" / f"{cid}.npy", mmap_mode="r")
+        cnt = int((lab > 0).reshape(lab.shape[0], -1).sum(axis=1).max(initial=0))
+        if cnt > best_count:
+            best_case, best_count, best_label = cid, cnt, lab
+    assert best_case is not None and best_label is not None
+    label = np.asarray(best_label)
+    zs = select_slices(label, n_slices)
+    img_path = store / "images" / f"{best_case}.npy"
+    image = _load_volume(img_path, label.shape) if img_path.is_file() else None
+    if image is None or tuple(image.shape) != label.shape:
+        notes.append(f"image of {best_case} missing or of another shape; showing labels on black")
+        image = np.zeros(label.shape, dtype=np.float32)
+    preds: dict[str, np.ndarray | None] = {}
+    for m in methods:
+        p = np.load(by_method[m].path / "predictions" / f"{best_case}.npy", mmap_mode="r")
+        if tuple(p.shape) != label.shape:
+            notes.append(f"{m}: prediction shape {tuple(p.shape)} != label shape {label.shape}")
+            preds[m] = None
+        else:
+            preds[m] = p
+    class_names = next((by_method[m].class_names for m in methods if by_method[m].class_names), [])
+    cols = ["Ground truth"] + methods
+    h, w = label.shape[1:]
+    cell = 2.4
+    fig = Figure(figsize=(cell * len(cols) * max(0.6, w / max(h, 1)), cell * len(zs) + 1.2))
+    axes = fig.subplots(len(zs), len(cols), squeeze=False)
+    for i, z in enumerate(zs):
+        base = _window(image[z])
+        for j, col in enumerate(cols):
+            ax = axes[i][j]
+            ax.imshow(base, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            if col == "Ground truth":
+                ax.imshow(_overlay(np.asarray(label[z]), alpha), interpolation="nearest")
+                head = "Ground truth"
+            else:
+                pr = preds[col]
+                if pr is not None:
+                    ax.imshow(_overlay(np.asarray(pr[z]), alpha), interpolation="nearest")
+                dsc = case_dsc(by_method[col]).get(best_case, math.nan)
+                head = method_display_name(col) + (f"\nDSC {dsc * 100:.1f}" if math.isfinite(dsc) else "")
+            if i == 0:
+                ax.set_title(head, fontsize=9)
+            if j == 0:
+                ax.set_ylabel(f"slice {z}", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    k_max = int(max([label.max()] + [int(np.max(p[zs])) for p in preds.values() if p is not None]))
+    handles = [Patch(color=CLASS_COLOURS[(k - 1) % len(CLASS_COLOURS)],
+                     label=class_names[k - 1] if k - 1 < len(class_names) else f"class {k}")
+               for k in range(1, k_max + 1)]
+    if handles:
+        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8,
+                   frameon=False)
+    seeds = ", ".join(f"{method_display_name(m)}: seed {by_method[m].seed}" for m in methods)
+    fig.suptitle(f"{name} — case {best_case}", fontsize=10)
+    notes.append(f"case {best_case}, slices {zs}; {seeds}")
+    return FigureResult(_save(fig, path, dpi), name, notes)
+
+
+def _series(rows: Sequence[dict[str, str]], x_key: str, y_key: str) -> dict[float, float]:
+    out: dict[float, float] = {}
+    for r in rows:
+        x, y = to_float(r.get(x_key)), to_float(r.get(y_key))
+        if math.isfinite(x) and math.isfinite(y):
+            out[x] = y
+    return out
+
+
+def _mean_band(series: Sequence[dict[float, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Union of x values, NaN-mean and sample std (NaN with fewer than two values) over series."""
+    xs = np.array(sorted(set().union(*[s.keys() for s in series])), dtype=float)
+    mat = np.array([[s.get(x, np.nan) for x in xs] for s in series], dtype=float)
+    cnt = np.isfinite(mat).sum(axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(mat, axis=0)
+        std = np.where(cnt > 1, np.nanstd(mat, axis=0, ddof=1), np.nan)
+    return xs, mean, std
+
+
+def plot_training_curves(runs: Sequence[RunRecord], path: Path, title: str | None = None, dpi: int = 110
+                         ) -> FigureResult:
+    """Training loss and validation Dice against epoch, one line per method (mean over seeds, band ± std).
+
+    Args:
+        runs: runs of ONE dataset / label fraction / protocol with ``log.csv``
+            (columns epoch, train_loss, val_dice, ...).
+        path: PNG to write.
+        title: figure title.
+        dpi: resolution.
+
+    Returns:
+        A :class:`FigureResult` (``path`` None when no run has a log).
+    """
+    name = title or "training curves"
+    by_method: dict[str, list[RunRecord]] = {}
+    for r in runs:
+        if r.log_rows():
+            by_method.setdefault(r.method, []).append(r)
+    if not by_method:
+        return FigureResult(None, name, ["no log.csv"])
+    methods = sorted(by_method, key=method_sort_key)
+    colours = _method_colours(methods)
+    fig = Figure(figsize=(11, 4.2))
+    axes = fig.subplots(1, 2)
+    any_val = False
+    for ax, key, ylabel in ((axes[0], "train_loss", "training loss"), (axes[1], "val_dice", "validation Dice")):
+        for m in methods:
+            series = [s for s in (_series(r.log_rows(), "epoch", key) for r in by_method[m]) if s]
+            if not series:
+                continue
+            xs, mean, std = _mean_band(series)
+            ax.plot(xs, mean, label=f"{method_display_name(m)} (n={len(series)})", color=colours[m], linewidth=1.5)
+            if np.isfinite(std).any():
+                ax.fill_between(xs, mean - np.nan_to_num(std), mean + np.nan_to_num(std), color=colours[m], alpha=0.2)
+            any_val = any_val or key == "val_dice"
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+    if not any_val:
+        axes[1].text(0.5, 0.5, "no validation Dice logged", ha="center", va="center", transform=axes[1].transAxes)
+    axes[0].set_title("Training loss")
+    axes[1].set_title("Validation Dice")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if not handles:
+        handles, labels = axes[1].get_legend_handles_labels()
+    fig.subplots_adjust(right=0.8, wspace=0.25)
+    if handles:
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(0.81, 0.5), fontsize=8, title="Method")
+    fig.suptitle(name)
+    return FigureResult(_save(fig, path, dpi), name)
+
+
+def plot_pretrain_curves(record: PretrainRecord, path: Path, dpi: int = 110) -> FigureResult:
+    """Pre-training loss and its components against step (or epoch) for one pre-training run.
+
+    Every numeric ``log.csv`` column other than step/epoch/lr/seconds is drawn; the total ``loss``
+    thicker.
+
+    Args:
+        record: a pre-training run.
+        path: PNG to write.
+        dpi: resolution.
+
+    Returns:
+        A :class:`FigureResult` (``path`` None when the log is empty).
+    """
+    name = f"Pre-training {method_display_name(record.method)} on {record.dataset}"
+    rows = record.log_rows()
+    if not rows:
+        return FigureResult(None, name, [f"{record.path}: no log.csv"])
+    cols = list(rows[0].keys())
+    has_step = "step" in cols and any(math.isfinite(to_float(r.get("step"))) for r in rows)
+    x_key = "step" if has_step else "epoch"
+    if x_key not in cols:
+        return FigureResult(None, name, [f"{record.path}: log.csv has neither step nor epoch"])
+    ys = [c for c in cols if c.lower() not in _NON_LOSS_COLUMNS and _series(rows, x_key, c)]
+    if not ys:
+        return FigureResult(None, name, [f"{record.path}: no loss columns"])
+    ys.sort(key=lambda c: (c != "loss", c))
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.add_subplot(1, 1, 1)
+    for c in ys:
+        s = _series(rows, x_key, c)
+        xs = sorted(s)
+        ax.plot(xs, [s[x] for x in xs], label=c, linewidth=2.2 if c == "loss" else 1.2)
+    ax.set_xlabel(x_key)
+    ax.set_ylabel("loss")
+    ax.set_title(name)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, title="term")
+    return FigureResult(_save(fig, path, dpi), name)
