@@ -204,7 +204,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
         {
             "method": method,
             "dataset": store.plan.get("dataset"),
-            "dataset_label": store.plan.get("dataset_label") or _dataset_label(store),
+            "dataset_label": store.plan.get("dataset_label") or store.plan.get("dataset"),
             "labels": cfg.data.labels,
             "protocol": cfg.protocol,
             "data": str(Path(cfg.data.path).resolve()),
@@ -241,17 +241,3 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
     table = format_summary_table(result.summary)
     mark_done(out, best_epoch=fit.best_epoch, best_score=fit.best_score, steps=fit.steps)
     return FinetuneResult(out, result.summary, table, fit.best_epoch, task.monitor)
-
-
-_LABELS = {"acdc": "ACDC", "acdc-h5": "ACDC", "mmwhs": "MMWHS", "hvsmr": "HVSMR", "chaos": "CHAOS", "chaos-nifti": "CHAOS", "isic2018": "ISIC", "mscmrseg": "MS-CMRSeg", "synthetic": "Synthetic"}
-
-
-def _dataset_label(store: SliceStore) -> str:
-    name = str(store.plan.get("dataset"))
-    if name == "msd":
-        task = str(store.plan.get("task_name") or store.plan.get("source", ""))
-        for t in ("Hippocampus", "Spleen", "Heart"):
-            if t.lower() in task.lower():
-                return t
-        return "MSD"
-    return _LABELS.get(name, name)

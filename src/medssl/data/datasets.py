@@ -155,4 +155,8 @@ class PretrainSlices(_EpochDataset):
         if "superpixels" in self.needs:
             sp = self.superpixels(cid, z, views.get("v1", x), window)  # type: ignore[misc]
             sample["superpixels"] = torch.from_numpy(np.ascontiguousarray(sp).astype(np.int64))
+            if getattr(self.superpixels, "per_view", False) and "v2" in views:
+                # online mode, exact to the reference: S2 = SLIC(v2) for the second view's ASP map
+                sp2 = self.superpixels(cid, z, views["v2"], window)  # type: ignore[misc]
+                sample["superpixels2"] = torch.from_numpy(np.ascontiguousarray(sp2).astype(np.int64))
         return sample

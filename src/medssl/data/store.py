@@ -181,10 +181,10 @@ def prepare(
     """
     from tqdm.auto import tqdm
 
-    from .readers import get_dataset, scan_dataset
+    from .readers import resolve_spec, scan_dataset
     from .transforms import normalize, resample_inplane
 
-    spec = get_dataset(dataset)
+    spec = resolve_spec(dataset, src, **(reader_options or {}))
     out = Path(out)
     options = {**spec.default_options, **(reader_options or {})}
     sources = scan_dataset(dataset, src, **options)
@@ -214,6 +214,7 @@ def prepare(
         "normalization": norm,
         "patch_size": spec.patch_size,
         "paper_split_key": spec.paper_split_key,
+        "dataset_label": dataset_label(dataset, spec),
         "pretrain_only": spec.pretrain_only,
         "reader_options": options,
         "num_partitions": num_partitions,
@@ -315,6 +316,16 @@ def prepare(
     if log:
         log(f"prepared {len(infos)} cases ({fingerprint['num_slices']} slices) into {out}; skipped {len(skipped)}")
     return PrepareResult(out, infos, skipped, fingerprint)
+
+
+_LABELS = {"acdc": "ACDC", "acdc-h5": "ACDC", "mmwhs": "MMWHS", "hvsmr": "HVSMR", "chaos": "CHAOS", "chaos-nifti": "CHAOS", "isic2018": "ISIC", "mscmrseg": "MS-CMRSeg", "synthetic": "Synthetic"}
+
+
+def dataset_label(name: str, spec: Any) -> str:
+    """Display name matching the papers' tables (ACDC, CHAOS, Hippocampus, ...)."""
+    if name == "msd":
+        return str(spec.paper_split_key or "MSD")
+    return _LABELS.get(name, name)
 
 
 def slice_positions(store: SliceStore, items: Sequence[tuple[str, int]]) -> np.ndarray:

@@ -26,7 +26,7 @@ def predict_volume(
     ph, pw = (-h) % multiple, (-w) % multiple
     out = np.empty((d, h, w), dtype=np.uint8)
     for s in range(0, d, batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(image[s : s + batch_size], dtype=np.float32))[:, None].to(device)
+        x = torch.from_numpy(np.array(image[s : s + batch_size], dtype=np.float32))[:, None].to(device)
         if in_channels > 1:
             x = x.repeat(1, in_channels, 1, 1)
         x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))

@@ -20,7 +20,8 @@ Batch keys produced by :mod:`medssl.data.views`:
 * ``partition``: (B,) long, which of ``n`` equal z-partitions the slice lies in (GCL);
 * ``volume``: (B,) long, index of the volume the slice comes from;
 * ``neighbor``: (B, 1, H, W) an augmented view of an adjacent slice (if ``"neighbor"`` in needs);
-* ``superpixels``: (B, H, W) long superpixel labels of ``v1``/``v2`` (if ``"superpixels"`` in needs).
+* ``superpixels``: (B, H, W) long superpixel labels of ``v1`` (if ``"superpixels"`` in needs);
+* ``superpixels2``: (B, H, W) labels of ``v2`` (online superpixel mode only, as the reference code).
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from torch import Tensor, nn
 
 from ..models.unet import UNet
 
-__all__ = ["Method", "deactivate_requires_grad", "update_momentum", "cosine_schedule"]
+__all__ = ["Method", "deactivate_requires_grad", "momentum_copy", "update_momentum", "cosine_schedule"]
 
 
 class Method(nn.Module):
