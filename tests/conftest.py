@@ -33,3 +33,39 @@ def shared_data() -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+def _subset_msd(src: Path, dst: Path, n: int) -> Path:
+    """Link the first ``n`` hippocampus cases into an MSD-layout folder (no data is copied)."""
+    for sub in ("imagesTr", "labelsTr"):
+        (dst / sub).mkdir(parents=True, exist_ok=True)
+    for f in sorted((src / "imagesTr").glob("*.nii.gz"))[:n]:
+        for sub in ("imagesTr", "labelsTr"):
+            link = dst / sub / f.name
+            if not link.exists():
+                link.symlink_to(src / sub / f.name)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def hippo_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A prepared store of 12 real MSD Hippocampus cases (read from ../shared/data by path)."""
+    from medssl.data.store import prepare
+
+    data = shared_data_dir()
+    if data is None:
+        pytest.skip("real data folder ../shared/data not found")
+    root = tmp_path_factory.mktemp("hippo")
+    src = _subset_msd(data / "msd_hippocampus", root / "Task04_Hippocampus", 12)
+    prepare("msd", src, root / "prepared", progress=False)
+    return root / "prepared"
+
+
+@pytest.fixture(scope="session")
+def synthetic_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A prepared store of small synthetic phantoms (6 patients x 2 frames x 8 slices of 32 px)."""
+    from medssl.data.store import prepare
+
+    root = tmp_path_factory.mktemp("synth")
+    prepare("synthetic", "builtin", root / "prepared", progress=False, reader_options=dict(n_patients=6, frames=2, slices=8, size=32, seed=0))
+    return root / "prepared"
