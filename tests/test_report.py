@@ -80,7 +80,7 @@ def make_run(folder: Path, method: str, labels: str, seed: int, store: Path | No
     folder.mkdir(parents=True)
     info = {"kind": "finetune", "method": method, "dataset": dataset_label.lower(), "dataset_label": dataset_label,
             "labels": labels, "seed": seed, "protocol": protocol, "data": str(store) if store else None,
-            "class_names": CLASSES, "git_commit": "abc", "versions": {}, "device": "cpu"}
+            "class_names": ["background", *CLASSES], "git_commit": "abc", "versions": {}, "device": "cpu"}
     (folder / "run.json").write_text(json.dumps(info))
     dsc = DSC.get((method, labels, seed), 0.5)
     vals = _case_values(method, labels, seed) if (method, labels, seed) in DSC else np.full((len(CASES), 2), dsc)

@@ -333,7 +333,7 @@ def collect_runs(root: str | Path, exclude: Iterable[str | Path] = ()) -> RunCol
             seed=seed,
             protocol=str(info.get("protocol") or summary.get("protocol") or "standard"),
             data=_resolve_data(info.get("data"), folder),
-            class_names=[str(c) for c in info.get("class_names", [])],
+            class_names=[str(c) for c in info.get("class_names", [])][1:],  # run.json lists background first
             run=info,
             summary=summary,
         )
