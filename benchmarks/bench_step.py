@@ -58,14 +58,15 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--methods", default="*")
+    ap.add_argument("--methods", default="*", help="comma-separated names or patterns")
     ap.add_argument("--channels-last", action="store_true")
     a = ap.parse_args()
     device = torch.device(a.device)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(a.amp)
     print(f"device {device}{' (' + torch.cuda.get_device_name(0) + ')' if device.type == 'cuda' else ''}, {a.size}px, batch {a.batch}, width {a.width}, amp {a.amp}")
-    print(f"{'method':<11} {'step ms':>9} {'bare ms':>9} {'ratio':>6} {'peak MiB':>9}")
-    for info in list_methods(a.methods):
+    print(f"{'method':<11} {'step ms':>9} {'bare ms':>9} {'ratio':>6} {'img/s':>8} {'peak MiB':>9}")
+    infos = [i for pat in a.methods.split(",") for i in list_methods(pat)]
+    for info in infos:
         cls = METHODS.get(info.name)
         torch.manual_seed(0)
         method = cls(UNet(1, 2, a.width)).to(device)
@@ -88,7 +89,7 @@ def main() -> None:
         full = timed(lambda: step(False), device, 2, a.reps)
         peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else float("nan")
         bare = timed(lambda: step(True), device, 2, a.reps)
-        print(f"{info.name:<11} {full * 1e3:9.1f} {bare * 1e3:9.1f} {full / bare:6.2f} {peak:9.0f}", flush=True)
+        print(f"{info.name:<11} {full * 1e3:9.1f} {bare * 1e3:9.1f} {full / bare:6.2f} {a.batch / full:8.1f} {peak:9.0f}", flush=True)
 
 
 if __name__ == "__main__":

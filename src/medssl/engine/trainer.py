@@ -192,6 +192,8 @@ class Engine:
         self.device = resolve_device(train.device)
         self.amp_dtype = autocast_dtype(train.amp, self.device)
         self.is_main = du.rank() == 0
+        if self.device.type == "cuda" and not train.deterministic:
+            torch.backends.cudnn.benchmark = True  # fixed patch sizes: let cuDNN pick the fastest kernels
 
     # -- checkpoints -----------------------------------------------------------------------------
     @property

@@ -1,0 +1,106 @@
+"""Does the data pipeline keep up with training? For every method, samples/s that the pre-training
+loader delivers (its views, superpixels and neighbours) against samples/s the training step consumes,
+both measured in this run, on the same store.
+
+    python benchmarks/bench_loader.py                    # synthetic store, 128 px, CPU step, 2 workers
+    python benchmarks/bench_loader.py --store PREPARED --size 512 --device cuda --batch 16
+
+Prints, per method: loader samples/s with `--workers` workers (measured), the per-core rate, the
+training step's samples/s, and their ratio (goal: >= 3). On a GPU machine it also prints the modelled
+ratio "per-core rate x available cores / GPU step rate".
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import torch
+from torch.utils.data import DataLoader
+
+from medssl.data.datasets import PretrainSlices
+from medssl.data.store import SliceStore, prepare
+from medssl.data.superpixels import SuperpixelConfig, SuperpixelProvider, build_superpixel_cache
+from medssl.data.views import MultiViewTransform
+from medssl.methods.catalog import list_methods
+from medssl.models.unet import UNet
+from medssl.registry import METHODS
+
+
+def loader_rate(ds: PretrainSlices, workers: int, batch: int, n_batches: int) -> float:
+    dl = DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True, persistent_workers=False)
+    it = iter(dl)
+    next(it)  # start-up
+    t = time.perf_counter()
+    n = 0
+    for _ in range(n_batches):
+        try:
+            next(it)
+        except StopIteration:
+            break
+        n += batch
+    return n / (time.perf_counter() - t)
+
+
+def step_rate(method, batch_dict, device: torch.device, reps: int = 3) -> float:
+    opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=1e-4)
+    dtype = torch.bfloat16 if device.type == "cuda" else None
+    def step():
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = method(batch_dict)["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(reps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return reps * next(iter(batch_dict.values())).shape[0] / (time.perf_counter() - t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--store", help="prepared store (default: a synthetic one made here)")
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--batches", type=int, default=6)
+    ap.add_argument("--width", type=int, default=32)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--methods", default="*")
+    a = ap.parse_args()
+    device = torch.device(a.device)
+    tmp = None
+    if a.store:
+        store = SliceStore(a.store)
+    else:
+        tmp = tempfile.mkdtemp()
+        store = SliceStore(prepare("synthetic", "builtin", tmp, progress=False, reader_options=dict(n_patients=6, frames=2, slices=12, size=a.size)).root)
+    sp_cfg = SuperpixelConfig(mode="cache")
+    build_superpixel_cache(store, sp_cfg, workers=min(8, os.cpu_count() or 1), progress=False)
+    cores = os.cpu_count() or 1
+    print(f"store {store.root}, {a.size}px, batch {a.batch}, {a.workers} workers, step on {device}, {cores} cores here")
+    print(f"{'method':<11} {'loader/s':>9} {'per core':>9} {'step/s':>8} {'ratio':>6} {'modelled':>9}")
+    cases = [c.case_id for c in store.cases]
+    for info in [i for pat in a.methods.split(",") for i in list_methods(pat)]:
+        cls = METHODS.get(info.name)
+        method = cls(UNet(1, 2, a.width)).to(device).train()
+        views = MultiViewTransform(views=cls.views, neighbor="neighbor" in cls.needs, **method.view_options())
+        provider = SuperpixelProvider(sp_cfg, store) if "superpixels" in cls.needs else None
+        ds = PretrainSlices(store, cases, a.size, views, cls.needs, provider, seed=0)
+        single = loader_rate(ds, 0, a.batch, a.batches)
+        multi = loader_rate(ds, a.workers, a.batch, a.batches) if a.workers else single
+        sample = next(iter(DataLoader(ds, batch_size=a.batch, drop_last=True)))
+        batch = {k: v.to(device) for k, v in sample.items()}
+        consume = step_rate(method, batch, device)
+        modelled = single * cores / consume
+        print(f"{info.name:<11} {multi:9.1f} {single:9.1f} {consume:8.1f} {multi / consume:6.1f} {modelled:9.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
