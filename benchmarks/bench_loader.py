@@ -29,7 +29,10 @@ from medssl.registry import METHODS
 
 
 def loader_rate(ds: PretrainSlices, workers: int, batch: int, n_batches: int) -> float:
+    """Sustained samples/s. Timing starts after the first batch, and runs over enough batches that the
+    workers' prefetch queue (2 batches each) cannot hide the production cost."""
     dl = DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True, persistent_workers=False)
+    n_batches = max(n_batches, 6 * max(workers, 1))
     it = iter(dl)
     next(it)  # start-up
     t = time.perf_counter()

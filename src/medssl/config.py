@@ -125,6 +125,8 @@ class FinetuneConfig:
         loss: ``ce`` (papers) | ``dice`` | ``dicece``.
         freeze: parts kept frozen during fine-tuning (``[]``, ``["encoder"]``).
         method: name shown in reports; None = taken from the checkpoint (``scratch`` without one).
+        augment: the papers' fine-tuning augmentation (mirror; p_spatial elastic/rotation/scale).
+        p_spatial: probability of the spatial transform (0.67 in the papers).
     """
 
     data: DataCfg = field(default_factory=DataCfg)
@@ -137,6 +139,8 @@ class FinetuneConfig:
     loss: str = "ce"
     freeze: list[str] = field(default_factory=list)
     method: str | None = None
+    augment: bool = True
+    p_spatial: float = 0.67
 
 
 def _pretrain_optim() -> OptimCfg:
