@@ -163,6 +163,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
         raise ConfigError("data.path is empty: give the prepared store (--data)")
     store = SliceStore(cfg.data.path)
     out = Path(cfg.out)
+    du.init_from_env()
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     device = resolve_device(cfg.train.device)
     split = make_split(

@@ -190,6 +190,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = True, log_fn: Callable[[str], N
     if not cfg.data.path:
         raise ConfigError("data.path is empty: give the prepared store (--data)")
     store = SliceStore(cfg.data.path)
+    du.init_from_env()
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     device = resolve_device(cfg.train.device)
     method = build_method(cfg)

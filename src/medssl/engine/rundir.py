@@ -18,8 +18,12 @@ def init_run_dir(out: str | Path, cfg: Any, kind: str, device: str, extra: dict[
 
     A finished run keeps its ``run.json`` status; a resumed one keeps its start record.
     """
+    from ..utils import distributed as du
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if du.rank() != 0:
+        return out
     resolved = config_to_dict(cfg)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
     info = read_run(out) or {}

@@ -5,7 +5,26 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["is_distributed", "rank", "world_size", "gather_nograd", "gather_with_grad", "all_reduce_mean"]
+__all__ = ["init_from_env", "is_distributed", "rank", "world_size", "gather_nograd", "gather_with_grad", "all_reduce_mean"]
+
+
+def init_from_env() -> bool:
+    """Join the process group that ``torchrun`` describes (``WORLD_SIZE`` > 1); True if distributed.
+
+    NCCL when CUDA is available (each rank on ``cuda:LOCAL_RANK``), gloo on CPU.
+    """
+    import os
+
+    if is_distributed():
+        return True
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl")
+    else:
+        dist.init_process_group("gloo")
+    return True
 
 
 def is_distributed() -> bool:
