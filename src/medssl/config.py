@@ -127,6 +127,8 @@ class FinetuneConfig:
         method: name shown in reports; None = taken from the checkpoint (``scratch`` without one).
         augment: the papers' fine-tuning augmentation (mirror; p_spatial elastic/rotation/scale).
         p_spatial: probability of the spatial transform (0.67 in the papers).
+        mirror: random flips on both axes (the papers); harmful where classes are defined by
+            position (MSD Hippocampus: anterior / posterior).
     """
 
     data: DataCfg = field(default_factory=DataCfg)
@@ -141,6 +143,7 @@ class FinetuneConfig:
     method: str | None = None
     augment: bool = True
     p_spatial: float = 0.67
+    mirror: bool = True
 
 
 def _pretrain_optim() -> OptimCfg:
