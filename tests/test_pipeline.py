@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import torch
 import pytest
 
 from medssl.config import DataCfg, FinetuneConfig, ModelCfg, PretrainConfig, TrainCfg
@@ -85,3 +86,25 @@ def test_macl_paper_variant_changes_tfix_and_lr(hippo_store, tmp_path):
     assert cfg.method_args["t_fix"] == "identity" and cfg.optim.lr == 0.1
     explicit = apply_variant(PretrainConfig(method="macl", variant="paper", method_args={"t_fix": "intensity"}))
     assert explicit.method_args["t_fix"] == "intensity"
+
+
+def test_2d_datasets_get_instance_positions(tmp_path):
+    """ISIC-like data (one slice per case): positions never make two different images positives."""
+    from medssl.data.datasets import PretrainSlices
+    from medssl.data.store import SliceStore
+    from medssl.data.views import MultiViewTransform
+    from medssl.losses.supcon import positional_mask
+
+    (tmp_path / "images").mkdir()
+    cases = []
+    for i in range(4):
+        np.save(tmp_path / "images" / f"c{i}.npy", np.random.default_rng(i).random((1, 32, 32), dtype=np.float32))
+        cases.append(dict(case_id=f"c{i}", patient_id=f"c{i}", num_slices=1, shape=[1, 32, 32], spacing=[1, 1, 1], has_label=False))
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    (tmp_path / "plan.json").write_text(json.dumps({"class_names": ["background", "lesion"], "dataset": "isic2018"}))
+    store = SliceStore(tmp_path)
+    ds = PretrainSlices(store, [c.case_id for c in store.cases], 32, MultiViewTransform(views=("v3", "v4")))
+    pos = torch.stack([ds[i]["position"] for i in range(len(ds))])
+    mask = positional_mask(pos, delta=0.1)
+    assert int(mask.sum()) == 4 * len(ds)  # per image: itself and its other view, in both views
+    assert not mask[0, 1] and mask[0, len(ds)]

@@ -149,7 +149,11 @@ class PretrainSlices(_EpochDataset):
         views = self.view_transform(x, rng, neighbor_image=neighbor) if neighbor is not None else self.view_transform(x, rng)
         sample: dict[str, Any] = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32))[None] for k, v in views.items()}
         sample["image"] = torch.from_numpy(x)[None]
-        sample["position"] = torch.tensor((z + 1) / d, dtype=torch.float32)
+        # 2D data sets (ISIC: one slice per "volume") have no slice position: a distinct value per
+        # sample (|p_i - p_j| >= 1 > delta) turns positional positives into instance positives,
+        # which is what the reference code does for ISIC
+        position = (z + 1) / d if d > 1 else -float(index + 1)
+        sample["position"] = torch.tensor(position, dtype=torch.float32)
         sample["partition"] = torch.tensor(min(z * num_partitions // d, num_partitions - 1), dtype=torch.long)
         sample["volume"] = torch.tensor(self.volume_index[cid], dtype=torch.long)
         if "superpixels" in self.needs:

@@ -16,7 +16,8 @@ Batch keys produced by :mod:`medssl.data.views`:
 * ``v1``, ``v2``: (B, 1, H, W) intensity-only views, pixel-aligned with each other and with ``image``;
 * ``v3``, ``v4``: (B, 1, H, W) spatial transforms of ``v1`` / ``v2`` (mirror, p=0.67 elastic/rotation/scale);
 * ``image``: (B, 1, H, W) the un-augmented slice in [0, 1];
-* ``position``: (B,) float, (slice index + 1) / slices of its volume;
+* ``position``: (B,) float, (slice index + 1) / slices of its volume (for 2D data sets a distinct
+  negative value per sample, so that positional positives reduce to the image's own views);
 * ``partition``: (B,) long, which of ``n`` equal z-partitions the slice lies in (GCL);
 * ``volume``: (B,) long, index of the volume the slice comes from;
 * ``neighbor``: (B, 1, H, W) an augmented view of an adjacent slice (if ``"neighbor"`` in needs);
