@@ -108,3 +108,22 @@ def test_2d_datasets_get_instance_positions(tmp_path):
     mask = positional_mask(pos, delta=0.1)
     assert int(mask.sum()) == 4 * len(ds)  # per image: itself and its other view, in both views
     assert not mask[0, 1] and mask[0, len(ds)]
+
+
+def test_monai_network_fine_tunes_from_scratch(synthetic_store, tmp_path):
+    cfg = FinetuneConfig(
+        data=DataCfg(path=str(synthetic_store), labels="50%", batch_size=4, num_workers=0, image_size=32),
+        model=ModelCfg(name="monai:BasicUNet", base_width=4),
+        train=_train(epochs=1, max_steps=2),
+        out=str(tmp_path / "monai"),
+        mirror=False,
+        p_spatial=0.0,
+    )
+    res = finetune(cfg)
+    assert json.loads((res.out / "run.json").read_text())["status"] == "done"
+    from medssl.errors import ConfigError
+    from medssl.models.unet import UNet
+
+    torch.save(UNet(1, 4, base_width=4).state_dict(), tmp_path / "unet.pt")
+    with pytest.raises(ConfigError, match="model.name=unet"):
+        finetune(FinetuneConfig(data=cfg.data, model=cfg.model, train=cfg.train, out=str(tmp_path / "m2"), init=str(tmp_path / "unet.pt")))
