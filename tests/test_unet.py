@@ -25,7 +25,7 @@ def test_paper_widths_and_centre_block_has_no_norm():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.encoder.center)
     assert net.head.bias is None
     convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.bias is not None]
-    assert all(float(m.bias.abs().sum()) == 0 for m in convs)
+    assert all(float(m.bias.detach().abs().sum()) == 0 for m in convs)
 
 
 def _reference_names(net: UNet) -> dict:
