@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from medssl.data.datasets import LabelledSlices
 from medssl.data.splits import make_split
 from medssl.data.store import SliceStore
-from medssl.data.transforms import JointAugment, pad_or_crop
+from medssl.data.transforms import JointAugment
 from medssl.engine.inference import predict_volume
 from medssl.evaluation.metrics import confusion_counts, dice_jaccard_from_counts
 from medssl.models.unet import UNet

@@ -85,7 +85,7 @@ def test_shape_mismatch_unknown_label_and_corrupt_file(capsys, tmp_path):
     root = _folder(tmp_path / "a", label_fn=lambda i, lab: lab[:, :12] if i == 1 else lab)
     line = _one_line_error(capsys, ["prepare", "nifti-folder", str(root), str(tmp_path / "o1"), "--option", "class_names=[bg,fg]"])
     assert "problem" in line
-    err_lines = capsys.readouterr()
+    capsys.readouterr()
     root = _folder(tmp_path / "b", label_fn=lambda i, lab: np.where(lab > 0, 7, 0).astype(np.uint8) if i == 2 else lab)
     code = main(["prepare", "nifti-folder", str(root), str(tmp_path / "o2"), "--option", "class_names=[bg,fg]"])
     err = capsys.readouterr().err

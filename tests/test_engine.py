@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from medssl.config import OptimCfg, TrainCfg
 from medssl.engine.trainer import Engine, lr_at

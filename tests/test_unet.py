@@ -51,7 +51,7 @@ def test_reference_state_dict_round_trip():
     ref = _reference_names(src)
     assert "encoder.contr_1_1.0.weight" in ref and "decoder.upscale5.weight" in ref and "decoder.expand_1_2.1.running_mean" in ref
     dst = UNet(1, 3, base_width=4)
-    missing, unexpected = dst.load_state_dict(convert_reference_state_dict(ref), strict=True), None
+    dst.load_state_dict(convert_reference_state_dict(ref), strict=True)
     for k, v in src.state_dict().items():
         assert torch.equal(v, dst.state_dict()[k]), k
     macl = {("share_encoder." + k[len("encoder."):] if k.startswith("encoder.") else "online_decoder." + k[len("decoder."):]): v for k, v in ref.items() if not k.startswith("decoder.head")}

@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 import yaml
 
-from .config import FinetuneConfig, PretrainConfig, apply_overrides, config_from_dict, config_to_dict
+from .config import FinetuneConfig, PretrainConfig, config_from_dict
 from .engine.rundir import is_done
 from .errors import ConfigError
 from .utils.files import atomic_write_json

@@ -23,7 +23,7 @@ from .data.datasets import LabelledSlices, seed_worker
 from .data.splits import Split, make_split
 from .data.store import SliceStore
 from .engine.inference import predict_volume
-from .engine.rundir import init_run_dir, is_done, mark_done
+from .engine.rundir import init_run_dir, mark_done
 from .engine.trainer import Engine, resolve_device, seed_everything
 from .errors import ConfigError
 from .models.checkpoint import checkpoint_in_channels, load_pretrained, read_checkpoint

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
-from .config import OptimCfg, PretrainConfig, apply_overrides, config_to_dict
+from .config import PretrainConfig, apply_overrides, config_to_dict
 from .data.datasets import PretrainSlices, seed_worker
 from .data.store import SliceStore
 from .engine.rundir import init_run_dir, mark_done

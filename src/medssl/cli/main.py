@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 __all__ = ["main", "build_parser"]
 
@@ -100,12 +99,12 @@ def cmd_prepare(a: argparse.Namespace) -> int:
     from ..data.store import prepare
     from ..errors import DataError
 
+    import yaml
+
     options: dict[str, Any] = {}
     for item in a.option:
         if "=" not in item:
             raise SystemExit(f"medssl: error: --option expects key=value, got '{item}'")
-        import yaml
-
         k, v = item.split("=", 1)
         options[k] = yaml.safe_load(v)
     spacing: Any = "default"

@@ -8,7 +8,6 @@ Array convention: volumes are ``(D, H, W)`` = (slices, rows, columns); a NIfTI a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np

@@ -16,7 +16,6 @@ Each slice is a contiguous block of a memory-mapped ``.npy``: loading costs a co
 """
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -229,6 +228,7 @@ def prepare(
     fp_cases: list[dict[str, Any]] = []
     label_counts: dict[int, int] = {}
     seen_ids: set[str] = set()
+    slice_rows: list[str] = []
     todo = [s for s in sources if s.case_id not in bad]
     bar = tqdm(todo, desc=f"prepare {dataset}", unit="case", disable=not progress)
     for src_case in bar:
@@ -269,6 +269,10 @@ def prepare(
             meta={k: v for k, v in case.meta.items() if isinstance(v, (str, int, float, bool)) or v is None},
         )
         infos.append(info)
+        fg = np.count_nonzero(label.reshape(label.shape[0], -1), axis=1) if label is not None else None
+        for z in range(info.num_slices):
+            part = min(z * num_partitions // info.num_slices, num_partitions - 1)
+            slice_rows.append(f"{info.case_id},{z},{(z + 1) / info.num_slices:.6f},{part},{int(fg[z]) if fg is not None else -1}")
         fp_cases.append(
             {
                 "case_id": case.case_id,
@@ -301,14 +305,7 @@ def prepare(
         },
         "cases": fp_cases,
     }
-    rows = []
-    for info in infos:
-        lab = np.load(out / "labels" / f"{info.case_id}.npy", mmap_mode="r") if info.has_label else None
-        for z in range(info.num_slices):
-            fg = int(np.count_nonzero(lab[z])) if lab is not None else -1
-            rows.append((info.case_id, z, (z + 1) / info.num_slices, min(z * num_partitions // info.num_slices, num_partitions - 1), fg))
-    lines = ["case_id,z,position,partition,foreground"] + [f"{c},{z},{p:.6f},{q},{f}" for c, z, p, q, f in rows]
-    atomic_write_text(out / "slices.csv", "\n".join(lines) + "\n")
+    atomic_write_text(out / "slices.csv", "\n".join(["case_id,z,position,partition,foreground", *slice_rows]) + "\n")
     atomic_write_json(out / "fingerprint.json", fingerprint)
     atomic_write_json(out / "cases.json", [asdict(i) for i in infos])
     atomic_write_json(out / "skipped.json", skipped)

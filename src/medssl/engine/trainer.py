@@ -256,7 +256,6 @@ class Engine:
         bar = tqdm(total=total, initial=step, desc=self.out.name, unit="step", disable=not (cfg.progress and self.is_main), dynamic_ncols=True)
         check_every = 1 if self.device.type == "cpu" else max(1, cfg.log_every)
         last_metrics: dict[str, float] = {}
-        t_start = time.time()
         for epoch in range(start_epoch, epochs):
             if step >= total:
                 break
