@@ -5,9 +5,19 @@ both measured in this run, on the same store.
     python benchmarks/bench_loader.py                    # synthetic store, 128 px, CPU step, 2 workers
     python benchmarks/bench_loader.py --store PREPARED --size 512 --device cuda --batch 16
 
-Prints, per method: loader samples/s with `--workers` workers (measured), the per-core rate, the
-training step's samples/s, and their ratio (goal: >= 3). On a GPU machine it also prints the modelled
-ratio "per-core rate x available cores / GPU step rate".
+Prints, per method and spatial back-end (`--backend scipy|torch|both`, see `data.spatial_backend`):
+loader samples/s with `--workers` workers (measured), the per-core rate, the training step's
+samples/s, and their ratio (goal: >= 3). It also prints the modelled ratio "per-core rate x this
+machine's cores / step rate" (on a GPU machine: the GPU step rate).
+
+Projection to a GPU machine measured earlier (`--project`): the per-core rate measured here x
+`--project-cores` / the GPU step rates given, e.g. the H100 figures of `benchmarks/RESULTS.md`:
+
+    python benchmarks/bench_loader.py --size 512 --batch 16 --workers 2 --methods supercl,macl,pcl \
+        --no-step --project supercl=80.5,macl=141.1,pcl=162.2 --project-cores 16
+
+(valid when a core here is about as fast as one there: compare the scipy per-core column with the
+one recorded on that machine).
 """
 from __future__ import annotations
 
@@ -76,7 +86,14 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--methods", default="*")
+    ap.add_argument("--backend", choices=["scipy", "torch", "both"], default="both",
+                    help="interpolation of the spatial views (data.spatial_backend)")
+    ap.add_argument("--no-step", action="store_true", help="do not measure the training step here")
+    ap.add_argument("--project", default="", help="METHOD=STEP_SAMPLES_PER_S,... of a GPU machine")
+    ap.add_argument("--project-cores", type=int, default=16, help="CPU cores of that machine")
     a = ap.parse_args()
+    project = {k: float(v) for k, v in (kv.split("=") for kv in a.project.split(",") if kv)}
+    backends = ["scipy", "torch"] if a.backend == "both" else [a.backend]
     device = torch.device(a.device)
     tmp = None
     if a.store:
@@ -88,21 +105,32 @@ def main() -> None:
     build_superpixel_cache(store, sp_cfg, workers=min(8, os.cpu_count() or 1), progress=False)
     cores = os.cpu_count() or 1
     print(f"store {store.root}, {a.size}px, batch {a.batch}, {a.workers} workers, step on {device}, {cores} cores here")
-    print(f"{'method':<11} {'loader/s':>9} {'per core':>9} {'step/s':>8} {'ratio':>6} {'modelled':>9}")
+    print(f"{'method':<11} {'backend':<7} {'loader/s':>9} {'per core':>9} {'step/s':>8} {'ratio':>6} {'modelled':>9}"
+          + (f" {'projected':>9}" if project else ""))
     cases = [c.case_id for c in store.cases]
     for info in [i for pat in a.methods.split(",") for i in list_methods(pat)]:
         cls = METHODS.get(info.name)
         method = cls(UNet(1, 2, a.width)).to(device).train()
-        views = MultiViewTransform(views=cls.views, neighbor="neighbor" in cls.needs, **method.view_options())
         provider = SuperpixelProvider(sp_cfg, store) if "superpixels" in cls.needs else None
-        ds = PretrainSlices(store, cases, a.size, views, cls.needs, provider, seed=0)
-        single = loader_rate(ds, 0, a.batch, a.batches)
-        multi = loader_rate(ds, a.workers, a.batch, a.batches) if a.workers else single
-        sample = next(iter(DataLoader(ds, batch_size=a.batch, drop_last=True)))
-        batch = {k: v.to(device) for k, v in sample.items()}
-        consume = step_rate(method, batch, device)
-        modelled = single * cores / consume
-        print(f"{info.name:<11} {multi:9.1f} {single:9.1f} {consume:8.1f} {multi / consume:6.1f} {modelled:9.1f}", flush=True)
+        consume = float("nan")
+        for backend in backends:
+            views = MultiViewTransform(views=cls.views, neighbor="neighbor" in cls.needs, backend=backend,
+                                       **method.view_options())
+            ds = PretrainSlices(store, cases, a.size, views, cls.needs, provider, seed=0)
+            torch.set_num_threads(1)  # the per-core rate: one sample at a time on one thread, as a worker
+            single = loader_rate(ds, 0, a.batch, a.batches)
+            torch.set_num_threads(cores)
+            multi = loader_rate(ds, a.workers, a.batch, a.batches) if a.workers else single
+            if consume != consume and not a.no_step:
+                sample = next(iter(DataLoader(ds, batch_size=a.batch, drop_last=True)))
+                batch = {k: v.to(device) for k, v in sample.items()}
+                consume = step_rate(method, batch, device)
+            row = (f"{info.name:<11} {backend:<7} {multi:9.1f} {single:9.1f} {consume:8.1f} {multi / consume:6.1f} "
+                   f"{single * cores / consume:9.1f}")
+            if project:
+                rate = project.get(info.name)
+                row += f" {single * a.project_cores / rate:9.1f}" if rate else f" {'-':>9}"
+            print(row, flush=True)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import torch
 import pytest
 
 from medssl.config import DataCfg, FinetuneConfig, ModelCfg, PretrainConfig, TrainCfg
+from medssl.errors import ConfigError
 from medssl.finetune import finetune
 from medssl.methods.catalog import list_methods
 from medssl.models.checkpoint import read_checkpoint
@@ -47,11 +48,23 @@ def test_scratch_finetune_on_real_hippocampus(hippo_store, tmp_path):
     assert (res.out / "config.yaml").is_file() and (res.out / "checkpoint_best.pt").is_file()
 
 
+def test_unknown_spatial_backend_is_a_config_error(hippo_store, tmp_path):
+    data = DataCfg(path=str(hippo_store), labels="50%", batch_size=8, num_workers=0, image_size=48, spatial_backend="cv2")
+    with pytest.raises(ConfigError, match="spatial_backend"):
+        finetune(FinetuneConfig(data=data, model=ModelCfg(base_width=8), train=_train(epochs=1, max_steps=1),
+                                out=str(tmp_path / "bad")))
+    with pytest.raises(ConfigError, match="spatial_backend"):
+        pretrain(PretrainConfig(method="pcl", data=data, model=TINY, train=_train(epochs=1, max_steps=1),
+                                out=str(tmp_path / "badpre")))
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_method_pretrains_and_finetunes_on_real_hippocampus(method, hippo_store, tmp_path):
     pcfg = PretrainConfig(
         method=method,
-        data=DataCfg(path=str(hippo_store), image_size=64, batch_size=4, num_workers=0),
+        # SuperCL and MACL (the GPU-scale methods) also exercise the fast grid_sample augmentation
+        data=DataCfg(path=str(hippo_store), image_size=64, batch_size=4, num_workers=0,
+                     spatial_backend="torch" if method in ("supercl", "macl") else "scipy"),
         model=TINY,
         train=_train(epochs=1, max_steps=2),
         out=str(tmp_path / "pre"),
@@ -66,7 +79,8 @@ def test_method_pretrains_and_finetunes_on_real_hippocampus(method, hippo_store,
     assert all(k.startswith(tuple(p + "." for p in parts)) for k in state)
     ft = finetune(
         FinetuneConfig(
-            data=DataCfg(path=str(hippo_store), labels="25%", batch_size=4, num_workers=0, image_size=32),
+            data=DataCfg(path=str(hippo_store), labels="25%", batch_size=4, num_workers=0, image_size=32,
+                         spatial_backend="torch" if method in ("supercl", "macl") else "scipy"),
             model=TINY,
             train=_train(epochs=1, max_steps=2),
             out=str(tmp_path / "ft"),

@@ -318,3 +318,35 @@ def test_joint_augment_shapes_values_alignment():
     np.testing.assert_allclose(i3[2:62, 2:62], img)
     with pytest.raises(ValueError):
         JointAugment(0)
+
+
+# ------------------------------------------------------------------------------ torch back-end
+def test_torch_backend_linear_nearest_equal_scipy_cubic_close():
+    """grid_sample reproduces map_coordinates for linear/nearest (same edge rule: cval outside
+    [0, n-1]); its cubic convolution stays within a few percent of the cubic B-spline inside."""
+    lab = _disc_label(64)
+    img = ndimage.gaussian_filter(lab.astype(np.float32), 1.5)
+    img /= img.max()
+    for seed in range(4):
+        p = spatial_params(np.random.default_rng(seed), (64, 64), 1.0)
+        np.testing.assert_allclose(apply_spatial(img, p, 1, backend="torch"), apply_spatial(img, p, 1), atol=1e-5)
+        got = apply_spatial(lab, p, 0, backend="torch")
+        assert got.dtype == np.uint8
+        assert (got != apply_spatial(lab, p, 0)).mean() < 1e-3  # only exact .5 rounding ties may differ
+        c = p.coords
+        inner = (c[0] >= 2) & (c[0] <= 61) & (c[1] >= 2) & (c[1] <= 61)
+        d = np.abs(apply_spatial(img, p, 3, backend="torch") - apply_spatial(img, p, 3))
+        assert d[inner].max() < 0.05 and d.mean() < 0.01
+    # closed forms hold for both back-ends; cval is honoured outside the field of view
+    x = np.random.default_rng(0).random((20, 20)).astype(np.float32)
+    rot = apply_spatial(x, _params((20, 20), angle=math.pi / 2), order=3, backend="torch")
+    np.testing.assert_allclose(rot, np.rot90(x, 1), atol=1e-5)
+    zoomed_out = apply_spatial(x, _params((20, 20), scale=2.0), order=1, cval=-1.0, backend="torch")
+    assert zoomed_out[0, 0] == -1.0 and zoomed_out[10, 10] != -1.0
+    with pytest.raises(ValueError, match="backend"):
+        apply_spatial(x, _params((20, 20), angle=0.3), order=3, backend="cv2")
+    with pytest.raises(ValueError, match="order"):
+        apply_spatial(x, _params((20, 20), angle=0.3), order=2, backend="torch")
+    aug = JointAugment(32, backend="torch")
+    i2, l2 = aug(img, lab, np.random.default_rng(1))
+    assert i2.shape == l2.shape == (32, 32) and set(np.unique(l2)) <= {0, 1, 2, 3}

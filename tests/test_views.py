@@ -88,6 +88,10 @@ def test_views_pixel_aligned_and_v3_is_tsp_of_v1():
     np.testing.assert_array_equal(out["v2"], v2)
     np.testing.assert_allclose(out["v3"], apply_spatial(v1, p3, order=3), atol=1e-6)
     np.testing.assert_allclose(out["v4"], apply_spatial(v2, p4, order=3), atol=1e-6)
+    # the torch back-end makes the same draws and applies them with grid_sample
+    fast = MultiViewTransform(backend="torch")(x, np.random.default_rng(3))
+    np.testing.assert_array_equal(fast["v1"], v1)
+    np.testing.assert_allclose(fast["v3"], apply_spatial(v1, p3, order=3, backend="torch"), atol=1e-6)
 
 
 def test_views_alignment_statistics():
@@ -179,5 +183,7 @@ def test_deterministic_and_bad_args():
         MultiViewTransform(views=("v5",))
     with pytest.raises(ValueError):
         MultiViewTransform(t_fix="gamma")
+    with pytest.raises(ValueError, match="backend"):
+        MultiViewTransform(backend="opencv")
     with pytest.raises(ValueError):
         MultiViewTransform()(np.zeros((2, 8, 8)), np.random.default_rng(0))

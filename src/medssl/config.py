@@ -45,6 +45,9 @@ class DataCfg:
         test_fraction: share of patients held out for testing (seeded split).
         val_fraction: share of the training pool carved out for validation (``standard`` protocol).
         split_seed: seed of the split (None = the training seed).
+        spatial_backend: interpolation of the spatial augmentation: ``"scipy"`` (cubic B-spline,
+            exactly the papers' batchgenerators) or ``"torch"`` (grid_sample's cubic convolution,
+            about 8x faster at 512 px; for GPU-scale pre-training whose loader must keep up).
     """
 
     path: str = ""
@@ -56,6 +59,7 @@ class DataCfg:
     test_fraction: float = 0.2
     val_fraction: float = 0.2
     split_seed: int | None = None
+    spatial_backend: str = "scipy"
 
 
 @dataclass

@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from .transforms import apply_spatial, pad_or_crop, spatial_params
+from .transforms import SPATIAL_BACKENDS, apply_spatial, pad_or_crop, spatial_params
 
 __all__ = ["VIEW_NAMES", "intensity_transform", "spatial_transform", "MultiViewTransform"]
 
@@ -110,6 +110,7 @@ def spatial_transform(
     rng: np.random.Generator,
     p_spatial: float = 0.67,
     order: int = 3,
+    backend: str = "scipy",
     **spatial_kwargs: object,
 ) -> np.ndarray:
     """T_sp: one draw of mirror + (p = ``p_spatial``) elastic/rotation/scale applied to ``image``.
@@ -119,13 +120,15 @@ def spatial_transform(
         rng: random generator.
         p_spatial: probability of the elastic/rotation/scale step.
         order: interpolation order (3 = cubic, as the reference).
+        backend: ``"scipy"`` (the reference's cubic B-spline) or ``"torch"`` (faster cubic
+            convolution); see :func:`medssl.data.transforms.apply_spatial`.
         **spatial_kwargs: passed to :func:`medssl.data.transforms.spatial_params`.
 
     Returns:
         float32 ``(H, W)``.
     """
     params = spatial_params(rng, image.shape[-2:], p_spatial, **spatial_kwargs)  # type: ignore[arg-type]
-    return apply_spatial(image, params, order=order)
+    return apply_spatial(image, params, order=order, backend=backend)
 
 
 class MultiViewTransform:
@@ -149,6 +152,7 @@ class MultiViewTransform:
         normalize_input: min-max the (cropped) slice to [0, 1] first, as the reference does.
         p_spatial: probability of the elastic/rotation/scale step of T_sp.
         quantize: 8-bit arithmetic in T_int (see :func:`intensity_transform`).
+        backend: interpolation back-end of T_sp, ``"scipy"`` (the reference) or ``"torch"``.
         intensity_kwargs: extra options of :func:`intensity_transform`.
         spatial_kwargs: extra options of :func:`medssl.data.transforms.spatial_params`.
 
@@ -171,6 +175,7 @@ class MultiViewTransform:
         normalize_input: bool = True,
         p_spatial: float = 0.67,
         quantize: bool = True,
+        backend: str = "scipy",
         intensity_kwargs: dict | None = None,
         spatial_kwargs: dict | None = None,
     ) -> None:
@@ -181,6 +186,9 @@ class MultiViewTransform:
             raise ValueError(f"t_fix must be 'intensity' or 'identity', got '{t_fix}'")
         self.views = tuple(v for v in VIEW_NAMES if v in views)
         self.t_fix = t_fix
+        if backend not in SPATIAL_BACKENDS:
+            raise ValueError(f"unknown spatial backend '{backend}'; known: {', '.join(SPATIAL_BACKENDS)}")
+        self.backend = backend
         self.neighbor = bool(neighbor)
         self.patch_size = patch_size
         self.normalize_input = bool(normalize_input)
@@ -194,7 +202,7 @@ class MultiViewTransform:
         return intensity_transform(x, rng, **self.intensity_kwargs)
 
     def _sp(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return spatial_transform(x, rng, self.p_spatial, **self.spatial_kwargs)
+        return spatial_transform(x, rng, self.p_spatial, backend=self.backend, **self.spatial_kwargs)
 
     def __call__(
         self,
@@ -249,4 +257,4 @@ class MultiViewTransform:
 
     def __repr__(self) -> str:
         return (f"MultiViewTransform(views={self.views}, t_fix='{self.t_fix}', neighbor={self.neighbor}, "
-                f"patch_size={self.patch_size}, p_spatial={self.p_spatial})")
+                f"patch_size={self.patch_size}, p_spatial={self.p_spatial}, backend='{self.backend}')")
