@@ -25,7 +25,7 @@ from medssl.losses.dira import (
     random_distortion,
 )
 from medssl.losses.gcl import gcl_local_loss, local_region_corners
-from medssl.losses.wcl import component_mask, connected_components, nearest_neighbor_graph, wcl_graph_loss, wcl_instance_loss
+from medssl.losses.wcl import component_closure, component_mask, connected_components, nearest_neighbor_graph, wcl_graph_loss, wcl_instance_loss
 from medssl.models.unet import UNet
 from medssl.registry import METHODS
 
@@ -118,6 +118,20 @@ def test_connected_components_long_chain() -> None:
     for a, b in zip(perm[:-1], perm[1:]):
         adj[a, b] = True
     assert connected_components(adj).tolist() == [0] * n
+
+
+def test_component_closure_equals_component_mask_on_random_graphs() -> None:
+    """The sync-free closure used by the loss is exactly the same-component mask; a chain needs
+    every one of the ceil(log2 N) squarings (no early exit is taken or needed)."""
+    g = torch.Generator().manual_seed(1)
+    for n in (2, 5, 16, 33, 64):
+        for density in (0.02, 0.1):
+            adj = torch.rand(n, n, generator=g) < density
+            assert torch.equal(component_closure(adj), component_mask(connected_components(adj)))
+        chain = torch.zeros(n, n, dtype=torch.bool)
+        idx = torch.arange(n - 1)
+        chain[idx, idx + 1] = True
+        assert bool(component_closure(chain).all())
 
 
 def _angles(deg: list[float]) -> torch.Tensor:

@@ -30,6 +30,24 @@ def test_anchor_without_positive_is_ignored_and_mask_diagonal_ignored():
     assert full.item() == pytest.approx(((l(0, 1) + l(1, 0)) / 2).item(), rel=1e-5)
 
 
+def test_no_anchor_with_a_positive_gives_zero_and_zero_gradient():
+    z = torch.randn(4, 3, requires_grad=True)
+    loss = supcon_loss(z, torch.eye(4, dtype=torch.bool))  # only the (ignored) diagonal
+    loss.backward()
+    assert loss.item() == 0.0 and torch.equal(z.grad, torch.zeros_like(z))
+    # gradients of the masked mean equal those of the mean over the valid anchors only
+    z2 = z.detach().clone().requires_grad_(True)
+    m = torch.zeros(4, 4, dtype=torch.bool)
+    m[0, 1] = m[1, 0] = True
+    supcon_loss(z2, m).backward()
+    z3 = z.detach().clone().requires_grad_(True)
+    lg = torch.nn.functional.normalize(z3, dim=1) @ torch.nn.functional.normalize(z3, dim=1).T / 0.1
+    eye = torch.eye(4, dtype=torch.bool)
+    lp = lg - torch.logsumexp(lg.masked_fill(eye, float("-inf")), 1, keepdim=True)
+    (-(0.1 / 0.07) * (lp[0, 1] + lp[1, 0]) / 2).backward()
+    torch.testing.assert_close(z2.grad, z3.grad)
+
+
 def test_masks():
     assert instance_mask(2).tolist() == [[1, 0, 1, 0], [0, 1, 0, 1], [1, 0, 1, 0], [0, 1, 0, 1]]
     pm = positional_mask(torch.tensor([0.1, 0.15, 0.9]), delta=0.1)

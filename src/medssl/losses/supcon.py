@@ -61,11 +61,11 @@ def supcon_from_logits(
     log_prob = logits - log_denom
     n_pos = pos.sum(-1)
     mean_log_prob_pos = (log_prob * pos).sum(-1) / n_pos.clamp_min(1)
-    valid = n_pos > 0
+    # mean over the anchors with a positive, as a masked sum: no boolean indexing and no host-side
+    # test, so the step never waits for the device here (0 with a zero gradient when no anchor has one)
+    valid = (n_pos > 0).to(mean_log_prob_pos.dtype)
     per_anchor = -(temperature / base_temperature) * mean_log_prob_pos
-    if not bool(valid.any()):
-        return logits.sum() * 0.0
-    return per_anchor[valid].mean()
+    return (per_anchor * valid).sum() / valid.sum().clamp_min(1.0)
 
 
 def supcon_loss(z: Tensor, pos_mask: Tensor, temperature: float = 0.1, base_temperature: float = 0.07) -> Tensor:

@@ -7,8 +7,8 @@ excluded from the denominator) uses the OTHER view's labels as positives ("swapp
 
     L_graph = 1/2 [ SupCon(g_1; M(g_2)) + SupCon(g_2; M(g_1)) ]
 
-The connected-component code here is this module's own (transitive closure by repeated boolean
-matrix squaring), shared with no other module.
+The connected-component code here is this module's own (transitive closure by a fixed number of
+boolean matrix squarings), shared with no other module.
 
 References:
     - [0] Zheng et al., Weakly Supervised Contrastive Learning, ICCV 2021, https://arxiv.org/abs/2110.04770
@@ -23,7 +23,7 @@ from torch import Tensor
 
 from .supcon import cosine_logits, instance_mask, supcon_from_logits, supcon_loss
 
-__all__ = ["nearest_neighbor_graph", "connected_components", "component_mask", "wcl_instance_loss", "wcl_graph_loss"]
+__all__ = ["nearest_neighbor_graph", "component_closure", "connected_components", "component_mask", "wcl_instance_loss", "wcl_graph_loss"]
 
 
 @torch.no_grad()
@@ -50,6 +50,27 @@ def nearest_neighbor_graph(z: Tensor) -> Tensor:
 
 
 @torch.no_grad()
+def component_closure(adjacency: Tensor) -> Tensor:
+    """Transitive closure of an undirected graph: ``R_ij`` when i and j are in one connected component.
+
+    ``ceil(log2 N)`` boolean squarings of ``A | A^T | I``, always that many (no early exit), so
+    nothing waits for the device inside a training step.
+
+    Args:
+        adjacency: (N, N) boolean (or 0/1) adjacency; it is symmetrised.
+
+    Returns:
+        (N, N) boolean, symmetric, true on the diagonal: the same-component mask.
+    """
+    n = adjacency.shape[0]
+    a = adjacency.bool()
+    reach = (a | a.T | torch.eye(n, dtype=torch.bool, device=adjacency.device)).float()
+    for _ in range(max(1, math.ceil(math.log2(max(n, 2))))):
+        reach = ((reach @ reach) > 0).float()
+    return reach.bool()
+
+
+@torch.no_grad()
 def connected_components(adjacency: Tensor) -> Tensor:
     """Connected components of an undirected graph.
 
@@ -59,14 +80,7 @@ def connected_components(adjacency: Tensor) -> Tensor:
     Returns:
         (N,) long labels 0..K-1, numbered in the order of each component's smallest node.
     """
-    n = adjacency.shape[0]
-    reach = adjacency.bool() | adjacency.bool().T | torch.eye(n, dtype=torch.bool, device=adjacency.device)
-    for _ in range(max(1, math.ceil(math.log2(max(n, 2))))):
-        step = (reach.float() @ reach.float()) > 0
-        if torch.equal(step, reach):
-            break
-        reach = step
-    first = reach.float().argmax(dim=1)  # smallest node index reachable = component representative
+    first = component_closure(adjacency).float().argmax(dim=1)  # smallest reachable node = representative
     return torch.unique(first, return_inverse=True)[1]
 
 
@@ -105,8 +119,10 @@ def wcl_graph_loss(g1: Tensor, g2: Tensor, temperature: float = 0.1, base_temper
         Scalar loss; the graphs are built without gradient.
     """
     bt = temperature if base_temperature is None else base_temperature
-    m1 = component_mask(connected_components(nearest_neighbor_graph(g1.detach())))
-    m2 = component_mask(connected_components(nearest_neighbor_graph(g2.detach())))
+    # the closure is the same-component mask (= component_mask(connected_components(.)), without the
+    # relabelling, whose variable-size unique would wait for the device)
+    m1 = component_closure(nearest_neighbor_graph(g1.detach()))
+    m2 = component_closure(nearest_neighbor_graph(g2.detach()))
     l1 = supcon_from_logits(cosine_logits(g1, temperature), m2, temperature, bt)
     l2 = supcon_from_logits(cosine_logits(g2, temperature), m1, temperature, bt)
     return 0.5 * (l1 + l2)
