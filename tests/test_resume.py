@@ -3,6 +3,7 @@ and finishes with the same metrics as an uninterrupted run (CPU, deterministic m
 grid rerun skips its finished cells."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -77,3 +78,6 @@ def test_benchmark_rerun_skips_finished_cells(tmp_path):
     assert "2 cells run, 2 already done" in rest and "report:" in rest
     assert (tmp_path / "report" / "results.md").is_file()
     assert len(list((tmp_path / "pretrain").iterdir())) == 1  # SuperCL pre-trained once, reused by both seeds
+    assert "compute:" in rest and "over 5 timed runs" in rest  # 1 pre-training + 4 fine-tunings
+    run = json.loads(next((tmp_path / "finetune").iterdir()).joinpath("run.json").read_text())
+    assert run["wall_s"] > 0 and run["started_at"] <= run["finished_at"]

@@ -37,7 +37,7 @@ from typing import Any, Callable
 import yaml
 
 from .config import FinetuneConfig, PretrainConfig, config_from_dict
-from .engine.rundir import is_done
+from .engine.rundir import is_done, read_run
 from .errors import ConfigError
 from .utils.files import atomic_write_json
 
@@ -216,6 +216,10 @@ def run_benchmark(
         finetune(fcfg, log_fn=say)
         ran += 1
     text = f"grid '{grid.get('name', Path(config).stem)}': {ran} cells run, {skipped} already done, {len(all_cells) - len(mine)} left to other processes"
+    walls = [(read_run(d) or {}).get("wall_s") for d in [*(root / "pretrain").glob("*"), *(root / "finetune").glob("*")]]
+    timed = [w for w in walls if isinstance(w, (int, float))]
+    if timed:
+        text += f"\ncompute: {sum(timed) / 60:.1f} min over {len(timed)} timed runs (pre-training + fine-tuning, wall_s in run.json)"
     if report and all(is_done(root / "finetune" / c.name) for c in all_cells):
         from .reporting.report import report as make_report
 

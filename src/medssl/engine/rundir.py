@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,9 @@ def init_run_dir(out: str | Path, cfg: Any, kind: str, device: str, extra: dict[
     info.update({"kind": kind, "status": info.get("status", "running") if info.get("status") == "done" else "running"})
     info.update(extra or {})
     info["seed"] = getattr(getattr(cfg, "train", None), "seed", None)
+    now = time.time()
+    info.setdefault("started_at", _iso(now))  # the first start; a resume keeps it
+    info["attempt_started_at"] = _iso(now)
     info["environment"] = environment_info(device)
     atomic_write_json(out / "run.json", info)
     return out
@@ -45,9 +50,18 @@ def read_run(out: str | Path) -> dict[str, Any] | None:
         return None
 
 
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
+
+
 def mark_done(out: str | Path, **fields: Any) -> None:
+    """Mark a run finished: ``status: done``, ``finished_at`` and ``wall_s`` (seconds of the last attempt)."""
     info = read_run(out) or {}
     info.update(fields)
+    now = time.time()
+    info["finished_at"] = _iso(now)
+    if "attempt_started_at" in info:
+        info["wall_s"] = round(now - datetime.fromisoformat(info["attempt_started_at"]).timestamp(), 1)
     info["status"] = "done"
     atomic_write_json(Path(out) / "run.json", info)
 
