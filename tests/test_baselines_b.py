@@ -25,7 +25,8 @@ from medssl.losses.dira import (
     random_distortion,
 )
 from medssl.losses.gcl import gcl_local_loss, local_region_corners
-from medssl.losses.wcl import component_closure, component_mask, connected_components, nearest_neighbor_graph, wcl_graph_loss, wcl_instance_loss
+from medssl.losses.graph import component_closure
+from medssl.losses.wcl import component_mask, connected_components, nearest_neighbor_graph, wcl_graph_loss, wcl_instance_loss
 from medssl.models.unet import UNet
 from medssl.registry import METHODS
 

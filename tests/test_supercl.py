@@ -103,6 +103,23 @@ def test_asp_batch_labels_do_not_mix_and_downsample() -> None:
     assert torch.allclose(got[1], torch.tensor([[20.0, 30.0], [20.0, 30.0]]))
 
 
+def test_asp_rejects_labels_outside_the_map_range() -> None:
+    m = torch.ones(1, 2, 2)
+    with pytest.raises(ValueError, match="superpixel labels"):
+        average_superpixel_map(m, torch.tensor([[[0, 1], [2, 4]]]))  # 4 >= 2 * 2
+    with pytest.raises(ValueError, match="superpixel labels"):
+        average_superpixel_map(m, torch.tensor([[[0, 1], [2, -1]]]))
+
+
+def test_ccl_mask_equals_the_component_labels_mask(rng: np.random.Generator) -> None:
+    """The sync-free closure in ccl_mask gives exactly the mask of the component labels."""
+    for n in (4, 10, 32):
+        v = torch.from_numpy(rng.normal(size=(n, 6)))
+        comp = ccl_components(v)
+        expected = (comp[:, None] == comp[None, :]) | instance_mask(n // 2, 2)
+        assert torch.equal(ccl_mask(v, views=2), expected)
+
+
 # --- CCL -----------------------------------------------------------------------------------------------
 def _angles(*deg: float) -> torch.Tensor:
     r = torch.tensor(deg, dtype=torch.float64) * math.pi / 180

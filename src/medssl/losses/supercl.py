@@ -22,12 +22,12 @@ References:
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..utils.distributed import gather_nograd, gather_with_grad
+from .graph import component_closure, connected_components, nearest_neighbor_graph
 from .supcon import cosine_logits, instance_mask, positional_mask, supcon_from_logits
 
 __all__ = [
@@ -120,16 +120,19 @@ def average_superpixel_map(f: Tensor, superpixels: Tensor, divide_by: str = "ima
         raise ValueError(f"f must be (B, C, h, w) or (B, h, w), got {tuple(f.shape)}")
     b, h, w = m.shape
     labels = downsample_superpixels(superpixels, (h, w)).reshape(b, h * w)
-    if labels.numel() and int(labels.min()) < 0:
-        raise ValueError("superpixel labels must be >= 0")
-    k = int(labels.max()) + 1 if labels.numel() else 1
-    idx = labels + torch.arange(b, device=labels.device)[:, None] * k  # one label range per image
+    # one label range of k = H * W per image (an H x W map's labels, 0..K-1 from the superpixel
+    # stage, stay below it): a static size, so no host-side max of the labels inside the step
+    k = max(1, int(superpixels.shape[-2]) * int(superpixels.shape[-1]))
+    if labels.device.type == "cpu" and labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= k):
+        raise ValueError(f"superpixel labels must be in [0, {k}) for a {tuple(superpixels.shape[-2:])} map, "
+                         f"got {int(labels.min())}..{int(labels.max())}")
+    idx = labels.long() + torch.arange(b, device=labels.device)[:, None] * k
     flat = idx.reshape(-1)
     sums = torch.zeros(b * k, dtype=m.dtype, device=m.device).scatter_add(0, flat, m.reshape(-1))
     if divide_by == "image":
         means = sums / float(h * w)
     else:
-        counts = torch.bincount(flat, minlength=b * k).to(m.dtype)
+        counts = torch.zeros(b * k, dtype=m.dtype, device=m.device).scatter_add(0, flat, torch.ones_like(m.reshape(-1)))
         means = sums / counts.clamp_min(1)
     return means[idx].reshape(b, h, w)
 
@@ -145,20 +148,10 @@ def ccl_components(vectors: Tensor) -> Tensor:
         (N,) long component index of each node (``0..C-1`` in order of first appearance,
         as ``scipy.sparse.csgraph.connected_components``).
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     n = vectors.shape[0]
     if n <= 1:
         return torch.zeros(n, dtype=torch.long, device=vectors.device)
-    v = F.normalize(vectors.detach().float().reshape(n, -1), dim=-1)
-    sim = v @ v.T
-    sim.fill_diagonal_(float("-inf"))
-    nn_idx = sim.argmax(dim=1).cpu().numpy()
-    rows = np.arange(n)
-    graph = coo_matrix((np.ones(n), (rows, nn_idx)), shape=(n, n))
-    _, comp = connected_components(graph, directed=False)
-    return torch.as_tensor(comp, dtype=torch.long, device=vectors.device)
+    return connected_components(nearest_neighbor_graph(vectors))
 
 
 @torch.no_grad()
@@ -178,8 +171,10 @@ def ccl_mask(asp_vectors: Tensor, views: int = 2) -> Tensor:
     n = asp_vectors.shape[0]
     if n % views:
         raise ValueError(f"{n} vectors cannot be split into {views} views")
-    comp = ccl_components(asp_vectors)
-    mask = comp[:, None] == comp[None, :]
+    if n <= 1:
+        return torch.ones(n, n, dtype=torch.bool, device=asp_vectors.device)
+    # the same-component mask is the closure of the graph: computed on the device, no host sync
+    mask = component_closure(nearest_neighbor_graph(asp_vectors))
     return mask | instance_mask(n // views, views, device=asp_vectors.device)
 
 

@@ -7,8 +7,7 @@ excluded from the denominator) uses the OTHER view's labels as positives ("swapp
 
     L_graph = 1/2 [ SupCon(g_1; M(g_2)) + SupCon(g_2; M(g_1)) ]
 
-The connected-component code here is this module's own (transitive closure by a fixed number of
-boolean matrix squarings), shared with no other module.
+The graph and its components come from :mod:`medssl.losses.graph` (on the device, no host sync).
 
 References:
     - [0] Zheng et al., Weakly Supervised Contrastive Learning, ICCV 2021, https://arxiv.org/abs/2110.04770
@@ -16,77 +15,13 @@ References:
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
+from .graph import component_closure, component_mask, connected_components, nearest_neighbor_graph
 from .supcon import cosine_logits, instance_mask, supcon_from_logits, supcon_loss
 
 __all__ = ["nearest_neighbor_graph", "component_closure", "connected_components", "component_mask", "wcl_instance_loss", "wcl_graph_loss"]
-
-
-@torch.no_grad()
-def nearest_neighbor_graph(z: Tensor) -> Tensor:
-    """Undirected 1-nearest-neighbour graph by cosine similarity (self excluded).
-
-    Args:
-        z: (N, D) embeddings, N >= 2.
-
-    Returns:
-        (N, N) symmetric boolean adjacency without self-loops: ``A_ij`` when j is i's nearest
-        neighbour or i is j's.
-    """
-    n = z.shape[0]
-    if n < 2:
-        raise ValueError(f"a nearest-neighbour graph needs at least 2 nodes, got {n}")
-    sim = cosine_logits(z, 1.0)
-    sim = sim.masked_fill(torch.eye(n, dtype=torch.bool, device=z.device), float("-inf"))
-    nn_idx = sim.argmax(dim=1)
-    adj = torch.zeros(n, n, dtype=torch.bool, device=z.device)
-    rows = torch.arange(n, device=z.device)
-    adj[rows, nn_idx] = True
-    return adj | adj.T
-
-
-@torch.no_grad()
-def component_closure(adjacency: Tensor) -> Tensor:
-    """Transitive closure of an undirected graph: ``R_ij`` when i and j are in one connected component.
-
-    ``ceil(log2 N)`` boolean squarings of ``A | A^T | I``, always that many (no early exit), so
-    nothing waits for the device inside a training step.
-
-    Args:
-        adjacency: (N, N) boolean (or 0/1) adjacency; it is symmetrised.
-
-    Returns:
-        (N, N) boolean, symmetric, true on the diagonal: the same-component mask.
-    """
-    n = adjacency.shape[0]
-    a = adjacency.bool()
-    reach = (a | a.T | torch.eye(n, dtype=torch.bool, device=adjacency.device)).float()
-    for _ in range(max(1, math.ceil(math.log2(max(n, 2))))):
-        reach = ((reach @ reach) > 0).float()
-    return reach.bool()
-
-
-@torch.no_grad()
-def connected_components(adjacency: Tensor) -> Tensor:
-    """Connected components of an undirected graph.
-
-    Args:
-        adjacency: (N, N) boolean (or 0/1) adjacency; it is symmetrised.
-
-    Returns:
-        (N,) long labels 0..K-1, numbered in the order of each component's smallest node.
-    """
-    first = component_closure(adjacency).float().argmax(dim=1)  # smallest reachable node = representative
-    return torch.unique(first, return_inverse=True)[1]
-
-
-def component_mask(labels: Tensor) -> Tensor:
-    """(N, N) boolean mask, true where two nodes share a label."""
-    return labels[:, None] == labels[None, :]
 
 
 def wcl_instance_loss(z1: Tensor, z2: Tensor, temperature: float = 0.1, base_temperature: float | None = None) -> Tensor:
