@@ -53,7 +53,7 @@ def run(store: SliceStore, split, patch: int, kwargs: dict | None, epochs: int, 
         pred = predict_volume(net, np.asarray(store.image(cid)), torch.device("cpu"))
         d, _ = dice_jaccard_from_counts(confusion_counts(pred, np.asarray(store.label(cid)), store.num_classes))
         dsc.append(np.nanmean(d[1:]))
-    return steps, float(loss), float(np.mean(dsc))
+    return steps, float(loss.detach()), float(np.mean(dsc))
 
 
 def main() -> None:

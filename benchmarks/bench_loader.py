@@ -14,10 +14,12 @@ Projection to a GPU machine measured earlier (`--project`): the per-core rate me
 `--project-cores` / the GPU step rates given, e.g. the H100 figures of `benchmarks/RESULTS.md`:
 
     python benchmarks/bench_loader.py --size 512 --batch 16 --workers 2 --methods supercl,macl,pcl \
-        --no-step --project supercl=80.5,macl=141.1,pcl=162.2 --project-cores 16
+        --no-step --project supercl=80.5,macl=141.1,pcl=162.2 --project-cores 16 \
+        --project-scipy supercl=17.9,macl=17.6,pcl=16.3
 
-(valid when a core here is about as fast as one there: compare the scipy per-core column with the
-one recorded on that machine).
+A core here need not be as fast as one there: `--project-scipy` gives the scipy per-core rates
+recorded on that machine, and the projection then uses those, times the ratio of each back-end to
+scipy measured here (`--backend both`), instead of this machine's absolute rates.
 """
 from __future__ import annotations
 
@@ -91,8 +93,14 @@ def main() -> None:
     ap.add_argument("--no-step", action="store_true", help="do not measure the training step here")
     ap.add_argument("--project", default="", help="METHOD=STEP_SAMPLES_PER_S,... of a GPU machine")
     ap.add_argument("--project-cores", type=int, default=16, help="CPU cores of that machine")
+    ap.add_argument("--project-scipy", default="", help="METHOD=PER_CORE_RATE,...: scipy per-core rates recorded there")
     a = ap.parse_args()
-    project = {k: float(v) for k, v in (kv.split("=") for kv in a.project.split(",") if kv)}
+    def rates(text: str) -> dict[str, float]:
+        return {k: float(v) for k, v in (kv.split("=") for kv in text.split(",") if kv)}
+
+    project, project_scipy = rates(a.project), rates(a.project_scipy)
+    if project_scipy and a.backend != "both":
+        ap.error("--project-scipy needs --backend both (it scales by the measured back-end ratio)")
     backends = ["scipy", "torch"] if a.backend == "both" else [a.backend]
     device = torch.device(a.device)
     tmp = None
@@ -113,6 +121,7 @@ def main() -> None:
         method = cls(UNet(1, 2, a.width)).to(device).train()
         provider = SuperpixelProvider(sp_cfg, store) if "superpixels" in cls.needs else None
         consume = float("nan")
+        scipy_here = float("nan")
         for backend in backends:
             views = MultiViewTransform(views=cls.views, neighbor="neighbor" in cls.needs, backend=backend,
                                        **method.view_options())
@@ -127,9 +136,14 @@ def main() -> None:
                 consume = step_rate(method, batch, device)
             row = (f"{info.name:<11} {backend:<7} {multi:9.1f} {single:9.1f} {consume:8.1f} {multi / consume:6.1f} "
                    f"{single * cores / consume:9.1f}")
+            if backend == "scipy":
+                scipy_here = single
             if project:
                 rate = project.get(info.name)
-                row += f" {single * a.project_cores / rate:9.1f}" if rate else f" {'-':>9}"
+                per_core = single
+                if project_scipy:  # that machine's scipy rate x this back-end's speed-up measured here
+                    per_core = project_scipy.get(info.name, float("nan")) * single / scipy_here
+                row += f" {per_core * a.project_cores / rate:9.1f}" if rate else f" {'-':>9}"
             print(row, flush=True)
 
 
