@@ -11,7 +11,7 @@ import types
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 import yaml
 
@@ -46,8 +46,9 @@ class DataCfg:
         val_fraction: share of the training pool carved out for validation (``standard`` protocol).
         split_seed: seed of the split (None = the training seed).
         spatial_backend: interpolation of the spatial augmentation: ``"scipy"`` (cubic B-spline,
-            exactly the papers' batchgenerators) or ``"torch"`` (grid_sample's cubic convolution,
-            about 8x faster at 512 px; for GPU-scale pre-training whose loader must keep up).
+            exactly the papers' batchgenerators) or ``"torch"`` (grid_sample's cubic convolution:
+            four views 2.2x faster at 512 px, ``benchmarks/bench_views.py``; for GPU-scale
+            pre-training whose loader must keep up).
     """
 
     path: str = ""
@@ -59,7 +60,7 @@ class DataCfg:
     test_fraction: float = 0.2
     val_fraction: float = 0.2
     split_seed: int | None = None
-    spatial_backend: str = "scipy"
+    spatial_backend: Literal["scipy", "torch"] = "scipy"
 
 
 @dataclass
@@ -208,6 +209,10 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         raise ConfigError(f"{key}: cannot use {value!r} ({'; '.join(errors)})")
     if hints is Any:
         return value
+    if origin is typing.Literal:
+        if value in args:
+            return value
+        raise ConfigError(f"{key}: expected one of {', '.join(map(str, args))}, got {value!r}")
     if hints is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if hints is int and isinstance(value, int) and not isinstance(value, bool):

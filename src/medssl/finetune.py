@@ -68,7 +68,7 @@ class SegmentationTask:
     find_unused_parameters = False
 
     def __init__(self, cfg: FinetuneConfig, store: SliceStore, split: Split, model: nn.Module, in_channels: int, device: torch.device) -> None:
-        from .data.transforms import SPATIAL_BACKENDS, JointAugment
+        from .data.transforms import JointAugment
 
         self.cfg, self.store, self.split, self.model = cfg, store, split, model
         self.device, self.in_channels = device, in_channels
@@ -76,9 +76,6 @@ class SegmentationTask:
         multiple = 2 ** cfg.model.depth
         if self.patch % multiple:
             raise ConfigError(f"image size {self.patch} must be divisible by {multiple} (2**depth)")
-        if cfg.data.spatial_backend not in SPATIAL_BACKENDS:
-            raise ConfigError(f"data.spatial_backend must be one of {', '.join(SPATIAL_BACKENDS)}, "
-                              f"got '{cfg.data.spatial_backend}'")
         aug = (JointAugment(self.patch, p_spatial=cfg.p_spatial, mirror=cfg.mirror, backend=cfg.data.spatial_backend)
                if cfg.augment else None)
         self.dataset = LabelledSlices(store, split.train, self.patch, aug, seed=cfg.train.seed, in_channels=in_channels)

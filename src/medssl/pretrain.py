@@ -98,7 +98,6 @@ class PretrainTask:
     find_unused_parameters = True
 
     def __init__(self, cfg: PretrainConfig, store: SliceStore, method: Method, device: torch.device, say: Callable[[str], None]) -> None:
-        from .data.transforms import SPATIAL_BACKENDS
         from .data.views import MultiViewTransform
 
         self.cfg, self.store, self.model, self.device = cfg, store, method, device
@@ -119,9 +118,6 @@ class PretrainTask:
             if du.is_distributed():
                 torch.distributed.barrier()
             provider = SuperpixelProvider(sp_cfg, store)
-        if cfg.data.spatial_backend not in SPATIAL_BACKENDS:
-            raise ConfigError(f"data.spatial_backend must be one of {', '.join(SPATIAL_BACKENDS)}, "
-                              f"got '{cfg.data.spatial_backend}'")
         views = MultiViewTransform(views=method.views, neighbor="neighbor" in method.needs,
                                    backend=cfg.data.spatial_backend, **method.view_options())
         self.dataset = PretrainSlices(store, cases, size, views, method.needs, provider, seed=cfg.train.seed)

@@ -51,6 +51,7 @@ __all__ = [
     "spatial_params",
     "apply_spatial",
     "SPATIAL_BACKENDS",
+    "check_spatial_backend",
     "JointAugment",
 ]
 
@@ -455,6 +456,13 @@ SPATIAL_BACKENDS: tuple[str, ...] = ("scipy", "torch")
 _TORCH_MODES = {0: "nearest", 1: "bilinear", 3: "bicubic"}
 
 
+def check_spatial_backend(backend: str) -> str:
+    """``backend`` if it is one of :data:`SPATIAL_BACKENDS`, else ``ValueError`` (one line)."""
+    if backend not in SPATIAL_BACKENDS:
+        raise ValueError(f"unknown spatial backend '{backend}'; known: {', '.join(SPATIAL_BACKENDS)}")
+    return backend
+
+
 def _grid_sample(image: np.ndarray, coords: np.ndarray, order: int, cval: float, out_dtype: np.dtype) -> np.ndarray:
     """``torch.nn.functional.grid_sample`` at the input positions ``coords`` (``(2, H, W)``, pixels)."""
     import torch
@@ -495,7 +503,8 @@ def apply_spatial(
         backend: ``"scipy"``: ``scipy.ndimage.map_coordinates``, cubic B-spline for ``order=3``,
             exactly the reference's batchgenerators; ``"torch"``: ``torch.nn.functional.grid_sample``
             (one thread in a loader worker), the cubic-convolution kernel (Keys, a = -0.75) for
-            ``order=3``, about 8x faster at 512 px (``benchmarks/bench_views.py``). Both cubics
+            ``order=3``; a whole spatial view at 512 px (elastic field included) 2.5x faster
+            (``benchmarks/bench_views.py``, T_sp columns). Both cubics
             interpolate the samples; they differ by a few percent of the local contrast at edges.
             Linear and nearest agree between back-ends (up to rounding ties).
 
@@ -508,9 +517,7 @@ def apply_spatial(
     """
     if tuple(image.shape[-2:]) != tuple(params.shape):
         raise ValueError(f"array shape {image.shape} does not match the drawn transform {params.shape}")
-    if backend not in SPATIAL_BACKENDS:
-        raise ValueError(f"unknown spatial backend '{backend}'; known: {', '.join(SPATIAL_BACKENDS)}")
-    if backend == "torch" and order not in _TORCH_MODES:
+    if check_spatial_backend(backend) == "torch" and order not in _TORCH_MODES:
         raise ValueError(f"the torch backend supports order 0, 1 or 3, got {order}")
     if image.ndim == 3:
         return np.stack([apply_spatial(c, params, order, cval, backend) for c in image])
@@ -557,9 +564,7 @@ class JointAugment:
     ) -> None:
         if patch_size <= 0:
             raise ValueError(f"patch_size must be positive, got {patch_size}")
-        if backend not in SPATIAL_BACKENDS:
-            raise ValueError(f"unknown spatial backend '{backend}'; known: {', '.join(SPATIAL_BACKENDS)}")
-        self.backend = backend
+        self.backend = check_spatial_backend(backend)
         self.patch_size = int(patch_size)
         self.p_spatial = float(p_spatial)
         self.mirror = bool(mirror)

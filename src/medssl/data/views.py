@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from .transforms import SPATIAL_BACKENDS, apply_spatial, pad_or_crop, spatial_params
+from .transforms import apply_spatial, check_spatial_backend, pad_or_crop, spatial_params
 
 __all__ = ["VIEW_NAMES", "intensity_transform", "spatial_transform", "MultiViewTransform"]
 
@@ -186,9 +186,7 @@ class MultiViewTransform:
             raise ValueError(f"t_fix must be 'intensity' or 'identity', got '{t_fix}'")
         self.views = tuple(v for v in VIEW_NAMES if v in views)
         self.t_fix = t_fix
-        if backend not in SPATIAL_BACKENDS:
-            raise ValueError(f"unknown spatial backend '{backend}'; known: {', '.join(SPATIAL_BACKENDS)}")
-        self.backend = backend
+        self.backend = check_spatial_backend(backend)
         self.neighbor = bool(neighbor)
         self.patch_size = patch_size
         self.normalize_input = bool(normalize_input)
