@@ -143,6 +143,11 @@ def test_enqueue_wraps_and_is_pure() -> None:
     assert torch.equal(q3[:, 0], torch.tensor([4.0, 5, 6, 2, 3]))
     with pytest.raises(ValueError):
         enqueue(queue, a, 5)
+    # a 0-dim tensor pointer (a method's buffer) gives the same queue and a tensor pointer
+    for start, keys in ((0, a), (3, b), (1, big)):
+        qi, pi = enqueue(torch.zeros(5, 2), keys, start)
+        qt, pt = enqueue(torch.zeros(5, 2), keys, torch.tensor(start))
+        assert isinstance(pt, torch.Tensor) and pt.ndim == 0 and int(pt) == pi and torch.equal(qt, qi)
 
 
 # ----------------------------------------------------------------------------------------------- BYOL / SimSiam

@@ -103,7 +103,7 @@ def infonce_loss(query: Tensor, key: Tensor, negatives: Tensor, temperature: flo
 
 
 @torch.no_grad()
-def enqueue(queue: Tensor, keys: Tensor, ptr: int) -> tuple[Tensor, int]:
+def enqueue(queue: Tensor, keys: Tensor, ptr: int | Tensor) -> tuple[Tensor, int | Tensor]:
     """First-in-first-out ring buffer update: write ``keys`` at ``ptr`` (wrapping), advance the pointer.
 
     Pure: returns a new queue; the caller copies it into its buffer. When more keys than slots are
@@ -112,16 +112,18 @@ def enqueue(queue: Tensor, keys: Tensor, ptr: int) -> tuple[Tensor, int]:
     Args:
         queue: (K, D) current queue.
         keys: (n, D) new entries, oldest first.
-        ptr: index of the oldest entry, the next slot to overwrite, in ``0..K-1``.
+        ptr: index of the oldest entry, the next slot to overwrite, in ``0..K-1``: an int, or a 0-dim
+            integer tensor on the queue's device (a method's buffer: then everything stays on the
+            device, nothing is read back to the host, and the range is not checked).
 
     Returns:
-        ``(new_queue, (ptr + n) % K)``.
+        ``(new_queue, (ptr + n) % K)``, the pointer of the same kind as ``ptr``.
 
     Raises:
         ValueError: on a bad pointer or feature size.
     """
     k_slots = queue.shape[0]
-    if not 0 <= ptr < k_slots:
+    if not isinstance(ptr, Tensor) and not 0 <= ptr < k_slots:
         raise ValueError(f"queue pointer must be in 0..{k_slots - 1}, got {ptr}")
     if keys.ndim != 2 or keys.shape[1:] != queue.shape[1:]:
         raise ValueError(f"keys must be (n, {queue.shape[1]}), got {tuple(keys.shape)}")

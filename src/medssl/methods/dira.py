@@ -157,9 +157,10 @@ class DiRA(Method):
             self.queue.copy_(keys[-size:])
             self.queue_ptr.zero_()
             return
-        idx = (int(self.queue_ptr) + torch.arange(n, device=keys.device)) % size
+        # pointer arithmetic on the device buffer: nothing is read back to the host
+        idx = (self.queue_ptr + torch.arange(n, device=keys.device)) % size
         self.queue[idx] = keys.to(self.queue.dtype)
-        self.queue_ptr.fill_((int(self.queue_ptr) + n) % size)
+        self.queue_ptr.copy_((self.queue_ptr + n) % size)
 
     def _passes(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """Distort, then (query embedding, key embedding, restoration)."""

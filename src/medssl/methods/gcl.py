@@ -109,7 +109,8 @@ class GCL(Method):
         if self.stage == 1:
             z = torch.cat([self._global_embed(batch["v3"]), self._global_embed(batch["v4"])])
             part = batch["partition"].to(z.device)
-            if part.numel() and (int(part.min()) < 0 or int(part.max()) >= self.num_partitions):
+            # checked where it costs nothing (CPU); on a GPU it would make the step wait for the device
+            if part.device.type == "cpu" and part.numel() and (int(part.min()) < 0 or int(part.max()) >= self.num_partitions):
                 raise ValueError(f"partition labels must lie in 0..{self.num_partitions - 1}")
             g = supcon_loss(z, label_mask(part), self.temperature, self.base_temperature)
             return {"loss": g, "global_loss": g, "local_loss": torch.zeros((), device=z.device)}

@@ -101,9 +101,9 @@ class MoCo(Method):
 
     @torch.no_grad()
     def _enqueue(self, keys: Tensor) -> None:
-        new_queue, ptr = enqueue(self.queue, keys, int(self.queue_ptr))
+        new_queue, ptr = enqueue(self.queue, keys, self.queue_ptr)  # the pointer stays on the device
         self.queue.copy_(new_queue)
-        self.queue_ptr.fill_(ptr)
+        self.queue_ptr.copy_(ptr)
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         q = self.query(batch["v3"])
