@@ -172,4 +172,6 @@ class DeSD(Method):
     def bare_forward(self, batch: dict[str, Tensor]) -> Tensor:
         t = self._teacher(batch["v3"]).mean() + self._teacher(batch["v4"]).mean()
         f3, f4 = self.backbone.encode(batch["v3"]), self.backbone.encode(batch["v4"])
-        return t + sum(head(f3[i]).mean() + head(f4[i]).mean() for i, head in enumerate(self.student_heads))  # type: ignore[return-value]
+        freeze = self.progress < self.freeze_last_layer  # the same frozen last layer as the real step
+        return t + sum(head(f3[i], freeze).mean() + head(f4[i], freeze).mean()  # type: ignore[return-value]
+                       for i, head in enumerate(self.student_heads))
