@@ -17,22 +17,10 @@ import time
 
 import torch
 
+from medssl.methods.base import example_batch
 from medssl.methods.catalog import list_methods
 from medssl.models.unet import UNet
 from medssl.registry import METHODS
-
-
-def make_batch(b: int, size: int, device: torch.device) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    img = torch.rand(b, 1, size, size, generator=g)
-    batch = {k: (img + 0.05 * torch.randn(img.shape, generator=g)).clamp(0, 1) for k in ("v1", "v2", "v3", "v4", "neighbor")}
-    batch["image"] = img
-    batch["position"] = torch.linspace(0.05, 1.0, b)
-    batch["partition"] = torch.arange(b) % 4
-    batch["volume"] = torch.arange(b) // 2
-    sp = (torch.arange(size)[:, None] // max(size // 8, 1)) * 8 + torch.arange(size)[None] // max(size // 8, 1)
-    batch["superpixels"] = sp.expand(b, size, size).clone()
-    return {k: v.to(device) for k, v in batch.items()}
 
 
 def timed(fn, device: torch.device, warmup: int, reps: int) -> float:
@@ -75,7 +63,7 @@ def main() -> None:
         method.train()
         method.on_step(0, 100)
         opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
-        batch = make_batch(a.batch, a.size, device)
+        batch = example_batch(a.batch, a.size, device=device)
 
         def step(bare: bool) -> None:
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):

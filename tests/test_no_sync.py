@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from medssl.methods.base import example_batch
 from medssl.methods.catalog import list_methods
 from medssl.models.unet import UNet
 from medssl.registry import METHODS
@@ -19,27 +20,13 @@ from medssl.registry import METHODS
 CASES = [(m.name, 0.0) for m in list_methods()] + [("gcl", 0.99)]
 
 
-def _batch(b: int = 4, size: int = 64) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    img = torch.rand(b, 1, size, size, generator=g)
-    batch = {k: (img + 0.05 * torch.randn(img.shape, generator=g)).clamp(0, 1) for k in ("v1", "v2", "v3", "v4", "neighbor")}
-    batch["image"] = img
-    batch["position"] = torch.linspace(0.05, 1.0, b)
-    batch["partition"] = torch.arange(b) % 4
-    batch["volume"] = torch.arange(b) // 2
-    cell = size // 8
-    sp = (torch.arange(size)[:, None] // cell) * 8 + torch.arange(size)[None] // cell
-    batch["superpixels"] = sp.expand(b, size, size).clone()
-    return batch
-
-
 @pytest.mark.parametrize("name,progress", CASES)
 def test_training_step_reads_nothing_back_from_the_device(name: str, progress: float) -> None:
     torch.manual_seed(0)
     method = METHODS.get(name)(UNet(1, 2, 4))
     method.train()
     method.on_step(int(progress * 100), 100)
-    batch = _batch()
+    batch = example_batch(4, 64)
     method(batch)["loss"].backward()  # on the CPU first: lazy state (queues, centres) exists
     method = method.to("meta")
     meta_batch = {k: v.to("meta") for k, v in batch.items()}

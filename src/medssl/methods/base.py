@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from ..models.unet import UNet
 
-__all__ = ["Method", "deactivate_requires_grad", "momentum_copy", "update_momentum", "cosine_schedule"]
+__all__ = ["Method", "deactivate_requires_grad", "momentum_copy", "update_momentum", "cosine_schedule", "example_batch"]
 
 
 class Method(nn.Module):
@@ -119,3 +119,33 @@ def cosine_schedule(step: int, max_steps: int, start: float, end: float) -> floa
         return end
     t = min(max(step / max_steps, 0.0), 1.0)
     return end - (end - start) * (math.cos(math.pi * t) + 1) / 2
+
+
+def example_batch(batch_size: int = 4, size: int = 64, seed: int = 0, device: torch.device | str = "cpu") -> dict[str, Tensor]:
+    """A synthetic batch with every key of the contract above, for trying a method without data.
+
+    Views are the same random image plus small noise (in [0, 1]); positions are evenly spaced; two
+    slices per volume; four partitions; superpixels are an 8 x 8 grid of square cells. Used by the
+    step benchmark and the tests, and handy when writing a new method.
+
+    Args:
+        batch_size: B.
+        size: H = W (a multiple of 8).
+        seed: seed of the CPU generator.
+        device: where the tensors go.
+
+    Returns:
+        ``{"v1", "v2", "v3", "v4", "neighbor", "image"}`` (B, 1, H, W) float, ``"position"`` (B,)
+        float, ``"partition"``, ``"volume"`` (B,) long, ``"superpixels"`` (B, H, W) long.
+    """
+    g = torch.Generator().manual_seed(seed)
+    img = torch.rand(batch_size, 1, size, size, generator=g)
+    batch = {k: (img + 0.05 * torch.randn(img.shape, generator=g)).clamp(0, 1) for k in ("v1", "v2", "v3", "v4", "neighbor")}
+    batch["image"] = img
+    batch["position"] = torch.linspace(0.05, 1.0, batch_size)
+    batch["partition"] = torch.arange(batch_size) % 4
+    batch["volume"] = torch.arange(batch_size) // 2
+    cell = max(size // 8, 1)
+    grid = (torch.arange(size)[:, None] // cell) * 8 + torch.arange(size)[None] // cell
+    batch["superpixels"] = grid.expand(batch_size, size, size).clone()
+    return {k: v.to(device) for k, v in batch.items()}
