@@ -62,13 +62,36 @@ def test_unknown_spatial_backend_is_rejected(hippo_store, tmp_path):
                                 out=str(tmp_path / "badpre")))
 
 
+def test_elastic_noise_stride_reaches_both_augmentations(hippo_store, tmp_path, monkeypatch):
+    from medssl.data import transforms
+
+    seen: list[float] = []
+    real = transforms.elastic_displacement
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("noise_stride", 1.0))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(transforms, "elastic_displacement", spy)
+    data = DataCfg(path=str(hippo_store), labels="50%", batch_size=4, num_workers=0, image_size=32,
+                   elastic_noise_stride=4.0)
+    pretrain(PretrainConfig(method="simclr", data=data, model=TINY, train=_train(epochs=1, max_steps=1),
+                            out=str(tmp_path / "pre")))
+    n_pre = len(seen)
+    finetune(FinetuneConfig(data=data, model=TINY, train=_train(epochs=1, max_steps=1), out=str(tmp_path / "ft")))
+    assert n_pre > 0 and len(seen) > n_pre and set(seen) == {4.0}
+    with pytest.raises(ConfigError, match="elastic_noise_stride"):
+        config_from_dict(PretrainConfig, {"data": {"elastic_noise_stride": 0.5}})
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_method_pretrains_and_finetunes_on_real_hippocampus(method, hippo_store, tmp_path):
     pcfg = PretrainConfig(
         method=method,
-        # SuperCL and MACL (the GPU-scale methods) also exercise the fast grid_sample augmentation
+        # SuperCL and MACL (the GPU-scale methods) also exercise the fast augmentation (grid_sample, lattice noise)
         data=DataCfg(path=str(hippo_store), image_size=64, batch_size=4, num_workers=0,
-                     spatial_backend="torch" if method in ("supercl", "macl") else "scipy"),
+                     spatial_backend="torch" if method in ("supercl", "macl") else "scipy",
+                     elastic_noise_stride=4.0 if method in ("supercl", "macl") else 1.0),
         model=TINY,
         train=_train(epochs=1, max_steps=2),
         out=str(tmp_path / "pre"),

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from medssl.data import transforms
 from medssl.data.transforms import (
     NORMALIZATIONS,
     JointAugment,
@@ -235,6 +236,60 @@ def test_elastic_displacement_matches_gaussian_filter():
                     for i in range(2)])
     assert d.shape == (2,) + sh and d.dtype == np.float32
     np.testing.assert_allclose(d, ref, atol=1e-4 * np.abs(ref).max())
+
+
+def _reference_covariance_1d(n: int, sigma: float) -> np.ndarray:
+    """Covariance factor of one axis of gaussian_filter(white noise, mode="constant"): K K^T."""
+    eye = np.eye(n)
+    k = np.stack([ndimage.gaussian_filter1d(eye[:, j], sigma, mode="constant", cval=0.0) for j in range(n)], axis=1)
+    return k @ k.T
+
+
+@pytest.mark.parametrize("sigma", [14.0, 17.0])
+@pytest.mark.parametrize("stride, tol", [(4.0, 3e-3), (8.0, 1.3e-2)])
+def test_lattice_elastic_field_has_the_reference_covariance(sigma, stride, tol):
+    """The covariance of the lattice field equals the per-pixel field's within the documented error.
+
+    Both are linear in i.i.d. noise of the same variance, so the 2D covariance is the Kronecker
+    product of one matrix per axis: exact, with no sampling noise. The border fade is included.
+    """
+    n = 48
+    ref = _reference_covariance_1d(n, sigma)
+    basis = transforms._lattice_basis(n, sigma, stride).astype(np.float64)
+    lat = basis @ basis.T
+    ref2, lat2 = np.kron(ref, ref), np.kron(lat, lat)
+    err = np.abs(lat2 - ref2).max() / ref2.max()
+    assert err < tol
+    # and it is a real approximation, not the same matrix: the error grows with the stride
+    assert err > tol / 20
+    # the corner holds about a quarter of the centre's variance, as in the reference
+    assert lat[0, 0] / lat[n // 2, n // 2] == pytest.approx(ref[0, 0] / ref[n // 2, n // 2], rel=0.01)
+
+
+def test_lattice_elastic_field_samples_have_the_predicted_variance():
+    """The sampled field (alpha applied, both axes, layout of rows/columns) has the variance map the
+    weights predict: U(-1, 1) noise has variance 1/3."""
+    sh, alpha, sigma = (48, 64), 10.0, 14.0
+    rng = np.random.default_rng(0)
+    d = np.stack([elastic_displacement(rng, sh, alpha, sigma, noise_stride=4.0) for _ in range(1000)])
+    ref = np.stack([elastic_displacement(rng, sh, alpha, sigma) for _ in range(1000)])
+    assert d.shape == (1000, 2) + sh and d.dtype == np.float32
+    rows = transforms._lattice_basis(sh[0], sigma, 4.0).astype(np.float64)
+    cols = transforms._lattice_basis(sh[1], sigma, 4.0).astype(np.float64)
+    pred = alpha ** 2 / 3.0 * np.outer((rows ** 2).sum(1), (cols ** 2).sum(1))
+    emp = (d.astype(np.float64) ** 2).mean(axis=(0, 1))
+    emp_ref = (ref.astype(np.float64) ** 2).mean(axis=(0, 1))  # the per-pixel field, for scale
+    for (i, j) in [(24, 32), (0, 0), (0, 32), (47, 63), (24, 0)]:
+        assert emp[i, j] == pytest.approx(pred[i, j], rel=0.12), (i, j)
+        assert emp_ref[i, j] == pytest.approx(pred[i, j], rel=0.12), (i, j)
+    assert pred[0, 0] < 0.4 * pred[24, 32]  # the border fade is there
+
+
+def test_lattice_elastic_field_rejects_a_stride_below_one():
+    with pytest.raises(ValueError, match="noise_stride"):
+        elastic_displacement(np.random.default_rng(0), (8, 8), 1.0, 2.0, noise_stride=0.5)
+    p = spatial_params(np.random.default_rng(0), (32, 32), 1.0, noise_stride=4.0)
+    assert p.coords is not None and p.coords.shape == (2, 32, 32)
 
 
 def test_spatial_params_probabilities_and_ranges():

@@ -76,7 +76,8 @@ class SegmentationTask:
         multiple = 2 ** cfg.model.depth
         if self.patch % multiple:
             raise ConfigError(f"image size {self.patch} must be divisible by {multiple} (2**depth)")
-        aug = (JointAugment(self.patch, p_spatial=cfg.p_spatial, mirror=cfg.mirror, backend=cfg.data.spatial_backend)
+        aug = (JointAugment(self.patch, p_spatial=cfg.p_spatial, mirror=cfg.mirror, backend=cfg.data.spatial_backend,
+                            noise_stride=cfg.data.elastic_noise_stride)
                if cfg.augment else None)
         self.dataset = LabelledSlices(store, split.train, self.patch, aug, seed=cfg.train.seed, in_channels=in_channels)
         self.select_on = split.val if cfg.protocol == "standard" else split.test
