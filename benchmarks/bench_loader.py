@@ -5,7 +5,10 @@ both measured in this run, on the same store.
     python benchmarks/bench_loader.py                    # synthetic store, 128 px, CPU step, 2 workers
     python benchmarks/bench_loader.py --store PREPARED --size 512 --device cuda --batch 16
 
-Prints, per method and spatial back-end (`--backend scipy|torch|both`, see `data.spatial_backend`):
+Prints, per method and view variant (`--backend`, a comma list of `scipy` and `torch` (see
+`data.spatial_backend`) and `scipy-lattice` / `torch-lattice` (the same with the elastic noise on a
+lattice of `--noise-stride` pixels, `data.elastic_noise_stride`); `both` = scipy,torch, `all` = all three
+of scipy,torch,torch-lattice):
 loader samples/s with `--workers` workers (measured), the per-core rate, the training step's
 samples/s, and their ratio (goal: >= 3). It also prints the modelled ratio "per-core rate x this
 machine's cores / step rate" (on a GPU machine: the GPU step rate).
@@ -19,7 +22,8 @@ Projection to a GPU machine measured earlier (`--project`): the per-core rate me
 
 A core here need not be as fast as one there: `--project-scipy` gives the scipy per-core rates
 recorded on that machine, and the projection then uses those, times the ratio of each back-end to
-scipy measured here (`--backend both`), instead of this machine's absolute rates.
+scipy measured here (the `scipy` variant must be in `--backend`), instead of this machine's absolute
+rates.
 """
 from __future__ import annotations
 
@@ -38,6 +42,11 @@ from medssl.data.views import MultiViewTransform
 from medssl.methods.catalog import list_methods
 from medssl.models.unet import UNet
 from medssl.registry import METHODS
+
+
+#: view variants: name -> (spatial back-end, elastic noise on a lattice)
+VARIANTS = {"scipy": ("scipy", False), "torch": ("torch", False),
+            "scipy-lattice": ("scipy", True), "torch-lattice": ("torch", True)}
 
 
 def loader_rate(ds: PretrainSlices, workers: int, batch: int, n_batches: int) -> float:
@@ -88,8 +97,11 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--methods", default="*")
-    ap.add_argument("--backend", choices=["scipy", "torch", "both"], default="both",
-                    help="interpolation of the spatial views (data.spatial_backend)")
+    ap.add_argument("--backend", default="both",
+                    help="comma list of scipy, torch, scipy-lattice, torch-lattice; both = scipy,torch; "
+                         "all = scipy,torch,torch-lattice")
+    ap.add_argument("--noise-stride", type=float, default=4.0,
+                    help="elastic noise lattice of the *-lattice variants (data.elastic_noise_stride)")
     ap.add_argument("--no-step", action="store_true", help="do not measure the training step here")
     ap.add_argument("--project", default="", help="METHOD=STEP_SAMPLES_PER_S,... of a GPU machine")
     ap.add_argument("--project-cores", type=int, default=16, help="CPU cores of that machine")
@@ -99,9 +111,14 @@ def main() -> None:
         return {k: float(v) for k, v in (kv.split("=") for kv in text.split(",") if kv)}
 
     project, project_scipy = rates(a.project), rates(a.project_scipy)
-    if project_scipy and a.backend != "both":
-        ap.error("--project-scipy needs --backend both (it scales by the measured back-end ratio)")
-    backends = ["scipy", "torch"] if a.backend == "both" else [a.backend]
+    aliases = {"both": "scipy,torch", "all": "scipy,torch,torch-lattice"}
+    backends = aliases.get(a.backend, a.backend).split(",")
+    bad = [b for b in backends if b not in VARIANTS]
+    if bad:
+        ap.error(f"unknown --backend variant(s) {bad}; known: {', '.join(VARIANTS)}, both, all")
+    backends.sort(key=lambda b: b != "scipy")  # scipy first: the projection scales by it
+    if project_scipy and "scipy" not in backends:
+        ap.error("--project-scipy needs the scipy variant in --backend (it scales by the measured ratio to it)")
     device = torch.device(a.device)
     tmp = None
     if a.store:
@@ -113,7 +130,7 @@ def main() -> None:
     build_superpixel_cache(store, sp_cfg, workers=min(8, os.cpu_count() or 1), progress=False)
     cores = os.cpu_count() or 1
     print(f"store {store.root}, {a.size}px, batch {a.batch}, {a.workers} workers, step on {device}, {cores} cores here")
-    print(f"{'method':<11} {'backend':<7} {'loader/s':>9} {'per core':>9} {'step/s':>8} {'ratio':>6} {'modelled':>9}"
+    print(f"{'method':<11} {'backend':<13} {'loader/s':>9} {'per core':>9} {'step/s':>8} {'ratio':>6} {'modelled':>9}"
           + (f" {'projected':>9}" if project else ""))
     cases = [c.case_id for c in store.cases]
     for info in [i for pat in a.methods.split(",") for i in list_methods(pat)]:
@@ -123,8 +140,10 @@ def main() -> None:
         consume = float("nan")
         scipy_here = float("nan")
         for backend in backends:
-            views = MultiViewTransform(views=cls.views, neighbor="neighbor" in cls.needs, backend=backend,
-                                       **method.view_options())
+            interp, lattice = VARIANTS[backend]
+            opts = method.view_options()
+            opts["spatial_kwargs"] = {**opts.get("spatial_kwargs", {}), "noise_stride": a.noise_stride if lattice else 1.0}
+            views = MultiViewTransform(views=cls.views, neighbor="neighbor" in cls.needs, backend=interp, **opts)
             ds = PretrainSlices(store, cases, a.size, views, cls.needs, provider, seed=0)
             torch.set_num_threads(1)  # the per-core rate: one sample at a time on one thread, as a worker
             single = loader_rate(ds, 0, a.batch, a.batches)
@@ -134,7 +153,7 @@ def main() -> None:
                 sample = next(iter(DataLoader(ds, batch_size=a.batch, drop_last=True)))
                 batch = {k: v.to(device) for k, v in sample.items()}
                 consume = step_rate(method, batch, device)
-            row = (f"{info.name:<11} {backend:<7} {multi:9.1f} {single:9.1f} {consume:8.1f} {multi / consume:6.1f} "
+            row = (f"{info.name:<11} {backend:<13} {multi:9.1f} {single:9.1f} {consume:8.1f} {multi / consume:6.1f} "
                    f"{single * cores / consume:9.1f}")
             if backend == "scipy":
                 scipy_here = single

@@ -12,7 +12,7 @@ python3 benchmarks/bench_step.py --device cuda --size 192 --batch 32 --width 32 
 echo "== SuperCL and MACL at 512 px batch 16, bf16"
 python3 benchmarks/bench_step.py --device cuda --size 512 --batch 16 --width 32 --amp bf16 --reps 10 --methods supercl,macl | tee "$OUT/step_512.txt"
 echo "== loader (scipy and torch spatial back-ends) vs GPU step, 512 px batch 16"
-timeout 300 python3 benchmarks/bench_loader.py --device cuda --size 512 --batch 16 --workers 8 --batches 4 --methods supercl,macl,pcl --backend both | tee "$OUT/loader_512.txt"
+timeout 300 python3 benchmarks/bench_loader.py --device cuda --size 512 --batch 16 --workers 8 --batches 4 --methods supercl,macl,pcl --backend all | tee "$OUT/loader_512.txt"
 echo "== end to end on the GPU: prepare, MACL pre-training (bf16), fine-tuning (fp16 + GradScaler, channels_last)"
 M="python3 -m medssl.cli.main"
 $M prepare synthetic builtin /tmp/p --no-progress && \
