@@ -8,6 +8,13 @@ the network), plus peak memory on CUDA.
 
     python benchmarks/bench_step.py                       # CPU, 64 px, batch 8, width 16
     python benchmarks/bench_step.py --device cuda --size 512 --batch 16 --width 32 --amp bf16
+    python benchmarks/bench_step.py --count-ops            # + kernels launched per step and bare step
+
+``--count-ops`` adds, for each, the number of ATen operations that do work (views, detaches and other
+metadata-only operations left out) in one step and one bare step, counted with a
+``TorchDispatchMode`` (forward, backward and optimiser): on a GPU each is at least one kernel
+launch, so the difference is the launch overhead the losses add, whatever the device. Both counted
+calls start from the same random state (DiRA draws how much distortion work it does).
 """
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ import statistics
 import time
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from medssl.methods.base import example_batch
 from medssl.methods.catalog import list_methods
@@ -38,6 +46,49 @@ def timed(fn, device: torch.device, warmup: int, reps: int) -> float:
     return statistics.median(times)
 
 
+#: ATen operations that only make views or aliases (no kernel on any device)
+_METADATA_OPS = frozenset({"detach", "view", "_unsafe_view", "expand", "t", "transpose", "permute", "unsqueeze",
+                           "squeeze", "slice", "select", "as_strided", "alias", "reshape", "unbind", "split",
+                           "split_with_sizes", "chunk", "narrow", "diagonal", "unflatten", "flatten", "lift_fresh",
+                           "_reshape_alias", "expand_as", "view_as", "_to_copy_noop"})
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts the ATen operations that do work (see ``_METADATA_OPS``) dispatched inside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket.__name__ not in _METADATA_OPS:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def rng_snapshot(method: torch.nn.Module):
+    """A function that puts every ``torch.Generator`` the method holds (and the global one) back to
+    its state now, so that two counted calls draw the same random work (DiRA's distortions)."""
+    gens = [g for mod in method.modules() for g in vars(mod).values() if isinstance(g, torch.Generator)]
+    states = [g.get_state() for g in gens]
+    global_state = torch.get_rng_state()
+
+    def restore() -> None:
+        for g, st in zip(gens, states):
+            g.set_state(st)
+        torch.set_rng_state(global_state)
+
+    return restore
+
+
+def count_ops(fn, restore) -> int:
+    """Working ATen operations of one call of ``fn``, with the random state put back first."""
+    restore()
+    with OpCounter() as counter:
+        fn()
+    return counter.count
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
@@ -48,11 +99,13 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--methods", default="*", help="comma-separated names or patterns")
     ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--count-ops", action="store_true", help="also count the operations of each step (kernels)")
     a = ap.parse_args()
     device = torch.device(a.device)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(a.amp)
     print(f"device {device}{' (' + torch.cuda.get_device_name(0) + ')' if device.type == 'cuda' else ''}, {a.size}px, batch {a.batch}, width {a.width}, amp {a.amp}")
-    print(f"{'method':<11} {'step ms':>9} {'bare ms':>9} {'ratio':>6} {'img/s':>8} {'peak MiB':>9}")
+    print(f"{'method':<11} {'step ms':>9} {'bare ms':>9} {'ratio':>6} {'img/s':>8} {'peak MiB':>9}"
+          + (f" {'step ops':>9} {'bare ops':>9} {'extra':>6}" if a.count_ops else ""))
     infos = [i for pat in a.methods.split(",") for i in list_methods(pat)]
     for info in infos:
         cls = METHODS.get(info.name)
@@ -77,7 +130,12 @@ def main() -> None:
         full = timed(lambda: step(False), device, 2, a.reps)
         peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else float("nan")
         bare = timed(lambda: step(True), device, 2, a.reps)
-        print(f"{info.name:<11} {full * 1e3:9.1f} {bare * 1e3:9.1f} {full / bare:6.2f} {a.batch / full:8.1f} {peak:9.0f}", flush=True)
+        row = f"{info.name:<11} {full * 1e3:9.1f} {bare * 1e3:9.1f} {full / bare:6.2f} {a.batch / full:8.1f} {peak:9.0f}"
+        if a.count_ops:
+            restore = rng_snapshot(method)
+            n_step, n_bare = count_ops(lambda: step(False), restore), count_ops(lambda: step(True), restore)
+            row += f" {n_step:9d} {n_bare:9d} {n_step - n_bare:6d}"
+        print(row, flush=True)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/device.txt"
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$OUT/device.txt"
 echo "== step time vs bare passes, all methods, 192 px batch 32, bf16"
-python3 benchmarks/bench_step.py --device cuda --size 192 --batch 32 --width 32 --amp bf16 --reps 10 | tee "$OUT/step_192.txt"
+python3 benchmarks/bench_step.py --device cuda --size 192 --batch 32 --width 32 --amp bf16 --reps 10 --count-ops | tee "$OUT/step_192.txt"
 echo "== SuperCL and MACL at 512 px batch 16, bf16"
 python3 benchmarks/bench_step.py --device cuda --size 512 --batch 16 --width 32 --amp bf16 --reps 10 --methods supercl,macl | tee "$OUT/step_512.txt"
 echo "== loader (scipy and torch spatial back-ends) vs GPU step, 512 px batch 16"
