@@ -1,0 +1,82 @@
+"""The benchmark scripts run, at tiny sizes, and print the columns their results files quote.
+
+Speed is not asserted here (no timed unit tests); what is checked is that each script still works
+end to end and that the values it prints that are not timings hold: metric values identical to
+medpy, operation counts, the variants listed.
+"""
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, shared_data_dir
+
+
+def _run(script: str, *args: str) -> list[str]:
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip().splitlines()
+
+
+def _row(lines: list[str], first: str, second: str | None = None) -> list[str]:
+    for line in lines:
+        cols = line.split()
+        if cols and cols[0] == first and (second is None or (len(cols) > 1 and cols[1] == second)):
+            return cols
+    raise AssertionError(f"no row {first} {second or ''} in:\n" + "\n".join(lines))
+
+
+def test_bench_step_ratio_and_operation_counts():
+    out = _run("bench_step.py", "--methods", "simclr,dira", "--size", "64", "--batch", "2", "--width", "4",
+               "--reps", "1", "--count-ops")
+    for name in ("simclr", "dira"):
+        cols = _row(out, name)
+        step_ms, bare_ms, ratio = map(float, cols[1:4])
+        assert step_ms > 0 and bare_ms > 0 and ratio == pytest.approx(step_ms / bare_ms, rel=0.02)
+        n_step, n_bare, extra = map(int, cols[6:9])
+        # the loss adds work on top of the same network passes; counted from the same random state
+        assert n_bare > 100 and n_step > n_bare and extra == n_step - n_bare
+
+
+def test_bench_views_prints_every_variant():
+    out = _run("bench_views.py", "--sizes", "32", "--n", "2", "--repeats", "1")
+    cols = _row(out, "32")
+    assert len(cols) == 15 and all(math.isfinite(float(c)) and float(c) > 0 for c in cols[1:])
+
+
+def test_bench_loader_all_variants_and_projection():
+    out = _run("bench_loader.py", "--size", "64", "--batch", "2", "--batches", "1", "--workers", "0",
+               "--methods", "pcl", "--backend", "all", "--width", "4", "--project", "pcl=100",
+               "--project-cores", "4", "--project-scipy", "pcl=10")
+    for variant in ("scipy", "torch", "torch-lattice"):
+        cols = _row(out, "pcl", variant)
+        loader, per_core, step, ratio = map(float, cols[2:6])
+        assert loader > 0 and step > 0 and ratio == pytest.approx(loader / step, rel=0.02)
+    # the scipy row projects the recorded scipy rate itself: 10 per core x 4 cores / 100
+    assert float(_row(out, "pcl", "scipy")[-1]) == pytest.approx(0.4, abs=0.05)
+
+
+def test_bench_loader_rejects_an_unknown_variant():
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_loader.py"), "--backend", "cv2"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "unknown --backend variant" in proc.stderr
+
+
+def test_bench_metrics_values_identical_to_medpy():
+    data = shared_data_dir()
+    args = ["--chaos", "0", "--synthetic-size", "32", "--dice-repeats", "1"]
+    args += ["--data", str(data), "--hippocampus", "1"] if data else ["--hippocampus", "0"]
+    out = _run("bench_metrics.py", *args)
+    summary = next(line for line in out if line.startswith("metrics speed-up vs medpy"))
+    assert "max |diff| 0.0e+00" in summary
+
+
+def test_bench_superpixels_cache_path():
+    out = _run("bench_superpixels.py", "--sizes", "64", "--samples", "2", "--slices", "2")
+    ref = next(line for line in out if "reference: SLIC" in line)
+    cache = next(line for line in out if "cache: mmap read" in line)
+    assert float(ref.split()[-2]) > 0 and float(cache.split()[-2]) > 0
