@@ -141,9 +141,8 @@ def main() -> None:
         scipy_here = float("nan")
         for backend in backends:
             interp, lattice = VARIANTS[backend]
-            opts = method.view_options()
-            opts["spatial_kwargs"] = {**opts.get("spatial_kwargs", {}), "noise_stride": a.noise_stride if lattice else 1.0}
-            views = MultiViewTransform(views=cls.views, neighbor="neighbor" in cls.needs, backend=interp, **opts)
+            views = MultiViewTransform(views=cls.views, neighbor="neighbor" in cls.needs, backend=interp,
+                                       noise_stride=a.noise_stride if lattice else 1.0, **method.view_options())
             ds = PretrainSlices(store, cases, a.size, views, cls.needs, provider, seed=0)
             torch.set_num_threads(1)  # the per-core rate: one sample at a time on one thread, as a worker
             single = loader_rate(ds, 0, a.batch, a.batches)

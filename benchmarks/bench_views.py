@@ -134,7 +134,7 @@ def main() -> None:
         vol, _ = make_phantom(np.random.default_rng(0), slices=4, size=size)
         images = [((s - s.min()) / (s.max() - s.min())).astype(np.float32) for s in vol]
         tf, tf_torch = MultiViewTransform(), MultiViewTransform(backend="torch")
-        tf_lat = MultiViewTransform(backend="torch", spatial_kwargs={"noise_stride": 4.0})
+        tf_lat = MultiViewTransform(backend="torch", noise_stride=4.0)
         fast = _rate(lambda x, rng: tf(x, rng), images, n, args.repeats)
         fastest = _rate(lambda x, rng: tf_torch(x, rng), images, n, args.repeats)
         lattice = _rate(lambda x, rng: tf_lat(x, rng), images, n, args.repeats)

@@ -118,11 +118,9 @@ class PretrainTask:
             if du.is_distributed():
                 torch.distributed.barrier()
             provider = SuperpixelProvider(sp_cfg, store)
-        view_opts = method.view_options()
-        view_opts["spatial_kwargs"] = {**view_opts.get("spatial_kwargs", {}),
-                                       "noise_stride": cfg.data.elastic_noise_stride}
         views = MultiViewTransform(views=method.views, neighbor="neighbor" in method.needs,
-                                   backend=cfg.data.spatial_backend, **view_opts)
+                                   backend=cfg.data.spatial_backend, noise_stride=cfg.data.elastic_noise_stride,
+                                   **method.view_options())
         self.dataset = PretrainSlices(store, cases, size, views, method.needs, provider, seed=cfg.train.seed)
         self._gen = torch.Generator()
         self._probe: Tensor | None = None

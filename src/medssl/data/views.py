@@ -153,6 +153,8 @@ class MultiViewTransform:
         p_spatial: probability of the elastic/rotation/scale step of T_sp.
         quantize: 8-bit arithmetic in T_int (see :func:`intensity_transform`).
         backend: interpolation back-end of T_sp, ``"scipy"`` (the reference) or ``"torch"``.
+        noise_stride: lattice spacing of T_sp's elastic noise (1 = per pixel, the reference; see
+            :func:`medssl.data.transforms.elastic_displacement`).
         intensity_kwargs: extra options of :func:`intensity_transform`.
         spatial_kwargs: extra options of :func:`medssl.data.transforms.spatial_params`.
 
@@ -176,6 +178,7 @@ class MultiViewTransform:
         p_spatial: float = 0.67,
         quantize: bool = True,
         backend: str = "scipy",
+        noise_stride: float = 1.0,
         intensity_kwargs: dict | None = None,
         spatial_kwargs: dict | None = None,
     ) -> None:
@@ -192,7 +195,7 @@ class MultiViewTransform:
         self.normalize_input = bool(normalize_input)
         self.p_spatial = float(p_spatial)
         self.intensity_kwargs = {"quantize": quantize, **(intensity_kwargs or {})}
-        self.spatial_kwargs = dict(spatial_kwargs or {})
+        self.spatial_kwargs = {"noise_stride": float(noise_stride), **(spatial_kwargs or {})}
 
     def _fix(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.t_fix == "identity":
@@ -255,4 +258,5 @@ class MultiViewTransform:
 
     def __repr__(self) -> str:
         return (f"MultiViewTransform(views={self.views}, t_fix='{self.t_fix}', neighbor={self.neighbor}, "
-                f"patch_size={self.patch_size}, p_spatial={self.p_spatial}, backend='{self.backend}')")
+                f"patch_size={self.patch_size}, p_spatial={self.p_spatial}, backend='{self.backend}', "
+                f"noise_stride={self.spatial_kwargs['noise_stride']})")
