@@ -80,3 +80,13 @@ def test_bench_superpixels_cache_path():
     ref = next(line for line in out if "reference: SLIC" in line)
     cache = next(line for line in out if "cache: mmap read" in line)
     assert float(ref.split()[-2]) > 0 and float(cache.split()[-2]) > 0
+
+
+def test_bench_amp_variants():
+    out = _run("bench_amp.py", "--methods", "finetune,simclr", "--size", "32", "--batch", "2", "--width", "4", "--reps", "1")
+    assert out[0].startswith("device cpu") and "train.amp=auto here:" in out[0]
+    for name in ("finetune", "simclr"):
+        cols = _row(out, name)
+        ms, ratios = list(map(float, cols[1:5])), list(map(float, cols[5:8]))
+        assert all(t > 0 for t in ms)
+        assert ratios == pytest.approx([ms[0] / t for t in ms[1:]], rel=0.02)

@@ -307,7 +307,8 @@ def _lattice_basis(n: int, sigma: float, stride: float) -> np.ndarray:
 
     The cells tile ``[-0.5, n - 0.5]`` exactly (spacing ``s = n / m``, centres ``(j + 0.5) s - 0.5``);
     the weight is the Gaussian of :func:`_gauss_kernel1d` (same normalisation and radius, widened by
-    half a cell) at the pixel-to-centre distance, times ``sqrt(s)`` so that one cell carries the variance of the ``s`` pixels it stands for.
+    half a cell) at the pixel-to-centre distance, times ``sqrt(s)`` so that one cell carries the
+    variance of the ``s`` pixels it stands for.
     """
     m = max(1, math.ceil(n / stride))
     s = n / m

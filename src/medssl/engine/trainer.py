@@ -25,7 +25,8 @@ from ..errors import ConfigError, TrainingError
 from ..utils import distributed as du
 from ..utils.files import atomic_write
 
-__all__ = ["Engine", "Task", "build_optimizer", "lr_at", "resolve_device", "seed_everything", "autocast_dtype"]
+__all__ = ["Engine", "Task", "build_optimizer", "lr_at", "resolve_device", "seed_everything", "autocast_dtype",
+           "cpu_has_bf16_matmul"]
 
 
 class Task(Protocol):
@@ -60,6 +61,18 @@ def resolve_device(name: str = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device '{name}' asked for but CUDA is not available; use --device cpu")
     return dev
+
+
+def cpu_has_bf16_matmul() -> bool:
+    """Whether this CPU has bfloat16 matrix units (Intel AMX) that oneDNN uses for bf16 convolutions.
+
+    There bf16 autocast roughly halves a training step (``benchmarks/bench_amp.py``); on CPUs
+    without them bf16 is emulated and no faster. False when PyTorch cannot tell.
+    """
+    try:
+        return bool(torch.cpu._is_amx_tile_supported()) and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # pragma: no cover - older or non-x86 builds
+        return False
 
 
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
