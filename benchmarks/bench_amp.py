@@ -9,8 +9,9 @@ it times forward + backward + SGD step in four variants and prints each one's sp
 * ``cl``: fp32 with channels-last model and input (``train.channels_last=true``);
 * ``bf16+cl``: both.
 
-It also prints what ``train.amp=auto`` picks on this device (on a CPU: bf16 where the CPU has
-bfloat16 matrix units, AMX, otherwise fp32).
+It also prints whether this CPU has bfloat16 matrix units (AMX), where bf16 pays, and what
+``train.amp=auto`` picks here (fp32 on every CPU: on the Hippocampus grid bf16 lowered the Dice,
+``results/cpu/amp_grid_hippocampus.md``; bf16 or fp16 on CUDA).
 
     python benchmarks/bench_amp.py                                 # CPU, 128 px, batch 8, f = 32
     python benchmarks/bench_amp.py --device cuda --size 192 --batch 32
