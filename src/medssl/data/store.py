@@ -178,8 +178,7 @@ def prepare(
         DataError: the source is missing/empty, or problems were found and ``skip_bad`` is False
             (the message counts them; ``DataError.problems`` lists every one).
     """
-    from tqdm.auto import tqdm
-
+    from ..utils.progress import progress_bar
     from .readers import resolve_spec, scan_dataset
     from .transforms import normalize, resample_inplane
 
@@ -230,7 +229,7 @@ def prepare(
     seen_ids: set[str] = set()
     slice_rows: list[str] = []
     todo = [s for s in sources if s.case_id not in bad]
-    bar = tqdm(todo, desc=f"prepare {dataset}", unit="case", disable=not progress)
+    bar = progress_bar(todo, desc=f"prepare {dataset}", unit="case", disable=not progress)
     for src_case in bar:
         if src_case.case_id in seen_ids:
             skipped.append({"case_id": src_case.case_id, "reasons": "duplicate case id"})

@@ -292,15 +292,14 @@ def build_superpixel_cache(store: Any, cfg: SuperpixelConfig, workers: int = 0, 
     Returns:
         The cache folder.
     """
-    from tqdm.auto import tqdm
-
     from ..utils.files import atomic_write_json
+    from ..utils.progress import progress_bar
 
     out = superpixel_cache_dir(store.root, cfg)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", {**asdict(cfg), "compactness": cfg.effective_compactness})
     todo = [c for c in store.cases if not _is_done(out / f"{c.case_id}.npy", tuple(c.shape))]
-    bar = tqdm(total=len(todo), desc="superpixels", unit="case", disable=not progress)
+    bar = progress_bar(total=len(todo), desc="superpixels", unit="case", disable=not progress)
     try:
         if workers <= 0:
             for c in todo:

@@ -265,9 +265,9 @@ class Engine:
                 steps_log.truncate_after("step", step)  # type: ignore[union-attr]
         tb = self._tensorboard()
 
-        from tqdm.auto import tqdm
+        from ..utils.progress import progress_bar
 
-        bar = tqdm(total=total, initial=step, desc=self.out.name, unit="step", disable=not (cfg.progress and self.is_main), dynamic_ncols=True)
+        bar = progress_bar(total=total, initial=step, desc=self.out.name, unit="step", disable=not (cfg.progress and self.is_main), dynamic_ncols=True)
         check_every = 1 if self.device.type == "cpu" else max(1, cfg.log_every)
         last_metrics: dict[str, float] = {}
         for epoch in range(start_epoch, epochs):
