@@ -418,3 +418,33 @@ def test_evaluation_summary_layout_and_standard_recompute(tmp_path: Path) -> Non
     run.summary = {}
     expected = _case_values("pcl", "10%", 0).mean(axis=1).mean()
     assert run_metric_value(run, "dsc") == pytest.approx(expected)
+
+
+def test_report_uses_the_packaged_table_by_default(grid: Path, reference_csv: Path, tmp_path: Path) -> None:
+    """No reference given: the published numbers shipped in medssl/resources are used; a user's file wins."""
+    from medssl.reporting.report import find_reference_csv, packaged_reference_csv
+
+    packaged = packaged_reference_csv()
+    assert packaged.parent.name == "resources" and packaged.parent.parent.name == "medssl"
+    assert find_reference_csv() == packaged and find_reference_csv(reference_csv) == reference_csv
+    res = report(grid, out_dir=tmp_path / "default", figures=False)
+    assert not any("not found" in n for n in res.notes)
+    with open(tmp_path / "default" / "paper_comparison.csv", newline="") as fh:
+        comp = {(r["dataset"], r["labels"], r["method"]): r for r in csv.DictReader(fh)}
+    assert float(comp[("ACDC", "10%", "MoCo")]["dsc_paper"]) == pytest.approx(81.34)  # only in the packaged table
+    assert float(comp[("ACDC", "25%", "MACL")]["dsc_paper"]) == pytest.approx(89.64)
+    report(grid, out_dir=tmp_path / "user", reference_csv=reference_csv, figures=False)
+    with open(tmp_path / "user" / "paper_comparison.csv", newline="") as fh:
+        comp = {(r["dataset"], r["labels"], r["method"]): r for r in csv.DictReader(fh)}
+    assert ("ACDC", "10%", "MoCo") not in comp
+    assert float(comp[("ACDC", "25%", "MACL")]["dsc_paper"]) == pytest.approx(90.00)
+
+
+def test_cli_report_compares_with_the_packaged_numbers(grid: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from medssl.cli.main import main
+
+    assert main(["report", str(grid), "--out", str(tmp_path / "rep")]) == 0
+    out = capsys.readouterr().out
+    assert "paper_results.csv not found" not in out
+    assert "| ACDC | 10% | MoCo | – | not run | 81.34 |" in out
+    assert "Published numbers: MACL (JBHI 2026) Tables I-II" in out

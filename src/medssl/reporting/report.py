@@ -13,6 +13,7 @@ import csv
 import math
 import os
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -31,6 +32,8 @@ from .tables import (
     CSV_FIELDS,
     METHOD_DISPLAY,
     MetricSummary,
+    ResultsTable,
+    RunCollection,
     RunRecord,
     collect_runs,
     format_mean_std,
@@ -49,6 +52,7 @@ __all__ = [
     "PAPER_METRICS",
     "COMPARISON_FIELDS",
     "find_reference_csv",
+    "packaged_reference_csv",
     "load_paper_results",
     "normalise_labels",
     "paper_comparison",
@@ -61,33 +65,43 @@ __all__ = [
 PAPER_METRICS: tuple[tuple[str, str, float], ...] = (("dsc", "DSC", 100.0), ("jc", "JC", 100.0),
                                                       ("hd95", "HD95", 1.0), ("asd", "ASD", 1.0))
 
-_REFERENCE_NAME = Path("shared") / "reference" / "paper_results.csv"
+#: the published-results table shipped with the package (``medssl/resources/paper_results.csv``)
+PAPER_RESULTS_RESOURCE = "paper_results.csv"
 
 
-def find_reference_csv(explicit: str | Path | None = None) -> Path | None:
-    """The published-results table: ``explicit`` if given, else ``<repo>/../shared/reference/
-    paper_results.csv`` (repo = the source checkout holding this package), else the same path
-    beside the current directory's parent.
-
-    Args:
-        explicit: a path given by the user.
+def packaged_reference_csv() -> Path:
+    """The published-results table shipped inside the package (checkout, editable or wheel install).
 
     Returns:
-        The path, or None when no default exists.
+        The path of ``medssl/resources/paper_results.csv``.
 
     Raises:
-        DataError: when ``explicit`` is given but is not a file.
+        DataError: when the installed package lacks the file (a broken build).
+    """
+    path = Path(str(resources.files("medssl.resources").joinpath(PAPER_RESULTS_RESOURCE)))
+    if not path.is_file():
+        raise DataError(path, "the published-results table is missing from the installed package; reinstall medssl")
+    return path
+
+
+def find_reference_csv(explicit: str | Path | None = None) -> Path:
+    """The published-results table: ``explicit`` if given, else the one shipped with the package.
+
+    Args:
+        explicit: a path given by the user (``medssl report --reference FILE``); it wins.
+
+    Returns:
+        The path.
+
+    Raises:
+        DataError: when ``explicit`` is given but is not a file, or the packaged table is missing.
     """
     if explicit is not None:
         p = Path(explicit).expanduser()
         if not p.is_file():
             raise DataError(p, "reference results file not found")
         return p
-    repo = Path(__file__).resolve().parents[3]
-    for cand in (repo.parent / _REFERENCE_NAME, Path.cwd().parent / _REFERENCE_NAME):
-        if cand.is_file():
-            return cand
-    return None
+    return packaged_reference_csv()
 
 
 @dataclass(frozen=True)
@@ -293,6 +307,102 @@ def _write_text(path: Path, text: str) -> Path:
     return path
 
 
+def _write_results_tables(runs: Sequence[RunRecord], out: Path, files: dict[str, Path]) -> list[ResultsTable]:
+    """Step 1: ``results.csv`` and ``results.tex`` (one table per protocol)."""
+    tables = results_tables(runs)
+    files["results_csv"] = write_csv(out / "results.csv", CSV_FIELDS, [r for t in tables for r in t.csv_rows()])
+    tex = ["% medssl report: needs \\usepackage{booktabs}"] + [t.latex() for t in tables]
+    files["results_tex"] = _write_text(out / "results.tex", "\n\n".join(tex))
+    return tables
+
+
+def _write_stats(runs: Sequence[RunRecord], out: Path, files: dict[str, Path], min_pairs: int) -> str:
+    """Step 2: ``stats.md`` and ``stats.csv`` (paired Wilcoxon tests); returns the Markdown."""
+    stat_rows = compare_methods(runs, min_pairs=min_pairs)
+    stats_md = stats_markdown(stat_rows)
+    files["stats_md"] = _write_text(out / "stats.md", "# Paired tests\n\n" + stats_md)
+    files["stats_csv"] = write_csv(out / "stats.csv", STATS_FIELDS, stats_csv_rows(stat_rows))
+    return stats_md
+
+
+def _write_paper_comparison(runs: Sequence[RunRecord], out: Path, files: dict[str, Path],
+                            reference_csv: str | Path | None, notes: list[str]) -> str:
+    """Step 3: ``paper_comparison.md``/``.csv`` against the published table (the user's, else the
+    packaged one); returns the Markdown and appends remarks to ``notes``."""
+    try:
+        ref: Path | None = find_reference_csv(reference_csv)
+    except DataError as exc:
+        if reference_csv is not None:
+            raise
+        ref = None
+        notes.append(f"{exc}: no comparison with the published numbers")
+    comp_rows: list[ComparisonRow] = []
+    if ref is None:
+        comp_md = "_Reference file paper_results.csv not found (pass reference_csv)._"
+    else:
+        comp_rows, comp_notes = paper_comparison(runs, load_paper_results(ref))
+        notes += comp_notes
+        comp_md = comparison_markdown(comp_rows)
+    files["paper_md"] = _write_text(out / "paper_comparison.md", "# Comparison with the published numbers\n\n"
+                                    + comp_md)
+    files["paper_csv"] = write_csv(out / "paper_comparison.csv", COMPARISON_FIELDS, comparison_csv_rows(comp_rows))
+    return comp_md
+
+
+def _draw_figures(tables: Sequence[ResultsTable], coll: RunCollection, fig_dir: Path, n_slices: int, dpi: int,
+                  notes: list[str]) -> list[FigureResult]:
+    """Step 4: DSC vs labels per table and dataset, qualitative and curve figures per group, the
+    pre-training curves; figures that could not be drawn are noted."""
+    fig_results: list[FigureResult] = []
+    for t in tables:
+        for d in t.datasets:
+            rows = [r for r in t.rows if r.dataset == d]
+            fig_results.append(plot_dsc_vs_labels(rows, fig_dir / f"dsc_vs_labels_{slugify(t.protocol, d)}.png",
+                                                  dpi=dpi))
+    groups: dict[tuple[str, str, str], list[RunRecord]] = {}
+    for r in coll.runs:
+        groups.setdefault(r.group, []).append(r)
+    for (p, d, lab) in sorted(groups, key=lambda g: (g[0], g[1].lower(), labels_sort_key(g[2]))):
+        rs = groups[(p, d, lab)]
+        title = f"{d}, {lab} labels ({p} protocol)"
+        fig_results.append(plot_qualitative(rs, fig_dir / f"qualitative_{slugify(p, d, lab)}.png",
+                                            n_slices=n_slices, dpi=dpi, title=title))
+        fig_results.append(plot_training_curves(rs, fig_dir / f"curves_{slugify(p, d, lab)}.png",
+                                                title=f"Fine-tuning curves: {title}", dpi=dpi))
+    for i, pr in enumerate(sorted(coll.pretrain, key=lambda x: (method_sort_key(x.method), str(x.path)))):
+        fig_results.append(plot_pretrain_curves(
+            pr, fig_dir / f"pretrain_{slugify(pr.method, pr.dataset)}_{i}.png", dpi=dpi))
+    for fr in fig_results:
+        notes += [f"figure '{fr.title}': {n}" for n in fr.notes] if fr.path is None else []
+    return fig_results
+
+
+def _results_markdown(root: Path, out: Path, coll: RunCollection, tables: Sequence[ResultsTable], stats_md: str,
+                      comp_md: str, figures: Sequence[FigureResult], notes: Sequence[str]) -> str:
+    """Step 5: the text of ``results.md`` (tables, tests, comparison, figure links, notes)."""
+    md = ["# medssl results", ""]
+    md.append(f"{len(coll.runs)} fine-tuning runs, {len(coll.pretrain)} pre-training runs collected from `{root}`; "
+              f"{len(coll.skipped)} skipped.")
+    if coll.skipped:
+        md += ["", "Skipped runs:", ""] + [f"- `{p}`: {why}" for p, why in coll.skipped]
+    for t in tables:
+        md += ["", f"## Results, `{t.protocol}` protocol", "",
+               "Mean ± std over seeds (std omitted for one seed); DSC/JC in %, HD95/"
+               f"{t.specs[3].label} in {t.specs[3].unit}. Per dataset column and label fraction: best in "
+               "**bold**, second best <u>underlined</u>.", "", t.markdown()]
+    md += ["", "## Paired tests", "", stats_md]
+    md += ["", "## Comparison with the published numbers (`paper` protocol)", "", comp_md]
+    if figures:
+        md += ["", "## Figures", ""]
+        for fr in figures:
+            assert fr.path is not None
+            rel = fr.path.relative_to(out) if fr.path.is_relative_to(out) else fr.path
+            md += [f"![{fr.title}]({rel.as_posix()})", ""]
+    if notes:
+        md += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+    return "\n".join(md).rstrip() + "\n"
+
+
 def report(dir: str | Path, out_dir: str | Path | None = None, reference_csv: str | Path | None = None, *,
            figures: bool = True, n_slices: int = 3, min_pairs: int = 6, dpi: int = 110) -> ReportResult:
     """Write the report of a benchmark grid folder.
@@ -305,7 +415,8 @@ def report(dir: str | Path, out_dir: str | Path | None = None, reference_csv: st
     Args:
         dir: the benchmark grid folder.
         out_dir: where to write (default ``dir/report``; never searched for runs).
-        reference_csv: published results (default: :func:`find_reference_csv`).
+        reference_csv: published results (default: the table shipped with medssl,
+            :func:`packaged_reference_csv`).
         figures: draw the PNGs.
         n_slices: rows of the qualitative figures.
         min_pairs: fewest paired cases for a Wilcoxon p-value.
@@ -323,86 +434,16 @@ def report(dir: str | Path, out_dir: str | Path | None = None, reference_csv: st
         raise DataError(root, "not a folder")
     out = Path(out_dir) if out_dir is not None else root / "report"
     coll = collect_runs(root, exclude=[out])
-    runs = coll.runs
-    if not runs and not coll.pretrain:
+    if not coll.runs and not coll.pretrain:
         raise DataError(root, f"no complete fine-tuning run found ({len(coll.skipped)} incomplete skipped)")
     notes = list(coll.notes)
     files: dict[str, Path] = {}
-    fig_results: list[FigureResult] = []
-    fig_dir = out / "figures"
-
-    # tables
-    tables = results_tables(runs)
-    files["results_csv"] = write_csv(out / "results.csv", CSV_FIELDS, [r for t in tables for r in t.csv_rows()])
-    tex = ["% medssl report: needs \\usepackage{booktabs}"] + [t.latex() for t in tables]
-    files["results_tex"] = _write_text(out / "results.tex", "\n\n".join(tex))
-
-    # statistics
-    stat_rows = compare_methods(runs, min_pairs=min_pairs)
-    stats_md = stats_markdown(stat_rows)
-    files["stats_md"] = _write_text(out / "stats.md", "# Paired tests\n\n" + stats_md)
-    files["stats_csv"] = write_csv(out / "stats.csv", STATS_FIELDS, stats_csv_rows(stat_rows))
-
-    # published numbers
-    ref = find_reference_csv(reference_csv)
-    comp_rows: list[ComparisonRow] = []
-    if ref is None:
-        notes.append("paper_results.csv not found: no comparison with the published numbers")
-        comp_md = "_Reference file paper_results.csv not found (pass reference_csv)._"
-    else:
-        comp_rows, comp_notes = paper_comparison(runs, load_paper_results(ref))
-        notes += comp_notes
-        comp_md = comparison_markdown(comp_rows)
-    files["paper_md"] = _write_text(out / "paper_comparison.md", "# Comparison with the published numbers\n\n"
-                                    + comp_md)
-    files["paper_csv"] = write_csv(out / "paper_comparison.csv", COMPARISON_FIELDS, comparison_csv_rows(comp_rows))
-
-    # figures
-    if figures:
-        for t in tables:
-            for d in t.datasets:
-                rows = [r for r in t.rows if r.dataset == d]
-                fig_results.append(plot_dsc_vs_labels(rows, fig_dir / f"dsc_vs_labels_{slugify(t.protocol, d)}.png",
-                                                      dpi=dpi))
-        groups: dict[tuple[str, str, str], list[RunRecord]] = {}
-        for r in runs:
-            groups.setdefault(r.group, []).append(r)
-        for (p, d, lab) in sorted(groups, key=lambda g: (g[0], g[1].lower(), labels_sort_key(g[2]))):
-            rs = groups[(p, d, lab)]
-            title = f"{d}, {lab} labels ({p} protocol)"
-            fig_results.append(plot_qualitative(rs, fig_dir / f"qualitative_{slugify(p, d, lab)}.png",
-                                                n_slices=n_slices, dpi=dpi, title=title))
-            fig_results.append(plot_training_curves(rs, fig_dir / f"curves_{slugify(p, d, lab)}.png",
-                                                    title=f"Fine-tuning curves: {title}", dpi=dpi))
-        for i, pr in enumerate(sorted(coll.pretrain, key=lambda x: (method_sort_key(x.method), str(x.path)))):
-            fig_results.append(plot_pretrain_curves(
-                pr, fig_dir / f"pretrain_{slugify(pr.method, pr.dataset)}_{i}.png", dpi=dpi))
-        for fr in fig_results:
-            notes += [f"figure '{fr.title}': {n}" for n in fr.notes] if fr.path is None else []
-
-    # results.md
-    md = ["# medssl results", ""]
-    md.append(f"{len(runs)} fine-tuning runs, {len(coll.pretrain)} pre-training runs collected from `{root}`; "
-              f"{len(coll.skipped)} skipped.")
-    if coll.skipped:
-        md += ["", "Skipped runs:", ""] + [f"- `{p}`: {why}" for p, why in coll.skipped]
-    for t in tables:
-        md += ["", f"## Results, `{t.protocol}` protocol", "",
-               "Mean ± std over seeds (std omitted for one seed); DSC/JC in %, HD95/"
-               f"{t.specs[3].label} in {t.specs[3].unit}. Per dataset column and label fraction: best in "
-               "**bold**, second best <u>underlined</u>.", "", t.markdown()]
-    md += ["", "## Paired tests", "", stats_md]
-    md += ["", "## Comparison with the published numbers (`paper` protocol)", "", comp_md]
+    tables = _write_results_tables(coll.runs, out, files)
+    stats_md = _write_stats(coll.runs, out, files, min_pairs)
+    comp_md = _write_paper_comparison(coll.runs, out, files, reference_csv, notes)
+    fig_results = _draw_figures(tables, coll, out / "figures", n_slices, dpi, notes) if figures else []
     written = [fr for fr in fig_results if fr.path is not None]
-    if written:
-        md += ["", "## Figures", ""]
-        for fr in written:
-            assert fr.path is not None
-            rel = fr.path.relative_to(out) if fr.path.is_relative_to(out) else fr.path
-            md += [f"![{fr.title}]({rel.as_posix()})", ""]
-    if notes:
-        md += ["", "## Notes", ""] + [f"- {n}" for n in notes]
-    markdown = "\n".join(md).rstrip() + "\n"
+    markdown = _results_markdown(root, out, coll, tables, stats_md, comp_md, written, notes)
     files["results_md"] = _write_text(out / "results.md", markdown)
-    return ReportResult(out, markdown, files, [fr.path for fr in written if fr.path is not None], len(runs),
+    return ReportResult(out, markdown, files, [fr.path for fr in written if fr.path is not None], len(coll.runs),
                         len(coll.pretrain), list(coll.skipped), notes)
