@@ -180,7 +180,6 @@ def prepare(
     """
     from ..utils.progress import progress_bar
     from .readers import resolve_spec, scan_dataset
-    from .transforms import normalize, resample_inplane
 
     spec = resolve_spec(dataset, src, **(reader_options or {}))
     out = Path(out)
@@ -188,22 +187,62 @@ def prepare(
     sources = scan_dataset(dataset, src, **options)
     spacing_target = spec.target_spacing if target_spacing == "default" else target_spacing
     norm = normalization or spec.normalization
-
-    bad: dict[str, list[str]] = {}
-    problems: list[Any] = []
-    if verify:
-        from .verify import verify_dataset
-
-        problems = list(verify_dataset(sources, spec))
-        for p in problems:
-            bad.setdefault(p.case_id, []).append(str(p))
-        if problems and not skip_bad:
-            err = DataError(src, f"{len(problems)} problem(s) in {len(bad)} case(s); fix them or use --skip-bad")
-            err.problems = problems  # type: ignore[attr-defined]
-            raise err
+    bad = _verify(sources, spec, src, skip_bad) if verify else {}
 
     (out / "images").mkdir(parents=True, exist_ok=True)
-    plan = {
+    plan = _make_plan(dataset, src, spec, spacing_target, norm, options)
+    old_plan = out / "plan.json"
+    if old_plan.is_file() and not overwrite:
+        previous = json.loads(old_plan.read_text())
+        if {k: previous.get(k) for k in plan} != plan:
+            overwrite = True  # settings changed: nothing already written may be reused
+    got = _Collected(skipped=[{"case_id": cid, "reasons": "; ".join(r)} for cid, r in bad.items()])
+    todo = [s for s in sources if s.case_id not in bad]
+    for src_case in progress_bar(todo, desc=f"prepare {dataset}", unit="case", disable=not progress):
+        case = _load_case(src_case, got, skip_bad)
+        if case is not None:
+            _prepare_case(case, src_case, out, spacing_target, norm, overwrite, got)
+    if not got.infos:
+        raise DataError(src, "no case could be prepared")
+    fingerprint = _fingerprint(dataset, got)
+    _write_store(out, plan, fingerprint, got)
+    if log:
+        log(f"prepared {len(got.infos)} cases ({fingerprint['num_slices']} slices) into {out}; skipped {len(got.skipped)}")
+    return PrepareResult(out, got.infos, got.skipped, fingerprint)
+
+
+# --- the steps of prepare() ------------------------------------------------------------------------------
+@dataclass
+class _Collected:
+    """What the per-case loop of :func:`prepare` gathers, in case order."""
+
+    infos: list[CaseInfo] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    fp_cases: list[dict[str, Any]] = field(default_factory=list)
+    label_counts: dict[int, int] = field(default_factory=dict)
+    seen_ids: set[str] = field(default_factory=set)
+    slice_rows: list[str] = field(default_factory=list)
+
+
+def _verify(sources: Sequence[Any], spec: Any, src: str | Path, skip_bad: bool) -> dict[str, list[str]]:
+    """The integrity check: every problem, by case id. Raises (listing them all) unless ``skip_bad``."""
+    from .verify import verify_dataset
+
+    bad: dict[str, list[str]] = {}
+    problems = list(verify_dataset(sources, spec))
+    for p in problems:
+        bad.setdefault(p.case_id, []).append(str(p))
+    if problems and not skip_bad:
+        err = DataError(src, f"{len(problems)} problem(s) in {len(bad)} case(s); fix them or use --skip-bad")
+        err.problems = problems  # type: ignore[attr-defined]
+        raise err
+    return bad
+
+
+def _make_plan(dataset: str, src: str | Path, spec: Any, spacing_target: float | None, norm: str,
+               options: dict[str, Any]) -> dict[str, Any]:
+    """What is done to the data (``plan.json``); a store prepared with another plan is rewritten."""
+    return {
         "store_version": STORE_VERSION,
         "dataset": dataset,
         "source": str(Path(src).resolve()) if Path(src).exists() else str(src),
@@ -217,77 +256,78 @@ def prepare(
         "reader_options": options,
         "num_partitions": num_partitions,
     }
-    old_plan = out / "plan.json"
-    if old_plan.is_file() and not overwrite:
-        previous = json.loads(old_plan.read_text())
-        if {k: previous.get(k) for k in plan} != plan:
-            overwrite = True  # settings changed: nothing already written may be reused
-    infos: list[CaseInfo] = []
-    skipped: list[dict[str, str]] = [{"case_id": cid, "reasons": "; ".join(r)} for cid, r in bad.items()]
-    fp_cases: list[dict[str, Any]] = []
-    label_counts: dict[int, int] = {}
-    seen_ids: set[str] = set()
-    slice_rows: list[str] = []
-    todo = [s for s in sources if s.case_id not in bad]
-    bar = progress_bar(todo, desc=f"prepare {dataset}", unit="case", disable=not progress)
-    for src_case in bar:
-        if src_case.case_id in seen_ids:
-            skipped.append({"case_id": src_case.case_id, "reasons": "duplicate case id"})
-            continue
-        seen_ids.add(src_case.case_id)
-        try:
-            case = src_case.load()
-        except DataError as e:
-            if not skip_bad:
-                raise
-            skipped.append({"case_id": src_case.case_id, "reasons": str(e)})
-            continue
-        raw_stats = _intensity_stats(case.image)
-        image, label, spacing = resample_inplane(case.image, case.label, case.spacing, spacing_target)
-        image = normalize(image, norm).astype(np.float32, copy=False)
-        img_path = out / "images" / f"{case.case_id}.npy"
-        if overwrite or not img_path.is_file():
-            atomic_save_npy(img_path, np.ascontiguousarray(image))
-            if label is not None:
-                atomic_save_npy(out / "labels" / f"{case.case_id}.npy", np.ascontiguousarray(label.astype(np.uint8)))
-        counts = {}
+
+
+def _load_case(src_case: Any, got: _Collected, skip_bad: bool) -> Any:
+    """Read one case; None (recorded in ``got.skipped``) for a repeated id or, with ``skip_bad``,
+    an unreadable case."""
+    if src_case.case_id in got.seen_ids:
+        got.skipped.append({"case_id": src_case.case_id, "reasons": "duplicate case id"})
+        return None
+    got.seen_ids.add(src_case.case_id)
+    try:
+        return src_case.load()
+    except DataError as e:
+        if not skip_bad:
+            raise
+        got.skipped.append({"case_id": src_case.case_id, "reasons": str(e)})
+        return None
+
+
+def _prepare_case(case: Any, src_case: Any, out: Path, spacing_target: float | None, norm: str, overwrite: bool,
+                  got: _Collected) -> None:
+    """Resample, normalise and write one case; record its info, slice rows and fingerprint entry."""
+    from .transforms import normalize, resample_inplane
+
+    raw_stats = _intensity_stats(case.image)
+    image, label, spacing = resample_inplane(case.image, case.label, case.spacing, spacing_target)
+    image = normalize(image, norm).astype(np.float32, copy=False)
+    img_path = out / "images" / f"{case.case_id}.npy"
+    if overwrite or not img_path.is_file():
+        atomic_save_npy(img_path, np.ascontiguousarray(image))
         if label is not None:
-            vals, cnt = np.unique(label, return_counts=True)
-            counts = {int(v): int(c) for v, c in zip(vals, cnt)}
-            for v, c in counts.items():
-                label_counts[v] = label_counts.get(v, 0) + c
-        info = CaseInfo(
-            case_id=case.case_id,
-            patient_id=case.patient_id,
-            num_slices=int(image.shape[0]),
-            shape=tuple(int(s) for s in image.shape),  # type: ignore[arg-type]
-            spacing=tuple(float(s) for s in spacing),  # type: ignore[arg-type]
-            has_label=label is not None,
-            paper_key=src_case.meta.get("paper_key", case.meta.get("paper_key")),
-            source=case.source,
-            meta={k: v for k, v in case.meta.items() if isinstance(v, (str, int, float, bool)) or v is None},
-        )
-        infos.append(info)
-        fg = np.count_nonzero(label.reshape(label.shape[0], -1), axis=1) if label is not None else None
-        for z in range(info.num_slices):
-            part = min(z * num_partitions // info.num_slices, num_partitions - 1)
-            slice_rows.append(f"{info.case_id},{z},{(z + 1) / info.num_slices:.6f},{part},{int(fg[z]) if fg is not None else -1}")
-        fp_cases.append(
-            {
-                "case_id": case.case_id,
-                "original_shape": list(case.image.shape),
-                "original_spacing": list(case.spacing),
-                "shape": list(info.shape),
-                "spacing": list(info.spacing),
-                "label_counts": counts,
-                "intensity": raw_stats,
-            }
-        )
-    if not infos:
-        raise DataError(src, "no case could be prepared")
+            atomic_save_npy(out / "labels" / f"{case.case_id}.npy", np.ascontiguousarray(label.astype(np.uint8)))
+    counts = {}
+    if label is not None:
+        vals, cnt = np.unique(label, return_counts=True)
+        counts = {int(v): int(c) for v, c in zip(vals, cnt)}
+        for v, c in counts.items():
+            got.label_counts[v] = got.label_counts.get(v, 0) + c
+    info = CaseInfo(
+        case_id=case.case_id,
+        patient_id=case.patient_id,
+        num_slices=int(image.shape[0]),
+        shape=tuple(int(s) for s in image.shape),  # type: ignore[arg-type]
+        spacing=tuple(float(s) for s in spacing),  # type: ignore[arg-type]
+        has_label=label is not None,
+        paper_key=src_case.meta.get("paper_key", case.meta.get("paper_key")),
+        source=case.source,
+        meta={k: v for k, v in case.meta.items() if isinstance(v, (str, int, float, bool)) or v is None},
+    )
+    got.infos.append(info)
+    fg = np.count_nonzero(label.reshape(label.shape[0], -1), axis=1) if label is not None else None
+    for z in range(info.num_slices):
+        part = min(z * num_partitions // info.num_slices, num_partitions - 1)
+        got.slice_rows.append(f"{info.case_id},{z},{(z + 1) / info.num_slices:.6f},{part},{int(fg[z]) if fg is not None else -1}")
+    got.fp_cases.append(
+        {
+            "case_id": case.case_id,
+            "original_shape": list(case.image.shape),
+            "original_spacing": list(case.spacing),
+            "shape": list(info.shape),
+            "spacing": list(info.spacing),
+            "label_counts": counts,
+            "intensity": raw_stats,
+        }
+    )
+
+
+def _fingerprint(dataset: str, got: _Collected) -> dict[str, Any]:
+    """Cases, shapes, spacings, label counts and intensity statistics before normalising (``fingerprint.json``)."""
+    fp_cases, infos = got.fp_cases, got.infos
     shapes = np.array([c["original_shape"] for c in fp_cases])
     spacings = np.array([c["original_spacing"] for c in fp_cases])
-    fingerprint = {
+    return {
         "dataset": dataset,
         "num_cases": len(infos),
         "num_patients": len({i.patient_id for i in infos}),
@@ -296,7 +336,7 @@ def prepare(
         "median_spacing": np.median(spacings, 0).tolist(),
         "min_shape": shapes.min(0).tolist(),
         "max_shape": shapes.max(0).tolist(),
-        "label_counts": {str(k): v for k, v in sorted(label_counts.items())},
+        "label_counts": {str(k): v for k, v in sorted(got.label_counts.items())},
         "intensity": {
             "mean_of_means": float(np.mean([c["intensity"]["mean"] for c in fp_cases])),
             "median_p00_5": float(np.median([c["intensity"]["p00_5"] for c in fp_cases])),
@@ -304,14 +344,15 @@ def prepare(
         },
         "cases": fp_cases,
     }
-    atomic_write_text(out / "slices.csv", "\n".join(["case_id,z,position,partition,foreground", *slice_rows]) + "\n")
+
+
+def _write_store(out: Path, plan: dict[str, Any], fingerprint: dict[str, Any], got: _Collected) -> None:
+    """The index files of the store; ``plan.json`` last: its presence marks a complete store."""
+    atomic_write_text(out / "slices.csv", "\n".join(["case_id,z,position,partition,foreground", *got.slice_rows]) + "\n")
     atomic_write_json(out / "fingerprint.json", fingerprint)
-    atomic_write_json(out / "cases.json", [asdict(i) for i in infos])
-    atomic_write_json(out / "skipped.json", skipped)
-    atomic_write_json(out / "plan.json", plan)  # written last: its presence marks a complete store
-    if log:
-        log(f"prepared {len(infos)} cases ({fingerprint['num_slices']} slices) into {out}; skipped {len(skipped)}")
-    return PrepareResult(out, infos, skipped, fingerprint)
+    atomic_write_json(out / "cases.json", [asdict(i) for i in got.infos])
+    atomic_write_json(out / "skipped.json", got.skipped)
+    atomic_write_json(out / "plan.json", plan)
 
 
 _LABELS = {"acdc": "ACDC", "acdc-h5": "ACDC", "mmwhs": "MMWHS", "hvsmr": "HVSMR", "chaos": "CHAOS", "chaos-nifti": "CHAOS", "isic2018": "ISIC", "mscmrseg": "MS-CMRSeg", "synthetic": "Synthetic"}
