@@ -239,7 +239,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
         pred = task.predict(model, cid)
         atomic_save_npy(out / "predictions" / f"{cid}.npy", pred)
         items.append((cid, pred, np.asarray(store.label(cid)), store.info(cid).spacing))
-    result = evaluate_arrays(items, store.class_names, cfg.protocol)
+    result = evaluate_arrays(items, store.class_names, cfg.protocol, spacing_known=store.spacing_known)
     write_results(result, out)
     table = format_summary_table(result.summary)
     mark_done(out, best_epoch=fit.best_epoch, best_score=fit.best_score, steps=fit.steps)

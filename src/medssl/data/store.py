@@ -13,10 +13,15 @@ Layout of a prepared store::
     OUT/cache/             derived data (superpixels)
 
 Each slice is a contiguous block of a memory-mapped ``.npy``: loading costs a copy, no decoding.
+
+Data sets that store no voxel spacing (``acdc-h5``, ISIC) keep a placeholder spacing of 1: this is
+said on the console and in ``fingerprint.json`` (``spacing_known: false``, ``distance_unit:
+voxels``), evaluations label HD95/ASD as voxels, and resampling them to a spacing in mm is refused.
 """
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -112,6 +117,11 @@ class SliceStore:
         ids = [c.case_id for c in self.cases] if case_ids is None else list(case_ids)
         return [(cid, z) for cid in ids for z in range(self.info(cid).num_slices)]
 
+    @property
+    def spacing_known(self) -> bool:
+        """False when any case came from files without a voxel spacing (distances are in voxels)."""
+        return all(_spacing_known(c.meta) for c in self.cases)
+
     def __len__(self) -> int:
         return len(self.cases)
 
@@ -186,6 +196,7 @@ def prepare(
     options = {**spec.default_options, **(reader_options or {})}
     sources = scan_dataset(dataset, src, **options)
     spacing_target = spec.target_spacing if target_spacing == "default" else target_spacing
+    _refuse_unknown_spacing(src, dataset, [s.meta for s in sources], spacing_target)
     norm = normalization or spec.normalization
     bad = _verify(sources, spec, src, skip_bad) if verify else {}
 
@@ -208,6 +219,11 @@ def prepare(
     _write_store(out, plan, fingerprint, got)
     if log:
         log(f"prepared {len(got.infos)} cases ({fingerprint['num_slices']} slices) into {out}; skipped {len(got.skipped)}")
+    for note in fingerprint["notes"]:  # said aloud: the CLI prints it, the Python API warns
+        if log:
+            log(note)
+        else:
+            warnings.warn(note, stacklevel=2)
     return PrepareResult(out, got.infos, got.skipped, fingerprint)
 
 
@@ -222,6 +238,19 @@ class _Collected:
     label_counts: dict[int, int] = field(default_factory=dict)
     seen_ids: set[str] = field(default_factory=set)
     slice_rows: list[str] = field(default_factory=list)
+
+
+def _spacing_known(meta: dict[str, Any]) -> bool:
+    """A reader marks files without a voxel spacing with ``meta["spacing_known"] = False``."""
+    return meta.get("spacing_known", True) is not False
+
+
+def _refuse_unknown_spacing(where: str | Path, what: str, metas: Sequence[dict[str, Any]],
+                            spacing_target: float | None) -> None:
+    """Resampling to a spacing in mm needs the spacing: refuse it (one line) for files without one."""
+    if spacing_target is not None and not all(_spacing_known(m) for m in metas):
+        raise DataError(where, f"{what} stores no voxel spacing, so it cannot be resampled to {spacing_target} mm; "
+                               "prepare it with --spacing keep (the default): distances are then in voxels")
 
 
 def _verify(sources: Sequence[Any], spec: Any, src: str | Path, skip_bad: bool) -> dict[str, list[str]]:
@@ -279,6 +308,7 @@ def _prepare_case(case: Any, src_case: Any, out: Path, spacing_target: float | N
     """Resample, normalise and write one case; record its info, slice rows and fingerprint entry."""
     from .transforms import normalize, resample_inplane
 
+    _refuse_unknown_spacing(case.source, "this case", [case.meta], spacing_target)
     raw_stats = _intensity_stats(case.image)
     image, label, spacing = resample_inplane(case.image, case.label, case.spacing, spacing_target)
     image = normalize(image, norm).astype(np.float32, copy=False)
@@ -318,13 +348,17 @@ def _prepare_case(case: Any, src_case: Any, out: Path, spacing_target: float | N
             "spacing": list(info.spacing),
             "label_counts": counts,
             "intensity": raw_stats,
+            "spacing_known": _spacing_known(case.meta),
         }
     )
 
 
 def _fingerprint(dataset: str, got: _Collected) -> dict[str, Any]:
     """Cases, shapes, spacings, label counts and intensity statistics before normalising (``fingerprint.json``)."""
+    from ..evaluation.metrics import SPACING_UNKNOWN_NOTE
+
     fp_cases, infos = got.fp_cases, got.infos
+    unknown = [c["case_id"] for c in fp_cases if not c["spacing_known"]]
     shapes = np.array([c["original_shape"] for c in fp_cases])
     spacings = np.array([c["original_spacing"] for c in fp_cases])
     return {
@@ -342,6 +376,10 @@ def _fingerprint(dataset: str, got: _Collected) -> dict[str, Any]:
             "median_p00_5": float(np.median([c["intensity"]["p00_5"] for c in fp_cases])),
             "median_p99_5": float(np.median([c["intensity"]["p99_5"] for c in fp_cases])),
         },
+        "spacing_known": not unknown,
+        "distance_unit": "voxels" if unknown else "mm",
+        "notes": [f"{SPACING_UNKNOWN_NOTE} ({len(unknown)} of {len(fp_cases)} cases store no voxel spacing; "
+                  "HD95/ASD/ASSD are reported in voxels)"] if unknown else [],
         "cases": fp_cases,
     }
 

@@ -15,6 +15,7 @@ from .evaluate import (
 from .metrics import (
     METRIC_NAMES,
     PROTOCOLS,
+    SPACING_UNKNOWN_NOTE,
     MetricAccumulator,
     asd,
     assd,
@@ -22,6 +23,7 @@ from .metrics import (
     confusion_counts,
     dice_jaccard_from_counts,
     distance_metrics,
+    distance_unit,
     hd,
     hd95,
     summarize,
@@ -31,6 +33,8 @@ from .metrics import (
 __all__ = [
     "PROTOCOLS",
     "METRIC_NAMES",
+    "SPACING_UNKNOWN_NOTE",
+    "distance_unit",
     "confusion_counts",
     "dice_jaccard_from_counts",
     "surface_distances",

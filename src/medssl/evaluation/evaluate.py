@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..errors import DataError
-from .metrics import METRIC_NAMES, MetricAccumulator, _check_protocol
+from .metrics import METRIC_NAMES, SPACING_UNKNOWN_NOTE, MetricAccumulator, _check_protocol, distance_unit
 
 __all__ = [
     "EvaluationResult",
@@ -58,28 +58,41 @@ class EvaluationResult:
         summary: ``summarize(rows, protocol)``: one dict per class, then the ``mean`` row.
         protocol: ``"standard"`` or ``"paper"``.
         class_names: K names, background first.
+        spacing_known: False when the cases' voxel spacing is unknown (distances in voxels).
     """
 
     rows: list[dict[str, Any]]
     summary: list[dict[str, Any]]
     protocol: str = "standard"
     class_names: tuple[str, ...] = field(default_factory=tuple)
+    spacing_known: bool = True
+
+    @property
+    def distance_unit(self) -> str:
+        """``"mm"``, ``"voxels"`` (spacing unknown) or ``"px"`` (``paper`` protocol)."""
+        return distance_unit(self.protocol, self.spacing_known)
 
 
 def evaluate_arrays(
     items: Iterable[tuple[str, Any, Any, Any]],
     class_names: Sequence[str],
     protocol: str = "standard",
+    *,
+    spacing_known: bool = True,
 ) -> EvaluationResult:
     """Score ``(case_id, pred, gt, spacing)`` tuples.
 
     Args:
-        items: ``(case_id, pred (D, H, W), gt (D, H, W), spacing (sz, sy, sx) or None)``.
+        items: ``(case_id, pred (D, H, W), gt (D, H, W), spacing (sz, sy, sx) or None)``; a None
+            spacing means one voxel per unit (distances in voxels).
         class_names: K names, background first.
         protocol: ``"standard"`` or ``"paper"``.
+        spacing_known: False when the given spacings are placeholders (a data set that stores
+            none, such as ``acdc-h5``): the distances are then labelled as voxels.
 
     Returns:
-        ``EvaluationResult`` with the rows in input order and their summary.
+        ``EvaluationResult`` with the rows in input order and their summary; every summary row
+        carries ``distance_unit`` (``mm``, ``voxels`` or ``px``).
 
     Raises:
         ValueError: a repeated case id, shape mismatch or labels outside the classes (the message
@@ -91,7 +104,10 @@ def evaluate_arrays(
             acc.add(str(case_id), pred, gt, spacing)
         except ValueError as exc:
             raise ValueError(f"{case_id}: {exc}") from exc
-    return EvaluationResult(acc.rows(), acc.summary(), protocol, acc.class_names)
+        spacing_known = spacing_known and spacing is not None
+    unit = distance_unit(protocol, spacing_known)
+    summary = [{**r, "distance_unit": unit} for r in acc.summary()]
+    return EvaluationResult(acc.rows(), summary, protocol, acc.class_names, spacing_known)
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,9 +158,20 @@ def _fmt(mean: Any, std: Any, digits: int) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def _summary_unit(summary: Sequence[Mapping[str, Any]]) -> str | None:
+    """The ``distance_unit`` of a summary's rows (None for summaries written before it existed)."""
+    return next((str(r["distance_unit"]) for r in summary if r.get("distance_unit")), None)
+
+
+def _metric_header(metric: str, unit: str | None) -> str:
+    """``"DSC"``, ``"HD95 (mm)"``, ``"ASD (voxels)"``: distances carry their unit when it is known."""
+    return f"{metric.upper()} ({unit})" if unit and metric not in ("dsc", "jc") else metric.upper()
+
+
 def _table_cells(summary: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Header and cells shared by the Markdown and the text table (mean row first)."""
-    header = ["class", "cases", *[m.upper() for m in _MD_METRICS], "gt empty", "pred empty", "no distance"]
+    unit = _summary_unit(summary)
+    header = ["class", "cases", *[_metric_header(m, unit) for m in _MD_METRICS], "gt empty", "pred empty", "no distance"]
     ordered = [r for r in summary if r.get("class_index") is None] + [r for r in summary if r.get("class_index") is not None]
     cells = []
     for r in ordered:
@@ -159,8 +186,11 @@ def _table_cells(summary: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[
 def format_summary_table(summary: Sequence[Mapping[str, Any]]) -> str:
     """A fixed-width text table of a summary (mean row first), for printing.
 
+    Distance headers carry the rows' ``distance_unit`` (``HD95 (mm)``); with ``voxels`` a last line
+    says ``spacing unknown: distances in voxels``.
+
     Args:
-        summary: the output of ``summarize``.
+        summary: the output of ``summarize`` (or ``EvaluationResult.summary``).
 
     Returns:
         The table as one string without a trailing newline (empty string for an empty summary).
@@ -173,6 +203,8 @@ def format_summary_table(summary: Sequence[Mapping[str, Any]]) -> str:
     lines.append("  ".join("-" * w for w in widths))
     for c in cells:
         lines.append("  ".join(v.ljust(w) for v, w in zip(c, widths)))
+    if _summary_unit(summary) == "voxels":
+        lines.append(SPACING_UNKNOWN_NOTE)
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -185,8 +217,10 @@ def _markdown(result: EvaluationResult) -> str:
             "± is the std over cases of the per-case values."
         )
     else:
+        distances = ("HD95/ASD/ASSD in mm with the voxel spacing" if result.spacing_known else
+                     f"HD95/ASD/ASSD in voxels (**{SPACING_UNKNOWN_NOTE}**: the data set stores no voxel spacing)")
         note = (
-            "Protocol `standard`: per-volume 3D DSC/JC; HD95/ASD/ASSD in mm with the voxel spacing; "
+            f"Protocol `standard`: per-volume 3D DSC/JC; {distances}; "
             "mean ± std over cases (population std), cases with an empty mask excluded and counted "
             "(`gt empty`, `pred empty`; `no distance` = cases without HD95)."
         )
@@ -204,7 +238,8 @@ def write_results(result: EvaluationResult, out_dir: str | Path) -> dict[str, Pa
     ``metrics.csv`` has one line per case and class (columns ``ROW_COLUMNS``, booleans as 0/1, NaN as
     ``nan``); ``summary.json`` holds ``protocol``, ``class_names``, ``mean`` (metric -> value of the
     mean row), ``per_class`` (class name -> metric -> value), ``summary`` (the full summary rows) and
-    ``metric_per_case`` (the rows), NaN as null.
+    ``metric_per_case`` (the rows), NaN as null, ``spacing_known``, ``distance_unit`` and ``notes``
+    (``["spacing unknown: distances in voxels"]`` when the spacing is unknown).
 
     Args:
         result: an ``EvaluationResult``.
@@ -229,6 +264,9 @@ def write_results(result: EvaluationResult, out_dir: str | Path) -> dict[str, Pa
     doc = {
         "protocol": result.protocol,
         "class_names": list(result.class_names),
+        "spacing_known": result.spacing_known,
+        "distance_unit": result.distance_unit,
+        "notes": [] if result.spacing_known else [SPACING_UNKNOWN_NOTE],
         "mean": {m: _json_value(mean_row.get(f"{m}_mean", float("nan"))) for m in METRIC_NAMES},
         "per_class": {
             str(r["class_name"]): {m: _json_value(r.get(f"{m}_mean", float("nan"))) for m in METRIC_NAMES}

@@ -56,6 +56,8 @@ __all__ = [
     "case_metrics",
     "summarize",
     "MetricAccumulator",
+    "SPACING_UNKNOWN_NOTE",
+    "distance_unit",
 ]
 
 #: The two evaluation protocols (METHODS.md section 6).
@@ -66,6 +68,24 @@ METRIC_NAMES: tuple[str, ...] = ("dsc", "jc", "hd95", "asd", "assd", "hd")
 DISTANCE_METRICS: tuple[str, ...] = ("hd95", "asd", "assd", "hd")
 
 Spacing = float | Sequence[float] | None
+
+#: Said (console, fingerprint.json, every summary) when a data set stores no voxel spacing.
+SPACING_UNKNOWN_NOTE = "spacing unknown: distances in voxels"
+
+
+def distance_unit(protocol: str, spacing_known: bool = True) -> str:
+    """The unit of HD95/ASD/ASSD/HD under a protocol.
+
+    Args:
+        protocol: ``"paper"`` (per 2D slice, no spacing: pixels) or ``"standard"``.
+        spacing_known: whether the cases' voxel spacing is known (False for ``acdc-h5``, ISIC).
+
+    Returns:
+        ``"px"`` for ``paper``, else ``"mm"`` with a known spacing and ``"voxels"`` without.
+    """
+    if protocol == "paper":
+        return "px"
+    return "mm" if spacing_known else "voxels"
 
 
 # --------------------------------------------------------------------------------------------

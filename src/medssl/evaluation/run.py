@@ -44,6 +44,6 @@ def evaluate_run(run_dir: str | Path, protocol: str | None = None) -> Any:
         if pred.shape != gt.shape:
             raise DataError(p, f"prediction shape {pred.shape} differs from the label's {gt.shape}")
         items.append((cid, pred, gt, store.info(cid).spacing))
-    result = evaluate_arrays(items, store.class_names, proto)
+    result = evaluate_arrays(items, store.class_names, proto, spacing_known=store.spacing_known)
     write_results(result, run_dir if proto == info.get("protocol") else run_dir / f"eval-{proto}")
     return result
