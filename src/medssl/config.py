@@ -7,11 +7,13 @@ every run folder.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 import yaml
 
@@ -28,11 +30,173 @@ __all__ = [
     "load_config",
     "config_to_dict",
     "config_from_dict",
+    "Range",
+    "in_range",
+    "checked",
+    "check_config",
+    "numeric_fields_without_range",
 ]
 
 
+# --- declared ranges ------------------------------------------------------------------------------
+# Every numeric field declares the interval it must lie in, in its ``field(metadata=...)``; one
+# function checks them all when a configuration object is built (``__post_init__``), so the command
+# line, YAML files and the Python API are held to the same limits. A new field only declares its range:
+#
+#     batch_size: int = field(default=5, metadata=in_range(ge=1))
+#     momentum: float = field(default=0.9, metadata=in_range(ge=0, lt=1))
+#
+# Non-numeric fields may declare ``checked(fn)``: ``fn(value)`` returns a problem (str) or None.
+
+
+@dataclass(frozen=True)
+class Range:
+    """The interval a numeric setting must lie in (``None`` = unbounded on that side)."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def contains(self, value: float) -> bool:
+        """Whether ``value`` (a finite real number) lies in the interval."""
+        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
+            return False
+        if self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi):
+            return False
+        return True
+
+    def __str__(self) -> str:
+        def num(v: float) -> str:
+            return f"{v:g}" if isinstance(v, float) else str(v)
+
+        if self.lo is not None and self.hi is not None:
+            return f"in {'(' if self.lo_open else '['}{num(self.lo)}, {num(self.hi)}{')' if self.hi_open else ']'}"
+        if self.lo is not None:
+            return f"{'>' if self.lo_open else '>='} {num(self.lo)}"
+        if self.hi is not None:
+            return f"{'<' if self.hi_open else '<='} {num(self.hi)}"
+        return "any number"
+
+
+def in_range(*, ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None,
+             why: str = "") -> dict[str, Any]:
+    """``field`` metadata declaring the range of a numeric setting.
+
+    Args:
+        ge, gt: lower bound, inclusive or exclusive (give at most one).
+        le, lt: upper bound, inclusive or exclusive (give at most one).
+        why: a short reason shown after the error (``"1 = per-pixel noise"``).
+
+    Example::
+
+        lr: float = field(default=5e-4, metadata=in_range(gt=0))
+    """
+    if ge is not None and gt is not None or le is not None and lt is not None:
+        raise ValueError("give at most one lower bound (ge/gt) and one upper bound (le/lt)")
+    rng = Range(ge if gt is None else gt, le if lt is None else lt, gt is not None, lt is not None)
+    return {"range": rng, "why": why}
+
+
+def checked(fn: Callable[[Any], str | None]) -> dict[str, Any]:
+    """``field`` metadata for a non-numeric setting: ``fn(value)`` returns a problem or None."""
+    return {"check": fn}
+
+
+def _number_problem(value: Any, rng: Range) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"expected a number {rng}, got {value!r}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number {rng}, got {value}"
+    if not rng.contains(value):
+        return f"must be {rng}, got {value!r}"
+    return None
+
+
+def check_config(cfg: Any, section: str = "") -> None:
+    """Check every field of dataclass ``cfg`` against its declared range or check (not recursive).
+
+    Raises:
+        ConfigError: the first field out of range, as ``<section.field>: must be >= 1, got 0``.
+    """
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if value is None:
+            continue
+        key = f"{section}.{f.name}" if section else f.name
+        problem = None
+        if "range" in f.metadata:
+            problem = _number_problem(value, f.metadata["range"])
+            if problem and f.metadata.get("why"):
+                problem += f" ({f.metadata['why']})"
+        elif "check" in f.metadata:
+            problem = f.metadata["check"](value)
+        if problem:
+            raise ConfigError(f"{key}: {problem}")
+
+
+class _Checked:
+    """Mixin of the configuration dataclasses: declared ranges are checked when an object is built."""
+
+    #: the dotted prefix of this class's fields in error messages (``data`` -> ``data.batch_size``)
+    _section = ""
+    #: checks of several fields together: ``fn(cfg)`` returns a problem or None
+    _together: tuple[Callable[[Any], str | None], ...] = ()
+
+    def __post_init__(self) -> None:
+        check_config(self, self._section)
+        for fn in type(self)._together:
+            problem = fn(self)
+            if problem:
+                raise ConfigError(problem)
+
+
+def _image_size_fits(cfg: Any) -> str | None:
+    size, depth = cfg.data.image_size, cfg.model.depth
+    if size is not None and size % 2**depth:
+        return f"data.image_size: {size} must be a multiple of {2**depth} (2**model.depth, depth {depth})"
+    return None
+
+
+def _numeric(hint: Any) -> bool:
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    return any(a in (int, float) for a in args)
+
+
+def numeric_fields_without_range(cls: type, prefix: str = "") -> list[str]:
+    """Dotted names of the numeric fields of ``cls`` (and its nested configurations) that declare no range."""
+    hints = typing.get_type_hints(cls)
+    out: list[str] = []
+    for f in fields(cls):
+        hint = hints[f.name]
+        if is_dataclass(hint):
+            out += numeric_fields_without_range(hint, f"{prefix}{f.name}.")
+        elif _numeric(hint) and "range" not in f.metadata:
+            out.append(f"{prefix}{f.name}")
+    return out
+
+
+def _device_problem(value: Any) -> str | None:
+    if isinstance(value, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+        return None
+    return f"expected auto, cpu, cuda, cuda:N or mps, got {value!r}"
+
+
+def _labels_problem(value: Any) -> str | None:
+    from .data.splits import parse_label_spec
+
+    try:
+        parse_label_spec(value)
+    except ConfigError as e:
+        return str(e).split(": ", 1)[-1]
+    return None
+
+
+SEED_MAX = 2**32 - 1
+
+
 @dataclass
-class DataCfg:
+class DataCfg(_Checked):
     """Where the prepared data is and how it is fed.
 
     Attributes:
@@ -40,7 +204,9 @@ class DataCfg:
         image_size: patch / view size in pixels; None = the dataset's paper default (fine-tuning) or 128.
         batch_size: per-process batch size.
         num_workers: data-loader worker processes (0 = in the main process).
-        labels: labelled training patients: ``"10%"``, ``"0.25"`` (fraction) or ``"8"`` (count).
+        labels: labelled training patients: a count is an integer (``"8"``: eight patients), a
+            fraction has a ``%`` or a decimal point (``"10%"``, ``"0.1"``; ``"100%"``/``"1.0"`` = all).
+            Stored in canonical form (``"0.1"`` -> ``"10%"``).
         split: ``"seeded"`` (patient-level, from the seed) or ``"paper"`` (the papers' published lists).
         test_fraction: share of patients held out for testing (seeded split).
         val_fraction: share of the training pool carved out for validation (``standard`` protocol).
@@ -54,57 +220,65 @@ class DataCfg:
             about 5x cheaper at 512 px (:func:`medssl.data.transforms.elastic_displacement`).
     """
 
+    _section = "data"
+
     path: str = ""
-    image_size: int | None = None
-    batch_size: int = 5
-    num_workers: int = 2
-    labels: str = "10%"
+    image_size: int | None = field(default=None, metadata=in_range(ge=8))
+    batch_size: int = field(default=5, metadata=in_range(ge=1))
+    num_workers: int = field(default=2, metadata=in_range(ge=0))
+    labels: str = field(default="10%", metadata=checked(_labels_problem))
     split: str = "seeded"
-    test_fraction: float = 0.2
-    val_fraction: float = 0.2
-    split_seed: int | None = None
+    test_fraction: float = field(default=0.2, metadata=in_range(gt=0, lt=1))
+    val_fraction: float = field(default=0.2, metadata=in_range(ge=0, lt=1))
+    split_seed: int | None = field(default=None, metadata=in_range(ge=0, le=SEED_MAX))
     spatial_backend: Literal["scipy", "torch"] = "scipy"
-    elastic_noise_stride: float = 1.0
+    elastic_noise_stride: float = field(default=1.0, metadata=in_range(ge=1.0, why="1 = per-pixel noise"))
 
     def __post_init__(self) -> None:
-        if not self.elastic_noise_stride >= 1.0:
-            raise ConfigError(f"data.elastic_noise_stride: must be >= 1 (1 = per-pixel noise), got {self.elastic_noise_stride}")
+        super().__post_init__()
+        from .data.splits import canonical_labels
+
+        self.labels = canonical_labels(self.labels)
 
 
 @dataclass
-class ModelCfg:
+class ModelCfg(_Checked):
     """The network: ``unet`` (the papers') or ``monai:<Name>`` (fine-tuning only)."""
 
+    _section = "model"
+
     name: str = "unet"
-    base_width: int = 32
-    depth: int = 4
-    in_channels: int = 1
+    base_width: int = field(default=32, metadata=in_range(ge=1))
+    depth: int = field(default=4, metadata=in_range(ge=1, le=8))
+    in_channels: int = field(default=1, metadata=in_range(ge=1))
 
 
 @dataclass
-class OptimCfg:
+class OptimCfg(_Checked):
     """Optimiser and schedule (fine-tuning defaults: Adam 5e-4, wd 1e-5, cosine to 5e-6)."""
 
+    _section = "optim"
+
     name: str = "adam"
-    lr: float = 5e-4
-    weight_decay: float = 1e-5
-    momentum: float = 0.9
-    min_lr: float = 5e-6
+    lr: float = field(default=5e-4, metadata=in_range(gt=0))
+    weight_decay: float = field(default=1e-5, metadata=in_range(ge=0))
+    momentum: float = field(default=0.9, metadata=in_range(ge=0, lt=1))
+    min_lr: float = field(default=5e-6, metadata=in_range(ge=0))
     schedule: str = "cosine"
-    warmup_steps: int = 0
-    grad_clip: float | None = None
+    warmup_steps: int = field(default=0, metadata=in_range(ge=0))
+    grad_clip: float | None = field(default=None, metadata=in_range(gt=0))
 
 
 @dataclass
-class TrainCfg:
+class TrainCfg(_Checked):
     """The engine's settings.
 
     Attributes:
         epochs: passes over the training slices.
         max_steps: stop after this many optimiser steps (overrides epochs when smaller).
-        device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:1``.
+        device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:1`` | ``mps``.
         amp: ``auto`` (bf16/fp16 on CUDA, off on CPU) | ``none`` | ``bf16`` | ``fp16``.
-        seed: global seed (the papers use 1234).
+        seed: global seed (the papers use 1234), 0 .. 2**32 - 1.
         deterministic: deterministic algorithms (CPU results are then bit-identical across runs).
         log_every: steps between step-level log rows.
         logger: ``csv`` or ``tensorboard`` (CSV is always written).
@@ -114,22 +288,24 @@ class TrainCfg:
         val_every: epochs between validations.
     """
 
-    epochs: int = 100
-    max_steps: int | None = None
-    device: str = "auto"
+    _section = "train"
+
+    epochs: int = field(default=100, metadata=in_range(ge=1))
+    max_steps: int | None = field(default=None, metadata=in_range(ge=1))
+    device: str = field(default="auto", metadata=checked(_device_problem))
     amp: str = "auto"
-    seed: int = 1234
+    seed: int = field(default=1234, metadata=in_range(ge=0, le=SEED_MAX))
     deterministic: bool = False
-    log_every: int = 10
+    log_every: int = field(default=10, metadata=in_range(ge=1))
     logger: str = "csv"
     channels_last: bool = False
     compile: bool = False
     progress: bool = True
-    val_every: int = 1
+    val_every: int = field(default=1, metadata=in_range(ge=1))
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(_Checked):
     """``medssl finetune``: the papers' protocol by default (METHODS.md section 6).
 
     Attributes:
@@ -144,6 +320,8 @@ class FinetuneConfig:
             position (MSD Hippocampus: anterior / posterior).
     """
 
+    _together = (_image_size_fits,)
+
     data: DataCfg = field(default_factory=DataCfg)
     model: ModelCfg = field(default_factory=ModelCfg)
     optim: OptimCfg = field(default_factory=OptimCfg)
@@ -155,7 +333,7 @@ class FinetuneConfig:
     freeze: list[str] = field(default_factory=list)
     method: str | None = None
     augment: bool = True
-    p_spatial: float = 0.67
+    p_spatial: float = field(default=0.67, metadata=in_range(ge=0, le=1))
     mirror: bool = True
 
 
@@ -168,7 +346,7 @@ def _pretrain_data() -> DataCfg:
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(_Checked):
     """``medssl pretrain``: SGD 0.01, momentum 0.9, wd 1e-5, cosine to 0, no warm-up (the papers' scripts).
 
     Attributes:
@@ -178,6 +356,8 @@ class PretrainConfig:
         superpixels: options of the superpixel stage (SuperCL): ``mode`` (cache|online), ``method``...
         use_all_cases: pre-train on every case of the store (True, unlabelled use) or the training pool only.
     """
+
+    _together = (_image_size_fits,)
 
     data: DataCfg = field(default_factory=_pretrain_data)
     model: ModelCfg = field(default_factory=ModelCfg)
@@ -319,6 +499,8 @@ def load_config(cls: type, path: str | Path | None = None, overrides: Mapping[st
             data = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{p}: expected a mapping of settings (key: value) at the top level, got a {type(data).__name__}")
         flat = _flatten(data)
         cfg = apply_overrides(cfg, flat)
     if overrides:

@@ -2,6 +2,11 @@
 
 Every method of a benchmark gets identical splits for the same (dataset, seed, labels): the split
 depends on nothing else. Splits are written to ``splits.json`` in each run folder.
+
+The grammar of ``labels`` (``--labels``, ``data.labels``): a **count** is an integer (``"1"`` is one
+patient, ``"8"`` eight); a **fraction** has a ``%`` or a decimal point (``"10%"``, ``"0.1"``,
+``"100%"`` = ``"1.0"`` = every training patient). A count larger than the training patients left
+after the test and validation sets is an error; a fraction is rounded up to whole patients.
 """
 from __future__ import annotations
 
@@ -10,13 +15,14 @@ import re
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
 from .store import SliceStore
 
-__all__ = ["Split", "parse_labels", "make_split", "load_paper_splits"]
+__all__ = ["Split", "LabelSpec", "parse_label_spec", "canonical_labels", "parse_labels", "make_split", "load_paper_splits"]
 
 
 @dataclass
@@ -35,28 +41,83 @@ class Split:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class LabelSpec:
+    """A parsed ``labels`` value: exactly one of ``count`` (patients) and ``fraction`` (0 < f <= 1) is set.
+
+    ``str(spec)`` is the canonical text: ``"8"`` for a count, ``"10%"`` for a fraction.
+    """
+
+    count: int | None = None
+    fraction: float | None = None
+
+    def __str__(self) -> str:
+        if self.count is not None:
+            return str(self.count)
+        return f"{round(float(self.fraction or 0) * 100, 6):g}%"
+
+    def patients(self, pool_size: int) -> int:
+        """Labelled patients out of ``pool_size``: the count, or the fraction rounded up (at least 1)."""
+        if self.count is not None:
+            return self.count
+        return max(1, min(pool_size, math.ceil(round(float(self.fraction or 0) * pool_size, 6))))
+
+
+_GRAMMAR = "a count is an integer such as 8; a fraction has a % or a decimal point, such as 10% or 0.1; 100% or 1.0 means all"
+
+
+def parse_label_spec(labels: Any) -> LabelSpec:
+    """Parse ``labels`` by the grammar of the module docstring (no pool size needed).
+
+    Args:
+        labels: ``"10%"``, ``"0.1"``, ``0.1``, ``"8"``, ``8``...
+
+    Returns:
+        A :class:`LabelSpec`.
+
+    Raises:
+        ConfigError: ``labels: <problem>`` for anything else (negative, zero, above 100%, text).
+    """
+    if isinstance(labels, bool) or not isinstance(labels, (str, int, float)):
+        raise ConfigError(f"labels: expected a count or a fraction, got {labels!r}; {_GRAMMAR}")
+    text = str(labels).strip()
+    if text.startswith("-"):
+        raise ConfigError(f"labels: '{text}' is negative; {_GRAMMAR}")
+    if re.fullmatch(r"\d+", text):
+        n = int(text)
+        if n < 1:
+            raise ConfigError(f"labels: '{text}' asks for no labelled patient; {_GRAMMAR}")
+        return LabelSpec(count=n)
+    m = re.fullmatch(r"(\d+\.?\d*|\.\d+)\s*%", text)
+    if m:
+        frac = float(m.group(1)) / 100
+    elif re.fullmatch(r"\d*\.\d*", text) and re.search(r"\d", text):
+        frac = float(text)
+    else:
+        raise ConfigError(f"labels: '{text}' is neither a count nor a fraction; {_GRAMMAR}")
+    if not 0 < frac <= 1:
+        hint = f" (for {int(frac)} patients write {int(frac)})" if "%" not in text and frac > 1 and frac.is_integer() else ""
+        raise ConfigError(f"labels: the fraction '{text}' must be in (0%, 100%]{hint}")
+    return LabelSpec(fraction=frac)
+
+
+def canonical_labels(labels: Any) -> str:
+    """The canonical text of ``labels``: ``"0.1"`` -> ``"10%"``, ``"1.0"`` -> ``"100%"``, ``8`` -> ``"8"``."""
+    return str(parse_label_spec(labels))
+
+
 def parse_labels(labels: str | float | int, pool_size: int) -> int:
     """Number of labelled patients for ``"10%"``, ``"0.1"``, ``0.1`` or ``"8"`` out of ``pool_size``.
 
     Fractions round up (at least one patient), as the papers' lists do (10% of 80 ACDC patients = 8).
+
+    Raises:
+        ConfigError: a malformed value, or a count larger than ``pool_size``.
     """
-    text = str(labels).strip()
-    try:
-        if text.endswith("%"):
-            frac = float(text[:-1]) / 100
-        else:
-            value = float(text)
-            if value.is_integer() and value > 1:
-                n = int(value)
-                if n > pool_size:
-                    raise ConfigError(f"labels: {n} patients asked, the training pool has {pool_size}")
-                return n
-            frac = value
-    except ValueError:
-        raise ConfigError(f"labels: expected a percentage, a fraction or a count, got '{labels}'") from None
-    if not 0 < frac <= 1:
-        raise ConfigError(f"labels: fraction must be in (0, 1], got {labels}")
-    return max(1, min(pool_size, math.ceil(round(frac * pool_size, 6))))
+    spec = parse_label_spec(labels)
+    if spec.count is not None and spec.count > pool_size:
+        raise ConfigError(f"labels: {spec.count} patients asked, the training pool has {pool_size}")
+    return spec.patients(pool_size)
 
 
 def load_paper_splits(path: str | Path | None = None) -> dict[str, dict[str, list]]:
@@ -93,7 +154,8 @@ def make_split(
 
     Args:
         store: the prepared store.
-        labels: labelled share of the training pool (``"10%"``, ``"0.25"``, ``"100%"``, ``"8"``).
+        labels: labelled share of the training pool (``"10%"``, ``"0.25"``, ``"100%"``) or a count of
+            patients (``"8"``); see the module docstring.
         seed: split seed.
         protocol: ``standard`` carves a validation set from the pool before sampling the labelled patients;
             ``paper`` has none (the papers select on the test set).
@@ -101,8 +163,10 @@ def make_split(
         test_fraction, val_fraction: shares of patients for test, and of the pool for validation.
 
     Raises:
-        ConfigError: impossible fractions, or no published list for this dataset/label fraction.
+        ConfigError: impossible fractions, a count larger than the training patients left, or no
+            published list for this dataset/label fraction.
     """
+    spec = parse_label_spec(labels)
     labelled = [c.case_id for c in store.cases if c.has_label]
     if not labelled:
         raise DataError(store.root, "no labelled case in this prepared store; it can only be used for pre-training")
@@ -124,8 +188,7 @@ def make_split(
             raise DataError(store.root, f"the published {key} split names cases not in the store (keys {sorted(set(missing))[:10]})")
         test = sorted(c for k in sec["test"] for c in by_key[k])
         pool = sorted(c for c in labelled if c not in set(test))
-        text = str(labels).strip()
-        if text in ("100%", "1", "1.0"):
+        if spec.fraction == 1.0:
             train = pool
         else:
             pool_patients = len(_patients(store, pool))
@@ -138,7 +201,7 @@ def make_split(
         val: list[str] = []
         if protocol == "standard":
             raise ConfigError("the published splits have no validation set; use --protocol paper or --split seeded")
-        return Split(train, val, test, pool, str(labels), seed, kind)
+        return Split(train, val, test, pool, str(spec), seed, kind)
     if kind != "seeded":
         raise ConfigError(f"split must be 'seeded' or 'paper', got '{kind}'")
     if len(patients) < 2:
@@ -147,17 +210,25 @@ def make_split(
     n_test = max(1, int(round(test_fraction * len(order))))
     test_p, pool_p = order[:n_test], order[n_test:]
     val_p: list[str] = []
-    # the labelled count is a share of the whole non-test pool (as in the papers: 10% of 80 ACDC
+    # a labelled fraction is a share of the whole non-test pool (as in the papers: 10% of 80 ACDC
     # patients = 8), drawn from what is left after the validation patients are set aside
-    n_train = parse_labels(labels, len(pool_p))
-    if protocol == "standard":
-        n_val = max(1, int(round(val_fraction * len(pool_p))))
-        if len(pool_p) - n_val < 1:
-            raise ConfigError(f"{len(patients)} patients are too few for test, validation and training sets")
-        val_p, pool_p = pool_p[:n_val], pool_p[n_val:]
-    train_p = pool_p[: min(n_train, len(pool_p))]
+    n_val = max(1, int(round(val_fraction * len(pool_p)))) if protocol == "standard" else 0
+    if len(pool_p) - n_val < 1:
+        raise ConfigError(
+            f"data: {len(patients)} labelled patients are too few for a test ({n_test}), validation ({n_val}) "
+            "and training set; lower data.test_fraction or data.val_fraction"
+        )
+    val_p, pool_p = pool_p[:n_val], pool_p[n_val:]
+    if spec.count is not None and spec.count > len(pool_p):
+        raise ConfigError(
+            f"data.labels: {spec.count} labelled patients asked, but only {len(pool_p)} are left for training "
+            f"({len(patients)} labelled patients: {n_test} test, {n_val} validation); lower --labels, "
+            "data.test_fraction or data.val_fraction"
+        )
+    n_train = spec.count if spec.count is not None else min(spec.patients(len(pool_p) + n_val), len(pool_p))
+    train_p = pool_p[:n_train]
 
     def cases(ps: list[str]) -> list[str]:
         return sorted(c for p in ps for c in groups[p])
 
-    return Split(cases(train_p), cases(val_p), cases(test_p), cases(pool_p), str(labels), seed, kind)
+    return Split(cases(train_p), cases(val_p), cases(test_p), cases(pool_p), str(spec), seed, kind)
