@@ -161,3 +161,28 @@ def test_evaluate_folders_errors(tmp_path):
         evaluate_folders(pd, gd, NAMES)
     with pytest.raises(DataError, match="not a folder"):
         evaluate_folders(tmp_path / "missing", gd, NAMES)
+
+
+def test_distance_units_in_every_summary(tmp_path):
+    """mm with a known spacing, voxels without one (said in every output), px under the paper protocol."""
+    from medssl.evaluation import SPACING_UNKNOWN_NOTE, distance_unit
+
+    assert (distance_unit("standard"), distance_unit("standard", False), distance_unit("paper", False)) == ("mm", "voxels", "px")
+    p, g = _case(1)
+    known = evaluate_arrays([("a", p, g, (2.0, 0.5, 0.75))], NAMES)
+    assert known.distance_unit == "mm" and {r["distance_unit"] for r in known.summary} == {"mm"}
+    text = format_summary_table(known.summary)
+    assert "HD95 (mm)" in text.splitlines()[0] and "DSC " in text and SPACING_UNKNOWN_NOTE not in text
+    unknown = evaluate_arrays([("a", p, g, (1.0, 1.0, 1.0))], NAMES, spacing_known=False)
+    assert unknown.distance_unit == "voxels" and unknown.summary[0]["hd95_mean"] == pytest.approx(1.0)
+    lines = format_summary_table(unknown.summary).splitlines()
+    assert "HD95 (voxels)" in lines[0] and "ASSD (voxels)" in lines[0] and lines[-1] == SPACING_UNKNOWN_NOTE
+    paths = write_results(unknown, tmp_path / "u")
+    doc = json.loads(paths["summary_json"].read_text())
+    assert doc["spacing_known"] is False and doc["distance_unit"] == "voxels" and doc["notes"] == [SPACING_UNKNOWN_NOTE]
+    md = paths["summary_md"].read_text()
+    assert SPACING_UNKNOWN_NOTE in md and "| HD95 (voxels) |" in md
+    with open(paths["summary_csv"]) as fh:
+        assert {r["distance_unit"] for r in csv.DictReader(fh)} == {"voxels"}
+    assert evaluate_arrays([("a", p, g, None)], NAMES).distance_unit == "voxels"  # no spacing given: voxels
+    assert evaluate_arrays([("a", p, g, 1.0)], NAMES, protocol="paper", spacing_known=False).distance_unit == "px"

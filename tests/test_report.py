@@ -448,3 +448,23 @@ def test_cli_report_compares_with_the_packaged_numbers(grid: Path, tmp_path: Pat
     assert "paper_results.csv not found" not in out
     assert "| ACDC | 10% | MoCo | – | not run | 81.34 |" in out
     assert "Published numbers: MACL (JBHI 2026) Tables I-II" in out
+
+
+def test_tables_label_distances_in_voxels_where_the_spacing_is_unknown(tmp_path: Path) -> None:
+    """A data set that stores no spacing (summary.json distance_unit voxels): its HD95/ASD columns
+    say voxels in Markdown, LaTeX, CSV and the report text; the others keep mm."""
+    for label, unit in (("ACDC", "voxels"), ("CHAOS", "mm")):
+        for m in ("scratch", "macl"):
+            run = make_run(tmp_path / "g" / label / m, m, "10%", 0, None, dataset_label=label, protocol="standard")
+            summary = json.loads((run / "summary.json").read_text())
+            (run / "summary.json").write_text(json.dumps({**summary, "distance_unit": unit}))
+    (table,) = results_tables(collect_runs(tmp_path / "g").runs)
+    assert table.distance_units == {"ACDC": "voxels"}
+    header = table.markdown().splitlines()[0]
+    assert "ACDC HD95 (voxels)" in header and "ACDC ASD (voxels)" in header and "ACDC DSC (%)" in header
+    assert "CHAOS HD95 (mm)" in header
+    assert "HD95 (voxels)" in table.latex() and "HD95 (mm)" in table.latex()
+    units = {(r["dataset"], r["metric"]): r["unit"] for r in table.csv_rows()}
+    assert units[("ACDC", "HD95")] == "voxels" and units[("CHAOS", "HD95")] == "mm" and units[("ACDC", "DSC")] == "%"
+    res = report(tmp_path / "g", figures=False)
+    assert "Distances not in mm: ACDC (voxels); spacing unknown: distances in voxels." in res.markdown

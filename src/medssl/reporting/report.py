@@ -389,7 +389,8 @@ def _results_markdown(root: Path, out: Path, coll: RunCollection, tables: Sequen
         md += ["", f"## Results, `{t.protocol}` protocol", "",
                "Mean ± std over seeds (std omitted for one seed); DSC/JC in %, HD95/"
                f"{t.specs[3].label} in {t.specs[3].unit}. Per dataset column and label fraction: best in "
-               "**bold**, second best <u>underlined</u>.", "", t.markdown()]
+               "**bold**, second best <u>underlined</u>." + (" " + t.unit_note() if t.unit_note() else ""),
+               "", t.markdown()]
     md += ["", "## Paired tests", "", stats_md]
     md += ["", "## Comparison with the published numbers (`paper` protocol)", "", comp_md]
     if figures:

@@ -24,6 +24,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ..evaluation.metrics import SPACING_UNKNOWN_NOTE
+
 __all__ = [
     "METHOD_ORDER",
     "METHOD_DISPLAY",
@@ -49,6 +51,9 @@ __all__ = [
     "write_csv",
     "CSV_FIELDS",
 ]
+
+#: keys of the surface-distance metrics (their unit is mm, voxels or px)
+_DISTANCE_KEYS: frozenset[str] = frozenset({"hd95", "asd", "assd", "hd"})
 
 #: registry names in the order of the papers' tables (Scratch first); anything else follows, sorted.
 METHOD_ORDER: tuple[str, ...] = (
@@ -201,6 +206,12 @@ class RunRecord:
         if self._log_rows is None:
             self._log_rows = read_csv_rows(self.path / "log.csv")
         return self._log_rows
+
+    @property
+    def distance_unit(self) -> str | None:
+        """``summary.json``'s ``distance_unit`` (``mm``, ``voxels``, ``px``); None in older summaries."""
+        unit = self.summary.get("distance_unit")
+        return str(unit) if unit else None
 
     def prediction_ids(self) -> set[str]:
         """Case ids with a saved prediction ``predictions/{case_id}.npy``."""
@@ -515,6 +526,8 @@ class ResultsTable:
         labels: label-fraction row groups, in order.
         rows: aggregate rows of this protocol.
         marks: ``(labels, method, dataset, metric_key) -> "best" | "second"``.
+        distance_units: dataset -> unit of its distance columns where it differs from the specs'
+            (``"voxels"`` for a data set that stores no voxel spacing).
     """
 
     protocol: str
@@ -524,6 +537,7 @@ class ResultsTable:
     rows: list[AggregateRow]
     marks: dict[tuple[str, str, str, str], str]
     decimals: int = 2
+    distance_units: dict[str, str] = field(default_factory=dict)
 
     def cell(self, labels: str, method: str, dataset: str) -> AggregateRow | None:
         """The aggregate row of one method/dataset/label fraction, if run."""
@@ -558,17 +572,30 @@ class ResultsTable:
                 text = rf"\underline{{{text}}}"
         return text
 
-    def header_labels(self) -> list[str]:
-        """Metric headers with units (``"DSC (%)"``, ``"HD95 (px)"``)."""
-        return [f"{s.label} ({s.unit})" if s.unit else s.label for s in self.specs]
+    def unit(self, spec: MetricSpec, dataset: str | None = None) -> str:
+        """The unit of a metric column of ``dataset`` (distances in voxels where the spacing is unknown)."""
+        if dataset is not None and spec.key in _DISTANCE_KEYS and dataset in self.distance_units:
+            return self.distance_units[dataset]
+        return spec.unit
+
+    def header_labels(self, dataset: str | None = None) -> list[str]:
+        """Metric headers with units (``"DSC (%)"``, ``"HD95 (px)"``; ``"HD95 (voxels)"`` for a
+        ``dataset`` without a voxel spacing)."""
+        return [f"{s.label} ({self.unit(s, dataset)})" if s.unit else s.label for s in self.specs]
+
+    def unit_note(self) -> str:
+        """A sentence naming the datasets whose distances are not in the specs' unit ('' if none)."""
+        if not self.distance_units:
+            return ""
+        names = ", ".join(f"{d} ({u})" for d, u in sorted(self.distance_units.items()))
+        return f"Distances not in {self.specs[2].unit}: {names}; {SPACING_UNKNOWN_NOTE}."
 
     def markdown(self) -> str:
         """Markdown table: one column per dataset and metric, rows grouped by label fraction.
 
         Best per column and label fraction in bold (``**x**``), second best underlined (``<u>x</u>``).
         """
-        heads = self.header_labels()
-        cols = ["Labels", "Method"] + [f"{_md_escape(d)} {h}" for d in self.datasets for h in heads]
+        cols = ["Labels", "Method"] + [f"{_md_escape(d)} {h}" for d in self.datasets for h in self.header_labels(d)]
         lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(cols) - 2)) + "|"]
         for lab in self.labels:
             for m in self.methods(lab):
@@ -589,7 +616,7 @@ class ResultsTable:
         out.append(" & ".join(["Method"] + [rf"\multicolumn{{{nm}}}{{c}}{{{latex_escape(d)}}}" for d in self.datasets])
                    + r" \\")
         out.append(" ".join(rf"\cmidrule(lr){{{2 + i * nm}-{1 + (i + 1) * nm}}}" for i in range(nd)))
-        out.append(" & ".join([""] + [latex_escape(h) for _ in self.datasets for h in self.header_labels()]) + r" \\")
+        out.append(" & ".join([""] + [latex_escape(h) for d in self.datasets for h in self.header_labels(d)]) + r" \\")
         for lab in self.labels:
             out.append(r"\midrule")
             out.append(rf"\multicolumn{{{1 + nd * nm}}}{{l}}{{\textit{{{latex_escape(lab)} labels}}}} \\")
@@ -613,7 +640,7 @@ class ResultsTable:
                         ms = row.metrics[s.key]
                         out.append({
                             "protocol": self.protocol, "labels": lab, "method": method_display_name(m),
-                            "method_key": m, "dataset": d, "metric": s.label, "unit": s.unit,
+                            "method_key": m, "dataset": d, "metric": s.label, "unit": self.unit(s, d),
                             "mean": _num(ms.mean), "std": _num(ms.std), "n_seeds": ms.n,
                             "seeds": " ".join(str(x) for x in row.seeds),
                             "mark": self.marks.get((lab, m, d, s.key), ""),
@@ -656,6 +683,16 @@ def _rank_marks(rows: Sequence[AggregateRow], specs: Sequence[MetricSpec], decim
     return marks
 
 
+def _distance_units(runs: Sequence[RunRecord], specs: Sequence[MetricSpec]) -> dict[str, str]:
+    """dataset -> the distance unit its runs' summaries report, where that differs from the specs'
+    (``voxels`` when the data set stores no spacing; ``"mm or voxels"`` when its runs disagree)."""
+    default = next((s.unit for s in specs if s.key in _DISTANCE_KEYS), "")
+    found: dict[str, set[str]] = {}
+    for r in runs:
+        found.setdefault(r.dataset_label, set()).add(r.distance_unit or default)
+    return {d: " or ".join(sorted(u)) for d, u in found.items() if u != {default}}
+
+
 def results_tables(runs: Sequence[RunRecord], decimals: int = 2) -> list[ResultsTable]:
     """One :class:`ResultsTable` per protocol present in ``runs`` (``paper`` first).
 
@@ -674,7 +711,8 @@ def results_tables(runs: Sequence[RunRecord], decimals: int = 2) -> list[Results
         rows = aggregate_runs(prs, specs)
         datasets = sorted({r.dataset for r in rows}, key=str.lower)
         labels = sorted({r.labels for r in rows}, key=labels_sort_key)
-        tables.append(ResultsTable(p, specs, datasets, labels, rows, _rank_marks(rows, specs, decimals), decimals))
+        tables.append(ResultsTable(p, specs, datasets, labels, rows, _rank_marks(rows, specs, decimals), decimals,
+                                   _distance_units(prs, specs)))
     return tables
 
 
