@@ -464,7 +464,23 @@ def summarize(rows: Iterable[Mapping[str, Any]], protocol: str = "standard") -> 
     rows = list(rows)
     if not rows:
         return []
+    case_ids, names = _index_rows(rows)
+    classes = sorted(names)
+    vals, ints, present = _case_class_matrices(rows, case_ids, classes)
+    out = [_class_summary(c, names[c], j, vals, ints, present, protocol) for j, c in enumerate(classes)]
+    out.append(_mean_summary(len(case_ids), out, vals, ints, protocol))
+    return out
+
+
+# --- the steps of summarize() ---------------------------------------------------------------
+_COUNT_KEYS: tuple[str, ...] = ("tp", "fp", "fn", "n_slices", "gt_empty", "pred_empty")
+
+
+def _index_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[list[Any], dict[int, str]]:
+    """Case ids in first-seen order and class index -> name; every row needs a ``case_id`` and no
+    case may hold a class twice (``ValueError``)."""
     case_ids: list[Any] = []
+    known: set[Any] = set()
     seen: set[tuple[Any, int]] = set()
     names: dict[int, str] = {}
     for r in rows:
@@ -474,15 +490,22 @@ def summarize(rows: Iterable[Mapping[str, Any]], protocol: str = "standard") -> 
         if key in seen:
             raise ValueError(f"case '{r['case_id']}' has class {key[1]} twice")
         seen.add(key)
-        if r["case_id"] not in case_ids:
+        if r["case_id"] not in known:
+            known.add(r["case_id"])
             case_ids.append(r["case_id"])
         names.setdefault(int(r["class_index"]), str(r["class_name"]))
-    classes = sorted(names)
+    return case_ids, names
+
+
+def _case_class_matrices(rows: Sequence[Mapping[str, Any]], case_ids: Sequence[Any], classes: Sequence[int]
+                         ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
+    """``(metric values, counts, present)`` as ``(cases, classes)`` matrices (NaN / 0 / False where
+    a case has no row for a class)."""
     ci = {c: i for i, c in enumerate(case_ids)}
     kj = {c: j for j, c in enumerate(classes)}
     shape = (len(case_ids), len(classes))
     vals = {m: np.full(shape, np.nan) for m in METRIC_NAMES}
-    ints = {m: np.zeros(shape, dtype=np.int64) for m in ("tp", "fp", "fn", "n_slices", "gt_empty", "pred_empty")}
+    ints = {m: np.zeros(shape, dtype=np.int64) for m in _COUNT_KEYS}
     present = np.zeros(shape, dtype=bool)
     for r in rows:
         i, j = ci[r["case_id"]], kj[int(r["class_index"])]
@@ -491,52 +514,65 @@ def summarize(rows: Iterable[Mapping[str, Any]], protocol: str = "standard") -> 
             vals[m][i, j] = float(r[m]) if r.get(m) is not None else np.nan
         for m in ints:
             ints[m][i, j] = int(r[m])
+    return vals, ints, present
 
-    def counts_row(sel_cases: np.ndarray, cols: slice | int) -> dict[str, Any]:
-        return {
-            "tp": int(ints["tp"][sel_cases, cols].sum()),
-            "fp": int(ints["fp"][sel_cases, cols].sum()),
-            "fn": int(ints["fn"][sel_cases, cols].sum()),
-            "n_slices": int(ints["n_slices"][sel_cases, cols].sum()),
-            "n_gt_empty": int(ints["gt_empty"][sel_cases, cols].sum()),
-            "n_pred_empty": int(ints["pred_empty"][sel_cases, cols].sum()),
-        }
 
-    out: list[dict[str, Any]] = []
-    paper_means: dict[str, list[float]] = {m: [] for m in METRIC_NAMES}
-    for j, c in enumerate(classes):
-        sel = present[:, j]
-        row: dict[str, Any] = {"class_index": c, "class_name": names[c], "n_cases": int(sel.sum())}
-        row.update(counts_row(sel, j))
-        pooled: dict[str, float] = {}
+def _counts_row(ints: Mapping[str, np.ndarray], sel_cases: np.ndarray, cols: slice | int) -> dict[str, Any]:
+    """Summed TP/FP/FN, slices and empty-mask counts of the selected cases and classes."""
+    return {
+        "tp": int(ints["tp"][sel_cases, cols].sum()),
+        "fp": int(ints["fp"][sel_cases, cols].sum()),
+        "fn": int(ints["fn"][sel_cases, cols].sum()),
+        "n_slices": int(ints["n_slices"][sel_cases, cols].sum()),
+        "n_gt_empty": int(ints["gt_empty"][sel_cases, cols].sum()),
+        "n_pred_empty": int(ints["pred_empty"][sel_cases, cols].sum()),
+    }
+
+
+def _paper_pooled(counts: Mapping[str, Any], vals: Mapping[str, np.ndarray], ints: Mapping[str, np.ndarray],
+                  sel: np.ndarray, j: int) -> dict[str, float]:
+    """The papers' per-class values: DSC/JC pooled from the summed counts, distances weighted by
+    each case's number of slices (the mean over all test slices)."""
+    d, jcv = dice_jaccard_from_counts([counts["tp"], counts["fp"], counts["fn"]])
+    pooled = {"dsc": float(d), "jc": float(jcv)}
+    w = ints["n_slices"][sel, j].astype(np.float64)
+    for m in DISTANCE_METRICS:
+        v = vals[m][sel, j]
+        ok = ~np.isnan(v)
+        pooled[m] = float((v[ok] * w[ok]).sum() / w[ok].sum()) if w[ok].sum() > 0 else float("nan")
+    return pooled
+
+
+def _class_summary(c: int, name: str, j: int, vals: Mapping[str, np.ndarray], ints: Mapping[str, np.ndarray],
+                   present: np.ndarray, protocol: str) -> dict[str, Any]:
+    """The summary row of foreground class ``c`` (column ``j``)."""
+    sel = present[:, j]
+    row: dict[str, Any] = {"class_index": c, "class_name": name, "n_cases": int(sel.sum())}
+    row.update(_counts_row(ints, sel, j))
+    pooled = _paper_pooled(row, vals, ints, sel, j) if protocol == "paper" else {}
+    for m in METRIC_NAMES:
+        mean, std, n_valid, n_empty = _stats(vals[m][sel, j])
         if protocol == "paper":
-            d, jcv = dice_jaccard_from_counts([row["tp"], row["fp"], row["fn"]])
-            pooled["dsc"], pooled["jc"] = float(d), float(jcv)
-            w = ints["n_slices"][sel, j].astype(np.float64)
-            for m in DISTANCE_METRICS:
-                v = vals[m][sel, j]
-                ok = ~np.isnan(v)
-                pooled[m] = float((v[ok] * w[ok]).sum() / w[ok].sum()) if w[ok].sum() > 0 else float("nan")
-        for m in METRIC_NAMES:
-            mean, std, n_valid, n_empty = _stats(vals[m][sel, j])
-            if protocol == "paper":
-                mean = pooled[m]
-                paper_means[m].append(mean)
-            row.update({f"{m}_mean": mean, f"{m}_std": std, f"{m}_n_valid": n_valid, f"{m}_n_empty": n_empty})
-        out.append(row)
+            mean = pooled[m]
+        row.update({f"{m}_mean": mean, f"{m}_std": std, f"{m}_n_valid": n_valid, f"{m}_n_empty": n_empty})
+    return row
 
-    all_cases = np.ones(len(case_ids), dtype=bool)
-    mean_row: dict[str, Any] = {"class_index": None, "class_name": "mean", "n_cases": len(case_ids)}
-    mean_row.update(counts_row(all_cases, slice(None)))
+
+def _mean_summary(n_cases: int, class_rows: Sequence[Mapping[str, Any]], vals: Mapping[str, np.ndarray],
+                  ints: Mapping[str, np.ndarray], protocol: str) -> dict[str, Any]:
+    """The ``mean`` row: per-case means over the foreground classes (``standard``), or the mean of
+    the classes' pooled values (``paper``); the std is over cases in both."""
+    all_cases = np.ones(n_cases, dtype=bool)
+    row: dict[str, Any] = {"class_index": None, "class_name": "mean", "n_cases": n_cases}
+    row.update(_counts_row(ints, all_cases, slice(None)))
     for m in METRIC_NAMES:
         per_case = _nanmean_rows(vals[m])
         mean, std, n_valid, n_empty = _stats(per_case)
         if protocol == "paper":
-            pm = np.asarray(paper_means[m], dtype=np.float64)
+            pm = np.asarray([r[f"{m}_mean"] for r in class_rows], dtype=np.float64)
             mean = float(pm[~np.isnan(pm)].mean()) if np.any(~np.isnan(pm)) else float("nan")
-        mean_row.update({f"{m}_mean": mean, f"{m}_std": std, f"{m}_n_valid": n_valid, f"{m}_n_empty": n_empty})
-    out.append(mean_row)
-    return out
+        row.update({f"{m}_mean": mean, f"{m}_std": std, f"{m}_n_valid": n_valid, f"{m}_n_empty": n_empty})
+    return row
 
 
 class MetricAccumulator:
