@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -87,9 +88,56 @@ def make_phantom(
     d, n = int(slices), int(size)
     phase = float(np.clip(phase, 0.0, 1.0))
     yy, xx = np.mgrid[0:n, 0:n].astype(np.float64)
+    # the draws from rng happen in this order: heart, then scene; then texture and noise from nrng
+    heart = _draw_heart(rng, d, n, phase)
+    scene = _draw_scene(rng, n, yy, xx)
+    image = np.zeros((d, n, n), dtype=np.float64)
+    label = np.zeros((d, n, n), dtype=np.uint8)
+    for k in range(d):
+        image[k], label[k] = _render_slice(k, heart, scene, yy, xx)
+    image = _texture_bias_noise(image, nrng, scene, yy, xx)
+    return image.astype(np.float32), _merge_classes(label, num_classes)
 
-    # ---- anatomy, smooth along z -------------------------------------------------------------
-    t = np.linspace(0.0, 1.0, d)                      # 0 = base, 1 = apex
+
+# --- the steps of make_phantom() ---------------------------------------------------------------------------
+@dataclass
+class _Heart:
+    """Per-slice geometry of the heart (arrays of length D), smooth from base to apex."""
+
+    t: np.ndarray           # 0 = base, 1 = apex
+    k0: int                 # first and last slice inside the heart
+    k1: int
+    cy: np.ndarray          # LV centre
+    cx: np.ndarray
+    r_lv: np.ndarray        # LV cavity radius, myocardium thickness
+    th: np.ndarray
+    rv_dir: float           # RV direction, radius, offset from the LV centre, presence
+    r_rv: np.ndarray
+    rv_off: np.ndarray
+    rv_present: np.ndarray
+    ecc: float              # LV ellipticity
+    pap_ang: np.ndarray     # angles of the papillary-muscle-like specks
+
+
+@dataclass
+class _Scene:
+    """Body, organs, intensities, bias field and noise level of one phantom."""
+
+    body: np.ndarray
+    i_tissue: float
+    i_myo: float
+    i_lv: float
+    i_rv: float
+    blobs: list[dict[str, float]]
+    bias_coef: np.ndarray
+    gain: float
+    sigma_noise: float
+
+
+def _draw_heart(rng: np.random.Generator, d: int, n: int, phase: float) -> _Heart:
+    """Centre, radii and wall thickness per slice, shrinking from base to apex (end-systole: smaller
+    cavities, thicker wall); the first and/or last slice sometimes lies outside the heart."""
+    t = np.linspace(0.0, 1.0, d)
     k0 = int(rng.uniform() < 0.35)                    # base slice above the heart sometimes
     k1 = d - 1 - int(rng.uniform() < 0.5)             # apex slice below the heart sometimes
     cy0, cx0 = n * (0.5 + rng.uniform(-0.06, 0.06)), n * (0.52 + rng.uniform(-0.06, 0.06))
@@ -108,8 +156,12 @@ def make_phantom(
     rv_present = t <= rng.uniform(0.75, 0.95)         # RV ends before the apex
     ecc = rng.uniform(0.85, 1.0)                      # slightly elliptic LV
     pap_ang = rng.uniform(0, 2 * np.pi, size=int(rng.integers(1, 3)))
+    return _Heart(t, k0, k1, cy, cx, r_lv, th, rv_dir, r_rv, rv_off, rv_present, ecc, pap_ang)
 
-    # ---- body and other organs --------------------------------------------------------------
+
+def _draw_scene(rng: np.random.Generator, n: int, yy: np.ndarray, xx: np.ndarray) -> _Scene:
+    """Elliptic body, 2-5 other organs (blobs over a range of slices) and overlapping intensities:
+    the myocardium looks like the tissue, the RV like the LV, some blobs like blood."""
     body_ry, body_rx = n * rng.uniform(0.40, 0.46), n * rng.uniform(0.44, 0.49)
     body = ((yy - n / 2) / body_ry) ** 2 + ((xx - n / 2) / body_rx) ** 2 <= 1.0
     i_tissue = rng.uniform(0.30, 0.40)
@@ -131,45 +183,52 @@ def make_phantom(
     b = rng.uniform(-0.25, 0.25, size=5)
     gain = rng.uniform(200.0, 800.0)
     sigma_noise = rng.uniform(0.02, 0.05)
+    return _Scene(body, i_tissue, i_myo, i_lv, i_rv, blobs, b, gain, sigma_noise)
 
-    image = np.zeros((d, n, n), dtype=np.float64)
-    label = np.zeros((d, n, n), dtype=np.uint8)
-    for k in range(d):
-        img = np.where(body, i_tissue, 0.02)
-        for bl in blobs:
-            if not bl["z0"] <= t[k] <= bl["z1"]:
-                continue
-            c, s = math.cos(bl["rot"]), math.sin(bl["rot"])
-            dy, dx = yy - bl["cy"], xx - bl["cx"]
-            u, v = c * dy + s * dx, -s * dy + c * dx
-            img = np.where(((u / bl["ry"]) ** 2 + (v / bl["rx"]) ** 2 <= 1.0) & body, bl["val"], img)
-        lab = np.zeros((n, n), dtype=np.uint8)
-        if k0 <= k <= k1:
-            dy, dx = yy - cy[k], xx - cx[k]
-            r = np.sqrt((dy / ecc) ** 2 + dx ** 2)
-            lv = r <= r_lv[k]
-            myo = (r <= r_lv[k] + th[k]) & ~lv
-            rv = np.zeros_like(lv)
-            if rv_present[k]:
-                ry_c = cy[k] + rv_off[k] * np.sin(rv_dir)
-                rx_c = cx[k] + rv_off[k] * np.cos(rv_dir)
-                rv = (np.hypot(yy - ry_c, xx - rx_c) <= r_rv[k]) & (r > r_lv[k] + th[k] + 1.0)
-            lab[rv] = 1
-            lab[myo] = 2
-            lab[lv] = 3
-            img = np.where(rv, i_rv, img)
-            img = np.where(myo, i_myo, img)
-            img = np.where(lv, i_lv, img)
-            # papillary-muscle-like dark specks inside the cavity (labelled LV, as in ACDC)
-            for pa in pap_ang:
-                py = cy[k] + 0.55 * r_lv[k] * np.sin(pa)
-                px = cx[k] + 0.55 * r_lv[k] * np.cos(pa)
-                speck = (np.hypot(yy - py, xx - px) <= max(0.18 * r_lv[k], 0.6)) & lv
-                img = np.where(speck, i_myo, img)
-        image[k] = img
-        label[k] = lab
 
-    # ---- texture, partial volume, bias, noise --------------------------------------------------
+def _render_slice(k: int, heart: _Heart, scene: _Scene, yy: np.ndarray, xx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Slice ``k``: noiseless intensities (float64 ``(H, W)``) and its 4-class label (uint8)."""
+    n = yy.shape[0]
+    img = np.where(scene.body, scene.i_tissue, 0.02)
+    for bl in scene.blobs:
+        if not bl["z0"] <= heart.t[k] <= bl["z1"]:
+            continue
+        c, s = math.cos(bl["rot"]), math.sin(bl["rot"])
+        dy, dx = yy - bl["cy"], xx - bl["cx"]
+        u, v = c * dy + s * dx, -s * dy + c * dx
+        img = np.where(((u / bl["ry"]) ** 2 + (v / bl["rx"]) ** 2 <= 1.0) & scene.body, bl["val"], img)
+    lab = np.zeros((n, n), dtype=np.uint8)
+    if heart.k0 <= k <= heart.k1:
+        cy, cx, r_lv, th = heart.cy[k], heart.cx[k], heart.r_lv[k], heart.th[k]
+        dy, dx = yy - cy, xx - cx
+        r = np.sqrt((dy / heart.ecc) ** 2 + dx ** 2)
+        lv = r <= r_lv
+        myo = (r <= r_lv + th) & ~lv
+        rv = np.zeros_like(lv)
+        if heart.rv_present[k]:
+            ry_c = cy + heart.rv_off[k] * np.sin(heart.rv_dir)
+            rx_c = cx + heart.rv_off[k] * np.cos(heart.rv_dir)
+            rv = (np.hypot(yy - ry_c, xx - rx_c) <= heart.r_rv[k]) & (r > r_lv + th + 1.0)
+        lab[rv] = 1
+        lab[myo] = 2
+        lab[lv] = 3
+        img = np.where(rv, scene.i_rv, img)
+        img = np.where(myo, scene.i_myo, img)
+        img = np.where(lv, scene.i_lv, img)
+        # papillary-muscle-like dark specks inside the cavity (labelled LV, as in ACDC)
+        for pa in heart.pap_ang:
+            py = cy + 0.55 * r_lv * np.sin(pa)
+            px = cx + 0.55 * r_lv * np.cos(pa)
+            speck = (np.hypot(yy - py, xx - px) <= max(0.18 * r_lv, 0.6)) & lv
+            img = np.where(speck, scene.i_myo, img)
+    return img, lab
+
+
+def _texture_bias_noise(image: np.ndarray, nrng: np.random.Generator, scene: _Scene, yy: np.ndarray,
+                        xx: np.ndarray) -> np.ndarray:
+    """Texture, partial volume, the bias field and Rician noise (texture and noise drawn from ``nrng``)."""
+    d, n = image.shape[0], yy.shape[0]
+    b = scene.bias_coef
     texture = _smooth_field(nrng, (d, n, n), (0.0, 1.5, 1.5))
     image = image * (1.0 + 0.08 * texture)
     image = ndimage.gaussian_filter(image, (0.0, 0.7, 0.7))
@@ -177,15 +236,18 @@ def make_phantom(
     yn, xn = (yy / n - 0.5)[None], (xx / n - 0.5)[None]
     bias = np.exp(b[0] * yn + b[1] * xn + b[2] * yn * xn + b[3] * (yn ** 2 - xn ** 2) + b[4] * 0.3 * zz)
     image = image * bias
-    n1 = nrng.normal(0.0, sigma_noise, image.shape)
-    n2 = nrng.normal(0.0, sigma_noise, image.shape)
-    image = np.sqrt((image + n1) ** 2 + n2 ** 2) * gain      # Rician magnitude
+    n1 = nrng.normal(0.0, scene.sigma_noise, image.shape)
+    n2 = nrng.normal(0.0, scene.sigma_noise, image.shape)
+    return np.sqrt((image + n1) ** 2 + n2 ** 2) * scene.gain      # Rician magnitude
 
+
+def _merge_classes(label: np.ndarray, num_classes: int) -> np.ndarray:
+    """4-class label -> 3 classes (background, myocardium, LV) or 2 (background, LV)."""
     if num_classes == 3:
-        label = np.where(label >= 2, label - 1, 0).astype(np.uint8)
-    elif num_classes == 2:
-        label = (label == 3).astype(np.uint8)
-    return image.astype(np.float32), label
+        return np.where(label >= 2, label - 1, 0).astype(np.uint8)
+    if num_classes == 2:
+        return (label == 3).astype(np.uint8)
+    return label
 
 
 def _case_seeds(seed: int, patient: int, frame: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
