@@ -23,11 +23,12 @@ from .data.datasets import LabelledSlices, seed_worker
 from .data.splits import Split, make_split
 from .data.store import SliceStore
 from .engine.inference import predict_volume
-from .engine.rundir import init_run_dir, mark_done
+from .engine.rundir import bind_run_dir, init_run_dir, mark_done
 from .engine.trainer import Engine, resolve_device, seed_everything
 from .errors import ConfigError
 from .models.checkpoint import checkpoint_in_channels, load_pretrained, read_checkpoint
 from .models.factory import create_model
+from .preflight import check_finetune
 from .utils import distributed as du
 from .utils.files import atomic_save_npy, atomic_write_json
 
@@ -163,6 +164,13 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
         raise ConfigError(f"protocol must be 'paper' or 'standard', got '{cfg.protocol}'")
     if not cfg.data.path:
         raise ConfigError("data.path is empty: give the prepared store (--data)")
+    bound = bind_run_dir(cfg.out, cfg, "finetune", resume)  # compares with a previous run; writes nothing
+    if bound.done:
+        say(bound.message)
+        summary = bound.summary()
+        return FinetuneResult(bound.out, summary, format_summary_table(summary), bound.info.get("best_epoch"),
+                              "val_dice" if cfg.protocol == "standard" else "test_dice")
+    check_finetune(cfg)
     store = SliceStore(cfg.data.path)
     out = Path(cfg.out)
     du.init_from_env()
@@ -198,8 +206,10 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
             raise ConfigError(f"freeze: the model has no part '{part}'")
         for p in sub.parameters():
             p.requires_grad_(False)
+    task = SegmentationTask(cfg, store, split, model, in_channels, device)
+    engine = Engine(cfg.train, cfg.optim, out, resume=resume)
 
-    init_run_dir(
+    init_run_dir(  # only now that the run is known to be valid
         out,
         cfg,
         "finetune",
@@ -216,6 +226,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
             "selected_on": "validation" if cfg.protocol == "standard" else "test (as the papers did)",
             "train_cases": len(split.train),
         },
+        start_over=bound.status == "start_over",
     )
     if du.rank() == 0:
         atomic_write_json(out / "splits.json", split.to_dict())
@@ -224,8 +235,6 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
     if cfg.protocol == "paper":
         say("protocol 'paper': the best epoch is selected on the TEST set, as the papers did; use --protocol standard for a sound estimate")
 
-    task = SegmentationTask(cfg, store, split, model, in_channels, device)
-    engine = Engine(cfg.train, cfg.optim, out, resume=resume)
     fit = engine.fit(task)
 
     if du.rank() != 0:

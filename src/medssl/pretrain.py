@@ -20,11 +20,12 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from .config import PretrainConfig, apply_overrides, config_to_dict
 from .data.datasets import PretrainSlices, seed_worker
 from .data.store import SliceStore
-from .engine.rundir import init_run_dir, mark_done
+from .engine.rundir import bind_run_dir, init_run_dir, mark_done
 from .engine.trainer import Engine, resolve_device, seed_everything
 from .errors import ConfigError
 from .methods.base import Method, update_momentum
 from .models.unet import UNet
+from .preflight import check_pretrain
 from .registry import METHODS
 from .utils import distributed as du
 from .utils.files import atomic_write
@@ -188,7 +189,12 @@ def pretrain(cfg: PretrainConfig, resume: bool = True, log_fn: Callable[[str], N
         A :class:`PretrainResult`; ``checkpoint`` is the ``pretrain.pt`` to pass to ``finetune --init``.
     """
     say = log_fn or log.info
+    check_pretrain(cfg)  # method, arguments, batch size, store, device: before anything is written
     cfg = apply_variant(cfg)
+    bound = bind_run_dir(cfg.out, cfg, "pretrain", resume)  # compares with a previous run; writes nothing
+    if bound.done:
+        say(bound.message)
+        return PretrainResult(bound.out, bound.out / "pretrain.pt", cfg.method, tuple(bound.info.get("pretrains", ())), bound.last_metrics())
     if not cfg.data.path:
         raise ConfigError("data.path is empty: give the prepared store (--data)")
     store = SliceStore(cfg.data.path)
@@ -197,8 +203,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = True, log_fn: Callable[[str], N
     device = resolve_device(cfg.train.device)
     method = build_method(cfg)
     out = Path(cfg.out)
-    init_run_dir(out, cfg, "pretrain", str(device), {"method": cfg.method, "dataset": store.plan.get("dataset"), "data": str(Path(cfg.data.path).resolve()), "pretrains": list(method.pretrains), "variant": cfg.variant})
     task = PretrainTask(cfg, store, method, device, say)
+    init_run_dir(out, cfg, "pretrain", str(device), {"method": cfg.method, "dataset": store.plan.get("dataset"), "data": str(Path(cfg.data.path).resolve()), "pretrains": list(method.pretrains), "variant": cfg.variant},
+                 start_over=bound.status == "start_over")
     fit = Engine(cfg.train, cfg.optim, out, resume=resume).fit(task)
     ckpt = out / "pretrain.pt"
     payload = {

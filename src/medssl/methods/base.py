@@ -49,6 +49,9 @@ class Method(nn.Module):
     #: named option sets where paper and code disagree, e.g.
     #: ``{"paper": {"method": {"t_fix": "identity"}, "optim": {"lr": 0.1}}}``; applied by ``--variant``
     variants: ClassVar[dict[str, dict[str, dict]]] = {}
+    #: smallest per-process batch the loss is defined for (in-batch negatives, BatchNorm in heads);
+    #: checked before a run starts (``medssl.preflight``). At 1 every method fails or learns nothing.
+    min_batch_size: ClassVar[int] = 2
 
     def view_options(self) -> dict:
         """Keyword options for the multi-view transform (e.g. MACL's ``{"t_fix": "identity"}``)."""
