@@ -24,24 +24,40 @@ Grid file (YAML)::
       supercl: {superpixels: {mode: cache}}
     finetune:                     # FinetuneConfig fields
       train: {epochs: 10}
+
+Before any work (and for ``--dry-run``) every cell is validated in full: the grid's keys, the
+methods, each dataset's reader, source folder and prepare options, every cell's pre-training and
+fine-tuning configuration (keys, types, ranges, the method's arguments and minimum batch size,
+device, optimiser, loss), and runs already in the benchmark folder against their configuration.
+A real run then prepares the stores its cells need and checks every cell's split (a count of
+labelled patients larger than the training pool) before the first training starts.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import inspect
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import yaml
 
-from .config import FinetuneConfig, PretrainConfig, config_from_dict
-from .engine.rundir import is_done, read_run
-from .errors import ConfigError
+from .config import SEED_MAX, FinetuneConfig, PretrainConfig, config_from_dict
+from .engine.rundir import bind_run_dir, is_done, read_run
+from .errors import ConfigError, DataError
 from .utils.files import atomic_write_json
 
-__all__ = ["GridCell", "load_grid", "plan_cells", "run_benchmark"]
+__all__ = ["GridCell", "CellPlan", "load_grid", "plan_cells", "validate_grid", "run_benchmark"]
+
+#: the keys a grid file may have
+GRID_KEYS = ("name", "protocol", "methods", "labels", "seeds", "datasets", "pretrain", "pretrain_methods", "finetune", "progress")
+#: the keys of one ``datasets`` entry
+DATASET_KEYS = ("name", "dataset", "src", "prepare", "prepared", "pretrain", "finetune")
+#: the method name of the fine-tuning row without pre-training
+SCRATCH = "scratch"
 
 
 @dataclass(frozen=True)
@@ -58,33 +74,109 @@ class GridCell:
         return f"{self.method}__{self.dataset}__{self.labels.replace('%', 'pct')}__s{self.seed}"
 
 
+@dataclass
+class CellPlan:
+    """One fine-tuning cell with its resolved configurations (and that of its pre-training, if any)."""
+
+    cell: GridCell
+    finetune: FinetuneConfig
+    pretrain: PretrainConfig | None = None
+    pretrain_dir: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _yaml(text: str, where: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where}: not valid YAML ({' '.join(str(e).split())[:160]})") from None
+
+
 def load_grid(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Read a grid file, apply ``key=value`` overrides (dotted keys, YAML values) and check its shape.
+
+    Raises:
+        ConfigError: a missing file, invalid YAML, unknown keys, or lists of the wrong type.
+    """
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: grid file not found")
-    grid = yaml.safe_load(p.read_text()) or {}
+    grid = _yaml(p.read_text(), str(p))
+    grid = {} if grid is None else grid
+    if not isinstance(grid, dict):
+        raise ConfigError(f"{p}: expected a mapping of grid settings at the top level, got a {type(grid).__name__}")
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"--set expects key=value, got '{item}'")
         key, value = item.split("=", 1)
         node = grid
-        parts = key.split(".")
+        parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(value)
-    for key in ("methods", "datasets"):
-        if not grid.get(key):
-            raise ConfigError(f"{p}: the grid needs a non-empty '{key}' list")
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: '{part}' is not a section of the grid")
+        node[parts[-1]] = _yaml(value, f"--set {key}")
+    _check_grid_shape(grid, p)
     grid.setdefault("labels", ["10%"])
     grid.setdefault("seeds", [1234])
     grid.setdefault("protocol", "standard")
     return grid
 
 
+def _check_grid_shape(grid: dict[str, Any], p: Path) -> None:
+    from .data.splits import canonical_labels
+
+    unknown = sorted(set(grid) - set(GRID_KEYS))
+    if unknown:
+        raise ConfigError(f"{p}: unknown grid key '{unknown[0]}'; known: {', '.join(GRID_KEYS)}")
+    for key in ("methods", "datasets"):
+        if not grid.get(key) or not isinstance(grid[key], list):
+            raise ConfigError(f"{p}: the grid needs a non-empty '{key}' list")
+    for key in ("pretrain", "pretrain_methods", "finetune"):
+        if grid.get(key) is not None and not isinstance(grid[key], dict):
+            raise ConfigError(f"{p}: '{key}' must be a mapping of settings, got {grid[key]!r}")
+    if not all(isinstance(m, str) and m for m in grid["methods"]):
+        raise ConfigError(f"{p}: methods must be a list of method names, got {grid['methods']!r}")
+    if "labels" in grid:
+        if not isinstance(grid["labels"], list) or not grid["labels"]:
+            raise ConfigError(f"{p}: labels must be a non-empty list such as [\"10%\", \"25%\"], got {grid['labels']!r}")
+        try:
+            grid["labels"] = list(dict.fromkeys(canonical_labels(v) for v in grid["labels"]))
+        except ConfigError as e:
+            raise ConfigError(f"{p}: {e}") from None
+    if "seeds" in grid:
+        seeds = grid["seeds"]
+        if not isinstance(seeds, list) or not seeds or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= SEED_MAX for x in seeds):
+            raise ConfigError(f"{p}: seeds must be a non-empty list of integers in [0, {SEED_MAX}], got {seeds!r}")
+    if grid.get("protocol", "standard") not in ("paper", "standard"):
+        raise ConfigError(f"{p}: protocol must be paper or standard, got {grid.get('protocol')!r}")
+    names: set[str] = set()
+    for i, ds in enumerate(grid["datasets"]):
+        where = f"{p}: datasets[{i}]"
+        if not isinstance(ds, dict):
+            raise ConfigError(f"{where}: expected a mapping (name, dataset, src, ...), got {ds!r}")
+        bad = sorted(set(ds) - set(DATASET_KEYS))
+        if bad:
+            raise ConfigError(f"{where}: unknown key '{bad[0]}'; known: {', '.join(DATASET_KEYS)}")
+        name = ds.get("name")
+        if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+            raise ConfigError(f"{where}: needs a 'name' (a folder name), got {name!r}")
+        if name in names:
+            raise ConfigError(f"{where}: the name '{name}' is used twice")
+        names.add(name)
+        if not ds.get("prepared") and not (ds.get("dataset") and ds.get("src")):
+            raise ConfigError(f"{where} ({name}): give 'dataset' and 'src' (prepared by the benchmark) or 'prepared' (a prepared store)")
+        for key in ("prepare", "pretrain", "finetune"):
+            if ds.get(key) is not None and not isinstance(ds[key], dict):
+                raise ConfigError(f"{where} ({name}): '{key}' must be a mapping, got {ds[key]!r}")
+
+
 def plan_cells(grid: dict[str, Any]) -> list[GridCell]:
     """Every fine-tuning cell, ordered dataset > labels > seed > method."""
+    from .data.splits import canonical_labels
+
     return [
-        GridCell(m, d["name"], str(lab), int(s))
+        GridCell(m, d["name"], canonical_labels(lab), int(s))
         for d in grid["datasets"]
         for lab in grid["labels"]
         for s in grid["seeds"]
@@ -100,6 +192,44 @@ def _deep_update(base: dict[str, Any], upd: dict[str, Any]) -> dict[str, Any]:
         else:
             out[k] = copy.deepcopy(v)
     return out
+
+
+def _store_path(ds: dict[str, Any], root: Path) -> Path:
+    return Path(ds["prepared"]) if ds.get("prepared") else root / "prepared" / ds["name"]
+
+
+def _check_dataset(ds: dict[str, Any], where: str) -> None:
+    """A dataset entry's reader, source folder and prepare options (or its prepared store)."""
+    from .data.readers import resolve_spec, scan_dataset
+    from .data.store import prepare
+    from .preflight import check_store_path
+
+    if ds.get("prepared"):
+        try:
+            check_store_path(str(ds["prepared"]))
+        except ConfigError as e:
+            raise ConfigError(f"{where}: prepared: {e}") from None
+        except DataError as e:
+            raise DataError(None, f"{where}: prepared: {e}") from None
+        return
+    opts = dict(ds.get("prepare") or {})
+    allowed = [n for n, prm in inspect.signature(prepare).parameters.items() if prm.kind is inspect.Parameter.KEYWORD_ONLY and n != "log"]
+    bad = sorted(set(opts) - set(allowed))
+    if bad:
+        raise ConfigError(f"{where}: prepare: unknown option '{bad[0]}'; known: {', '.join(allowed)}")
+    spacing = opts.get("target_spacing", "default")
+    if spacing not in ("default", None) and (isinstance(spacing, bool) or not isinstance(spacing, (int, float)) or not spacing > 0):
+        raise ConfigError(f"{where}: prepare: target_spacing must be a positive number of mm, null (keep) or default, got {spacing!r}")
+    reader_options = opts.get("reader_options") or {}
+    if not isinstance(reader_options, dict):
+        raise ConfigError(f"{where}: prepare: reader_options must be a mapping, got {reader_options!r}")
+    try:
+        resolve_spec(ds["dataset"], ds["src"], **reader_options)
+        scan_dataset(ds["dataset"], ds["src"], **{**resolve_spec(ds["dataset"]).default_options, **reader_options})
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    except DataError as e:
+        raise DataError(None, f"{where}: {e}") from None
 
 
 def _prepared(grid: dict[str, Any], ds: dict[str, Any], root: Path, say: Callable[[str], None]) -> Path:
@@ -138,6 +268,118 @@ def _wait_or_lock(run: Path) -> bool:
             time.sleep(5)
 
 
+def _cell_configs(grid: dict[str, Any], ds: dict[str, Any], cell: GridCell, root: Path) -> CellPlan:
+    """The resolved fine-tuning (and pre-training) configuration of one cell, checked without data."""
+    from .preflight import check_finetune_settings, check_pretrain_settings
+    from .pretrain import apply_variant
+
+    store = _store_path(ds, root)
+    pcfg = pre_dir = None
+    if cell.method != SCRATCH:
+        pre_dir = root / "pretrain" / f"{cell.method}__{cell.dataset}"
+        pdict = _deep_update(grid.get("pretrain") or {}, (grid.get("pretrain_methods") or {}).get(cell.method) or {})
+        pdict = _deep_update(pdict, ds.get("pretrain") or {})
+        pdict.update({"method": cell.method, "out": str(pre_dir)})
+        pdict.setdefault("data", {})["path"] = str(store)
+        try:
+            pcfg = config_from_dict(PretrainConfig, pdict)
+            check_pretrain_settings(pcfg)
+            pcfg = apply_variant(pcfg)
+        except ConfigError as e:
+            raise ConfigError(f"pre-training of {cell.method} on {cell.dataset}: {e}") from None
+    fdict = _deep_update(grid.get("finetune") or {}, ds.get("finetune") or {})
+    fdict.update({"out": str(root / "finetune" / cell.name), "init": str(pre_dir / "pretrain.pt") if pre_dir else None,
+                  "protocol": grid["protocol"], "method": cell.method})
+    fdict.setdefault("data", {}).update({"path": str(store), "labels": cell.labels})
+    fdict.setdefault("train", {})["seed"] = cell.seed
+    try:
+        fcfg = config_from_dict(FinetuneConfig, fdict)
+        check_finetune_settings(fcfg)
+    except ConfigError as e:
+        raise ConfigError(f"cell {cell.name}: {e}") from None
+    return CellPlan(cell, fcfg, pcfg, pre_dir)
+
+
+def validate_grid(grid: dict[str, Any], root: str | Path, cells: list[GridCell] | None = None) -> list[CellPlan]:
+    """Check every cell of the grid before any work; writes nothing.
+
+    Checks the methods, each dataset (reader, source folder, prepare options, or prepared store),
+    every cell's configurations (see :func:`_cell_configs`), the runs already in ``root`` against
+    them, and, where a dataset's store is already prepared, every cell's split.
+
+    Args:
+        grid: from :func:`load_grid`.
+        root: the benchmark folder.
+        cells: the cells to check (default: all).
+
+    Returns:
+        One :class:`CellPlan` per cell, in order.
+
+    Raises:
+        ConfigError, DataError: the first problem, naming the dataset, method or cell.
+    """
+    from .methods.catalog import load_all_methods
+    from .registry import METHODS
+
+    root = Path(root)
+    load_all_methods()
+    known = [SCRATCH, *METHODS.names("*")]
+    for m in grid["methods"]:
+        if m not in known:
+            raise ConfigError(f"methods: unknown method '{m}'; known: {', '.join(known)}")
+    for m in grid.get("pretrain_methods") or {}:
+        if m not in grid["methods"]:
+            raise ConfigError(f"pretrain_methods: '{m}' is not one of the grid's methods ({', '.join(grid['methods'])})")
+    datasets = {d["name"]: d for d in grid["datasets"]}
+    for name, ds in datasets.items():
+        _check_dataset(ds, f"datasets: {name}")
+    plans = [_cell_configs(grid, datasets[c.dataset], c, root) for c in (cells if cells is not None else plan_cells(grid))]
+    seen: set[Path] = set()
+    for plan in plans:
+        pairs = [(plan.finetune.out, plan.finetune, "finetune")]
+        if plan.pretrain is not None and plan.pretrain_dir not in seen:
+            seen.add(plan.pretrain_dir)  # type: ignore[arg-type]
+            pairs.insert(0, (plan.pretrain.out, plan.pretrain, "pretrain"))
+        for out, cfg, kind in pairs:
+            bind_run_dir(out, cfg, kind, resume=True, remedy="change the grid back, or delete that run folder to run it again")
+    stores = {name: _store_path(ds, root) for name, ds in datasets.items()}
+    ready = {name for name, path in stores.items() if (path / "plan.json").is_file()}
+    check_splits([p for p in plans if p.cell.dataset in ready])
+    return plans
+
+
+def check_splits(plans: list[CellPlan]) -> None:
+    """Every cell's split (a count of labelled patients must fit the training pool) and every
+    pre-training's data (batch size vs slices), on prepared stores; writes nothing."""
+    from .data.splits import make_split
+    from .data.store import SliceStore
+    from .preflight import check_pretrain
+
+    stores: dict[str, Any] = {}
+    for plan in plans:
+        f = plan.finetune
+        if f.data.path not in stores:
+            stores[f.data.path] = SliceStore(f.data.path)
+        try:
+            make_split(stores[f.data.path], f.data.labels, seed=f.data.split_seed if f.data.split_seed is not None else f.train.seed,
+                       protocol=f.protocol, kind=f.data.split, test_fraction=f.data.test_fraction, val_fraction=f.data.val_fraction)
+            if plan.pretrain is not None:
+                check_pretrain(plan.pretrain)
+        except ConfigError as e:
+            raise ConfigError(f"cell {plan.cell.name}: {e}") from None
+
+
+@contextlib.contextmanager
+def _named(config: str | Path) -> Iterator[None]:
+    """Prefix validation errors with the grid file."""
+    try:
+        yield
+    except ConfigError as e:
+        raise ConfigError(f"{config}: {e}") from None
+    except DataError as e:
+        raise DataError(None, f"{config}: {e}") from None
+
+
 def run_benchmark(
     config: str | Path,
     out: str | Path,
@@ -167,6 +409,8 @@ def run_benchmark(
     say = log_fn or print
     grid = load_grid(config, overrides)
     root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise DataError(root, "exists and is not a folder; give a folder for the benchmark (--out)")
     all_cells = plan_cells(grid)
     mine = all_cells
     if cells:
@@ -176,44 +420,31 @@ def run_benchmark(
         except (ValueError, AssertionError):
             raise ConfigError(f"--cells expects i/n with 0 <= i < n, got '{cells}'") from None
         mine = all_cells[i::n]
+    with _named(config):
+        plans = validate_grid(grid, root)  # every cell, before any work
     if dry_run:
-        return "\n".join(c.name for c in mine) + f"\n{len(mine)} of {len(all_cells)} cells"
+        return "\n".join([*(c.name for c in mine), f"all {len(plans)} cells of the grid are valid", f"{len(mine)} of {len(all_cells)} cells"])
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_json(root / "grid.json", grid)
     datasets = {d["name"]: d for d in grid["datasets"]}
-    stores: dict[str, Path] = {}
-    ran = skipped = 0
-    for k, cell in enumerate(mine, 1):
-        run_dir = root / "finetune" / cell.name
-        if is_done(run_dir):
-            skipped += 1
-            continue
-        ds = datasets[cell.dataset]
-        if cell.dataset not in stores:
-            stores[cell.dataset] = _prepared(grid, ds, root, say)
-        store = stores[cell.dataset]
-        init = None
-        if cell.method != "scratch":
-            pre_dir = root / "pretrain" / f"{cell.method}__{cell.dataset}"
-            if _wait_or_lock(pre_dir):
+    by_name = {p.cell.name: p for p in plans}
+    todo = [by_name[c.name] for c in mine if not is_done(root / "finetune" / c.name)]
+    for name in dict.fromkeys(p.cell.dataset for p in todo):  # the stores first, then every split: no late failure
+        _prepared(grid, datasets[name], root, say)
+    with _named(config):
+        check_splits(todo)
+    ran, skipped = 0, len(mine) - len(todo)
+    for plan in todo:
+        cell, k = plan.cell, mine.index(plan.cell) + 1
+        if plan.pretrain is not None and plan.pretrain_dir is not None:
+            if _wait_or_lock(plan.pretrain_dir):
                 try:
-                    pdict = _deep_update(grid.get("pretrain", {}), (grid.get("pretrain_methods") or {}).get(cell.method, {}))
-                    pdict = _deep_update(pdict, ds.get("pretrain", {}))
-                    pdict.update({"method": cell.method, "out": str(pre_dir)})
-                    pdict.setdefault("data", {})["path"] = str(store)
-                    pcfg = config_from_dict(PretrainConfig, pdict)
                     say(f"[pretrain] {cell.method} on {cell.dataset}")
-                    pretrain(pcfg, log_fn=say)
+                    pretrain(plan.pretrain, log_fn=say)
                 finally:
-                    (pre_dir / ".lock").unlink(missing_ok=True)
-            init = str(pre_dir / "pretrain.pt")
-        fdict = _deep_update(grid.get("finetune", {}), ds.get("finetune", {}))
-        fdict.update({"out": str(run_dir), "init": init, "protocol": grid["protocol"], "method": cell.method})
-        fdict.setdefault("data", {}).update({"path": str(store), "labels": cell.labels})
-        fdict.setdefault("train", {})["seed"] = cell.seed
-        fcfg = config_from_dict(FinetuneConfig, fdict)
+                    (plan.pretrain_dir / ".lock").unlink(missing_ok=True)
         say(f"[finetune {k}/{len(mine)}] {cell.name}")
-        finetune(fcfg, log_fn=say)
+        finetune(plan.finetune, log_fn=say)
         ran += 1
     text = f"grid '{grid.get('name', Path(config).stem)}': {ran} cells run, {skipped} already done, {len(all_cells) - len(mine)} left to other processes"
     walls = [(read_run(d) or {}).get("wall_s") for d in [*(root / "pretrain").glob("*"), *(root / "finetune").glob("*")]]

@@ -18,7 +18,8 @@ from typing import Any
 
 from .errors import ConfigError, DataError
 
-__all__ = ["check_store_path", "check_device", "check_engine_settings", "check_finetune", "check_pretrain", "check_method_args"]
+__all__ = ["check_store_path", "check_device", "check_engine_settings", "check_finetune_settings", "check_finetune",
+           "check_pretrain_settings", "check_pretrain", "check_method_args"]
 
 
 def check_store_path(path: str) -> None:
@@ -78,11 +79,11 @@ def check_engine_settings(cfg: Any) -> Any:
     return dev
 
 
-def check_finetune(cfg: Any) -> None:
-    """Everything :func:`medssl.finetune.finetune` can check before it writes the run folder.
+def check_finetune_settings(cfg: Any) -> None:
+    """The fine-tuning settings that need no data: protocol, split kind, device, optimiser, schedule, loss.
 
     Raises:
-        ConfigError, DataError: the first problem, as one line naming the setting or file.
+        ConfigError: the first problem, as one line naming the setting.
     """
     import torch
 
@@ -92,9 +93,18 @@ def check_finetune(cfg: Any) -> None:
         raise ConfigError(f"protocol: expected paper or standard, got {cfg.protocol!r}")
     if cfg.data.split not in ("seeded", "paper"):
         raise ConfigError(f"data.split: expected seeded or paper, got {cfg.data.split!r}")
-    check_store_path(cfg.data.path)
     check_engine_settings(cfg)
     segmentation_loss(torch.zeros(1, 2, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long), cfg.loss)
+
+
+def check_finetune(cfg: Any) -> None:
+    """Everything :func:`medssl.finetune.finetune` can check before it writes the run folder.
+
+    Raises:
+        ConfigError, DataError: the first problem, as one line naming the setting or file.
+    """
+    check_finetune_settings(cfg)
+    check_store_path(cfg.data.path)
     if cfg.init:
         from .models.checkpoint import resolve_checkpoint
 
@@ -116,13 +126,11 @@ def check_method_args(method: str, cls: type, args: dict[str, Any]) -> None:
             raise ConfigError(f"method_args.{key}: not an argument of {method}; its arguments: {', '.join(known) or 'none'}")
 
 
-def check_pretrain(cfg: Any) -> None:
-    """Everything :func:`medssl.pretrain.pretrain` can check before it writes the run folder.
-
-    ``cfg`` is the configuration after its variant is applied.
+def check_pretrain_settings(cfg: Any) -> None:
+    """The pre-training settings that need no data: method, variant, its arguments, batch size, device...
 
     Raises:
-        ConfigError, DataError: the first problem, as one line naming the setting or file.
+        ConfigError: the first problem, as one line naming the setting.
     """
     from .methods.catalog import load_all_methods
     from .registry import METHODS
@@ -134,6 +142,8 @@ def check_pretrain(cfg: Any) -> None:
         raise ConfigError(f"method: {e.args[0]}") from None
     if cfg.model.name != "unet":
         raise ConfigError("model.name: pre-training supports model.name=unet only")
+    if cfg.variant and cfg.variant not in cls.variants:
+        raise ConfigError(f"variant: method '{cfg.method}' has no variant '{cfg.variant}' (known: {', '.join(sorted(cls.variants)) or 'none'})")
     check_method_args(cfg.method, cls, cfg.method_args)
     need = int(getattr(cls, "min_batch_size", 1))
     if cfg.data.batch_size < need:
@@ -141,10 +151,19 @@ def check_pretrain(cfg: Any) -> None:
             f"data.batch_size: {cfg.method} needs at least {need} images per batch and process "
             f"(its loss compares the images of a batch), got {cfg.data.batch_size}"
         )
-    check_store_path(cfg.data.path)
     check_engine_settings(cfg)
+
+
+def check_pretrain(cfg: Any) -> None:
+    """Everything :func:`medssl.pretrain.pretrain` can check before it writes the run folder.
+
+    Raises:
+        ConfigError, DataError: the first problem, as one line naming the setting or file.
+    """
     from .data.store import SliceStore
 
+    check_pretrain_settings(cfg)
+    check_store_path(cfg.data.path)
     store = SliceStore(cfg.data.path)
     slices = sum(c.num_slices for c in store.cases)
     if slices < cfg.data.batch_size:

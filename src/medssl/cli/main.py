@@ -1,15 +1,21 @@
 """``medssl``: label-efficient medical image segmentation from the command line.
 
 Every sub-command parses its arguments, calls one documented Python function, and prints the result.
-Errors in the input are reported on one line (``medssl: error: <file>: <problem>``), never as a traceback.
+Errors in the input are reported on one line (``medssl: error: <file or setting>: <problem>``), never as a
+traceback (``-v`` shows it). Exit status: 0 success, 2 usage (a bad argument, setting, path or input
+file), 1 failure (training failed, an I/O or internal error), 130 interrupted (:mod:`medssl.errors`).
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import math
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
+
+from ..errors import EXIT_FAILURE, EXIT_INTERRUPTED, ConfigError, DataError, MedsslError
 
 __all__ = ["main", "build_parser"]
 
@@ -38,7 +44,7 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float, help="learning rate")
     g.add_argument("--amp", choices=["auto", "none", "bf16", "fp16"], help="mixed precision")
     g.add_argument("--deterministic", action="store_true", help="deterministic kernels (identical CPU results)")
-    g.add_argument("--no-resume", action="store_true", help="start over even if the run folder has a checkpoint")
+    g.add_argument("--no-resume", action="store_true", help="start over: replace the run already in --out (needed when its configuration differs)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override any configuration field, e.g. optim.lr=0.1 (repeatable)")
 
@@ -95,21 +101,78 @@ def cmd_methods(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_prepare(a: argparse.Namespace) -> int:
-    from ..data.store import prepare
-    from ..errors import DataError
+LABEL_MAP_EXAMPLE = '--option "label_map={0: 0, 205: 1, 420: 2}"'
 
+
+def _check_label_map(value: Any) -> None:
+    """``label_map``: a mapping of raw label values (integers) to class indices (integers >= 0)."""
+    ok = isinstance(value, dict) and value and all(
+        (isinstance(k, int) and not isinstance(k, bool) or isinstance(k, str) and re.fullmatch(r"-?\d+", k.strip()))
+        and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+        for k, v in value.items()
+    )
+    if not ok:
+        raise ConfigError(f"--option label_map: expected a mapping of raw label values to class indices (integers >= 0), "
+                          f"e.g. {LABEL_MAP_EXAMPLE}, got {value!r}")
+
+
+def parse_reader_options(items: Sequence[str]) -> dict[str, Any]:
+    """``--option key=value`` items -> reader options (values parsed as YAML; ``label_map`` and
+    ``class_names`` checked for shape).
+
+    Raises:
+        ConfigError: an item without ``=``, YAML that does not parse, a malformed label_map or class_names.
+    """
     import yaml
 
     options: dict[str, Any] = {}
-    for item in a.option:
+    for item in items:
         if "=" not in item:
-            raise SystemExit(f"medssl: error: --option expects key=value, got '{item}'")
+            raise ConfigError(f"--option expects key=value, got '{item}'")
         k, v = item.split("=", 1)
-        options[k] = yaml.safe_load(v)
-    spacing: Any = "default"
-    if a.spacing is not None:
-        spacing = None if a.spacing.lower() in ("none", "keep") else float(a.spacing)
+        try:
+            options[k.strip()] = yaml.safe_load(v)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--option {k.strip()}: not a valid value ({str(e).splitlines()[0]})") from None
+    if "label_map" in options:
+        _check_label_map(options["label_map"])
+    names = options.get("class_names")
+    if names is not None and not (isinstance(names, list) and len(names) >= 2 and all(isinstance(n, (str, int)) for n in names)):
+        raise ConfigError(f"--option class_names: expected a list of at least 2 names, background first, e.g. "
+                          f"--option class_names=[background,liver], got {names!r}")
+    return options
+
+
+def parse_spacing(text: str | None) -> Any:
+    """``--spacing``: ``None`` -> the dataset's default; ``keep``/``none`` -> no resampling; else a positive number (mm).
+
+    Raises:
+        ConfigError: not a positive finite number.
+    """
+    if text is None:
+        return "default"
+    if text.strip().lower() in ("none", "keep"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"--spacing: expected a positive in-plane spacing in mm, or 'keep', got '{text}'")
+    return value
+
+
+def _fmt_list(values: Sequence[float]) -> str:
+    return "[" + ", ".join(f"{v:g}" for v in values) + "]"
+
+
+def cmd_prepare(a: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..data.store import prepare
+
+    options = parse_reader_options(a.option)
+    spacing = parse_spacing(a.spacing)
     try:
         res = prepare(a.dataset, a.src, a.out, target_spacing=spacing, normalization=a.normalization, skip_bad=a.skip_bad, overwrite=a.overwrite, progress=not a.no_progress, reader_options=options, log=_say)
     except DataError as e:
@@ -119,7 +182,11 @@ def cmd_prepare(a: argparse.Namespace) -> int:
     for s in res.skipped:
         _say(f"skipped {s['case_id']}: {s['reasons']}")
     fp = res.fingerprint
-    _say(f"{fp['num_cases']} cases, {fp['num_patients']} patients, {fp['num_slices']} slices; median shape {fp['median_shape']}, median spacing {fp['median_spacing']}")
+    _say(f"{fp['num_cases']} cases, {fp['num_patients']} patients, {fp['num_slices']} slices")
+    _say(f"source:   median shape {_fmt_list(fp['median_shape'])}, median spacing {_fmt_list(fp['median_spacing'])}")
+    target = "kept (no resampling)" if spacing is None else f"in-plane {spacing:g} mm" if spacing != "default" else "the dataset's default"
+    _say(f"prepared: median shape {_fmt_list(np.median([c.shape for c in res.cases], 0))}, "
+         f"median spacing {_fmt_list(np.median([c.spacing for c in res.cases], 0))} (spacing: {target})")
     _say(f"fingerprint: {Path(a.out) / 'fingerprint.json'}")
     return 0
 
@@ -174,18 +241,40 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if a.run:
         from ..evaluation.run import evaluate_run
 
+        _check_evaluable_run(Path(a.run))
         result = evaluate_run(a.run, a.protocol)
         _say(format_summary_table(result.summary))
         return 0
     if not (a.pred and a.gt):
-        raise SystemExit("medssl: error: give a RUN folder, or both --pred DIR and --gt DIR")
-    names = a.labels.split(",") if a.labels else None
+        raise ConfigError("evaluate: give a fine-tuning RUN folder, or both --pred DIR and --gt DIR")
+    names = None
+    if a.labels is not None:
+        names = [n.strip() for n in a.labels.split(",") if n.strip()]
+        if len(names) < 2:
+            raise ConfigError(f"--labels: give the class names, background first and at least one foreground class, "
+                              f"comma-separated (e.g. background,liver), got '{a.labels}'")
     result = evaluate_folders(a.pred, a.gt, class_names=names, protocol=a.protocol or "standard")
     out = Path(a.out or a.pred)
     write_results(result, out)
     _say(format_summary_table(result.summary))
     _say(f"metrics.csv and summary.md written to {out}")
     return 0
+
+
+def _check_evaluable_run(run: Path) -> None:
+    """A fine-tuning run folder that got as far as its split (else one line saying what it is)."""
+    from ..engine.rundir import read_run
+
+    if not run.is_dir():
+        raise DataError(run, "no such run folder")
+    info = read_run(run)
+    if info is None:
+        raise DataError(run, "not a medssl run folder (no readable run.json)")
+    if info.get("kind") == "pretrain":
+        raise DataError(run, "is a pre-training run: it has no predictions to evaluate; fine-tune from it "
+                             f"(medssl finetune --init {run} ...) and evaluate that run")
+    if not (run / "splits.json").is_file():
+        raise DataError(run, "this fine-tuning run has not started (no splits.json); rerun its finetune command")
 
 
 def cmd_report(a: argparse.Namespace) -> int:
@@ -214,9 +303,15 @@ def cmd_demo(a: argparse.Namespace) -> int:
 def cmd_figure(a: argparse.Namespace) -> int:
     from ..reporting.supercl_figure import supercl_figure
 
+    if not 1 <= a.n <= MAX_FIGURE_SLICES:
+        raise ConfigError(f"-n: the number of slices must be in 1..{MAX_FIGURE_SLICES}, got {a.n}")
     path = supercl_figure(a.data, a.out, n=a.n, seed=a.seed)
     _say(f"figure: {path}")
     return 0
+
+
+#: rows of ``medssl figure`` (each row is four panels)
+MAX_FIGURE_SLICES = 32
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -236,11 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dataset", help="dataset name (see `medssl datasets`)")
     s.add_argument("src", help="the dataset folder in its official layout (`builtin` for synthetic)")
     s.add_argument("out", help="output folder of the prepared store")
-    s.add_argument("--spacing", help="in-plane spacing in mm (default: the papers'; `keep` = no resampling)")
+    s.add_argument("--spacing", help="in-plane spacing in mm, a positive number (default: the papers'; `keep` = no resampling)")
     s.add_argument("--normalization", choices=["zscore", "clip_zscore", "minmax", "slice_minmax", "max", "none"], help="override the dataset's normalisation")
     s.add_argument("--skip-bad", action="store_true", help="prepare the good cases and record the bad ones in skipped.json")
-    s.add_argument("--overwrite", action="store_true", help="re-prepare cases already present")
-    s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="reader option, e.g. modality=flair (repeatable)")
+    s.add_argument("--overwrite", action="store_true", help="replace the store already in OUT (another dataset or settings), or write into a non-empty folder")
+    s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="reader option (YAML value; repeatable), e.g. modality=flair, class_names=[bg,liver], "
+                        "label_map={0: 0, 205: 1, 420: 2} (raw label value: class index; nifti-folder)")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(fn=cmd_prepare)
 
@@ -251,8 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_pretrain)
 
     s = sub.add_parser("finetune", help="fine-tune the U-Net with a share of the labels, then evaluate on the test patients")
-    s.add_argument("--labels", help="labelled training patients: 10%%, 25%%, 100%%, 0.1 or a count (default 10%%)")
-    s.add_argument("--init", help="pre-trained checkpoint (pretrain.pt or a reference-code checkpoint), or `none`")
+    s.add_argument("--labels", help="labelled training patients: a count is an integer (1 = one patient), a fraction has "
+                                    "%% or a decimal point (10%%, 0.1; 100%% or 1.0 = all); default 10%%")
+    s.add_argument("--init", help="pre-trained weights: a pre-training run folder (its pretrain.pt), a checkpoint file "
+                                  "(pretrain.pt or a reference-code checkpoint), or `none`")
     s.add_argument("--protocol", choices=["paper", "standard"], help="paper: select on test, pooled 2D Dice, pixel distances; standard (default): validation split, per-volume 3D metrics in mm")
     s.add_argument("--split", choices=["seeded", "paper"], help="seeded patient split (default) or the papers' published lists")
     s.add_argument("--method-name", dest="method_name", help="name shown in reports (default: the checkpoint's method, or scratch)")
@@ -291,16 +390,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("figure", help="show what SuperCL does: image, superpixels, ASP map and CCL groups of a batch")
     s.add_argument("data", help="prepared store")
-    s.add_argument("--out", default="supercl_figure.png")
-    s.add_argument("-n", type=int, default=6, help="number of slices")
+    s.add_argument("--out", default="supercl_figure.png", help="image file; its suffix sets the format (png, pdf, svg, jpg...)")
+    s.add_argument("-n", type=int, default=6, help="number of slices (rows), 1..32")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(fn=cmd_figure)
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from ..errors import MedsslError
+_INTERRUPTED = {
+    "prepare": "rerun the same command to continue: the cases already written are kept",
+    "pretrain": "rerun the same command to resume from the last complete epoch",
+    "finetune": "rerun the same command to resume from the last complete epoch",
+    "benchmark": "rerun the same command: finished cells are skipped and the interrupted one resumes from its last complete epoch",
+    "demo": "rerun the same command: finished steps are skipped and the interrupted one resumes",
+}
 
+
+def _error(message: str) -> None:
+    print(f"medssl: error: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (see the module docstring)."""
     parser = build_parser()
     a = parser.parse_args(argv)
     if not getattr(a, "fn", None):
@@ -312,11 +423,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MedsslError as e:
         if a.verbose:
             raise
-        print(f"medssl: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+        _error(str(e))
+        return e.exit_code
     except KeyboardInterrupt:
-        print("medssl: interrupted; rerun the same command to resume from the last complete epoch", file=sys.stderr)
-        return 130
+        hint = _INTERRUPTED.get(a.command)
+        print(f"medssl: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OSError as e:
+        if a.verbose:
+            raise
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        _error(f"{where}{e.strerror or e}")
+        return EXIT_FAILURE
+    except Exception as e:  # noqa: BLE001 - a bug: one line, the traceback with -v
+        if a.verbose:
+            raise
+        _error(f"internal error ({e.__class__.__name__}: {e}); rerun with -v for the traceback and report it")
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":  # pragma: no cover

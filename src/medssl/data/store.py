@@ -30,6 +30,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..utils.files import atomic_save_npy, atomic_write_json, atomic_write_text
+from .store_folder import begin_store_folder, check_prepare_target
 
 __all__ = ["CaseInfo", "SliceStore", "PrepareResult", "prepare", "STORE_VERSION", "num_partitions"]
 
@@ -198,15 +199,12 @@ def prepare(
     spacing_target = spec.target_spacing if target_spacing == "default" else target_spacing
     _refuse_unknown_spacing(src, dataset, [s.meta for s in sources], spacing_target)
     norm = normalization or spec.normalization
+    plan = _make_plan(dataset, src, spec, spacing_target, norm, options)
+    target = check_prepare_target(out, plan, overwrite)  # writes nothing: a non-empty folder or another store is refused
     bad = _verify(sources, spec, src, skip_bad) if verify else {}
 
+    begin_store_folder(out, plan, target)  # "replace" (--overwrite) deletes the previous store's files first
     (out / "images").mkdir(parents=True, exist_ok=True)
-    plan = _make_plan(dataset, src, spec, spacing_target, norm, options)
-    old_plan = out / "plan.json"
-    if old_plan.is_file() and not overwrite:
-        previous = json.loads(old_plan.read_text())
-        if {k: previous.get(k) for k in plan} != plan:
-            overwrite = True  # settings changed: nothing already written may be reused
     got = _Collected(skipped=[{"case_id": cid, "reasons": "; ".join(r)} for cid, r in bad.items()])
     todo = [s for s in sources if s.case_id not in bad]
     for src_case in progress_bar(todo, desc=f"prepare {dataset}", unit="case", disable=not progress):

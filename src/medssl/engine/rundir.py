@@ -171,7 +171,10 @@ def _visible(out: Path) -> list[Path]:
     return [p for p in out.iterdir() if not p.name.startswith(".")]
 
 
-def bind_run_dir(out: str | Path, cfg: Any, kind: str, resume: bool = True) -> BoundRun:
+_REMEDY = "rerun with --no-resume (Python: resume=False) to start over in it, deleting its results, or give another --out"
+
+
+def bind_run_dir(out: str | Path, cfg: Any, kind: str, resume: bool = True, remedy: str = _REMEDY) -> BoundRun:
     """Check that ``out`` can hold this run; writes nothing.
 
     Args:
@@ -179,6 +182,7 @@ def bind_run_dir(out: str | Path, cfg: Any, kind: str, resume: bool = True) -> B
         cfg: the resolved configuration of the new run.
         kind: ``finetune`` or ``pretrain``.
         resume: continue (or report) a previous run of the same configuration; False = start over.
+        remedy: what the error of a different configuration tells the user to do.
 
     Returns:
         A :class:`BoundRun` saying whether the run is new, resumes, is already done or starts over.
@@ -216,10 +220,7 @@ def bind_run_dir(out: str | Path, cfg: Any, kind: str, resume: bool = True) -> B
         return BoundRun(out, "start_over", info, diffs)
     if diffs:
         shown = "; ".join(diffs[:6]) + (f"; ... ({len(diffs) - 6} more)" if len(diffs) > 6 else "")
-        raise ConfigError(
-            f"{out}: holds a {_KIND_NAMES.get(kind, kind)} run with another configuration ({shown}); rerun with "
-            "--no-resume (Python: resume=False) to start over in it, deleting its results, or give another --out"
-        )
+        raise ConfigError(f"{out}: holds a {_KIND_NAMES.get(kind, kind)} run with another configuration ({shown}); {remedy}")
     finished = info.get("status") == "done" and (out / ("summary.json" if kind == "finetune" else "pretrain.pt")).is_file()
     return BoundRun(out, "done" if finished else "resume", info)
 

@@ -14,9 +14,29 @@ import torch
 from torch import Tensor
 
 from ..data.superpixels import SuperpixelConfig, compute_superpixels
+from ..errors import ConfigError
 from ..losses.supercl import average_superpixel_map, ccl_components
 
-__all__ = ["plot_supercl_batch", "supercl_figure"]
+__all__ = ["plot_supercl_batch", "supercl_figure", "check_figure_path"]
+
+
+def check_figure_path(out_path: str | Path) -> Path:
+    """``out_path`` if matplotlib can write its format (from the suffix), before any work is done.
+
+    Raises:
+        ConfigError: no suffix, or a format matplotlib does not write (the message lists those it does).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    out = Path(out_path)
+    formats = sorted(FigureCanvasAgg(Figure()).get_supported_filetypes())
+    suffix = out.suffix.lower().lstrip(".")
+    if suffix not in formats:
+        raise ConfigError(f"{out}: cannot write a figure in format '{suffix or '(no suffix)'}'; use one of {', '.join(formats)}")
+    if out.exists() and out.is_dir():
+        raise ConfigError(f"{out}: is a folder; give an image file name such as supercl.png")
+    return out
 
 
 def plot_supercl_batch(
@@ -44,12 +64,14 @@ def plot_supercl_batch(
 
     Raises:
         ValueError: the batch sizes differ.
+        ConfigError: ``out_path`` has a format matplotlib does not write.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import to_rgb
     from matplotlib.figure import Figure
     from skimage.segmentation import mark_boundaries
 
+    check_figure_path(out_path)
     images, superpixels, asp = np.asarray(images), np.asarray(superpixels), np.asarray(asp)
     components = np.asarray(components).reshape(-1)
     b = images.shape[0]
@@ -121,9 +143,15 @@ def supercl_figure(
 
     Returns:
         ``out_path`` as a Path.
+
+    Raises:
+        ConfigError: ``n`` < 1, or a figure format matplotlib does not write.
     """
     from ..models.unet import UNet
 
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"n: the number of slices must be a positive integer, got {n!r}")
+    check_figure_path(out_path)
     cfg = cfg or SuperpixelConfig()
     if hasattr(store_root, "cases") and hasattr(store_root, "image"):
         store = store_root
