@@ -31,7 +31,6 @@ __all__ = [
     "checkpoint_model_config",
     "load_pretrained",
     "checkpoint_in_channels",
-    "init_load_problem",
 ]
 
 #: the file ``medssl pretrain`` writes into its run folder
@@ -242,33 +241,3 @@ def load_pretrained(model: nn.Module, path: str | Path, parts: Sequence[str] | N
         raise DataError(path, _mismatch_message(report, model, path))
     model.load_state_dict(to_load, strict=False)
     return report
-
-
-def init_load_problem(run_dir: str | Path) -> str | None:
-    """Why the pre-trained weights of a fine-tuning run did not load completely, or None when they did.
-
-    Reads ``run_dir/load_report.json`` (runs without ``--init`` have none: None). Reports written
-    before loading became strict are judged from their lists (shape mismatches, missing tensors).
-    """
-    p = Path(run_dir) / "load_report.json"
-    if not p.is_file():
-        return None
-    try:
-        doc = json.loads(p.read_text())
-    except (OSError, ValueError) as e:
-        return f"unreadable load_report.json ({e.__class__.__name__})"
-    if not isinstance(doc, dict):
-        return "unreadable load_report.json (not a JSON object)"
-    if "complete" in doc:
-        if doc["complete"]:
-            return None
-        parts = doc.get("per_part") or {}
-        detail = ", ".join(f"{k} {v.get('loaded')}/{v.get('expected')}" for k, v in parts.items())
-        return f"the pre-trained weights did not load completely ({detail or 'see load_report.json'})"
-    shape = list(doc.get("shape_mismatch") or [])
-    missing = [k for k in doc.get("missing") or [] if _weighty(str(k))]
-    loaded = [k for k in doc.get("loaded") or [] if _weighty(str(k))]
-    if shape or missing or not loaded:
-        return (f"the pre-trained weights did not load: {len(loaded)} tensors loaded, {len(shape)} shape mismatches, "
-                f"{len(missing)} missing (load_report.json)")
-    return None

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..evaluation.metrics import SPACING_UNKNOWN_NOTE
+from ..engine.rundir import init_load_problem
 
 __all__ = [
     "METHOD_ORDER",
@@ -318,6 +319,10 @@ def collect_runs(root: str | Path, exclude: Iterable[str | Path] = ()) -> RunCol
                                                str(info.get("dataset", "?")), info))
             continue
         if kind != "finetune":
+            continue
+        init_problem = init_load_problem(folder)  # e.g. a checkpoint of another width: the run is not what it claims
+        if init_problem:
+            out.skipped.append((folder, f"ERROR: {init_problem}"))
             continue
         summary_path = folder / "summary.json"
         if not summary_path.is_file():
