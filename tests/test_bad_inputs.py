@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import re
 from pathlib import Path
 
 import h5py
@@ -307,3 +310,247 @@ def test_verify_foreign_loader(tmp_path: Path) -> None:
         ("s1", "label values [5] outside 0..1"),
         ("s2", "unreadable (RuntimeError: disk on fire)"),
     ]
+
+
+# ----------------------------------------------------------------------------- settings (issue 16)
+# The same limits hold for the Python API, YAML files and the command line (tests/test_cli.py).
+
+from medssl.config import (  # noqa: E402
+    DataCfg, FinetuneConfig, ModelCfg, OptimCfg, PretrainConfig, TrainCfg, config_from_dict, load_config,
+    numeric_fields_without_range,
+)
+from medssl.errors import ConfigError  # noqa: E402
+
+
+def test_every_numeric_setting_declares_its_range() -> None:
+    assert numeric_fields_without_range(FinetuneConfig) == []
+    assert numeric_fields_without_range(PretrainConfig) == []
+
+
+@pytest.mark.parametrize("build,message", [
+    (lambda: DataCfg(batch_size=0), "data.batch_size: must be >= 1, got 0"),
+    (lambda: DataCfg(num_workers=-1), "data.num_workers: must be >= 0, got -1"),
+    (lambda: DataCfg(test_fraction=1.0), "data.test_fraction: must be in (0, 1), got 1.0"),
+    (lambda: DataCfg(elastic_noise_stride=0.5), "data.elastic_noise_stride: must be >= 1, got 0.5 (1 = per-pixel noise)"),
+    (lambda: DataCfg(labels="-3"), "data.labels: '-3' is negative"),
+    (lambda: ModelCfg(depth=0), "model.depth: must be in [1, 8], got 0"),
+    (lambda: OptimCfg(lr=0.0), "optim.lr: must be > 0, got 0.0"),
+    (lambda: OptimCfg(grad_clip=-1.0), "optim.grad_clip: must be > 0, got -1.0"),
+    (lambda: OptimCfg(lr=float("nan")), "optim.lr: must be a finite number > 0, got nan"),
+    (lambda: TrainCfg(epochs=0), "train.epochs: must be >= 1, got 0"),
+    (lambda: TrainCfg(seed=2**32), "train.seed: must be in [0, 4294967295], got 4294967296"),
+    (lambda: TrainCfg(val_every=0), "train.val_every: must be >= 1, got 0"),
+    (lambda: TrainCfg(device="tpu"), "train.device: expected auto, cpu, cuda, cuda:N or mps, got 'tpu'"),
+    (lambda: FinetuneConfig(p_spatial=1.5), "p_spatial: must be in [0, 1], got 1.5"),
+    (lambda: FinetuneConfig(data=DataCfg(image_size=40)), "data.image_size: 40 must be a multiple of 16"),
+    (lambda: config_from_dict(PretrainConfig, {"train": {"max_steps": 0}}), "train.max_steps: must be >= 1, got 0"),
+])
+def test_settings_out_of_range_are_refused_when_built(build, message) -> None:
+    with pytest.raises(ConfigError) as ei:
+        build()
+    assert str(ei.value) == message or str(ei.value).startswith(message), str(ei.value)
+    assert "\n" not in str(ei.value)
+
+
+def test_yaml_settings_are_checked_and_the_top_level_must_be_a_mapping(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n  epochs: 0\n")
+    with pytest.raises(ConfigError, match=r"^train.epochs: must be >= 1, got 0$"):
+        load_config(FinetuneConfig, f)
+    f.write_text("- train\n")
+    with pytest.raises(ConfigError, match="expected a mapping of settings"):
+        load_config(FinetuneConfig, f)
+    assert load_config(FinetuneConfig, None, ["train.device=cuda:1"]).train.device == "cuda:1"
+
+
+def test_labels_grammar() -> None:
+    from medssl.data.splits import LabelSpec, canonical_labels, parse_label_spec
+
+    assert parse_label_spec("1") == LabelSpec(count=1)  # one patient, not 100%
+    assert parse_label_spec(1) == LabelSpec(count=1)
+    assert parse_label_spec("1.0") == LabelSpec(fraction=1.0) == parse_label_spec("100%")
+    assert parse_label_spec("0.1") == LabelSpec(fraction=0.1)
+    assert [canonical_labels(v) for v in ("0.1", "10%", " 10 %", "0.25", ".5", "8", 8, "1.0")] == [
+        "10%", "10%", "10%", "25%", "50%", "8", "8", "100%"]
+    for bad, frag in (("-3", "negative"), ("0", "no labelled patient"), ("150%", "must be in (0%, 100%]"),
+                      ("abc", "neither a count nor a fraction"), ("2.0", "for 2 patients write 2"), (True, "expected a count")):
+        with pytest.raises(ConfigError, match=re.escape(frag)):
+            parse_label_spec(bad)
+    assert DataCfg(labels="0.1").labels == "10%"  # stored canonically: reports group "0.1" with "10%"
+
+
+def test_split_counts_are_patients_and_may_not_exceed_the_pool(synthetic_store: Path) -> None:
+    from medssl.data.splits import make_split
+    from medssl.data.store import SliceStore
+
+    store = SliceStore(synthetic_store)  # 6 patients x 2 frames: 1 test, 1 validation, 4 for training
+    pid = lambda ids: {store.info(i).patient_id for i in ids}  # noqa: E731
+    one = make_split(store, "1", seed=0)
+    assert len(pid(one.train)) == 1 and one.labels == "1"
+    assert len(pid(make_split(store, "4", seed=0).train)) == 4
+    assert pid(make_split(store, "100%", seed=0).train) == pid(make_split(store, "1.0", seed=0).pool)
+    with pytest.raises(ConfigError, match=re.escape("data.labels: 5 labelled patients asked, but only 4 are left for training (6 labelled patients: 1 test, 1 validation)")):
+        make_split(store, "5", seed=0)
+    assert len(pid(make_split(store, "5", seed=0, protocol="paper").train)) == 5  # no validation set there
+    with pytest.raises(ConfigError, match="too few for a test"):
+        make_split(store, "1", seed=0, test_fraction=0.5, val_fraction=0.99)
+
+
+# ----------------------------------------------------------------------------- pre-trained weights
+
+
+def _pretrain_file(path: Path, width: int, depth: int = 4, parts: tuple[str, ...] = ("encoder",)) -> Path:
+    import torch
+
+    from medssl.models import UNet
+
+    net = UNet(1, 2, base_width=width, depth=depth)
+    state = {k: v for k, v in net.state_dict().items() if k.startswith(tuple(p + "." for p in parts))}
+    torch.save({"format": "medssl-pretrain", "method": "simclr", "pretrains": list(parts), "state_dict": state,
+                "model": {"name": "unet", "base_width": width, "depth": depth, "in_channels": 1}}, path)
+    return path
+
+
+def test_weights_of_another_width_or_depth_are_refused(tmp_path: Path) -> None:
+    import torch
+
+    from medssl.models import UNet
+    from medssl.models.checkpoint import load_pretrained
+
+    model = UNet(1, 3, base_width=8)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ck = _pretrain_file(tmp_path / "pretrain.pt", width=4)
+    err = raises(load_pretrained, model, ck)
+    assert_one_line(err, ck, "pre-trained weights do not fit this model (encoder: 0 of 52 tensors loaded, 52 differ in shape")
+    assert "pre-trained with model base_width=4, depth=4, in_channels=1, this model has base_width=8" in str(err)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # untouched
+    deep = _pretrain_file(tmp_path / "deep.pt", width=8, depth=3)
+    assert "this model has base_width=8, depth=4" in str(raises(load_pretrained, model, deep))
+    # encoder + decoder declared, decoder absent from the file: missing tensors are named
+    half = _pretrain_file(tmp_path / "half.pt", width=8)
+    obj = torch.load(half, weights_only=False)
+    obj["pretrains"] = ["encoder", "decoder"]
+    torch.save(obj, half)
+    assert "decoder: 0 of" in str(raises(load_pretrained, model, half)) and "are not in the checkpoint" in str(raises(load_pretrained, model, half))
+    loose = load_pretrained(model, half, strict=False)
+    assert not loose.complete and loose.per_part["encoder"]["loaded"] == loose.per_part["encoder"]["expected"] == 52
+
+
+def test_matching_weights_load_completely_from_a_run_folder(tmp_path: Path) -> None:
+    import torch
+
+    from medssl.models import UNet, convert_reference_state_dict
+    from medssl.models.checkpoint import load_pretrained, resolve_checkpoint
+
+    run = tmp_path / "pre"
+    run.mkdir()
+    _pretrain_file(run / "pretrain.pt", width=4, parts=("encoder", "decoder"))
+    assert resolve_checkpoint(run) == run / "pretrain.pt"
+    report = load_pretrained(UNet(1, 3, base_width=4), run)
+    assert report.complete and report.source == str(run / "pretrain.pt")
+    assert set(report.per_part) == {"encoder", "decoder"} and report.to_dict()["complete"] is True
+    # a reference-code state dict without BatchNorm counters still loads completely
+    sd = {k: v for k, v in UNet(1, 2, base_width=4).state_dict().items() if k.startswith("encoder.") and not k.endswith("num_batches_tracked")}
+    torch.save({"net": sd}, tmp_path / "ref.pt")
+    assert load_pretrained(UNet(1, 3, base_width=4), tmp_path / "ref.pt").complete
+    assert convert_reference_state_dict(sd).keys() == sd.keys()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_one_line(raises(resolve_checkpoint, empty), empty, "no pretrain.pt in this folder")
+
+
+def test_init_load_problem_reads_old_and_new_reports(tmp_path: Path) -> None:
+    from medssl.engine.rundir import init_load_problem
+
+    assert init_load_problem(tmp_path) is None  # no --init
+    (tmp_path / "load_report.json").write_text(json.dumps({"complete": True, "per_part": {"encoder": {"loaded": 52, "expected": 52}}}))
+    assert init_load_problem(tmp_path) is None
+    (tmp_path / "load_report.json").write_text(json.dumps({"complete": False, "per_part": {"encoder": {"loaded": 3, "expected": 52}}}))
+    assert "encoder 3/52" in init_load_problem(tmp_path)
+    legacy = {"loaded": [f"encoder.b{i}.num_batches_tracked" for i in range(8)], "missing": ["encoder.w"], "shape_mismatch": ["encoder.w: ..."]}
+    (tmp_path / "load_report.json").write_text(json.dumps(legacy))
+    assert "0 tensors loaded, 1 shape mismatches" in init_load_problem(tmp_path)
+    (tmp_path / "load_report.json").write_text(json.dumps({"loaded": ["encoder.w"], "missing": ["encoder.b.num_batches_tracked"], "shape_mismatch": []}))
+    assert init_load_problem(tmp_path) is None
+
+
+# ----------------------------------------------------------------------------- run folders
+
+
+def test_run_folder_binding(tmp_path: Path) -> None:
+    import yaml
+
+    from medssl.engine.rundir import bind_run_dir, config_differences, init_run_dir, mark_done
+
+    cfg = FinetuneConfig(data=DataCfg(path=str(tmp_path / "store"), labels="0.1"), out=str(tmp_path / "run"))
+    run = tmp_path / "run"
+    assert bind_run_dir(run, cfg, "finetune").status == "new"
+    init_run_dir(run, cfg, "finetune", "cpu")
+    assert bind_run_dir(run, cfg, "finetune").status == "resume"
+    # neutral fields, a relative path to the same store and "10%" for "0.1" are the same configuration
+    same = FinetuneConfig(data=DataCfg(path=os.path.relpath(tmp_path / "store"), labels="10%", num_workers=7),
+                          train=TrainCfg(device="cpu", progress=False, logger="tensorboard", log_every=3), out="elsewhere")
+    assert config_differences(yaml.safe_load((run / "config.yaml").read_text()), same) == []
+    other = FinetuneConfig(data=DataCfg(path=str(tmp_path / "store"), labels="25%"), train=TrainCfg(amp="none"))
+    with pytest.raises(ConfigError) as ei:
+        bind_run_dir(run, other, "finetune")
+    assert "(data.labels: '10%' -> '25%'; train.amp: 'auto' -> 'none')" in str(ei.value) and "--no-resume" in str(ei.value)
+    assert bind_run_dir(run, other, "finetune", resume=False).status == "start_over"
+    (run / "summary.json").write_text(json.dumps({"summary": [{"class": "mean"}]}))
+    mark_done(run)
+    bound = bind_run_dir(run, cfg, "finetune")
+    assert bound.done and bound.summary() == [{"class": "mean"}]
+    with pytest.raises(DataError, match="holds a fine-tuning run; give another folder"):
+        bind_run_dir(run, PretrainConfig(), "pretrain")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("x")
+    with pytest.raises(DataError, match=re.escape("is not empty and holds no medssl run (thesis.tex)")):
+        bind_run_dir(tmp_path / "mine", cfg, "finetune", resume=False)
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(DataError, match="exists and is not a folder"):
+        bind_run_dir(tmp_path / "f", cfg, "finetune")
+    # starting over replaces the run's files and keeps the user's
+    (run / "notes.txt").write_text("mine")
+    init_run_dir(run, other, "finetune", "cpu", start_over=True)
+    assert not (run / "summary.json").exists() and (run / "notes.txt").is_file()
+    assert json.loads((run / "run.json").read_text())["status"] == "running"
+
+
+def test_prepare_target_rules(tmp_path: Path) -> None:
+    from medssl.data.store import prepare
+    from medssl.data.store_folder import begin_store_folder, check_prepare_target
+
+    plan = {"dataset": "synthetic", "target_spacing": None, "reader_options": {"size": (32, 32)}}
+    assert check_prepare_target(tmp_path / "new", plan) == "new"
+    begin_store_folder(tmp_path / "new", plan, "new")  # an interrupted prepare: only the partial plan
+    (tmp_path / "new" / "images").mkdir()
+    assert check_prepare_target(tmp_path / "new", plan) == "reuse"  # tuples compare as stored lists
+    with pytest.raises(DataError, match="holds an unfinished prepared store of another dataset or settings"):
+        check_prepare_target(tmp_path / "new", {**plan, "dataset": "msd"})
+    assert check_prepare_target(tmp_path / "new", {**plan, "dataset": "msd"}, overwrite=True) == "replace"
+    with pytest.raises(ConfigError, match="target_spacing: expected a positive spacing"):
+        check_prepare_target(tmp_path / "x", {**plan, "target_spacing": 0})
+    with pytest.raises(ConfigError, match="target_spacing"):
+        prepare("synthetic", "builtin", tmp_path / "s", target_spacing=-1.0, progress=False)
+    assert not (tmp_path / "s").exists()
+
+
+def test_supercl_figure_refuses_bad_counts_and_formats(synthetic_store: Path, tmp_path: Path) -> None:
+    from medssl.reporting.supercl_figure import supercl_figure
+
+    for n in (0, -2):
+        with pytest.raises(ConfigError, match=f"n: the number of slices must be a positive integer, got {n}"):
+            supercl_figure(synthetic_store, tmp_path / "f.png", n=n)
+    with pytest.raises(ConfigError, match="cannot write a figure in format 'xyz'"):
+        supercl_figure(synthetic_store, tmp_path / "f.xyz", n=2)
+    assert not list(tmp_path.iterdir())
+
+
+def test_benchmark_grid_labels_are_canonical(tmp_path: Path) -> None:
+    from medssl.benchmark import load_grid, plan_cells
+
+    g = tmp_path / "g.yaml"
+    g.write_text("methods: [scratch]\nlabels: ['10%', 0.1, '2']\ndatasets: [{name: d, dataset: synthetic, src: builtin}]\n")
+    grid = load_grid(g)
+    assert grid["labels"] == ["10%", "2"]
+    assert [c.name for c in plan_cells(grid)] == ["scratch__d__10pct__s1234", "scratch__d__2__s1234"]

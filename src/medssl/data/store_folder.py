@@ -63,9 +63,9 @@ def check_prepare_target(out: str | Path, plan: Mapping[str, Any], overwrite: bo
     if overwrite:
         return "replace"
     old = _read(out / "plan.json")
-    what = "prepared store"
+    what = "a prepared store"
     if not isinstance(old, dict):
-        old, what = _read(out / PARTIAL_PLAN), "unfinished prepared store"
+        old, what = _read(out / PARTIAL_PLAN), "an unfinished prepared store"
     if not isinstance(old, dict):
         names = ", ".join(sorted(p.name for p in out.iterdir())[:5])
         raise DataError(out, f"folder is not empty and is not a prepared store ({names}); give a new or empty folder, "
@@ -73,7 +73,7 @@ def check_prepare_target(out: str | Path, plan: Mapping[str, Any], overwrite: bo
     diffs = _differences(old, plan)
     if diffs:
         shown = "; ".join(diffs[:4]) + (f"; ... ({len(diffs) - 4} more)" if len(diffs) > 4 else "")
-        raise DataError(out, f"holds a {what} of another dataset or settings ({shown}); give another folder, "
+        raise DataError(out, f"holds {what} of another dataset or settings ({shown}); give another folder, "
                              "or --overwrite to replace it")
     return "reuse"
 
