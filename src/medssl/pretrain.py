@@ -22,13 +22,14 @@ from .data.datasets import PretrainSlices, seed_worker
 from .data.store import SliceStore
 from .engine.rundir import bind_run_dir, init_run_dir, mark_done
 from .engine.trainer import Engine, resolve_device, seed_everything
-from .errors import ConfigError
+from .errors import ConfigError, DataError
+from .evaluation.representation import build_probe_set, format_diagnostics, probe_diagnostics
 from .methods.base import Method, update_momentum
 from .models.unet import UNet
 from .preflight import check_pretrain
 from .registry import METHODS
 from .utils import distributed as du
-from .utils.files import atomic_write
+from .utils.files import atomic_write, atomic_write_json
 
 __all__ = ["pretrain", "PretrainResult", "PretrainTask", "build_method", "apply_variant"]
 
@@ -111,7 +112,7 @@ class PretrainTask:
             from .data.superpixels import SuperpixelConfig, SuperpixelProvider, build_superpixel_cache
 
             try:
-                sp_cfg = SuperpixelConfig(**cfg.superpixels)
+                sp_cfg = SuperpixelConfig(**{"cell_size": 2 ** cfg.model.depth, **cfg.superpixels})
             except TypeError as e:
                 raise ConfigError(f"superpixels: {e}") from None
             if sp_cfg.mode == "cache" and du.rank() == 0:
@@ -124,7 +125,9 @@ class PretrainTask:
                                    **method.view_options())
         self.dataset = PretrainSlices(store, cases, size, views, method.needs, provider, seed=cfg.train.seed)
         self._gen = torch.Generator()
-        self._probe: Tensor | None = None
+        self.probe = build_probe_set(store, size, labelled_cases=_probe_label_cases(cfg, store))
+        #: the diagnostics of the randomly initialised encoder, the baseline of every later epoch
+        self.initial_diagnostics = probe_diagnostics(method.backbone.encoder, self.probe)
 
     def steps_per_epoch(self) -> int:
         per_rank = math.ceil(len(self.dataset) / du.world_size())
@@ -164,17 +167,35 @@ class PretrainTask:
                 update_momentum(online, target, m)
 
     def validate(self, model: nn.Module, epoch: int) -> dict[str, float]:
-        """Embedding spread on a fixed probe batch; warns when the representation collapses."""
-        if self._probe is None:
-            n = min(len(self.dataset), 32)
-            idx = torch.linspace(0, len(self.dataset) - 1, n).long().tolist()
-            self._probe = torch.stack([self.dataset[i]["image"] for i in idx]).to(self.device)
-        feats = self.model.backbone.encode(self._probe)[-1].mean(dim=(-2, -1))
-        z = nn.functional.normalize(feats.float(), dim=1)
-        std = float(z.std(dim=0).mean())
-        if std < 1e-3:
-            warnings.warn(f"epoch {epoch}: embedding std {std:.2e} is near zero: the representation may have collapsed", stacklevel=2)
-        return {"embedding_std": std}
+        """Representation diagnostics of the encoder on the fixed probe set (``log.csv``, TensorBoard).
+
+        ``embed_spread`` (1 = spread over the sphere, 0 = collapsed), ``effective_rank``,
+        ``knn_position_mae`` (k-NN slice position across volumes) and, when the store has labelled
+        validation patients, ``linear_probe_dice`` (:mod:`medssl.evaluation.representation`).
+        Warns when the representation collapses.
+        """
+        out = probe_diagnostics(self.model.backbone.encoder, self.probe, self.device)
+        if out["embed_spread"] < 0.05:
+            warnings.warn(f"epoch {epoch}: embedding spread {out['embed_spread']:.3f} (1 = spread, 0 = one point): "
+                          "the representation may have collapsed", stacklevel=2)
+        return out
+
+
+def _probe_label_cases(cfg: PretrainConfig, store: SliceStore) -> list[str]:
+    """Labelled cases the linear probe may use: the validation patients of the seeded split.
+
+    Fine-tuning with the same split seed never tests on them, so the probe is not a test score.
+    """
+    if not any(c.has_label for c in store.cases):
+        return []
+    from .data.splits import make_split
+
+    try:
+        seed = cfg.data.split_seed if cfg.data.split_seed is not None else cfg.train.seed
+        return make_split(store, "100%", seed=seed, protocol="standard", test_fraction=cfg.data.test_fraction,
+                          val_fraction=cfg.data.val_fraction).val
+    except (ConfigError, DataError):
+        return []
 
 
 def pretrain(cfg: PretrainConfig, resume: bool = True, log_fn: Callable[[str], None] | None = None) -> PretrainResult:
@@ -219,5 +240,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = True, log_fn: Callable[[str], N
     }
     if du.rank() == 0:
         atomic_write(ckpt, lambda tmp: torch.save(payload, tmp))
+        final = {k: v for k, v in fit.last_metrics.items() if k in task.initial_diagnostics}
+        atomic_write_json(out / "diagnostics.json", {"initial": task.initial_diagnostics, "final": final,
+                                                     "probe_volumes": task.probe.volumes})
+        say(format_diagnostics(task.initial_diagnostics, final))
         mark_done(out, steps=fit.steps, checkpoint=str(ckpt))
     return PretrainResult(out, ckpt, cfg.method, tuple(method.pretrains), fit.last_metrics)
