@@ -227,15 +227,34 @@ def test_heads_match_reference_sizes() -> None:
 
 
 def test_branch_shapes() -> None:
-    m = MACL(_net(4))
+    m = MACL(_net(4), min_bottleneck=0)  # the reference at every size
     zg_aux, zg_dom, zl_aux, zl_dom, y_full, y_dom = m._passes(_batch(64))
     assert zg_aux.shape == zg_dom.shape == (2, 128)
     assert zl_aux.shape == zl_dom.shape == (2, 16, 4, 4)  # C_dec = 4 * 64 / 4 channels, P/16
     assert y_full.shape == (2, 64, 4, 4) and y_dom.shape == (2, 64, 1, 1)
 
 
+def test_min_bottleneck_keeps_a_spatial_dominant_map() -> None:
+    m = MACL(_net(4))  # default min_bottleneck=2
+    # 64 px: the x0.25 input (16 px) would give a 1 x 1 bottleneck; the dominant input becomes 32 px
+    assert m.dominant_side(64) == 32 and m.dominant_side(128) == 32 and m.dominant_side(512) == 128
+    zg_aux, zg_dom, zl_aux, zl_dom, y_full, y_dom = m._passes(_batch(64))
+    assert y_dom.shape == (2, 64, 2, 2) and y_full.shape == (2, 64, 4, 4)
+    assert zl_aux.shape == zl_dom.shape == (2, 16, 4, 4)  # the dominant 8 x 8 map pooled to P/16
+    out = m(_batch(64))
+    assert all(torch.isfinite(v) for v in out.values())
+    # at 128 px and above the reference's geometry is unchanged
+    ref = MACL(_net(4), min_bottleneck=0)
+    ref.load_state_dict(m.state_dict())
+    batch = _batch(128)
+    a, b = m(batch), ref(batch)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="min_bottleneck"):
+        MACL(_net(4), min_bottleneck=-1)
+
+
 def test_size_errors() -> None:
-    m = MACL(_net())
+    m = MACL(_net(), min_bottleneck=0)
     with pytest.raises(ValueError, match=r"image size 48x48 does not fit down_factor 0.25 and depth 4.*of 64"):
         m(_batch(48))
     with pytest.raises(ValueError, match="2\\*\\*4=16"):

@@ -91,7 +91,7 @@ def store(tmp_path: Path) -> FakeStore:
 # --- compute_superpixels -------------------------------------------------------------------------------------
 def test_slic_lab_is_the_reference_call() -> None:
     x = minmax(phantom(0))
-    ours = compute_superpixels(x, SuperpixelConfig())
+    ours = compute_superpixels(x, SuperpixelConfig(n_segments=100))
     ref = slic(np.stack([x, x, x], axis=2), n_segments=100, compactness=10, start_label=0)
     assert ours.dtype == np.int32 and ours.shape == x.shape
     assert np.array_equal(ours, relabel_consecutive(ref))
@@ -102,7 +102,7 @@ def test_slic_lab_is_the_reference_call() -> None:
 def test_labels_consecutive_and_respect_a_step_edge(method: str, scale: float) -> None:
     x = np.zeros((64, 64))
     x[:, 32:] = 1.0
-    lab = compute_superpixels(x, SuperpixelConfig(method=method, scale=scale))
+    lab = compute_superpixels(x, SuperpixelConfig(method=method, scale=scale, n_segments=100))
     assert lab.dtype == np.int32 and lab.shape == (64, 64)
     k = lab.max() + 1
     assert set(np.unique(lab)) == set(range(k)) and k >= 2
@@ -114,9 +114,25 @@ def test_labels_consecutive_and_respect_a_step_edge(method: str, scale: float) -
 def test_slic_number_of_segments_near_n_segments() -> None:
     x = minmax(phantom(3, 96))
     for method in ("slic_lab", "slic_grey"):
-        k = compute_superpixels(x, SuperpixelConfig(method=method)).max() + 1
+        k = compute_superpixels(x, SuperpixelConfig(method=method, n_segments=100)).max() + 1
         assert 50 <= k <= 150, (method, k)
     assert compute_superpixels(x, SuperpixelConfig(n_segments=20)).max() + 1 <= 40
+
+
+def test_default_segment_count_follows_the_bottleneck_grid() -> None:
+    cfg = SuperpixelConfig()
+    # the reference's 100 superpixels at its 512 px views, the same superpixel area (10.24 cells of
+    # 16 x 16 px) at every other size
+    assert cfg.segments_for(512, 512) == 100
+    assert cfg.segments_for(256, 256) == 25
+    assert cfg.segments_for(128, 128) == 6
+    assert cfg.segments_for(16, 16) == 2
+    assert SuperpixelConfig(cell_size=8).segments_for(256, 256) == 100
+    assert SuperpixelConfig(n_segments=100).segments_for(128, 128) == 100
+    assert SuperpixelConfig().tag() != SuperpixelConfig(n_segments=100).tag()
+    x = minmax(phantom(3, 128))
+    k = compute_superpixels(x, cfg).max() + 1
+    assert 2 <= k <= 14, k
 
 
 def test_grey_default_compactness_and_tag() -> None:
@@ -135,11 +151,11 @@ def test_invalid_inputs() -> None:
     with pytest.raises(ConfigError):
         SuperpixelConfig(scale=0)
     with pytest.raises(ValueError):
-        compute_superpixels(np.zeros((2, 8, 8)), SuperpixelConfig())
+        compute_superpixels(np.zeros((2, 8, 8)), SuperpixelConfig(n_segments=100))
     bad = np.zeros((8, 8))
     bad[0, 0] = np.nan
     with pytest.raises(ValueError):
-        compute_superpixels(bad, SuperpixelConfig())
+        compute_superpixels(bad, SuperpixelConfig(n_segments=100))
 
 
 def test_relabel_consecutive() -> None:
@@ -149,7 +165,7 @@ def test_relabel_consecutive() -> None:
 
 # --- cache -------------------------------------------------------------------------------------------------
 def test_cache_build_contents_and_resume(store: FakeStore) -> None:
-    cfg = SuperpixelConfig(mode="cache")
+    cfg = SuperpixelConfig(mode="cache", n_segments=100)
     out = build_superpixel_cache(store, cfg, progress=False)
     assert out == superpixel_cache_dir(store.root, cfg) and out.parent == store.root / "cache"
     for c in store.cases:
@@ -173,7 +189,7 @@ def test_cache_build_contents_and_resume(store: FakeStore) -> None:
 
 
 def test_cache_with_worker_processes_is_identical(store: FakeStore, tmp_path: Path) -> None:
-    cfg = SuperpixelConfig(mode="cache")
+    cfg = SuperpixelConfig(mode="cache", n_segments=100)
     serial = build_superpixel_cache(store, cfg, progress=False)
     other = FakeStore(tmp_path / "other", store._v)
     parallel = build_superpixel_cache(other, cfg, workers=1, progress=False)
@@ -184,18 +200,18 @@ def test_cache_with_worker_processes_is_identical(store: FakeStore, tmp_path: Pa
 # --- provider ----------------------------------------------------------------------------------------------
 def test_online_provider_computes_on_the_view() -> None:
     v1 = minmax(phantom(4))
-    prov = SuperpixelProvider(SuperpixelConfig())
+    prov = SuperpixelProvider(SuperpixelConfig(n_segments=100))
     got = prov("any", 0, v1, geometry=None)
     assert got.dtype == np.int64 and prov.per_view
-    assert np.array_equal(got, compute_superpixels(v1, SuperpixelConfig()))
+    assert np.array_equal(got, compute_superpixels(v1, SuperpixelConfig(n_segments=100)))
 
 
 @pytest.mark.parametrize("blur", [0.0, 2.0])
 def test_cached_equals_online_on_the_same_input(store: FakeStore, blur: float) -> None:
-    cfg = SuperpixelConfig(mode="cache", cache_blur_sigma=blur)
+    cfg = SuperpixelConfig(mode="cache", cache_blur_sigma=blur, n_segments=100)
     build_superpixel_cache(store, cfg, progress=False)
     prov = SuperpixelProvider(cfg, store)
-    online = SuperpixelProvider(SuperpixelConfig(cache_blur_sigma=blur))
+    online = SuperpixelProvider(SuperpixelConfig(cache_blur_sigma=blur, n_segments=100))
     assert not prov.per_view
     for c in store.cases:
         for z in range(c.shape[0]):
@@ -206,7 +222,7 @@ def test_cached_equals_online_on_the_same_input(store: FakeStore, blur: float) -
 
 
 def test_cached_map_follows_crop_and_pad(store: FakeStore) -> None:
-    cfg = SuperpixelConfig(mode="cache")
+    cfg = SuperpixelConfig(mode="cache", n_segments=100)
     out = build_superpixel_cache(store, cfg, progress=False)
     prov = SuperpixelProvider(cfg, store)
     full = np.load(out / "c1.npy")[1]
@@ -220,7 +236,7 @@ def test_cached_map_follows_crop_and_pad(store: FakeStore) -> None:
 
 
 def test_provider_errors(store: FakeStore) -> None:
-    cfg = SuperpixelConfig(mode="cache")
+    cfg = SuperpixelConfig(mode="cache", n_segments=100)
     with pytest.raises(ConfigError):
         SuperpixelProvider(cfg)
     prov = SuperpixelProvider(cfg, store)
@@ -244,9 +260,9 @@ def test_cached_map_agrees_with_online_after_intensity_transform() -> None:
         img = phantom(seed, 96)
         vol = img[None]
         v1 = intensity_view(minmax(img.astype(np.float64)), rng)
-        online = compute_superpixels(v1, SuperpixelConfig())
-        with_blur.append(ari(compute_volume_superpixels(vol, SuperpixelConfig(mode="cache"))[0], online))
-        without.append(ari(compute_volume_superpixels(vol, SuperpixelConfig(mode="cache", cache_blur_sigma=0))[0], online))
+        online = compute_superpixels(v1, SuperpixelConfig(n_segments=100))
+        with_blur.append(ari(compute_volume_superpixels(vol, SuperpixelConfig(mode="cache", n_segments=100))[0], online))
+        without.append(ari(compute_volume_superpixels(vol, SuperpixelConfig(mode="cache", cache_blur_sigma=0, n_segments=100))[0], online))
     assert np.mean(with_blur) >= 0.8, with_blur
     assert np.mean(with_blur) > np.mean(without) + 0.05, (with_blur, without)
 
@@ -261,9 +277,9 @@ def test_cached_map_agrees_on_real_mr_slices(shared_data: Path) -> None:
     scores, online_pair = [], []
     for z in (12, 20):
         x = minmax(vol[z].astype(np.float64))
-        s1 = compute_superpixels(intensity_view(x, rng), SuperpixelConfig())
-        s2 = compute_superpixels(intensity_view(x, rng), SuperpixelConfig())
-        cached = compute_volume_superpixels(vol[z : z + 1], SuperpixelConfig(mode="cache"))[0]
+        s1 = compute_superpixels(intensity_view(x, rng), SuperpixelConfig(n_segments=100))
+        s2 = compute_superpixels(intensity_view(x, rng), SuperpixelConfig(n_segments=100))
+        cached = compute_volume_superpixels(vol[z : z + 1], SuperpixelConfig(mode="cache", n_segments=100))[0]
         scores.append(ari(cached, s1))
         online_pair.append(ari(s2, s1))
     # the reference's own two maps S1, S2 agree at about 0.88 on such slices; the cache at about 0.9

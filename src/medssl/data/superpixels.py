@@ -67,7 +67,14 @@ class SuperpixelConfig:
             ``"felzenszwalb"``.
         mode: ``"online"`` (the reference: computed on v1 (and v2) for every sample) or ``"cache"``
             (computed once per stored slice on the un-augmented slice).
-        n_segments: SLIC's approximate number of superpixels (100 in the paper).
+        n_segments: SLIC's approximate number of superpixels per image; None (the default) = derived
+            from the image's area so that one superpixel covers ``cells_per_segment`` bottleneck
+            cells, whatever the image size (:meth:`segments_for`).
+        cells_per_segment: bottleneck cells per superpixel when ``n_segments`` is None: 10.24, the
+            reference's 100 superpixels on the 32 x 32 bottleneck of its 512 px views (a 51 px
+            superpixel). With a fixed 100, a 128 px view gets superpixels smaller than one
+            bottleneck cell, and ILCP's tokens have no positive but their own twin.
+        cell_size: pixels per bottleneck cell side (``2 ** depth``, 16 for the papers' U-Net).
         compactness: SLIC compactness; None = 10 for ``slic_lab`` (the paper) and 0.1 for
             ``slic_grey`` (Lab's L channel spans 0..100 for a [0, 1] grey image, so 10 in Lab is
             about 0.1 on [0, 1] intensities; it also gives about as many superpixels, 87 vs 84 on a
@@ -87,7 +94,9 @@ class SuperpixelConfig:
 
     method: str = "slic_lab"
     mode: str = "online"
-    n_segments: int = 100
+    n_segments: int | None = None
+    cells_per_segment: float = 10.24
+    cell_size: int = 16
     compactness: float | None = None
     max_num_iter: int = 10
     sigma: float = 0.0
@@ -103,8 +112,10 @@ class SuperpixelConfig:
             raise ConfigError(f"superpixel method must be one of {', '.join(_METHODS)}, got '{self.method}'")
         if self.mode not in _MODES:
             raise ConfigError(f"superpixel mode must be one of {', '.join(_MODES)}, got '{self.mode}'")
-        if self.n_segments < 1:
+        if self.n_segments is not None and self.n_segments < 1:
             raise ConfigError(f"n_segments must be >= 1, got {self.n_segments}")
+        if not self.cells_per_segment > 0 or self.cell_size < 1:
+            raise ConfigError(f"cells_per_segment must be > 0 and cell_size >= 1, got {self.cells_per_segment} and {self.cell_size}")
         if not 0.0 < self.scale <= 1.0:
             raise ConfigError(f"superpixel scale must be in (0, 1], got {self.scale}")
         if self.cache_blur_sigma < 0:
@@ -117,13 +128,24 @@ class SuperpixelConfig:
             return float(self.compactness)
         return _DEFAULT_COMPACTNESS.get(self.method, 10.0)
 
+    def segments_for(self, height: int, width: int) -> int:
+        """SLIC's ``n_segments`` for an ``height x width`` image.
+
+        ``n_segments`` when set; otherwise ``round(height * width / (cells_per_segment * cell_size**2))``
+        (at least 2): 100 at 512 x 512 (the reference), 25 at 256, 6 at 128.
+        """
+        if self.n_segments is not None:
+            return self.n_segments
+        return max(2, round(height * width / (self.cells_per_segment * self.cell_size**2)))
+
     def tag(self) -> str:
         """A folder name that identifies every setting that changes a cached map."""
         if self.method == "felzenszwalb":
             core = f"fz-s{self.fz_scale:g}-g{self.fz_sigma:g}-m{self.fz_min_size}"
         else:
+            count = f"n{self.n_segments}" if self.n_segments is not None else f"cells{self.cells_per_segment:g}x{self.cell_size}"
             core = (
-                f"{self.method}-n{self.n_segments}-c{self.effective_compactness:g}-it{self.max_num_iter}"
+                f"{self.method}-{count}-c{self.effective_compactness:g}-it{self.max_num_iter}"
                 f"-s{self.sigma:g}-cc{int(self.enforce_connectivity)}"
             )
         return f"superpixels-{core}-x{self.scale:g}-b{self.cache_blur_sigma:g}"
@@ -188,6 +210,7 @@ def compute_superpixels(image: np.ndarray, cfg: SuperpixelConfig) -> np.ndarray:
 
     img = _check_image(image)
     h, w = img.shape
+    n_segments = cfg.segments_for(h, w)
     work = img
     if cfg.scale < 1.0:
         from skimage.transform import resize
@@ -197,7 +220,7 @@ def compute_superpixels(image: np.ndarray, cfg: SuperpixelConfig) -> np.ndarray:
     if cfg.method == "slic_lab":
         lab = slic(
             np.stack([work, work, work], axis=-1),
-            n_segments=cfg.n_segments,
+            n_segments=n_segments,
             compactness=cfg.effective_compactness,
             max_num_iter=cfg.max_num_iter,
             sigma=cfg.sigma,
@@ -208,7 +231,7 @@ def compute_superpixels(image: np.ndarray, cfg: SuperpixelConfig) -> np.ndarray:
     elif cfg.method == "slic_grey":
         lab = slic(
             work,
-            n_segments=cfg.n_segments,
+            n_segments=n_segments,
             compactness=cfg.effective_compactness,
             max_num_iter=cfg.max_num_iter,
             sigma=cfg.sigma,

@@ -31,6 +31,7 @@ from .graph import component_closure, connected_components, nearest_neighbor_gra
 from .supcon import cosine_logits, instance_mask, positional_mask, supcon_from_logits
 
 __all__ = [
+    "ilcp_stride",
     "downsample_superpixels",
     "intra_loss",
     "average_superpixel_map",
@@ -39,6 +40,31 @@ __all__ = [
     "inter_loss",
     "supercl_loss",
 ]
+
+
+def ilcp_stride(height: int, width: int, stride: int = 16, min_tokens: int = 64) -> int:
+    """The raster stride of ILCP's token sampling on an ``height x width`` bottleneck.
+
+    The reference keeps every ``stride``-th token (16): at its 512 px views (a 32 x 32 bottleneck)
+    that is 64 tokens per view in two columns. On smaller grids the same stride keeps too few
+    tokens, all in the left columns (128 px: 4 tokens of an 8 x 8 grid, one column), so the stride
+    is lowered until at least ``min_tokens`` tokens are kept (all of them on grids of fewer cells):
+    ``max(1, min(stride, height * width // min_tokens))``. At 512 px the reference's stride is kept
+    exactly; ``min_tokens=0`` gives the reference at every size.
+
+    Args:
+        height, width: bottleneck size (h, w).
+        stride: the largest stride (the reference's 16).
+        min_tokens: tokens per view to keep at least (64, the reference's count at 512 px).
+
+    Returns:
+        The stride to use (>= 1).
+    """
+    if stride < 1 or min_tokens < 0:
+        raise ValueError(f"stride must be >= 1 and min_tokens >= 0, got {stride} and {min_tokens}")
+    if min_tokens == 0:
+        return stride
+    return max(1, min(stride, (height * width) // min_tokens))
 
 
 def downsample_superpixels(superpixels: Tensor, size: tuple[int, int]) -> Tensor:
@@ -220,6 +246,7 @@ def supercl_loss(
     base_temperature: float = 0.07,
     delta: float = 0.1,
     stride: int = 16,
+    min_tokens: int = 0,
     asp_divide: str = "image",
     w_intra: float = 1.0,
     w_inter: float = 0.5,
@@ -242,7 +269,9 @@ def supercl_loss(
         temperature: tau (0.1).
         base_temperature: tau_base (0.07).
         delta: PCL threshold for L_ins (0.1).
-        stride: ILCP token stride (16).
+        stride: ILCP token stride (16), the largest one used (see :func:`ilcp_stride`).
+        min_tokens: ILCP keeps at least this many tokens per view, lowering the stride on small
+            bottlenecks (:func:`ilcp_stride`); 0 = ``stride`` at every size (the reference).
         asp_divide: ``"image"`` (code) or ``"superpixel"``.
         w_intra: weight of L_intra (1.0).
         w_inter: weight of L_inter (0.5).
@@ -256,6 +285,7 @@ def supercl_loss(
     b = z3.shape[0]
     if z4.shape != z3.shape or f1.shape[0] != b:
         raise ValueError(f"batch sizes differ: f1 {tuple(f1.shape)}, z3 {tuple(z3.shape)}, z4 {tuple(z4.shape)}")
+    stride = ilcp_stride(f1.shape[-2], f1.shape[-1], stride, min_tokens)
     l_intra = intra_loss(f1, f2, superpixels, stride, temperature, base_temperature)
     with torch.no_grad():
         a1 = average_superpixel_map(f1.detach(), superpixels, asp_divide).reshape(b, -1)

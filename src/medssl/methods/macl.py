@@ -80,6 +80,14 @@ class MACL(Method):
         weights: ``(w_g, w_d, w_er)`` = (1, 0.5, 1).
         t_fix: the ``T_fix`` view transform: ``"intensity"`` (the code) or ``"identity"`` (the paper).
         ema_momentum: EMA coefficient of the ``"ema"`` coupling.
+        min_bottleneck: smallest side of the dominant branch's bottleneck map. At the papers' 512 px
+            the x0.25 input gives an 8 x 8 bottleneck; a 64 px view would give 1 x 1 (a single
+            vector: ``L_ER`` and the decoder's first block see no spatial layout). When
+            ``P * down_factor / 2**depth`` is smaller, the dominant input is made
+            ``min_bottleneck * 2**depth`` pixels instead (a milder downsampling), ``L_ER`` compares
+            ``Y~`` resized to that bottleneck, and the dominant pixel map is average-pooled to the
+            auxiliary one's size for ``L_d``. 2 (the default) changes nothing at 128 px or more;
+            0 = the reference at every size.
 
     Raises:
         ValueError: on a coupling/t_fix not listed, ``decoder_blocks`` outside 0..depth, or a
@@ -111,6 +119,7 @@ class MACL(Method):
         weights: Sequence[float] = MACL_WEIGHTS,
         t_fix: TFix = "intensity",
         ema_momentum: float = 0.99,
+        min_bottleneck: int = 2,
     ) -> None:
         super().__init__(backbone)
         depth = backbone.depth
@@ -130,6 +139,9 @@ class MACL(Method):
             )
         if len(weights) != 3:
             raise ValueError(f"weights must be (w_global, w_dense, w_equivariance), got {tuple(weights)}")
+        if min_bottleneck < 0:
+            raise ValueError(f"min_bottleneck must be >= 0, got {min_bottleneck}")
+        self.min_bottleneck = int(min_bottleneck)
         self.down_factor = float(down_factor)
         self.decoder_blocks = int(decoder_blocks)
         self.coupling: Coupling = coupling
@@ -177,17 +189,27 @@ class MACL(Method):
         return self.ema_momentum
 
     # ------------------------------------------------------------------ branches
+    def dominant_side(self, side: int) -> int:
+        """Side of the dominant branch's input for an input side ``side``.
+
+        ``side * down_factor``, or ``min_bottleneck * 2**depth`` when that is larger (see
+        ``min_bottleneck``).
+        """
+        unit = 2**self.backbone.depth
+        return max(int(side * self.down_factor), min(side, self.min_bottleneck * unit))
+
     def check_input_size(self, height: int, width: int) -> None:
         """Raise ``ValueError`` (one line) when an ``height x width`` input does not fit.
 
-        The dominant input ``P * down_factor`` must be a whole number divisible by ``2**depth``
-        (and so must ``P`` for the auxiliary branch).
+        ``P`` must be divisible by ``2**depth``, and so must the dominant input: ``P * down_factor``
+        a whole number, unless ``min_bottleneck`` replaces it.
         """
         depth = self.backbone.depth
         unit = 2**depth
         for side in (height, width):
             scaled = side * self.down_factor
-            if side % unit or not float(scaled).is_integer() or int(scaled) % unit:
+            replaced = self.dominant_side(side) != int(scaled)
+            if side % unit or (not replaced and (not float(scaled).is_integer() or int(scaled) % unit)):
                 step = self._size_step()
                 lo, hi = (side // step) * step, (side // step + 1) * step
                 fits = f"{lo} or {hi}" if lo > 0 else f"{hi}"
@@ -212,9 +234,9 @@ class MACL(Method):
         return self.backbone.encoder if self.aux_encoder is None else self.aux_encoder
 
     def _down(self, x: Tensor) -> Tensor:
-        if self.down_factor == 1.0:
+        size = (self.dominant_side(int(x.shape[-2])), self.dominant_side(int(x.shape[-1])))
+        if size == tuple(x.shape[-2:]):
             return x
-        size = (int(x.shape[-2] * self.down_factor), int(x.shape[-1] * self.down_factor))
         return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
 
     def _auxiliary(self, i_a: Tensor, v_a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -245,6 +267,8 @@ class MACL(Method):
         self.check_input_size(int(i_a.shape[-2]), int(i_a.shape[-1]))
         y_full, zl_aux, zg_aux = self._auxiliary(i_a, v_a)
         y_dom, zl_dom, zg_dom = self._dominant(i_b, v_b)
+        if zl_dom.shape[-2:] != zl_aux.shape[-2:] and self.dominant_side(int(i_a.shape[-2])) != int(i_a.shape[-2] * self.down_factor):
+            zl_dom = F.adaptive_avg_pool2d(zl_dom, zl_aux.shape[-2:])  # min_bottleneck: a larger dominant map
         if zl_aux.shape != zl_dom.shape:  # guarded by __init__ and check_input_size; kept as a clear message
             raise ValueError(
                 f"MACL: pixel maps differ: auxiliary {tuple(zl_aux.shape)} vs dominant {tuple(zl_dom.shape)}"
@@ -277,7 +301,7 @@ class MACL(Method):
             delta=self.delta,
             temperature=self.temperature,
             base_temperature=self.base_temperature,
-            factor=self.down_factor,
+            factor=self.dominant_side(int(batch["v1"].shape[-2])) / int(batch["v1"].shape[-2]),
             weights=self.weights,
         )
 

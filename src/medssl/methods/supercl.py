@@ -41,7 +41,11 @@ class SuperCL(Method):
         temperature: tau of every SupCon term (0.1).
         base_temperature: tau_base (0.07).
         delta: PCL threshold of L_ins (0.1).
-        stride: ILCP token stride (16).
+        stride: ILCP token stride (16), the largest one used.
+        min_tokens: ILCP keeps at least this many tokens per view (64, the reference's count at its
+            512 px views): on smaller bottlenecks the stride is lowered, so the tokens stay spread
+            over the image (:func:`~medssl.losses.supercl.ilcp_stride`); 0 = the reference's fixed
+            stride at every size (4 tokens in one column at 128 px).
         asp_divide: ``"image"`` (the released code: divide superpixel sums by h*w) or
             ``"superpixel"`` (by the superpixel's size).
         w_intra: weight of L_intra (1.0).
@@ -68,6 +72,7 @@ class SuperCL(Method):
         base_temperature: float = 0.07,
         delta: float = 0.1,
         stride: int = 16,
+        min_tokens: int = 64,
         asp_divide: str = "image",
         w_intra: float = 1.0,
         w_inter: float = 0.5,
@@ -78,6 +83,8 @@ class SuperCL(Method):
             raise ValueError("temperatures must be non-zero")
         if stride < 1:
             raise ValueError(f"stride must be >= 1, got {stride}")
+        if min_tokens < 0:
+            raise ValueError(f"min_tokens must be >= 0, got {min_tokens}")
         if asp_divide not in ("image", "superpixel"):
             raise ValueError(f"asp_divide must be 'image' or 'superpixel', got '{asp_divide}'")
         c = backbone.bottleneck_channels
@@ -86,6 +93,7 @@ class SuperCL(Method):
         self.base_temperature = base_temperature
         self.delta = delta
         self.stride = stride
+        self.min_tokens = min_tokens
         self.asp_divide = asp_divide
         self.w_intra = w_intra
         self.w_inter = w_inter
@@ -120,6 +128,7 @@ class SuperCL(Method):
             base_temperature=self.base_temperature,
             delta=self.delta,
             stride=self.stride,
+            min_tokens=self.min_tokens,
             asp_divide=self.asp_divide,
             w_intra=self.w_intra,
             w_inter=self.w_inter,
