@@ -231,7 +231,7 @@ def cmd_pretrain(a: argparse.Namespace) -> int:
     res = pretrain(cfg, resume=not a.no_resume, log_fn=_say)
     losses = ", ".join(f"{k}={v:.4f}" for k, v in res.final_losses.items())
     _say(f"{res.method}: pre-trained {'+'.join(res.pretrains)}; last epoch: {losses}")
-    _say(f"checkpoint: {res.checkpoint}  (use: medssl finetune --init {res.checkpoint} ...)")
+    _say(f"checkpoint: {res.checkpoint}  (use: medssl finetune --init {res.out} ...)")
     return 0
 
 
