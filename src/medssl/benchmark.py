@@ -395,13 +395,16 @@ def run_benchmark(
         config: grid YAML file (see the module docstring).
         out: benchmark folder.
         cells: ``"i/n"``: only the fine-tuning cells i, i+n, i+2n... (0-based).
-        dry_run: only list the cells.
+        dry_run: validate every cell (as a real run does first) and list this process's cells.
         overrides: ``key=value`` changes of the grid file (dotted keys).
         log_fn: where messages go.
         report: write ``out/report`` at the end.
 
     Returns:
         A short text: what ran, what was skipped, where the report is.
+
+    Raises:
+        ConfigError, DataError: a cell that cannot run (before any work; splits once stores are prepared).
     """
     from .finetune import finetune
     from .pretrain import pretrain
