@@ -1,6 +1,7 @@
 """Progress output: a tqdm bar on a terminal, plain lines (no carriage returns) in logs and pipes."""
 from __future__ import annotations
 
+import gc
 import io
 import re
 
@@ -39,6 +40,20 @@ def test_line_progress_wraps_an_iterable_and_closes() -> None:
     lines = out.getvalue().splitlines()
     # 4/7 = 57% crosses the 50% mark; the loop's end closes the bar with the final count
     assert [ln.split(" [")[0] for ln in lines] == ["prepare synthetic:  57% 4/7 case", "prepare synthetic: 100% 7/7 case"]
+
+
+def test_a_loop_left_by_an_error_prints_nothing_after_it() -> None:
+    out = io.StringIO()
+
+    def run() -> None:
+        for i in progress_bar(range(10), desc="prepare", file=out, every_percent=20):
+            if i == 5:
+                raise RuntimeError("bad case")
+
+    with pytest.raises(RuntimeError):
+        run()
+    gc.collect()  # the abandoned generator is closed: no final line
+    assert [ln.split(" [")[0] for ln in out.getvalue().splitlines()] == ["prepare:  20% 2/10 it", "prepare:  40% 4/10 it"]
 
 
 def test_resumed_count_starts_at_initial() -> None:

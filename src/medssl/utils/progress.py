@@ -147,8 +147,10 @@ class LineProgress:
             for item in self.iterable:
                 yield item
                 self.update(1)
-        finally:
-            self.close()
+        except GeneratorExit:  # the loop was left early (break, or an error in its body): stop quietly,
+            self._closed = True  # so that no progress line is printed after the error message
+            raise
+        self.close()
 
     def __len__(self) -> int:
         return int(self.total or 0)
