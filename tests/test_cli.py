@@ -323,7 +323,7 @@ def test_run_folder_is_bound_to_its_configuration(capsys, synthetic_store, tmp_p
     assert _files(run) == before
     # another configuration: refused, naming the fields, nothing rewritten
     line = _one_line_error(capsys, _ft(synthetic_store, run, "--labels", "2", "--set", "optim.lr=0.01"))
-    assert "holds a fine-tuning run with another configuration (data.labels: '1' -> '2'; optim.lr: 0.0005 -> 0.01)" in line
+    assert "holds a fine-tuning run with another configuration (data.labels: '1' -> '2'; optim.lr: 0.001 -> 0.01)" in line  # the standard recipe's lr
     assert "--no-resume" in line
     assert _files(run) == before
     line = _one_line_error(capsys, _ft(synthetic_store, run, "--labels", "1", "--set", "model.base_width=8"))
@@ -423,5 +423,5 @@ def test_benchmark_checks_splits_before_training_and_existing_runs(capsys, tmp_p
     assert main(["benchmark", "--config", str(grid), "--out", str(root), "--no-report"]) == 0
     # a finished cell of another configuration is reported, not silently kept
     line = _one_line_error(capsys, ["benchmark", "--config", str(grid), "--out", str(root), "--dry-run", "--set", "finetune.optim.lr=0.01"])
-    assert "finetune/scratch__syn__2__s0: holds a fine-tuning run with another configuration (optim.lr: 0.0005 -> 0.01)" in line
+    assert "finetune/scratch__syn__2__s0: holds a fine-tuning run with another configuration (optim.lr: 0.001 -> 0.01)" in line  # the standard recipe's lr
     assert "change the grid back, or delete that run folder" in line

@@ -78,7 +78,8 @@ def test_elastic_noise_stride_reaches_both_augmentations(hippo_store, tmp_path, 
     pretrain(PretrainConfig(method="simclr", data=data, model=TINY, train=_train(epochs=1, max_steps=1),
                             out=str(tmp_path / "pre")))
     n_pre = len(seen)
-    finetune(FinetuneConfig(data=data, model=TINY, train=_train(epochs=1, max_steps=1), out=str(tmp_path / "ft")))
+    finetune(FinetuneConfig(data=data, model=TINY, train=_train(epochs=1, max_steps=1), out=str(tmp_path / "ft"),
+                            recipe="paper"))  # the recipe whose augmentation has an elastic field
     assert n_pre > 0 and len(seen) > n_pre and set(seen) == {4.0}
     with pytest.raises(ConfigError, match="elastic_noise_stride"):
         config_from_dict(PretrainConfig, {"data": {"elastic_noise_stride": 0.5}})

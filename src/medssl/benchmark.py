@@ -46,6 +46,7 @@ from typing import Any, Callable, Iterator
 import yaml
 
 from .config import SEED_MAX, FinetuneConfig, PretrainConfig, config_from_dict
+from .recipes import resolve_recipe
 from .engine.rundir import bind_run_dir, is_done, read_run
 from .errors import ConfigError, DataError
 from .utils.files import atomic_write_json
@@ -293,7 +294,7 @@ def _cell_configs(grid: dict[str, Any], ds: dict[str, Any], cell: GridCell, root
     fdict.setdefault("data", {}).update({"path": str(store), "labels": cell.labels})
     fdict.setdefault("train", {})["seed"] = cell.seed
     try:
-        fcfg = config_from_dict(FinetuneConfig, fdict)
+        fcfg = resolve_recipe(config_from_dict(FinetuneConfig, fdict))  # as finetune() resolves it
         check_finetune_settings(fcfg)
     except ConfigError as e:
         raise ConfigError(f"cell {cell.name}: {e}") from None

@@ -196,6 +196,18 @@ def _labels_problem(value: Any) -> str | None:
 SEED_MAX = 2**32 - 1
 
 
+def _recipe_problem(value: Any) -> str | None:
+    from .recipes import RECIPES
+
+    return None if value == "auto" or value in RECIPES else f"expected auto or one of {', '.join(RECIPES)}, got {value!r}"
+
+
+def _scale_problem(value: Any) -> str | None:
+    ok = (isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+          and 0 < value[0] <= value[1])
+    return None if ok else f"expected [low, high] with 0 < low <= high, got {value!r}"
+
+
 @dataclass
 class DataCfg(_Checked):
     """Where the prepared data is and how it is fed.
@@ -256,17 +268,21 @@ class ModelCfg(_Checked):
 
 @dataclass
 class OptimCfg(_Checked):
-    """Optimiser and schedule (fine-tuning defaults: Adam 5e-4, wd 1e-5, cosine to 5e-6)."""
+    """Optimiser and schedule: cosine per iteration from ``lr`` to ``min_lr`` after ``warmup_steps``.
+
+    In fine-tuning, ``lr``, ``min_lr`` and ``warmup_steps`` left at None come from the recipe
+    (:mod:`medssl.recipes`).
+    """
 
     _section = "optim"
 
     name: str = "adam"
-    lr: float = field(default=5e-4, metadata=in_range(gt=0))
+    lr: float | None = field(default=5e-4, metadata=in_range(gt=0))
     weight_decay: float = field(default=1e-5, metadata=in_range(ge=0))
     momentum: float = field(default=0.9, metadata=in_range(ge=0, lt=1))
-    min_lr: float = field(default=5e-6, metadata=in_range(ge=0))
+    min_lr: float | None = field(default=5e-6, metadata=in_range(ge=0))
     schedule: str = "cosine"
-    warmup_steps: int = field(default=0, metadata=in_range(ge=0))
+    warmup_steps: int | None = field(default=0, metadata=in_range(ge=0))
     grad_clip: float | None = field(default=None, metadata=in_range(gt=0))
 
 
@@ -275,8 +291,9 @@ class TrainCfg(_Checked):
     """The engine's settings.
 
     Attributes:
-        epochs: passes over the training slices.
-        max_steps: stop after this many optimiser steps (overrides epochs when smaller).
+        epochs: passes over the training slices; None = 100 (the papers), or as many as
+            ``max_steps`` needs when only that is given.
+        max_steps: stop after this many optimiser steps (the smaller of the two when both are given).
         device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:1`` | ``mps``.
         amp: ``auto`` (bf16/fp16 on CUDA, off on CPU) | ``none`` | ``bf16`` | ``fp16``.
         seed: global seed (the papers use 1234), 0 .. 2**32 - 1.
@@ -286,12 +303,14 @@ class TrainCfg(_Checked):
         channels_last: use channels-last memory format.
         compile: wrap the model in ``torch.compile``.
         progress: show a progress bar.
-        val_every: epochs between validations.
+        val_every: epochs between validations (None and no ``val_every_steps``: every epoch, or
+            the fine-tuning recipe's rhythm).
+        val_every_steps: validate at the end of the first epoch after every N optimiser steps.
     """
 
     _section = "train"
 
-    epochs: int = field(default=100, metadata=in_range(ge=1))
+    epochs: int | None = field(default=None, metadata=in_range(ge=1))
     max_steps: int | None = field(default=None, metadata=in_range(ge=1))
     device: str = field(default="auto", metadata=checked(_device_problem))
     amp: str = "auto"
@@ -302,40 +321,59 @@ class TrainCfg(_Checked):
     channels_last: bool = False
     compile: bool = False
     progress: bool = True
-    val_every: int = field(default=1, metadata=in_range(ge=1))
+    val_every: int | None = field(default=None, metadata=in_range(ge=1))
+    val_every_steps: int | None = field(default=None, metadata=in_range(ge=1))
+
+
+def _finetune_optim() -> OptimCfg:
+    """Adam, wd 1e-5; learning rate, its floor and warm-up from the recipe."""
+    return OptimCfg(name="adam", lr=None, weight_decay=1e-5, min_lr=None, warmup_steps=None)
 
 
 @dataclass
 class FinetuneConfig(_Checked):
-    """``medssl finetune``: the papers' protocol by default (METHODS.md section 6).
+    """``medssl finetune``: the ``standard`` protocol and its recipe by default (METHODS.md section 6).
+
+    Settings left at None come from the recipe (:mod:`medssl.recipes`): ``paper`` (the papers'
+    recipe exactly) or ``standard`` (converges at small budgets); ``auto`` picks the protocol's own.
 
     Attributes:
-        init: pre-trained checkpoint (``pretrain.pt`` of a medssl run, a reference-code checkpoint) or None.
-        protocol: ``paper`` (select on test, pooled 2D Dice, pixel distances) or ``standard``.
+        init: pre-trained checkpoint (``pretrain.pt`` of a medssl run or its run folder, a
+            reference-code checkpoint) or None.
+        protocol: ``standard`` (the default: validation split, per-volume 3D metrics in mm) or
+            ``paper`` (select on test, pooled 2D Dice, pixel distances, as the papers did).
+        recipe: ``auto`` | ``paper`` | ``standard``.
         loss: ``ce`` (papers) | ``dice`` | ``dicece``.
         freeze: parts kept frozen during fine-tuning (``[]``, ``["encoder"]``).
         method: name shown in reports; None = taken from the checkpoint (``scratch`` without one).
-        augment: the papers' fine-tuning augmentation (mirror; p_spatial elastic/rotation/scale).
-        p_spatial: probability of the spatial transform (0.67 in the papers).
+        augment: False turns every augmentation off (random pad/crop only).
+        p_spatial: probability of the spatial transform (rotation, scale, elastic; 0.67 in the papers).
         mirror: random flips on both axes (the papers); harmful where classes are defined by
-            position (MSD Hippocampus: anterior / posterior).
+            side (CHAOS kidneys, MSD Hippocampus anterior / posterior).
+        rotation: largest rotation in degrees (180: any angle, the papers).
+        scale: ``[low, high]`` of the coordinate scale factor (the papers: 0.7, 1.3).
+        elastic: elastic deformation in the spatial transform (the papers).
     """
 
     _together = (_image_size_fits,)
 
     data: DataCfg = field(default_factory=DataCfg)
     model: ModelCfg = field(default_factory=ModelCfg)
-    optim: OptimCfg = field(default_factory=OptimCfg)
+    optim: OptimCfg = field(default_factory=_finetune_optim)
     train: TrainCfg = field(default_factory=TrainCfg)
     out: str = "runs/finetune"
     init: str | None = None
     protocol: str = "standard"
-    loss: str = "ce"
+    recipe: str = field(default="auto", metadata=checked(_recipe_problem))
+    loss: str | None = None
     freeze: list[str] = field(default_factory=list)
     method: str | None = None
     augment: bool = True
-    p_spatial: float = field(default=0.67, metadata=in_range(ge=0, le=1))
-    mirror: bool = True
+    p_spatial: float | None = field(default=None, metadata=in_range(ge=0, le=1))
+    mirror: bool | None = None
+    rotation: float | None = field(default=None, metadata=in_range(ge=0, le=180))
+    scale: list[float] | None = field(default=None, metadata=checked(_scale_problem))
+    elastic: bool | None = None
 
 
 def _pretrain_optim() -> OptimCfg:
@@ -440,6 +478,11 @@ def config_from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> An
             raise ConfigError(f"unknown setting '{prefix}{key}'; known: {', '.join(sorted(names))}")
         hint = hints[key]
         if is_dataclass(hint) and isinstance(value, Mapping):
+            # a partial section keeps the parent's own defaults for it (PretrainConfig's SGD optimiser,
+            # FinetuneConfig's recipe-filled learning rate), not the section class's
+            factory = names[key].default_factory
+            if factory is not dataclasses.MISSING:
+                value = {**asdict(factory()), **value}
             kwargs[key] = config_from_dict(hint, value, prefix=f"{prefix}{key}.")
         else:
             kwargs[key] = _coerce(value, hint, f"{prefix}{key}")

@@ -28,11 +28,12 @@ from .engine.trainer import Engine, resolve_device, seed_everything
 from .errors import ConfigError
 from .models.checkpoint import checkpoint_in_channels, load_pretrained, read_checkpoint
 from .models.factory import create_model
+from .recipes import resolve_recipe
 from .preflight import check_finetune
 from .utils import distributed as du
 from .utils.files import atomic_save_npy, atomic_write_json
 
-__all__ = ["finetune", "FinetuneResult", "SegmentationTask", "segmentation_loss"]
+__all__ = ["finetune", "FinetuneResult", "SegmentationTask", "segmentation_loss", "joint_augment"]
 
 log = logging.getLogger("medssl")
 
@@ -63,23 +64,30 @@ class FinetuneResult:
     selected_on: str
 
 
+def joint_augment(cfg: FinetuneConfig, patch: int) -> Any:
+    """The fine-tuning augmentation of a resolved configuration (pad/crop, mirror, rotation, scale, elastic)."""
+    from .data.transforms import JointAugment
+
+    rot = math.radians(cfg.rotation or 0.0)
+    angle = (0.0, 2.0 * math.pi) if cfg.rotation is not None and cfg.rotation >= 180 else (-rot, rot)
+    return JointAugment(patch, p_spatial=cfg.p_spatial, mirror=cfg.mirror, backend=cfg.data.spatial_backend,
+                        noise_stride=cfg.data.elastic_noise_stride, rotation=bool(cfg.rotation), angle=angle,
+                        scaling=tuple(cfg.scale) != (1.0, 1.0), scale=tuple(cfg.scale), elastic=bool(cfg.elastic))
+
+
 class SegmentationTask:
     """The fine-tuning :class:`~medssl.engine.Task`."""
 
     find_unused_parameters = False
 
     def __init__(self, cfg: FinetuneConfig, store: SliceStore, split: Split, model: nn.Module, in_channels: int, device: torch.device) -> None:
-        from .data.transforms import JointAugment
-
         self.cfg, self.store, self.split, self.model = cfg, store, split, model
         self.device, self.in_channels = device, in_channels
         self.patch = cfg.data.image_size or store.patch_size
         multiple = 2 ** cfg.model.depth
         if self.patch % multiple:
             raise ConfigError(f"image size {self.patch} must be divisible by {multiple} (2**depth)")
-        aug = (JointAugment(self.patch, p_spatial=cfg.p_spatial, mirror=cfg.mirror, backend=cfg.data.spatial_backend,
-                            noise_stride=cfg.data.elastic_noise_stride)
-               if cfg.augment else None)
+        aug = joint_augment(cfg, self.patch) if cfg.augment else None
         self.dataset = LabelledSlices(store, split.train, self.patch, aug, seed=cfg.train.seed, in_channels=in_channels)
         self.select_on = split.val if cfg.protocol == "standard" else split.test
         self.monitor = "val_dice" if cfg.protocol == "standard" else "test_dice"
@@ -162,6 +170,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
     say = log_fn or log.info
     if cfg.protocol not in ("paper", "standard"):
         raise ConfigError(f"protocol must be 'paper' or 'standard', got '{cfg.protocol}'")
+    cfg = resolve_recipe(cfg)  # every unset setting from the recipe: config.yaml records the values used
     if not cfg.data.path:
         raise ConfigError("data.path is empty: give the prepared store (--data)")
     bound = bind_run_dir(cfg.out, cfg, "finetune", resume)  # compares with a previous run; writes nothing

@@ -88,11 +88,13 @@ def check_finetune_settings(cfg: Any) -> None:
     import torch
 
     from .finetune import segmentation_loss
+    from .recipes import resolve_recipe
 
     if cfg.protocol not in ("paper", "standard"):
         raise ConfigError(f"protocol: expected paper or standard, got {cfg.protocol!r}")
     if cfg.data.split not in ("seeded", "paper"):
         raise ConfigError(f"data.split: expected seeded or paper, got {cfg.data.split!r}")
+    cfg = resolve_recipe(cfg)
     check_engine_settings(cfg)
     segmentation_loss(torch.zeros(1, 2, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long), cfg.loss)
 

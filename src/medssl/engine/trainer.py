@@ -183,6 +183,73 @@ def _fmt(v: Any) -> Any:
     return f"{v:.6g}" if isinstance(v, float) else v
 
 
+@dataclass
+class _Plan:
+    """The run's length: optimiser steps per epoch, steps in all, epochs."""
+
+    steps_per_epoch: int
+    total: int
+    epochs: int
+
+
+@dataclass
+class _Run:
+    """What :meth:`Engine.fit` trains: the model, its DDP/compiled wrapper, optimiser and scaler."""
+
+    model: nn.Module
+    train_model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: Any
+
+
+@dataclass
+class _State:
+    """Where the run is: next epoch, steps done, best score and epoch, step of the last validation."""
+
+    epoch: int = 0
+    step: int = 0
+    best: float | None = None
+    best_epoch: int | None = None
+    validated_at: int = 0
+    resumed_from: int | None = None
+
+
+class _Logs:
+    """``log.csv`` (one row per epoch), ``steps.csv`` (every ``log_every`` steps) and TensorBoard."""
+
+    def __init__(self, engine: "Engine", state: _State) -> None:
+        main = engine.is_main
+        self.epochs = _CsvLog(engine.out / "log.csv") if main else None
+        self.steps = _CsvLog(engine.out / "steps.csv") if main else None
+        if state.resumed_from is not None and self.epochs is not None and self.steps is not None:
+            self.epochs.truncate_after("epoch", state.resumed_from)
+            self.steps.truncate_after("step", state.step)
+        self.tb = engine._tensorboard()
+
+    def step_row(self, step: int, epoch: int, lr: float, losses: dict[str, Tensor], bar: Any) -> None:
+        if self.steps is None:
+            return
+        row = {"step": step, "epoch": epoch, "lr": lr, **{k: float(v) for k, v in losses.items()}}
+        self.steps.append(row)
+        if self.tb is not None:
+            for k, v in row.items():
+                if k not in ("step", "epoch"):
+                    self.tb.add_scalar(f"train/{k}", v, step)
+        bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.2e}")
+
+    def epoch_row(self, row: dict[str, Any], metrics: dict[str, float]) -> None:
+        if self.epochs is None:
+            return
+        self.epochs.append(row)
+        if self.tb is not None:
+            for k, v in metrics.items():
+                self.tb.add_scalar(f"val/{k}", v, row["step"])
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
 class Engine:
     """Runs a :class:`Task`.
 
@@ -224,6 +291,49 @@ class Engine:
 
     # -- the loop --------------------------------------------------------------------------------
     def fit(self, task: Task) -> FitResult:
+        """Train ``task`` to the end of its schedule (resuming from ``checkpoint_latest.pt`` if asked).
+
+        Each epoch: :meth:`_train_epoch` (the optimiser steps), :meth:`_validate` when the rhythm
+        says so, :meth:`_select` (best checkpoint), then :meth:`_end_epoch` (checkpoint and log row).
+        """
+        run = self._build(task)
+        plan = self.plan(task.steps_per_epoch())
+        state = self._restore(run)
+        logs = _Logs(self, state)
+        from ..utils.progress import progress_bar
+
+        bar = progress_bar(total=plan.total, initial=state.step, desc=self.out.name, unit="step",
+                           disable=not (self.cfg.progress and self.is_main), dynamic_ncols=True)
+        last_metrics: dict[str, float] = {}
+        for epoch in range(state.epoch, plan.epochs):
+            if state.step >= plan.total:
+                break
+            t0 = time.time()
+            train_means = self._train_epoch(task, run, plan, state, epoch, logs, bar)
+            metrics = self._validate(task, run.model, plan, state, epoch)
+            last_metrics = {**{f"train_{k}" if k != "loss" else "train_loss": v for k, v in train_means.items()}, **metrics}
+            self._select(task, run.model, state, epoch, metrics)
+            self._end_epoch(run, plan, state, epoch, logs, last_metrics, metrics, time.time() - t0)
+        bar.close()
+        logs.close()
+        if du.is_distributed():
+            dist.barrier()
+        return FitResult(plan.epochs, state.step, state.best, state.best_epoch, last_metrics)
+
+    def plan(self, steps_per_epoch: int) -> "_Plan":
+        """How long the run is: ``max_steps`` and/or ``epochs`` (100 when neither is given)."""
+        cfg = self.cfg
+        spe = max(1, steps_per_epoch)
+        if cfg.epochs is None and cfg.max_steps is not None:
+            total = cfg.max_steps
+        else:
+            total = (cfg.epochs if cfg.epochs is not None else 100) * spe
+            if cfg.max_steps is not None:
+                total = min(total, cfg.max_steps)
+        return _Plan(spe, total, math.ceil(total / spe))
+
+    def _build(self, task: Task) -> "_Run":
+        """The model on its device (DDP, SyncBatchNorm, channels-last, compile), optimiser and scaler."""
         cfg = self.cfg
         model = task.model.to(self.device)
         if cfg.channels_last:
@@ -241,122 +351,120 @@ class Engine:
             train_model = torch.compile(train_model)  # type: ignore[assignment]
         optimizer = build_optimizer(model.parameters(), self.optim_cfg)
         scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        return _Run(model, train_model, optimizer, scaler)
 
-        steps_per_epoch = max(1, task.steps_per_epoch())
-        total = cfg.epochs * steps_per_epoch
-        if cfg.max_steps is not None:
-            total = min(total, cfg.max_steps)
-        epochs = math.ceil(total / steps_per_epoch)
-
-        start_epoch, step, best, best_epoch = 0, 0, None, None
-        log = _CsvLog(self.out / "log.csv") if self.is_main else None
-        steps_log = _CsvLog(self.out / "steps.csv") if self.is_main else None
+    def _restore(self, run: "_Run") -> "_State":
+        """The state to start from: ``checkpoint_latest.pt`` when resuming, else a fresh one."""
+        state = _State()
         if self.resume and self.latest_path.is_file():
             ck = torch.load(self.latest_path, map_location=self.device, weights_only=False)
-            model.load_state_dict(ck["model"])
-            optimizer.load_state_dict(ck["optimizer"])
+            run.model.load_state_dict(ck["model"])
+            run.optimizer.load_state_dict(ck["optimizer"])
             if ck.get("scaler"):
-                scaler.load_state_dict(ck["scaler"])
-            start_epoch, step = ck["epoch"] + 1, ck["step"]
-            best, best_epoch = ck.get("best"), ck.get("best_epoch")
+                run.scaler.load_state_dict(ck["scaler"])
+            state = _State(ck["epoch"] + 1, ck["step"], ck.get("best"), ck.get("best_epoch"),
+                           ck.get("validated_at", ck["step"]), resumed_from=ck["epoch"])
             torch.set_rng_state(ck["torch_rng"])
-            if log is not None:
-                log.truncate_after("epoch", ck["epoch"])
-                steps_log.truncate_after("step", step)  # type: ignore[union-attr]
-        tb = self._tensorboard()
+        return state
 
-        from ..utils.progress import progress_bar
-
-        bar = progress_bar(total=total, initial=step, desc=self.out.name, unit="step", disable=not (cfg.progress and self.is_main), dynamic_ncols=True)
+    def _train_epoch(self, task: Task, run: "_Run", plan: "_Plan", state: "_State", epoch: int, logs: "_Logs",
+                     bar: Any) -> dict[str, float]:
+        """One pass over ``task.train_loader(epoch)`` (or up to the last step); the mean losses."""
+        cfg = self.cfg
+        run.model.train()
         check_every = 1 if self.device.type == "cpu" else max(1, cfg.log_every)
-        last_metrics: dict[str, float] = {}
-        for epoch in range(start_epoch, epochs):
-            if step >= total:
+        sums: dict[str, Tensor] = {}
+        n = 0
+        pending: list[tuple[int, dict[str, Tensor]]] = []
+        for batch in task.train_loader(epoch):
+            if state.step >= plan.total:
                 break
-            model.train()
-            t0 = time.time()
-            sums: dict[str, Tensor] = {}
-            n = 0
-            pending: list[tuple[int, dict[str, Tensor]]] = []
-            for batch in task.train_loader(epoch):
-                if step >= total:
-                    break
-                batch = _to_device(batch, self.device, cfg.channels_last)
-                lr = lr_at(step, total, self.optim_cfg)
-                for g in optimizer.param_groups:
-                    g["lr"] = lr
-                task.on_step(step, total)
-                with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-                    losses = task.training_step(train_model, batch)
-                loss = losses["loss"]
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if self.optim_cfg.grad_clip:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), self.optim_cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                step += 1
-                task.after_step(step / total)
-                detached = {k: v.detach().float() for k, v in losses.items()}
-                pending.append((step, detached))
-                for k, v in detached.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                n += 1
-                if step % check_every == 0 or step == total:
-                    self._check_finite(pending)
-                    pending = []
-                if step % max(1, cfg.log_every) == 0 and steps_log is not None:
-                    row = {"step": step, "epoch": epoch, "lr": lr, **{k: float(v) for k, v in detached.items()}}
-                    steps_log.append(row)
-                    if tb is not None:
-                        for k, v in row.items():
-                            if k not in ("step", "epoch"):
-                                tb.add_scalar(f"train/{k}", v, step)
-                    bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.2e}")
-                bar.update(1)
-            self._check_finite(pending)
-            train_means = {k: float(du.all_reduce_mean(v / max(n, 1))) for k, v in sums.items()}
-            metrics: dict[str, float] = {}
-            is_last = step >= total or epoch == epochs - 1
-            if (epoch + 1) % max(1, cfg.val_every) == 0 or is_last:
-                model.eval()
-                with torch.no_grad():
-                    metrics = task.validate(model, epoch) or {}
-            last_metrics = {**{f"train_{k}" if k != "loss" else "train_loss": v for k, v in train_means.items()}, **metrics}
-            improved = False
-            if task.monitor and task.monitor in metrics and not math.isnan(metrics[task.monitor]):
-                score = metrics[task.monitor]
-                if best is None or score > best:
-                    best, best_epoch, improved = score, epoch, True
-            if improved:
-                self._save(self.best_path, {"model": model.state_dict(), "epoch": epoch, "score": best, "monitor": task.monitor})
-            elif task.monitor is None:
-                best_epoch = epoch
-            self._save(
-                self.latest_path,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "epoch": epoch,
-                    "step": step,
-                    "best": best,
-                    "best_epoch": best_epoch,
-                    "torch_rng": torch.get_rng_state(),
-                },
-            )
-            if log is not None:
-                log.append({"epoch": epoch, "step": step, "lr": lr_at(max(step - 1, 0), total, self.optim_cfg), **last_metrics, "seconds": round(time.time() - t0, 3)})
-                if tb is not None:
-                    for k, v in metrics.items():
-                        tb.add_scalar(f"val/{k}", v, step)
-        bar.close()
-        if tb is not None:
-            tb.close()
-        if du.is_distributed():
-            dist.barrier()
-        return FitResult(epochs, step, best, best_epoch, last_metrics)
+            lr, losses = self._step(task, run, plan, state.step, _to_device(batch, self.device, cfg.channels_last))
+            state.step += 1
+            task.after_step(state.step / plan.total)
+            detached = {k: v.detach().float() for k, v in losses.items()}
+            pending.append((state.step, detached))
+            for k, v in detached.items():
+                sums[k] = sums.get(k, 0.0) + v
+            n += 1
+            if state.step % check_every == 0 or state.step == plan.total:
+                self._check_finite(pending)
+                pending = []
+            if state.step % max(1, cfg.log_every) == 0:
+                logs.step_row(state.step, epoch, lr, detached, bar)
+            bar.update(1)
+        self._check_finite(pending)
+        return {k: float(du.all_reduce_mean(v / max(n, 1))) for k, v in sums.items()}
+
+    def _step(self, task: Task, run: "_Run", plan: "_Plan", step: int, batch: Any) -> tuple[float, dict[str, Tensor]]:
+        """One optimiser step at ``step``: learning rate, forward (autocast), backward, clip, update."""
+        lr = lr_at(step, plan.total, self.optim_cfg)
+        for g in run.optimizer.param_groups:
+            g["lr"] = lr
+        task.on_step(step, plan.total)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            losses = task.training_step(run.train_model, batch)
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(losses["loss"]).backward()
+        if self.optim_cfg.grad_clip:
+            run.scaler.unscale_(run.optimizer)
+            nn.utils.clip_grad_norm_(run.model.parameters(), self.optim_cfg.grad_clip)
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        return lr, losses
+
+    def should_validate(self, epoch: int, step: int, validated_at: int, last: bool) -> bool:
+        """Whether to validate after ``epoch``: the last epoch always; else every ``val_every``
+        epochs, or once ``val_every_steps`` steps have passed since the last validation, or (neither
+        set) every epoch."""
+        cfg = self.cfg
+        if last:
+            return True
+        if cfg.val_every is not None and (epoch + 1) % cfg.val_every == 0:
+            return True
+        if cfg.val_every_steps is not None:
+            return step // cfg.val_every_steps > validated_at // cfg.val_every_steps
+        return cfg.val_every is None
+
+    def _validate(self, task: Task, model: nn.Module, plan: "_Plan", state: "_State", epoch: int) -> dict[str, float]:
+        last = state.step >= plan.total or epoch == plan.epochs - 1
+        if not self.should_validate(epoch, state.step, state.validated_at, last):
+            return {}
+        state.validated_at = state.step
+        model.eval()
+        with torch.no_grad():
+            return task.validate(model, epoch) or {}
+
+    def _select(self, task: Task, model: nn.Module, state: "_State", epoch: int, metrics: dict[str, float]) -> None:
+        """Keep the best checkpoint by ``task.monitor`` (higher is better); without one, the last epoch."""
+        if task.monitor is None:
+            state.best_epoch = epoch
+            return
+        score = metrics.get(task.monitor)
+        if score is None or math.isnan(score) or (state.best is not None and score <= state.best):
+            return
+        state.best, state.best_epoch = score, epoch
+        self._save(self.best_path, {"model": model.state_dict(), "epoch": epoch, "score": score, "monitor": task.monitor})
+
+    def _end_epoch(self, run: "_Run", plan: "_Plan", state: "_State", epoch: int, logs: "_Logs",
+                   last_metrics: dict[str, float], metrics: dict[str, float], seconds: float) -> None:
+        """The atomic ``checkpoint_latest.pt`` and the epoch's row of ``log.csv``."""
+        self._save(
+            self.latest_path,
+            {
+                "model": run.model.state_dict(),
+                "optimizer": run.optimizer.state_dict(),
+                "scaler": run.scaler.state_dict(),
+                "epoch": epoch,
+                "step": state.step,
+                "best": state.best,
+                "best_epoch": state.best_epoch,
+                "validated_at": state.validated_at,
+                "torch_rng": torch.get_rng_state(),
+            },
+        )
+        lr = lr_at(max(state.step - 1, 0), plan.total, self.optim_cfg)
+        logs.epoch_row({"epoch": epoch, "step": state.step, "lr": lr, **last_metrics, "seconds": round(seconds, 3)}, metrics)
 
     def _check_finite(self, pending: list[tuple[int, dict[str, Tensor]]]) -> None:
         if not pending:

@@ -1,0 +1,128 @@
+"""Fine-tuning recipes: the named sets of settings that decide whether fine-tuning learns.
+
+A recipe fills every fine-tuning setting that the user left unset (``None`` in
+:class:`~medssl.config.FinetuneConfig`): the loss, the learning rate and its schedule, the
+augmentation, how often the selection set is scored. Settings given explicitly (YAML, flags,
+``--set``) always win; the resolved values are what ``config.yaml`` records.
+
+* ``paper``: the papers' recipe exactly (METHODS.md section 6; ``train_supervised.py`` of the
+  reference code): cross-entropy, Adam 5e-4 cosine to 5e-6, no warm-up, mirror on both axes and
+  with p = 0.67 elastic deformation + rotation in 0..2 pi + scale 0.7..1.3, and the selection set
+  scored every 10 epochs (the reference's ``val_interval``). Made for 100 epochs at 256-512 px;
+  ``--protocol paper`` uses it.
+* ``standard``: the default of the ``standard`` protocol, made to converge at the budgets a CPU
+  user runs (hundreds of steps): Dice + cross-entropy, Adam 1e-3 with a short linear warm-up and
+  cosine to 1e-5, and a mild augmentation that never swaps classes defined by side (no mirroring,
+  rotations of +-15 degrees, scale 0.85..1.25, no elastic field), the selection set scored about
+  every 50 steps. Chosen on validation curves (``benchmarks/finetune_recipes.py``, README).
+
+Example::
+
+    cfg = resolve_recipe(FinetuneConfig(data=DataCfg(path="prepared/acdc")))
+    cfg.loss, cfg.optim.lr      # ('dicece', 0.001)
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = ["Recipe", "RECIPES", "recipe_name", "resolve_recipe"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One fine-tuning recipe.
+
+    Attributes:
+        name: registry key.
+        description: one line for ``--help`` and the docs.
+        loss: ``ce`` | ``dice`` | ``dicece``.
+        lr: peak learning rate (Adam).
+        min_lr: learning rate at the end of the cosine schedule.
+        warmup_steps: linear warm-up steps.
+        mirror: random flips of both axes.
+        p_spatial: probability of the spatial transform (rotation / scale / elastic).
+        rotation: largest rotation in degrees (180 = any angle, the papers' 0..2 pi).
+        scale: range of the coordinate scale factor.
+        elastic: elastic deformation inside the spatial transform.
+        val_every: epochs between scorings of the selection set (None: :attr:`val_every_steps`).
+        val_every_steps: score the selection set at the end of the first epoch after every
+            ``val_every_steps`` optimiser steps (the same rhythm at any data size).
+    """
+
+    name: str
+    description: str
+    loss: str
+    lr: float
+    min_lr: float
+    warmup_steps: int
+    mirror: bool
+    p_spatial: float
+    rotation: float
+    scale: tuple[float, float]
+    elastic: bool
+    val_every: int | None = None
+    val_every_steps: int | None = None
+
+
+RECIPES: dict[str, Recipe] = {
+    "paper": Recipe(
+        name="paper",
+        description="the papers' recipe: CE, Adam 5e-4 cosine, mirror + p=0.67 elastic/rotation/scale, scored every 10 epochs",
+        loss="ce", lr=5e-4, min_lr=5e-6, warmup_steps=0,
+        mirror=True, p_spatial=0.67, rotation=180.0, scale=(0.7, 1.3), elastic=True, val_every=10,
+    ),
+    "standard": Recipe(
+        name="standard",
+        description="converges at small budgets: Dice+CE, Adam 1e-3 with warm-up, +-15 deg rotation and 0.85-1.25 scale, no flips",
+        loss="dicece", lr=1e-3, min_lr=1e-5, warmup_steps=50,
+        mirror=False, p_spatial=0.5, rotation=15.0, scale=(0.85, 1.25), elastic=False, val_every=None, val_every_steps=50,
+    ),
+}
+
+
+def recipe_name(cfg: Any) -> str:
+    """The recipe ``cfg`` asks for: ``cfg.recipe``, or for ``auto`` the protocol's own (paper -> paper)."""
+    name = cfg.recipe if cfg.recipe != "auto" else ("paper" if cfg.protocol == "paper" else "standard")
+    if name not in RECIPES:
+        raise ConfigError(f"recipe: expected auto or one of {', '.join(RECIPES)}, got '{cfg.recipe}'")
+    return name
+
+
+def resolve_recipe(cfg: Any) -> Any:
+    """A copy of a :class:`~medssl.config.FinetuneConfig` with every unset setting taken from its recipe.
+
+    Args:
+        cfg: the configuration; ``None`` fields are the ones the recipe fills (the validation
+            rhythm only when neither ``train.val_every`` nor ``train.val_every_steps`` is set).
+
+    Returns:
+        The resolved configuration (``recipe`` set to the concrete name).
+    """
+    name = recipe_name(cfg)
+    r = RECIPES[name]
+    optim = dataclasses.replace(
+        cfg.optim,
+        lr=r.lr if cfg.optim.lr is None else cfg.optim.lr,
+        min_lr=r.min_lr if cfg.optim.min_lr is None else cfg.optim.min_lr,
+        warmup_steps=r.warmup_steps if cfg.optim.warmup_steps is None else cfg.optim.warmup_steps,
+    )
+    train = cfg.train
+    if train.val_every is None and train.val_every_steps is None:
+        train = dataclasses.replace(train, val_every=r.val_every, val_every_steps=r.val_every_steps)
+    pick = lambda mine, theirs: theirs if mine is None else mine  # noqa: E731
+    return dataclasses.replace(
+        cfg,
+        recipe=name,
+        optim=optim,
+        train=train,
+        loss=pick(cfg.loss, r.loss),
+        mirror=pick(cfg.mirror, r.mirror),
+        p_spatial=pick(cfg.p_spatial, r.p_spatial),
+        rotation=pick(cfg.rotation, r.rotation),
+        scale=pick(cfg.scale, list(r.scale)),
+        elastic=pick(cfg.elastic, r.elastic),
+    )
