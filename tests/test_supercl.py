@@ -236,9 +236,36 @@ def test_method_step_gradients_and_bare_forward() -> None:
     assert all(g is not None and torch.isfinite(g).all() for g in enc)
     assert all(p.grad is None for p in method.backbone.decoder.parameters())
     assert all(p.grad is not None for p in method.head.parameters())
-    assert method.head.mlp[0].in_features == 64 and method.head.mlp[-1].out_features == 128
+    assert method.head.mlp[0].in_features == 64 and method.head.mlp[-1].out_features == 512  # the reference's --classes 512
     assert torch.isfinite(method.bare_forward(batch))
     assert set(method.pretrained_state_dict()) == {"encoder." + k for k in method.backbone.encoder.state_dict()}
+
+
+def test_encoder_init_follows_the_reference() -> None:
+    torch.manual_seed(0)
+    he = UNet(1, 2, base_width=8)
+    w_he = he.encoder.stages[0][0][0].weight.detach().clone()
+    SuperCL(he)  # default: the reference's encoder keeps PyTorch's default initialisation
+    w = he.encoder.stages[0][0][0].weight.detach()
+    # kaiming_uniform(a=sqrt(5)) bounds |w| by 1/sqrt(fan_in) = 1/3 for a 3x3 conv of one channel;
+    # the U-Net's He-normal init (std sqrt(2 / 9 / (1 + 0.01**2)) ~ 0.47) exceeds it
+    assert float(w.abs().max()) <= 1 / 3 + 1e-6 and float(w_he.abs().max()) > 1 / 3
+    kept = UNet(1, 2, base_width=8)
+    before = kept.encoder.stages[0][0][0].weight.detach().clone()
+    SuperCL(kept, encoder_init="he")
+    assert torch.equal(kept.encoder.stages[0][0][0].weight, before)
+    with pytest.raises(ValueError, match="encoder_init"):
+        SuperCL(UNet(1, 2, base_width=4), encoder_init="xavier")
+
+
+def test_ilcp_stride_keeps_the_reference_at_512_and_enough_tokens_below() -> None:
+    from medssl.losses.supercl import ilcp_stride
+
+    assert ilcp_stride(32, 32) == 16  # 512 px: the reference's 64 tokens, two columns
+    assert ilcp_stride(16, 16) == 4 and ilcp_stride(12, 12) == 2  # 256 px, 192 px
+    assert ilcp_stride(8, 8) == 1 and ilcp_stride(4, 4) == 1  # 128 px and 64 px: every token
+    assert ilcp_stride(8, 8, min_tokens=0) == 16  # the reference at every size
+    assert ilcp_stride(64, 64) == 16  # 1024 px: never more than the reference's stride
 
 
 def test_method_rejects_bad_options() -> None:

@@ -22,7 +22,7 @@ from .config import FinetuneConfig
 from .data.datasets import LabelledSlices, seed_worker
 from .data.splits import Split, make_split
 from .data.store import SliceStore
-from .engine.inference import predict_volume
+from .engine.inference import outside_window_to_zero, predict_volume
 from .engine.rundir import bind_run_dir, init_run_dir, mark_done
 from .engine.trainer import Engine, resolve_device, seed_everything
 from .errors import ConfigError
@@ -91,6 +91,8 @@ class SegmentationTask:
         self.dataset = LabelledSlices(store, split.train, self.patch, aug, seed=cfg.train.seed, in_channels=in_channels)
         self.select_on = split.val if cfg.protocol == "standard" else split.test
         self.monitor = "val_dice" if cfg.protocol == "standard" else "test_dice"
+        #: the papers score the centre pad/crop of each slice at the patch size; standard, the whole slice
+        self.window = self.patch if cfg.protocol == "paper" else None
         self._gen = torch.Generator()
 
     def steps_per_epoch(self) -> int:
@@ -129,7 +131,14 @@ class SegmentationTask:
         pass
 
     def predict(self, model: nn.Module, case_id: str) -> np.ndarray:
-        return predict_volume(model, np.asarray(self.store.image(case_id)), self.device, in_channels=self.in_channels, multiple=2**self.cfg.model.depth)
+        """The prediction of a whole volume (0 outside the scored window under the ``paper`` protocol)."""
+        return predict_volume(model, np.asarray(self.store.image(case_id)), self.device, in_channels=self.in_channels,
+                              multiple=2**self.cfg.model.depth, window=self.window)
+
+    def reference(self, case_id: str) -> np.ndarray:
+        """The label a prediction is scored against (0 outside the window under the ``paper`` protocol)."""
+        label = np.asarray(self.store.label(case_id))
+        return label if self.window is None else outside_window_to_zero(label, self.window)
 
     def validate(self, model: nn.Module, epoch: int) -> dict[str, float]:
         """Mean foreground Dice on the selection set: per volume (standard) or pooled (paper)."""
@@ -142,7 +151,7 @@ class SegmentationTask:
         per_case = []
         for cid in self.select_on:
             pred = self.predict(model, cid)
-            counts = np.asarray(confusion_counts(pred, np.asarray(self.store.label(cid)), k))
+            counts = np.asarray(confusion_counts(pred, self.reference(cid), k))
             totals += counts.astype(np.int64)
             dsc, _ = dice_jaccard_from_counts(counts)
             per_case.append(np.nanmean(np.asarray(dsc, dtype=float)[1:]) if k > 1 else np.nan)
@@ -256,7 +265,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
     for cid in split.test:
         pred = task.predict(model, cid)
         atomic_save_npy(out / "predictions" / f"{cid}.npy", pred)
-        items.append((cid, pred, np.asarray(store.label(cid)), store.info(cid).spacing))
+        items.append((cid, pred, task.reference(cid), store.info(cid).spacing))
     result = evaluate_arrays(items, store.class_names, cfg.protocol, spacing_known=store.spacing_known)
     write_results(result, out)
     table = format_summary_table(result.summary)

@@ -199,6 +199,8 @@ def _finetune_cfg(a: argparse.Namespace) -> Any:
         pairs.append(f"data.labels={a.labels}")
     if a.protocol is not None:
         pairs.append(f"protocol={a.protocol}")
+    if a.recipe is not None:
+        pairs.append(f"recipe={a.recipe}")
     if a.split is not None:
         pairs.append(f"data.split={a.split}")
     if a.init is not None:
@@ -353,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--init", help="pre-trained weights: a pre-training run folder (its pretrain.pt), a checkpoint file "
                                   "(pretrain.pt or a reference-code checkpoint), or `none`")
     s.add_argument("--protocol", choices=["paper", "standard"], help="paper: select on test, pooled 2D Dice, pixel distances; standard (default): validation split, per-volume 3D metrics in mm")
+    s.add_argument("--recipe", choices=["auto", "paper", "standard"],
+                   help="settings left unset: paper (the papers' CE, Adam 5e-4, heavy augmentation), standard (Dice+CE, "
+                        "Adam 1e-3, mild augmentation: converges in hundreds of steps); auto (default) = the protocol's")
     s.add_argument("--split", choices=["seeded", "paper"], help="seeded patient split (default) or the papers' published lists")
     s.add_argument("--method-name", dest="method_name", help="name shown in reports (default: the checkpoint's method, or scratch)")
     _add_training_args(s)

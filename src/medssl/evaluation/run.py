@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..data.store import SliceStore
+from ..engine.inference import outside_window_to_zero
 from ..errors import DataError
 
 __all__ = ["evaluate_run"]
@@ -34,6 +35,7 @@ def evaluate_run(run_dir: str | Path, protocol: str | None = None) -> Any:
     store = SliceStore(info["data"])
     split = json.loads((run_dir / "splits.json").read_text())
     proto = protocol or info.get("protocol", "standard")
+    window = _patch_size(run_dir, store) if proto == "paper" else None  # the papers score the centre window
     items = []
     for cid in split["test"]:
         p = run_dir / "predictions" / f"{cid}.npy"
@@ -43,7 +45,18 @@ def evaluate_run(run_dir: str | Path, protocol: str | None = None) -> Any:
         gt = np.asarray(store.label(cid))
         if pred.shape != gt.shape:
             raise DataError(p, f"prediction shape {pred.shape} differs from the label's {gt.shape}")
+        if window is not None:
+            pred, gt = outside_window_to_zero(pred, window), outside_window_to_zero(gt, window)
         items.append((cid, pred, gt, store.info(cid).spacing))
     result = evaluate_arrays(items, store.class_names, proto, spacing_known=store.spacing_known)
     write_results(result, run_dir if proto == info.get("protocol") else run_dir / f"eval-{proto}")
     return result
+
+
+def _patch_size(run_dir: Path, store: SliceStore) -> int:
+    """The run's fine-tuning patch size (``data.image_size`` of its ``config.yaml``, else the store's)."""
+    import yaml
+
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
+    size = ((cfg or {}).get("data") or {}).get("image_size")
+    return int(size) if size else store.patch_size

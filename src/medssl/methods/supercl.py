@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..losses.supercl import supercl_loss
 from ..models.heads import PooledMLPHead
@@ -37,7 +37,7 @@ class SuperCL(Method):
 
     Args:
         backbone: the U-Net whose encoder is trained.
-        proj_dim: d, the embedding size (128).
+        proj_dim: d, the embedding size (512, the reference's ``--classes 512``).
         temperature: tau of every SupCon term (0.1).
         base_temperature: tau_base (0.07).
         delta: PCL threshold of L_ins (0.1).
@@ -52,6 +52,9 @@ class SuperCL(Method):
         w_inter: weight of L_inter (0.5).
         gather_negatives: L_ins and L_inter over the batch of every GPU (False = per GPU, as the
             reference).
+        encoder_init: ``"pytorch"`` (the reference: its ``UNet2D_classification_SCL`` applies no
+            He init, so the encoder keeps PyTorch's default initialisation) or ``"he"`` (the
+            U-Net's Kaiming-normal init, as MACL's code and fine-tuning use).
 
     Batch keys: ``v1``..``v4`` (B, 1, H, W); ``superpixels`` (B, H, W) labels of v1; optional
     ``superpixels2`` (labels of v2, online mode); optional ``position`` (B,) (absent = instance
@@ -67,7 +70,7 @@ class SuperCL(Method):
     def __init__(
         self,
         backbone: UNet,
-        proj_dim: int = 128,
+        proj_dim: int = 512,
         temperature: float = 0.1,
         base_temperature: float = 0.07,
         delta: float = 0.1,
@@ -77,8 +80,15 @@ class SuperCL(Method):
         w_intra: float = 1.0,
         w_inter: float = 0.5,
         gather_negatives: bool = False,
+        encoder_init: str = "pytorch",
     ) -> None:
         super().__init__(backbone)
+        if encoder_init not in ("pytorch", "he"):
+            raise ValueError(f"encoder_init must be 'pytorch' (the reference) or 'he', got '{encoder_init}'")
+        if encoder_init == "pytorch":
+            for m in backbone.encoder.modules():
+                if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                    m.reset_parameters()
         if abs(temperature) < 1e-8 or abs(base_temperature) < 1e-8:
             raise ValueError("temperatures must be non-zero")
         if stride < 1:
