@@ -24,7 +24,7 @@ import torch
 
 from bench_step import timed
 from medssl.engine.trainer import autocast_dtype, cpu_has_bf16_matmul
-from medssl.finetune import segmentation_loss
+from medssl.losses.segmentation import segmentation_loss
 from medssl.methods.base import example_batch
 from medssl.methods.catalog import list_methods
 from medssl.models.unet import UNet

@@ -343,7 +343,9 @@ class FinetuneConfig(_Checked):
         protocol: ``standard`` (the default: validation split, per-volume 3D metrics in mm) or
             ``paper`` (select on test, pooled 2D Dice, pixel distances, as the papers did).
         recipe: ``auto`` | ``paper`` | ``standard``.
-        loss: ``ce`` (papers) | ``dice`` | ``dicece``.
+        loss: ``ce`` (papers) | ``dice`` | ``dicece`` (:mod:`medssl.losses.segmentation`).
+        dice_mode: the Dice term's form: ``batch`` (foreground classes, sums over the batch) or
+            ``sample`` (per sample and class, background included, as MONAI's DiceLoss).
         freeze: parts kept frozen during fine-tuning (``[]``, ``["encoder"]``).
         method: name shown in reports; None = taken from the checkpoint (``scratch`` without one).
         augment: False turns every augmentation off (random pad/crop only).
@@ -366,6 +368,7 @@ class FinetuneConfig(_Checked):
     protocol: str = "standard"
     recipe: str = field(default="auto", metadata=checked(_recipe_problem))
     loss: str | None = None
+    dice_mode: str | None = None
     freeze: list[str] = field(default_factory=list)
     method: str | None = None
     augment: bool = True

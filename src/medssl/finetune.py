@@ -14,7 +14,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
@@ -26,31 +25,17 @@ from .engine.inference import outside_window_to_zero, predict_volume
 from .engine.rundir import bind_run_dir, init_run_dir, mark_done
 from .engine.trainer import Engine, resolve_device, seed_everything
 from .errors import ConfigError
+from .losses.segmentation import segmentation_loss
 from .models.checkpoint import checkpoint_in_channels, load_pretrained, read_checkpoint
 from .models.factory import create_model
-from .recipes import resolve_recipe
 from .preflight import check_finetune
+from .recipes import resolve_recipe
 from .utils import distributed as du
 from .utils.files import atomic_save_npy, atomic_write_json
 
 __all__ = ["finetune", "FinetuneResult", "SegmentationTask", "segmentation_loss", "joint_augment"]
 
 log = logging.getLogger("medssl")
-
-
-def segmentation_loss(logits: Tensor, target: Tensor, kind: str = "ce") -> Tensor:
-    """``ce`` (the papers), ``dice`` (soft Dice over foreground classes) or ``dicece`` (sum of both)."""
-    if kind == "ce":
-        return F.cross_entropy(logits.float(), target)
-    if kind in ("dice", "dicece"):
-        probs = logits.float().softmax(1)
-        onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).float()
-        dims = (0, 2, 3)
-        inter = (probs * onehot).sum(dims)
-        denom = probs.sum(dims) + onehot.sum(dims)
-        dice = 1 - ((2 * inter + 1e-5) / (denom + 1e-5))[1:].mean()
-        return dice if kind == "dice" else dice + F.cross_entropy(logits.float(), target)
-    raise ConfigError(f"loss must be ce|dice|dicece, got '{kind}'")
 
 
 @dataclass
@@ -122,7 +107,7 @@ class SegmentationTask:
 
     def training_step(self, model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         logits = model(batch["image"])
-        return {"loss": segmentation_loss(logits, batch["label"], self.cfg.loss)}
+        return {"loss": segmentation_loss(logits, batch["label"], self.cfg.loss, self.cfg.dice_mode)}
 
     def on_step(self, step: int, max_steps: int) -> None:
         pass

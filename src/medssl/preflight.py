@@ -87,7 +87,7 @@ def check_finetune_settings(cfg: Any) -> None:
     """
     import torch
 
-    from .finetune import segmentation_loss
+    from .losses.segmentation import segmentation_loss
     from .recipes import resolve_recipe
 
     if cfg.protocol not in ("paper", "standard"):
@@ -96,7 +96,7 @@ def check_finetune_settings(cfg: Any) -> None:
         raise ConfigError(f"data.split: expected seeded or paper, got {cfg.data.split!r}")
     cfg = resolve_recipe(cfg)
     check_engine_settings(cfg)
-    segmentation_loss(torch.zeros(1, 2, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long), cfg.loss)
+    segmentation_loss(torch.zeros(1, 2, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long), cfg.loss, cfg.dice_mode)
 
 
 def check_finetune(cfg: Any) -> None:

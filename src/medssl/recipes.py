@@ -40,6 +40,7 @@ class Recipe:
         name: registry key.
         description: one line for ``--help`` and the docs.
         loss: ``ce`` | ``dice`` | ``dicece``.
+        dice_mode: ``batch`` | ``sample`` (:func:`medssl.losses.segmentation.soft_dice_loss`).
         lr: peak learning rate (Adam).
         min_lr: learning rate at the end of the cosine schedule.
         warmup_steps: linear warm-up steps.
@@ -56,6 +57,7 @@ class Recipe:
     name: str
     description: str
     loss: str
+    dice_mode: str
     lr: float
     min_lr: float
     warmup_steps: int
@@ -72,13 +74,13 @@ RECIPES: dict[str, Recipe] = {
     "paper": Recipe(
         name="paper",
         description="the papers' recipe: CE, Adam 5e-4 cosine, mirror + p=0.67 elastic/rotation/scale, scored every 10 epochs",
-        loss="ce", lr=5e-4, min_lr=5e-6, warmup_steps=0,
+        loss="ce", dice_mode="batch", lr=5e-4, min_lr=5e-6, warmup_steps=0,
         mirror=True, p_spatial=0.67, rotation=180.0, scale=(0.7, 1.3), elastic=True, val_every=10,
     ),
     "standard": Recipe(
         name="standard",
         description="converges at small budgets: Dice+CE, Adam 1e-3 with warm-up, +-15 deg rotation and 0.85-1.25 scale, no flips",
-        loss="dicece", lr=1e-3, min_lr=1e-5, warmup_steps=50,
+        loss="dicece", dice_mode="batch", lr=1e-3, min_lr=1e-5, warmup_steps=50,
         mirror=False, p_spatial=0.5, rotation=15.0, scale=(0.85, 1.25), elastic=False, val_every=None, val_every_steps=50,
     ),
 }
@@ -120,6 +122,7 @@ def resolve_recipe(cfg: Any) -> Any:
         optim=optim,
         train=train,
         loss=pick(cfg.loss, r.loss),
+        dice_mode=pick(cfg.dice_mode, r.dice_mode),
         mirror=pick(cfg.mirror, r.mirror),
         p_spatial=pick(cfg.p_spatial, r.p_spatial),
         rotation=pick(cfg.rotation, r.rotation),
