@@ -239,20 +239,30 @@ def _prepared(grid: dict[str, Any], ds: dict[str, Any], root: Path, say: Callabl
     if ds.get("prepared"):
         return Path(ds["prepared"])
     out = root / "prepared" / ds["name"]
-    if (out / "plan.json").is_file():
+    ready = lambda: (out / "plan.json").is_file()  # noqa: E731 - plan.json is written last
+    if ready():
         return out
-    opts = dict(ds.get("prepare") or {})
-    say(f"preparing {ds['name']} ({ds['dataset']} from {ds['src']})")
-    prepare(ds["dataset"], ds["src"], out, progress=grid.get("progress", True), log=say, **opts)
+    # one process prepares a store that several processes (--cells i/n) need; the others wait
+    lock_dir = root / "prepared" / ".locks" / ds["name"]
+    if _wait_or_lock(lock_dir, ready):
+        try:
+            opts = dict(ds.get("prepare") or {})
+            say(f"preparing {ds['name']} ({ds['dataset']} from {ds['src']})")
+            prepare(ds["dataset"], ds["src"], out, progress=grid.get("progress", True), log=say, **opts)
+        finally:
+            (lock_dir / ".lock").unlink(missing_ok=True)
     return out
 
 
-def _wait_or_lock(run: Path) -> bool:
-    """True if this process must run ``run`` (it took the lock); False once another finished it."""
+def _wait_or_lock(run: Path, done: Callable[[], bool] | None = None) -> bool:
+    """True if this process must make ``run`` (it took ``run/.lock``); False once another finished it.
+
+    ``done`` tells whether it is finished (default: the run folder's status).
+    """
     run.mkdir(parents=True, exist_ok=True)
     lock = run / ".lock"
     while True:
-        if is_done(run):
+        if (done or (lambda: is_done(run)))():
             return False
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -389,6 +399,7 @@ def run_benchmark(
     overrides: list[str] | None = None,
     log_fn: Callable[[str], None] | None = None,
     report: bool = True,
+    pretrain_only: bool = False,
 ) -> str:
     """Run (or resume) a grid and write its report.
 
@@ -400,6 +411,8 @@ def run_benchmark(
         overrides: ``key=value`` changes of the grid file (dotted keys).
         log_fn: where messages go.
         report: write ``out/report`` at the end.
+        pretrain_only: run only the pre-trainings that this process's cells need (fine-tune later,
+            or elsewhere, with the same command without it).
 
     Returns:
         A short text: what ran, what was skipped, where the report is.
@@ -447,10 +460,14 @@ def run_benchmark(
                     pretrain(plan.pretrain, log_fn=say)
                 finally:
                     (plan.pretrain_dir / ".lock").unlink(missing_ok=True)
+        if pretrain_only:
+            continue
         say(f"[finetune {k}/{len(mine)}] {cell.name}")
         finetune(plan.finetune, log_fn=say)
         ran += 1
     text = f"grid '{grid.get('name', Path(config).stem)}': {ran} cells run, {skipped} already done, {len(all_cells) - len(mine)} left to other processes"
+    if pretrain_only:
+        text = f"grid '{grid.get('name', Path(config).stem)}': the pre-trainings of {len(todo)} cells are done (fine-tuning not run: --pretrain-only)"
     walls = [(read_run(d) or {}).get("wall_s") for d in [*(root / "pretrain").glob("*"), *(root / "finetune").glob("*")]]
     timed = [w for w in walls if isinstance(w, (int, float))]
     if timed:

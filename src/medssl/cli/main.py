@@ -290,7 +290,8 @@ def cmd_report(a: argparse.Namespace) -> int:
 def cmd_benchmark(a: argparse.Namespace) -> int:
     from ..benchmark import run_benchmark
 
-    res = run_benchmark(a.config, a.out, cells=a.cells, dry_run=a.dry_run, overrides=a.overrides, log_fn=_say, report=not a.no_report)
+    res = run_benchmark(a.config, a.out, cells=a.cells, dry_run=a.dry_run, overrides=a.overrides, log_fn=_say, report=not a.no_report,
+                        pretrain_only=a.pretrain_only)
     _say(res)
     return 0
 
@@ -384,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cells", help="run only part of the grid: `i/n` (cells i, i+n, ...) to split across machines or GPUs")
     s.add_argument("--dry-run", action="store_true", help="list the cells and exit")
     s.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    s.add_argument("--pretrain-only", action="store_true", help="run only the pre-trainings of these cells (fine-tune later with the same command)")
     s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a grid setting")
     s.set_defaults(fn=cmd_benchmark)
 
