@@ -122,3 +122,12 @@ def test_pretraining_logs_diagnostics(synthetic_store: Path, tmp_path: Path) -> 
         assert col in header
     diag = json.loads((tmp_path / "pre" / "diagnostics.json").read_text())
     assert set(diag["initial"]) == set(diag["final"]) and "knn_position_mae" in diag["final"]
+    # medssl report plots them (one figure per dataset), and keeps them out of the loss curves
+    from medssl.reporting.figures import plot_pretrain_curves, plot_pretrain_diagnostics
+    from medssl.reporting.tables import collect_runs
+
+    coll = collect_runs(tmp_path)
+    assert len(coll.pretrain) == 1
+    fig = plot_pretrain_diagnostics(coll.pretrain, tmp_path / "diag.png")
+    assert fig.path is not None and fig.path.stat().st_size > 1000
+    assert plot_pretrain_curves(coll.pretrain[0], tmp_path / "loss.png").path is not None

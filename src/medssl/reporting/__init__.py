@@ -5,7 +5,7 @@ for custom reports.
 """
 from __future__ import annotations
 
-from .figures import plot_dsc_vs_labels, plot_pretrain_curves, plot_qualitative, plot_training_curves
+from .figures import plot_dsc_vs_labels, plot_pretrain_curves, plot_pretrain_diagnostics, plot_qualitative, plot_training_curves
 from .report import ReportResult, find_reference_csv, load_paper_results, paper_comparison, report
 from .stats import compare_methods, paired_samples, paired_wilcoxon
 from .tables import RunCollection, RunRecord, aggregate_runs, collect_runs, results_tables
@@ -28,4 +28,5 @@ __all__ = [
     "plot_qualitative",
     "plot_training_curves",
     "plot_pretrain_curves",
+    "plot_pretrain_diagnostics",
 ]

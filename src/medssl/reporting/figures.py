@@ -17,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from ..evaluation.representation import DIAGNOSTICS
 from .stats import case_dsc
 from .tables import (
     AggregateRow,
@@ -36,6 +37,7 @@ __all__ = [
     "plot_qualitative",
     "plot_training_curves",
     "plot_pretrain_curves",
+    "plot_pretrain_diagnostics",
     "CLASS_COLOURS",
 ]
 
@@ -368,7 +370,7 @@ def plot_pretrain_curves(record: PretrainRecord, path: Path, dpi: int = 110) -> 
     x_key = "step" if has_step else "epoch"
     if x_key not in cols:
         return FigureResult(None, name, [f"{record.path}: log.csv has neither step nor epoch"])
-    ys = [c for c in cols if c.lower() not in _NON_LOSS_COLUMNS and _series(rows, x_key, c)]
+    ys = [c for c in cols if c.lower() not in _NON_LOSS_COLUMNS and c not in DIAGNOSTICS and _series(rows, x_key, c)]
     if not ys:
         return FigureResult(None, name, [f"{record.path}: no loss columns"])
     ys.sort(key=lambda c: (c != "loss", c))
@@ -383,4 +385,59 @@ def plot_pretrain_curves(record: PretrainRecord, path: Path, dpi: int = 110) -> 
     ax.set_title(name)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, title="term")
+    return FigureResult(_save(fig, path, dpi), name)
+
+
+def plot_pretrain_diagnostics(records: Sequence[PretrainRecord], path: Path, dpi: int = 110) -> FigureResult:
+    """The representation diagnostics of every pre-training of one dataset against step, per method.
+
+    One panel per diagnostic (:data:`medssl.evaluation.representation.DIAGNOSTICS`: embedding
+    spread, effective rank, k-NN slice-position error, linear-probe Dice); each method's curve, and
+    its randomly initialised encoder's value (``diagnostics.json``) as a dotted line of the same
+    colour: a curve that does not leave its dotted line has learned nothing the probe can see.
+
+    Args:
+        records: pre-training runs (of one dataset).
+        path: PNG to write.
+        dpi: resolution.
+
+    Returns:
+        A :class:`FigureResult` (``path`` None when no run logged diagnostics).
+    """
+    import json
+
+    dataset = records[0].dataset if records else "?"
+    name = f"Pre-training diagnostics on {dataset}"
+    series: list[tuple[PretrainRecord, list[dict[str, str]], dict[str, float]]] = []
+    for r in sorted(records, key=lambda x: (method_sort_key(x.method), str(x.path))):
+        rows = r.log_rows()
+        if rows and any(k in rows[0] for k in DIAGNOSTICS):
+            diag = r.path / "diagnostics.json"
+            initial = json.loads(diag.read_text()).get("initial", {}) if diag.is_file() else {}
+            series.append((r, rows, initial))
+    keys = [k for k in DIAGNOSTICS if any(k in rows[0] for _, rows, _ in series)]
+    if not keys:
+        return FigureResult(None, name, ["no pre-training run logged representation diagnostics"])
+    colours = _method_colours([r.method for r, _, _ in series])
+    fig = Figure(figsize=(3.6 * len(keys) + 1.6, 3.4))
+    for i, key in enumerate(keys):
+        ax = fig.add_subplot(1, len(keys), i + 1)
+        for r, rows, initial in series:
+            s = _series(rows, "step", key)
+            if not s:
+                continue
+            xs = sorted(s)
+            c = colours[r.method]
+            ax.plot(xs, [s[x] for x in xs], color=c, linewidth=1.5, label=method_display_name(r.method))
+            if key in initial and math.isfinite(to_float(initial[key])):
+                ax.axhline(to_float(initial[key]), color=c, linestyle=":", linewidth=1.0)
+        ax.set_title(DIAGNOSTICS[key].split(" (")[0], fontsize=9)
+        ax.set_xlabel("step")
+        ax.grid(True, alpha=0.3)
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    fig.subplots_adjust(right=1 - 1.5 / fig.get_size_inches()[0], wspace=0.3)
+    if handles:
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1 - 1.45 / fig.get_size_inches()[0], 0.5), fontsize=8,
+                   title="dotted: init")
+    fig.suptitle(name)
     return FigureResult(_save(fig, path, dpi), name)

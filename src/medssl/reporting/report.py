@@ -23,6 +23,7 @@ from .figures import (
     FigureResult,
     plot_dsc_vs_labels,
     plot_pretrain_curves,
+    plot_pretrain_diagnostics,
     plot_qualitative,
     plot_training_curves,
     slugify,
@@ -372,6 +373,9 @@ def _draw_figures(tables: Sequence[ResultsTable], coll: RunCollection, fig_dir: 
     for i, pr in enumerate(sorted(coll.pretrain, key=lambda x: (method_sort_key(x.method), str(x.path)))):
         fig_results.append(plot_pretrain_curves(
             pr, fig_dir / f"pretrain_{slugify(pr.method, pr.dataset)}_{i}.png", dpi=dpi))
+    for d in sorted({pr.dataset for pr in coll.pretrain}, key=str.lower):
+        fig_results.append(plot_pretrain_diagnostics([pr for pr in coll.pretrain if pr.dataset == d],
+                                                     fig_dir / f"pretrain_diagnostics_{slugify(d)}.png", dpi=dpi))
     for fr in fig_results:
         notes += [f"figure '{fr.title}': {n}" for n in fr.notes] if fr.path is None else []
     return fig_results
