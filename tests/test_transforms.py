@@ -405,3 +405,41 @@ def test_torch_backend_linear_nearest_equal_scipy_cubic_close():
     aug = JointAugment(32, backend="torch")
     i2, l2 = aug(img, lab, np.random.default_rng(1))
     assert i2.shape == l2.shape == (32, 32) and set(np.unique(l2)) <= {0, 1, 2, 3}
+
+
+def test_fill_min_pads_and_rotates_in_the_background() -> None:
+    """A z-scored slice's background is its minimum, not 0 (its mean): fill="min" pads with it."""
+    from medssl.data.transforms import JointAugment, fill_value, pad_or_crop
+
+    img = np.full((20, 20), -0.8, dtype=np.float32)
+    img[5:15, 5:15] = 2.0
+    lab = (img > 0).astype(np.uint8)
+    p_img, p_lab = pad_or_crop(img, lab, size=32, values=(fill_value(img, "min"), 0))
+    assert p_img[0, 0] == np.float32(-0.8) and p_lab[0, 0] == 0 and p_img.shape == (32, 32)
+    assert pad_or_crop(img, size=32)[0][0, 0] == 0  # the reference pads with 0
+    with pytest.raises(ValueError, match="padding values"):
+        pad_or_crop(img, lab, size=32, values=(1.0,))
+    # a rotation by 45 degrees brings corners in from outside: the image's minimum there, label 0
+    aug = JointAugment(32, p_spatial=1.0, mirror=False, fill="min", elastic=False, scaling=False, angle=(np.pi / 4, np.pi / 4))
+    a_img, a_lab = aug(img, lab, np.random.default_rng(0))
+    assert np.isclose(a_img[0, 0], -0.8, atol=1e-5) and a_lab[0, 0] == 0
+    ref = JointAugment(32, p_spatial=1.0, mirror=False, elastic=False, scaling=False, angle=(np.pi / 4, np.pi / 4))
+    assert ref(img, lab, np.random.default_rng(0))[0][0, 0] == 0
+    with pytest.raises(ValueError, match="fill"):
+        JointAugment(32, fill="edge")
+
+
+def test_inference_pads_with_the_slice_minimum_when_asked() -> None:
+    import torch
+
+    from medssl.engine.inference import predict_volume
+
+    class Mean(torch.nn.Module):  # class 1 where the mean of the whole (padded) input is above -0.5
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            m = x.mean(dim=(2, 3), keepdim=True).expand_as(x)
+            return torch.cat([torch.zeros_like(x), m + 0.5], dim=1)
+
+    vol = np.full((2, 10, 12), -0.8, dtype=np.float32)  # padded to 16 x 16
+    assert predict_volume(Mean(), vol, torch.device("cpu"), multiple=16).all()  # zero padding raised the mean
+    low = predict_volume(Mean(), vol, torch.device("cpu"), multiple=16, fill="min")
+    assert low.shape == vol.shape and not low.any()

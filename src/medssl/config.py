@@ -202,6 +202,10 @@ def _recipe_problem(value: Any) -> str | None:
     return None if value == "auto" or value in RECIPES else f"expected auto or one of {', '.join(RECIPES)}, got {value!r}"
 
 
+def _fill_problem(value: Any) -> str | None:
+    return None if value in ("zero", "min") else f"expected zero or min, got {value!r}"
+
+
 def _scale_problem(value: Any) -> str | None:
     ok = (isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
           and 0 < value[0] <= value[1])
@@ -355,6 +359,9 @@ class FinetuneConfig(_Checked):
         rotation: largest rotation in degrees (180: any angle, the papers).
         scale: ``[low, high]`` of the coordinate scale factor (the papers: 0.7, 1.3).
         elastic: elastic deformation in the spatial transform (the papers).
+        fill: the image's value where it has no data (padding to the patch or to the network's
+            stride, rotated-in corners): ``zero`` (the papers) or ``min`` (the slice's minimum, the
+            background of a z-scored slice, whose 0 is its mean intensity).
     """
 
     _together = (_image_size_fits,)
@@ -377,6 +384,7 @@ class FinetuneConfig(_Checked):
     rotation: float | None = field(default=None, metadata=in_range(ge=0, le=180))
     scale: list[float] | None = field(default=None, metadata=checked(_scale_problem))
     elastic: bool | None = None
+    fill: str | None = field(default=None, metadata=checked(_fill_problem))
 
 
 def _pretrain_optim() -> OptimCfg:

@@ -55,7 +55,7 @@ def joint_augment(cfg: FinetuneConfig, patch: int) -> Any:
 
     rot = math.radians(cfg.rotation or 0.0)
     angle = (0.0, 2.0 * math.pi) if cfg.rotation is not None and cfg.rotation >= 180 else (-rot, rot)
-    return JointAugment(patch, p_spatial=cfg.p_spatial, mirror=cfg.mirror, backend=cfg.data.spatial_backend,
+    return JointAugment(patch, p_spatial=cfg.p_spatial, mirror=cfg.mirror, backend=cfg.data.spatial_backend, fill=cfg.fill,
                         noise_stride=cfg.data.elastic_noise_stride, rotation=bool(cfg.rotation), angle=angle,
                         scaling=tuple(cfg.scale) != (1.0, 1.0), scale=tuple(cfg.scale), elastic=bool(cfg.elastic))
 
@@ -73,7 +73,8 @@ class SegmentationTask:
         if self.patch % multiple:
             raise ConfigError(f"image size {self.patch} must be divisible by {multiple} (2**depth)")
         aug = joint_augment(cfg, self.patch) if cfg.augment else None
-        self.dataset = LabelledSlices(store, split.train, self.patch, aug, seed=cfg.train.seed, in_channels=in_channels)
+        self.dataset = LabelledSlices(store, split.train, self.patch, aug, seed=cfg.train.seed, in_channels=in_channels,
+                                      fill=cfg.fill)
         self.select_on = split.val if cfg.protocol == "standard" else split.test
         self.monitor = "val_dice" if cfg.protocol == "standard" else "test_dice"
         #: the papers score the centre pad/crop of each slice at the patch size; standard, the whole slice
@@ -118,7 +119,7 @@ class SegmentationTask:
     def predict(self, model: nn.Module, case_id: str) -> np.ndarray:
         """The prediction of a whole volume (0 outside the scored window under the ``paper`` protocol)."""
         return predict_volume(model, np.asarray(self.store.image(case_id)), self.device, in_channels=self.in_channels,
-                              multiple=2**self.cfg.model.depth, window=self.window)
+                              multiple=2**self.cfg.model.depth, window=self.window, fill=self.cfg.fill)
 
     def reference(self, case_id: str) -> np.ndarray:
         """The label a prediction is scored against (0 outside the window under the ``paper`` protocol)."""

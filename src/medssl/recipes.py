@@ -13,7 +13,8 @@ augmentation, how often the selection set is scored. Settings given explicitly (
 * ``standard``: the default of the ``standard`` protocol, made to converge at the budgets a CPU
   user runs (hundreds of steps): Dice + cross-entropy, Adam 1e-3 with a short linear warm-up and
   cosine to 1e-5, and a mild augmentation that never swaps classes defined by side (no mirroring,
-  rotations of +-15 degrees, scale 0.85..1.25, no elastic field), the selection set scored about
+  rotations of +-15 degrees, scale 0.85..1.25, no elastic field), padding with the slice's minimum
+  (the background of a z-scored slice) rather than 0 (its mean intensity), the selection set scored
   every 50 steps. Chosen on validation curves (``benchmarks/finetune_recipes.py``, README).
 
 Example::
@@ -49,6 +50,7 @@ class Recipe:
         rotation: largest rotation in degrees (180 = any angle, the papers' 0..2 pi).
         scale: range of the coordinate scale factor.
         elastic: elastic deformation inside the spatial transform.
+        fill: the image's value where it has no data (``zero``, the papers; ``min``, its minimum).
         val_every: epochs between scorings of the selection set (None: :attr:`val_every_steps`).
         val_every_steps: score the selection set at the end of the first epoch after every
             ``val_every_steps`` optimiser steps (the same rhythm at any data size).
@@ -66,6 +68,7 @@ class Recipe:
     rotation: float
     scale: tuple[float, float]
     elastic: bool
+    fill: str = "zero"
     val_every: int | None = None
     val_every_steps: int | None = None
 
@@ -75,13 +78,14 @@ RECIPES: dict[str, Recipe] = {
         name="paper",
         description="the papers' recipe: CE, Adam 5e-4 cosine, mirror + p=0.67 elastic/rotation/scale, scored every 10 epochs",
         loss="ce", dice_mode="batch", lr=5e-4, min_lr=5e-6, warmup_steps=0,
-        mirror=True, p_spatial=0.67, rotation=180.0, scale=(0.7, 1.3), elastic=True, val_every=10,
+        mirror=True, p_spatial=0.67, rotation=180.0, scale=(0.7, 1.3), elastic=True, fill="zero", val_every=10,
     ),
     "standard": Recipe(
         name="standard",
         description="converges at small budgets: Dice+CE, Adam 1e-3 with warm-up, +-15 deg rotation and 0.85-1.25 scale, no flips",
         loss="dicece", dice_mode="batch", lr=1e-3, min_lr=1e-5, warmup_steps=50,
-        mirror=False, p_spatial=0.5, rotation=15.0, scale=(0.85, 1.25), elastic=False, val_every=None, val_every_steps=50,
+        mirror=False, p_spatial=0.5, rotation=15.0, scale=(0.85, 1.25), elastic=False, fill="min",
+        val_every=None, val_every_steps=50,
     ),
 }
 
@@ -128,4 +132,5 @@ def resolve_recipe(cfg: Any) -> Any:
         rotation=pick(cfg.rotation, r.rotation),
         scale=pick(cfg.scale, list(r.scale)),
         elastic=pick(cfg.elastic, r.elastic),
+        fill=pick(cfg.fill, r.fill),
     )

@@ -51,13 +51,16 @@ class LabelledSlices(_EpochDataset):
         augment: a ``JointAugment`` (mirror, p=0.67 elastic/rotation/scale, pad/crop) or None (centre pad/crop).
         seed: base seed of the per-sample random streams.
         in_channels: the image is repeated to this many channels (4 for BraTS-pretrained models).
+        fill: padding value of the image without augmentation: ``"zero"`` or ``"min"`` (its minimum).
 
     Returns (per item): ``{"image": (C, P, P) float32, "label": (P, P) int64}``.
     """
 
-    def __init__(self, store: SliceStore, case_ids: Sequence[str], patch_size: int, augment: Any | None = None, seed: int = 0, in_channels: int = 1) -> None:
+    def __init__(self, store: SliceStore, case_ids: Sequence[str], patch_size: int, augment: Any | None = None, seed: int = 0,
+                 in_channels: int = 1, fill: str = "zero") -> None:
         super().__init__(seed)
         self.store, self.patch_size, self.augment, self.in_channels = store, patch_size, augment, in_channels
+        self.fill = fill
         self.items = store.slices(case_ids)
         if not self.items:
             raise ValueError("no labelled slice in the training cases")
@@ -66,7 +69,7 @@ class LabelledSlices(_EpochDataset):
         return len(self.items)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        from .transforms import pad_or_crop
+        from .transforms import fill_value, pad_or_crop
 
         cid, z = self.items[index]
         image = np.array(self.store.image(cid)[z], dtype=np.float32)
@@ -74,7 +77,7 @@ class LabelledSlices(_EpochDataset):
         if self.augment is not None:
             image, label = self.augment(image, label, self.rng(index))
         else:
-            image, label = pad_or_crop(image, label, size=self.patch_size)
+            image, label = pad_or_crop(image, label, size=self.patch_size, values=(fill_value(image, self.fill), 0))
         img = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
         if self.in_channels > 1:
             img = img.repeat(self.in_channels, 1, 1)

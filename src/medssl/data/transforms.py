@@ -52,6 +52,9 @@ __all__ = [
     "apply_spatial",
     "SPATIAL_BACKENDS",
     "check_spatial_backend",
+    "FILLS",
+    "check_fill",
+    "fill_value",
     "JointAugment",
 ]
 
@@ -217,6 +220,7 @@ def pad_or_crop(
     *arrays: np.ndarray,
     size: int | Sequence[int],
     rng: np.random.Generator | None = None,
+    values: float | Sequence[float] = 0,
 ) -> tuple[np.ndarray, ...]:
     """Zero-pad and/or crop the last two axes of every array to ``size``, with one shared window.
 
@@ -230,6 +234,7 @@ def pad_or_crop(
         *arrays: arrays ``(..., H, W)`` with the same last two dimensions.
         size: target ``(h, w)`` or an int for a square.
         rng: generator for a random window, or None for the centre.
+        values: the padding value, one for all arrays or one per array (0: the reference).
 
     Returns:
         A tuple of arrays ``(..., h, w)``, one per input, each of its input's dtype.
@@ -256,12 +261,15 @@ def pad_or_crop(
 
     pb_h, st_h, pt_h = window(h, th)
     pb_w, st_w, pt_w = window(w, tw)
+    fills = [values] * len(arrays) if np.isscalar(values) else list(values)  # type: ignore[arg-type]
+    if len(fills) != len(arrays):
+        raise ValueError(f"{len(fills)} padding values for {len(arrays)} arrays")
     out = []
-    for a in arrays:
+    for a, fill in zip(arrays, fills):
         a = a[..., st_h:st_h + min(h, th), st_w:st_w + min(w, tw)]
         if pt_h or pt_w:
             pad = [(0, 0)] * (a.ndim - 2) + [(pb_h, pt_h - pb_h), (pb_w, pt_w - pb_w)]
-            a = np.pad(a, pad, mode="constant", constant_values=0)
+            a = np.pad(a, pad, mode="constant", constant_values=fill)
         out.append(np.ascontiguousarray(a))
     return tuple(out)
 
@@ -585,6 +593,22 @@ def apply_spatial(
     return ndimage.map_coordinates(src, params.coords, output=out_dtype, order=order, mode="constant", cval=cval)
 
 
+#: what an image gets where it has no data: ``zero`` (the reference) or ``min`` (its minimum)
+FILLS: tuple[str, ...] = ("zero", "min")
+
+
+def check_fill(fill: str) -> str:
+    """``fill`` if it is one of :data:`FILLS`, else ``ValueError`` (one line)."""
+    if fill not in FILLS:
+        raise ValueError(f"unknown fill '{fill}'; known: {', '.join(FILLS)}")
+    return fill
+
+
+def fill_value(image: np.ndarray, fill: str) -> float:
+    """The value for padding / rotated-in corners of ``image``: 0, or its minimum for ``"min"``."""
+    return float(np.min(image)) if check_fill(fill) == "min" and np.size(image) else 0.0
+
+
 class JointAugment:
     """Fine-tuning augmentation of an image and its label (METHODS.md section 6, the papers' protocol).
 
@@ -599,6 +623,9 @@ class JointAugment:
         p_spatial: probability of the spatial step (0.67).
         mirror: random flips of both axes.
         backend: interpolation back-end of :func:`apply_spatial` (``"scipy"`` = the reference).
+        fill: what the image gets where it has no data (padding, rotated-in corners): ``"zero"``
+            (the reference) or ``"min"`` (the slice's minimum: the background of a z-scored MR or CT
+            slice, where 0 is its mean intensity). Labels always get 0 (background).
         **spatial_kwargs: passed to :func:`spatial_params` (``alpha``, ``sigma``, ``angle``, ``scale``,
             ``elastic``, ``rotation``, ``scaling``, ``noise_stride``...).
 
@@ -610,10 +637,11 @@ class JointAugment:
 
     def __init__(
         self, patch_size: int, p_spatial: float = 0.67, mirror: bool = True, backend: str = "scipy",
-        **spatial_kwargs: object,
+        fill: str = "zero", **spatial_kwargs: object,
     ) -> None:
         if patch_size <= 0:
             raise ValueError(f"patch_size must be positive, got {patch_size}")
+        self.fill = check_fill(fill)
         self.backend = check_spatial_backend(backend)
         self.patch_size = int(patch_size)
         self.p_spatial = float(p_spatial)
@@ -631,12 +659,13 @@ class JointAugment:
         Returns:
             ``(image, label)``: float32 ``(P, P)`` (or ``(C, P, P)``) and ``(P, P)`` of the label dtype.
         """
-        image, label = pad_or_crop(image, label, size=self.patch_size, rng=rng)
+        value = fill_value(image, self.fill)
+        image, label = pad_or_crop(image, label, size=self.patch_size, rng=rng, values=(value, 0))
         params = spatial_params(rng, (self.patch_size, self.patch_size), self.p_spatial,
                                 mirror=self.mirror, **self.spatial_kwargs)  # type: ignore[arg-type]
-        return (apply_spatial(image, params, order=3, backend=self.backend),
+        return (apply_spatial(image, params, order=3, cval=value, backend=self.backend),
                 apply_spatial(label, params, order=0, backend=self.backend))
 
     def __repr__(self) -> str:
         return (f"JointAugment(patch_size={self.patch_size}, p_spatial={self.p_spatial}, mirror={self.mirror}, "
-                f"backend='{self.backend}')")
+                f"backend='{self.backend}', fill='{self.fill}')")

@@ -46,13 +46,14 @@ def outside_window_to_zero(volume: np.ndarray, size: int) -> np.ndarray:
 @torch.no_grad()
 def predict_volume(
     model: nn.Module, image: np.ndarray, device: torch.device, batch_size: int = 16, multiple: int = 16, in_channels: int = 1,
-    window: int | None = None,
+    window: int | None = None, fill: str = "zero",
 ) -> np.ndarray:
     """Predict a ``(D, H, W)`` volume slice by slice with a 2D segmentation network.
 
-    Each slice is zero-padded to a multiple of ``multiple`` (the network's total stride), predicted,
-    and cropped back, so the output has the input's shape. With ``window``, only the centre pad/crop
-    of each slice at ``window`` pixels is predicted (the papers' protocol) and the rest is 0.
+    Each slice is padded to a multiple of ``multiple`` (the network's total stride) with 0, or with
+    the slice's minimum for ``fill="min"`` (as the fine-tuning augmentation pads), predicted, and
+    cropped back, so the output has the input's shape. With ``window``, only the centre pad/crop of
+    each slice at ``window`` pixels is predicted (the papers' protocol) and the rest is 0.
 
     Returns:
         uint8 label volume ``(D, H, W)``.
@@ -62,6 +63,8 @@ def predict_volume(
     if window is not None:
         (sy, sx), (dy, dx) = center_window((h, w), window)
         patch = np.zeros((d, window, window), dtype=np.float32)
+        if fill == "min":
+            patch += np.asarray(image, dtype=np.float32).reshape(d, -1).min(axis=1)[:, None, None]
         patch[:, dy, dx] = image[:, sy, sx]
         pred = predict_volume(model, patch, device, batch_size, multiple, in_channels)
         out = np.zeros((d, h, w), dtype=np.uint8)
@@ -73,7 +76,8 @@ def predict_volume(
         x = torch.from_numpy(np.array(image[s : s + batch_size], dtype=np.float32))[:, None].to(device)
         if in_channels > 1:
             x = x.repeat(1, in_channels, 1, 1)
-        x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
+        low = x.amin(dim=(2, 3), keepdim=True) if fill == "min" else 0.0
+        x = F.pad(x - low, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)) + low
         logits = model(x)
         pred = logits.argmax(1)[:, ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w]
         out[s : s + batch_size] = pred.to(torch.uint8).cpu().numpy()
