@@ -69,3 +69,21 @@ def synthetic_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synth")
     prepare("synthetic", "builtin", root / "prepared", progress=False, reader_options=dict(n_patients=6, frames=2, slices=8, size=32, seed=0))
     return root / "prepared"
+
+
+@pytest.fixture(scope="session")
+def cardiac_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A prepared store of 4 real MS-CMRSeg cardiac cases at 2.5 mm (128 px slices; read by path)."""
+    from medssl.data.store import prepare
+
+    data = shared_data_dir()
+    if data is None:
+        pytest.skip("real data folder ../shared/data not found")
+    root = tmp_path_factory.mktemp("cardiac")
+    src = root / "mscmrseg"
+    src.mkdir()
+    for n in (1, 2, 3, 4):
+        for kind in ("image", "label"):
+            (src / f"{kind}_{n}.nii.gz").symlink_to(data / "mscmrseg_bssfp" / f"{kind}_{n}.nii.gz")
+    prepare("mscmrseg", src, root / "prepared", target_spacing=2.5, progress=False)
+    return root / "prepared"

@@ -125,14 +125,17 @@ def test_default_segment_count_follows_the_bottleneck_grid() -> None:
     # 16 x 16 px) at every other size
     assert cfg.segments_for(512, 512) == 100
     assert cfg.segments_for(256, 256) == 25
-    assert cfg.segments_for(128, 128) == 6
-    assert cfg.segments_for(16, 16) == 2
+    assert cfg.segments_for(128, 128) == 16 and cfg.segments_for(64, 64) == 16  # the floor
+    assert SuperpixelConfig(min_segments=1).segments_for(128, 128) == 6
     assert SuperpixelConfig(cell_size=8).segments_for(256, 256) == 100
     assert SuperpixelConfig(n_segments=100).segments_for(128, 128) == 100
-    assert SuperpixelConfig().tag() != SuperpixelConfig(n_segments=100).tag()
+    # a cached map of a 160 px slice for 128 px views: the views' density per pixel
+    assert SuperpixelConfig(view_size=128).segments_for(160, 160) == 25
+    assert SuperpixelConfig(view_size=512).segments_for(256, 256) == 25
+    assert SuperpixelConfig().tag() != SuperpixelConfig(n_segments=100).tag() != SuperpixelConfig(view_size=128).tag()
     x = minmax(phantom(3, 128))
     k = compute_superpixels(x, cfg).max() + 1
-    assert 2 <= k <= 14, k
+    assert 2 <= k <= 30, k
 
 
 def test_grey_default_compactness_and_tag() -> None:

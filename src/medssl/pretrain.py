@@ -112,7 +112,7 @@ class PretrainTask:
             from .data.superpixels import SuperpixelConfig, SuperpixelProvider, build_superpixel_cache
 
             try:
-                sp_cfg = SuperpixelConfig(**{"cell_size": 2 ** cfg.model.depth, **cfg.superpixels})
+                sp_cfg = SuperpixelConfig(**{"cell_size": 2 ** cfg.model.depth, "view_size": size, **cfg.superpixels})
             except TypeError as e:
                 raise ConfigError(f"superpixels: {e}") from None
             if sp_cfg.mode == "cache" and du.rank() == 0:

@@ -75,6 +75,13 @@ class SuperpixelConfig:
             superpixel). With a fixed 100, a 128 px view gets superpixels smaller than one
             bottleneck cell, and ILCP's tokens have no positive but their own twin.
         cell_size: pixels per bottleneck cell side (``2 ** depth``, 16 for the papers' U-Net).
+        min_segments: at least this many superpixels per view (16): SLIC returns far fewer segments
+            than asked on small images (on 128 px cardiac slices 6 asked give 2.2, 16 give 8.1), and
+            with 6 asked 22% of the slices had every ILCP token in one superpixel, i.e. no negative
+            (``benchmarks/ilcp_geometry.py``).
+        view_size: side of the training views (set by pre-training); the superpixel density (per
+            pixel) is that of a view of this size, so a cached map of a larger stored slice, cropped
+            to a view, has the superpixels an online map of the view would. None = the image's own size.
         compactness: SLIC compactness; None = 10 for ``slic_lab`` (the paper) and 0.1 for
             ``slic_grey`` (Lab's L channel spans 0..100 for a [0, 1] grey image, so 10 in Lab is
             about 0.1 on [0, 1] intensities; it also gives about as many superpixels, 87 vs 84 on a
@@ -97,6 +104,8 @@ class SuperpixelConfig:
     n_segments: int | None = None
     cells_per_segment: float = 10.24
     cell_size: int = 16
+    min_segments: int = 16
+    view_size: int | None = None
     compactness: float | None = None
     max_num_iter: int = 10
     sigma: float = 0.0
@@ -116,6 +125,8 @@ class SuperpixelConfig:
             raise ConfigError(f"n_segments must be >= 1, got {self.n_segments}")
         if not self.cells_per_segment > 0 or self.cell_size < 1:
             raise ConfigError(f"cells_per_segment must be > 0 and cell_size >= 1, got {self.cells_per_segment} and {self.cell_size}")
+        if self.min_segments < 1 or (self.view_size is not None and self.view_size < 1):
+            raise ConfigError(f"min_segments and view_size must be >= 1, got {self.min_segments} and {self.view_size}")
         if not 0.0 < self.scale <= 1.0:
             raise ConfigError(f"superpixel scale must be in (0, 1], got {self.scale}")
         if self.cache_blur_sigma < 0:
@@ -131,19 +142,24 @@ class SuperpixelConfig:
     def segments_for(self, height: int, width: int) -> int:
         """SLIC's ``n_segments`` for an ``height x width`` image.
 
-        ``n_segments`` when set; otherwise ``round(height * width / (cells_per_segment * cell_size**2))``
-        (at least 2): 100 at 512 x 512 (the reference), 25 at 256, 6 at 128.
+        ``n_segments`` when set. Otherwise a view of side ``v`` (``view_size``, or the image's own
+        size) gets ``max(min_segments, v**2 / (cells_per_segment * cell_size**2))`` superpixels (100
+        at 512 px, the reference; 25 at 256; 16 at 128 and below), and an image of another size the
+        same number per pixel.
         """
         if self.n_segments is not None:
             return self.n_segments
-        return max(2, round(height * width / (self.cells_per_segment * self.cell_size**2)))
+        view_area = float(self.view_size**2) if self.view_size else float(height * width)
+        per_view = max(float(self.min_segments), view_area / (self.cells_per_segment * self.cell_size**2))
+        return max(1, round(per_view * height * width / view_area))
 
     def tag(self) -> str:
         """A folder name that identifies every setting that changes a cached map."""
         if self.method == "felzenszwalb":
             core = f"fz-s{self.fz_scale:g}-g{self.fz_sigma:g}-m{self.fz_min_size}"
         else:
-            count = f"n{self.n_segments}" if self.n_segments is not None else f"cells{self.cells_per_segment:g}x{self.cell_size}"
+            count = (f"n{self.n_segments}" if self.n_segments is not None else
+                     f"cells{self.cells_per_segment:g}x{self.cell_size}-min{self.min_segments}-v{self.view_size or 0}")
             core = (
                 f"{self.method}-{count}-c{self.effective_compactness:g}-it{self.max_num_iter}"
                 f"-s{self.sigma:g}-cc{int(self.enforce_connectivity)}"
