@@ -22,3 +22,7 @@ def test_quick_demo_into_a_log(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert sum(" 100% " in ln and " step [" in ln for ln in progress) >= 3  # pre-training + 2 fine-tunings
     assert len(cap.err) < 20_000
     assert (tmp_path / "demo" / "report" / "paper_comparison.md").is_file()
+    # the story is written from this run's own numbers: every pre-trained method against Scratch
+    story = cap.out[cap.out.index("What this run shows:"):]
+    assert "- Scratch: DSC" in story and story.count("vs Scratch (paired Wilcoxon over") == 2
+    assert (tmp_path / "demo" / "report" / "figures" / "pretrain_diagnostics_synthetic.png").is_file()

@@ -68,7 +68,7 @@ def test_benchmark_rerun_skips_finished_cells(tmp_path):
         "pretrain.train.max_steps=2", "pretrain.train.epochs=1", "pretrain.data.image_size=32", "pretrain.data.batch_size=4",
         "pretrain.model.base_width=4", "finetune.model.base_width=4", "finetune.train.max_steps=2", "finetune.train.epochs=1",
         "finetune.data.image_size=32", "pretrain.train.device=cpu", "finetune.train.device=cpu",
-        "pretrain.train.progress=false", "finetune.train.progress=false", "seeds=[0, 1]",
+        "pretrain.train.progress=false", "finetune.train.progress=false", "seeds=[0, 1]", "methods=[scratch, supercl]",
     ]
     cells = run_benchmark(demo_config_path(), tmp_path, dry_run=True, overrides=quick)
     assert cells.splitlines()[-1] == "4 of 4 cells"
