@@ -100,3 +100,26 @@ def test_two_process_gloo_ddp_keeps_replicas_identical(tmp_path, monkeypatch):
     for a, b in zip(results[0], results[1]):
         assert torch.equal(a, b)
     assert (tmp_path / "run" / "checkpoint_latest.pt").is_file()
+
+
+def test_max_steps_alone_sets_the_run_length(tmp_path):
+    """`--max-steps 750` on a small label set was silently capped by the default 100 epochs (3 MS-CMRSeg
+    patients: 2 steps per epoch, so 200 steps were run): max_steps alone now sets the length."""
+    def plan(**kw):
+        return Engine(TrainCfg(device="cpu", **kw), OptimCfg(), tmp_path).plan(2)
+
+    p = plan(max_steps=750)
+    assert (p.total, p.epochs) == (750, 375)
+    assert plan().total == 200  # neither: the papers' 100 epochs
+    assert plan(epochs=100, max_steps=750).total == 200  # both: the smaller, as documented
+    assert plan(epochs=3).total == 6
+
+
+def test_validation_rhythm_in_steps(tmp_path):
+    eng = Engine(TrainCfg(device="cpu", val_every_steps=50), OptimCfg(), tmp_path)
+    # 8 steps per epoch: validate at the end of the epochs that cross 50, 100, ... and the last one
+    hits = [e for e in range(20) if eng.should_validate(e, 8 * (e + 1), 8 * e if e else 0, last=e == 19)]
+    assert hits == [6, 12, 18, 19]
+    assert Engine(TrainCfg(device="cpu"), OptimCfg(), tmp_path).should_validate(0, 8, 0, last=False)
+    every3 = Engine(TrainCfg(device="cpu", val_every=3), OptimCfg(), tmp_path)
+    assert [e for e in range(7) if every3.should_validate(e, e + 1, 0, last=False)] == [2, 5]
