@@ -202,6 +202,10 @@ def _recipe_problem(value: Any) -> str | None:
     return None if value == "auto" or value in RECIPES else f"expected auto or one of {', '.join(RECIPES)}, got {value!r}"
 
 
+def _postprocess_problem(value: Any) -> str | None:
+    return None if value in ("none", "largest_component") else f"expected none or largest_component, got {value!r}"
+
+
 def _fill_problem(value: Any) -> str | None:
     return None if value in ("zero", "min") else f"expected zero or min, got {value!r}"
 
@@ -362,6 +366,10 @@ class FinetuneConfig(_Checked):
         fill: the image's value where it has no data (padding to the patch or to the network's
             stride, rotated-in corners): ``zero`` (the papers) or ``min`` (the slice's minimum, the
             background of a z-scored slice, whose 0 is its mean intensity).
+        postprocess: ``none`` or ``largest_component``: keep each class's largest 3D connected
+            component in the test predictions, for the classes where that raises the Dice of the
+            validation volumes (decided after training, written to ``postprocessing.json``; the
+            ``paper`` protocol has no validation set, so nothing is applied there).
     """
 
     _together = (_image_size_fits,)
@@ -385,6 +393,7 @@ class FinetuneConfig(_Checked):
     scale: list[float] | None = field(default=None, metadata=checked(_scale_problem))
     elastic: bool | None = None
     fill: str | None = field(default=None, metadata=checked(_fill_problem))
+    postprocess: str | None = field(default=None, metadata=checked(_postprocess_problem))
 
 
 def _pretrain_optim() -> OptimCfg:

@@ -25,6 +25,7 @@ from .engine.inference import outside_window_to_zero, predict_volume
 from .engine.rundir import bind_run_dir, init_run_dir, mark_done
 from .engine.trainer import Engine, resolve_device, seed_everything
 from .errors import ConfigError
+from .evaluation.postprocess import choose_largest_component_classes, keep_largest_component
 from .losses.segmentation import segmentation_loss
 from .models.checkpoint import checkpoint_in_channels, load_pretrained, read_checkpoint
 from .models.factory import create_model
@@ -149,6 +150,26 @@ class SegmentationTask:
         return {self.monitor: value}
 
 
+def _decide_postprocessing(cfg: FinetuneConfig, task: SegmentationTask, model: nn.Module, split: Split, out: Path,
+                           say: Callable[[str], None]) -> list[int]:
+    """The classes whose largest connected component is kept in the test predictions (decided on the
+    validation volumes; written to ``postprocessing.json``)."""
+    if cfg.postprocess != "largest_component":
+        return []
+    if not split.val:
+        say("postprocess: no validation volumes (paper protocol): nothing applied")
+        return []
+    preds = [task.predict(model, c) for c in split.val]
+    refs = [task.reference(c) for c in split.val]
+    classes = choose_largest_component_classes(preds, refs, task.store.num_classes)
+    names = [task.store.class_names[k] for k in classes]
+    atomic_write_json(out / "postprocessing.json", {"largest_component": classes, "class_names": names,
+                                                      "decided_on": "validation", "cases": list(split.val)})
+    if classes:
+        say(f"postprocess: keeping the largest connected component of {', '.join(names)} (raises the validation Dice)")
+    return classes
+
+
 def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], None] | None = None) -> FinetuneResult:
     """Fine-tune the U-Net on a prepared store and evaluate it on the test patients.
 
@@ -246,10 +267,13 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
     if engine.best_path.is_file():
         model.load_state_dict(torch.load(engine.best_path, map_location=device, weights_only=False)["model"])
     model.to(device)
+    keep_largest = _decide_postprocessing(cfg, task, model, split, out, say)
     items = []
     (out / "predictions").mkdir(exist_ok=True)
     for cid in split.test:
         pred = task.predict(model, cid)
+        if keep_largest:
+            pred = keep_largest_component(pred, keep_largest)
         atomic_save_npy(out / "predictions" / f"{cid}.npy", pred)
         items.append((cid, pred, task.reference(cid), store.info(cid).spacing))
     result = evaluate_arrays(items, store.class_names, cfg.protocol, spacing_known=store.spacing_known)

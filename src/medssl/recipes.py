@@ -15,7 +15,8 @@ augmentation, how often the selection set is scored. Settings given explicitly (
   cosine to 1e-5, and a mild augmentation that never swaps classes defined by side (no mirroring,
   rotations of +-15 degrees, scale 0.85..1.25, no elastic field), padding with the slice's minimum
   (the background of a z-scored slice) rather than 0 (its mean intensity), the selection set scored
-  every 50 steps. Chosen on validation curves (``benchmarks/finetune_recipes.py``, README).
+  every 50 steps, and each class's largest connected component kept in the test predictions where
+  that raises the validation Dice (:mod:`medssl.evaluation.postprocess`). Chosen on validation curves (``benchmarks/finetune_recipes.py``, README).
 
 Example::
 
@@ -51,6 +52,7 @@ class Recipe:
         scale: range of the coordinate scale factor.
         elastic: elastic deformation inside the spatial transform.
         fill: the image's value where it has no data (``zero``, the papers; ``min``, its minimum).
+        postprocess: ``none`` or ``largest_component`` (decided per class on validation volumes).
         val_every: epochs between scorings of the selection set (None: :attr:`val_every_steps`).
         val_every_steps: score the selection set at the end of the first epoch after every
             ``val_every_steps`` optimiser steps (the same rhythm at any data size).
@@ -69,6 +71,7 @@ class Recipe:
     scale: tuple[float, float]
     elastic: bool
     fill: str = "zero"
+    postprocess: str = "none"
     val_every: int | None = None
     val_every_steps: int | None = None
 
@@ -84,7 +87,7 @@ RECIPES: dict[str, Recipe] = {
         name="standard",
         description="converges at small budgets: Dice+CE, Adam 1e-3 with warm-up, +-15 deg rotation and 0.85-1.25 scale, no flips",
         loss="dicece", dice_mode="batch", lr=1e-3, min_lr=1e-5, warmup_steps=50,
-        mirror=False, p_spatial=0.5, rotation=15.0, scale=(0.85, 1.25), elastic=False, fill="min",
+        mirror=False, p_spatial=0.5, rotation=15.0, scale=(0.85, 1.25), elastic=False, fill="min", postprocess="largest_component",
         val_every=None, val_every_steps=50,
     ),
 }
@@ -133,4 +136,5 @@ def resolve_recipe(cfg: Any) -> Any:
         scale=pick(cfg.scale, list(r.scale)),
         elastic=pick(cfg.elastic, r.elastic),
         fill=pick(cfg.fill, r.fill),
+        postprocess=pick(cfg.postprocess, r.postprocess),
     )

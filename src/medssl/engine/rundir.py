@@ -52,7 +52,7 @@ RESULT_NEUTRAL_FIELDS: frozenset[str] = frozenset(
 RUN_FILES: tuple[str, ...] = (
     "config.yaml", "run.json", "splits.json", "load_report.json", "log.csv", "steps.csv",
     "checkpoint_latest.pt", "checkpoint_best.pt", "pretrain.pt", "diagnostics.json",
-    "metrics.csv", "summary.md", "summary.csv", "summary.json", "predictions", "tensorboard",
+    "metrics.csv", "summary.md", "summary.csv", "summary.json", "predictions", "tensorboard", "postprocessing.json",
 )
 
 _KIND_NAMES = {"finetune": "fine-tuning", "pretrain": "pre-training"}
