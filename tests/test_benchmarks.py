@@ -30,13 +30,30 @@ def _row(lines: list[str], first: str, second: str | None = None) -> list[str]:
     raise AssertionError(f"no row {first} {second or ''} in:\n" + "\n".join(lines))
 
 
+def _half_unit(text: str) -> float:
+    """Half a unit of the last digit of a printed number ("0.11" -> 0.005)."""
+    return 0.5 * 10.0 ** -(len(text.split(".")[1]) if "." in text else 0)
+
+
+def _ratio_of_printed(num: str, den: str, ratio: str) -> bool:
+    """Whether the printed ``ratio`` is ``num / den`` of the unrounded values: it must lie in the
+    interval that the printed (rounded) numbers allow, widened by its own rounding. Timings of tiny
+    runs print with few digits, so a fixed relative tolerance fails on rounding alone."""
+    n, d, r = float(num), float(den), float(ratio)
+    dn, dd, dr = _half_unit(num), _half_unit(den), _half_unit(ratio)
+    return (n - dn) / (d + dd) - dr <= r <= (n + dn) / max(d - dd, 1e-12) + dr
+
+
 def test_bench_step_ratio_and_operation_counts():
     out = _run("bench_step.py", "--methods", "simclr,dira", "--size", "64", "--batch", "2", "--width", "4",
                "--reps", "1", "--count-ops")
     for name in ("simclr", "dira"):
         cols = _row(out, name)
         step_ms, bare_ms, ratio = map(float, cols[1:4])
-        assert step_ms > 0 and bare_ms > 0 and ratio == pytest.approx(step_ms / bare_ms, rel=0.02)
+        assert step_ms > 0 and bare_ms > 0
+        # the printed ratio is step / bare before rounding: it lies in the interval the rounded
+        # printed times allow (half a unit of their last printed digit), widened by its own rounding
+        assert _ratio_of_printed(cols[1], cols[2], cols[3])
         n_step, n_bare, extra = map(int, cols[6:9])
         # the loss adds work on top of the same network passes; counted from the same random state
         assert n_bare > 100 and n_step > n_bare and extra == n_step - n_bare
@@ -55,7 +72,7 @@ def test_bench_loader_all_variants_and_projection():
     for variant in ("scipy", "torch", "torch-lattice"):
         cols = _row(out, "pcl", variant)
         loader, per_core, step, ratio = map(float, cols[2:6])
-        assert loader > 0 and step > 0 and ratio == pytest.approx(loader / step, rel=0.02)
+        assert loader > 0 and step > 0 and _ratio_of_printed(cols[2], cols[4], cols[5])
     # the scipy row projects the recorded scipy rate itself: 10 per core x 4 cores / 100
     assert float(_row(out, "pcl", "scipy")[-1]) == pytest.approx(0.4, abs=0.05)
 
@@ -87,6 +104,6 @@ def test_bench_amp_variants():
     assert out[0].startswith("device cpu") and "train.amp=auto here:" in out[0]
     for name in ("finetune", "simclr"):
         cols = _row(out, name)
-        ms, ratios = list(map(float, cols[1:5])), list(map(float, cols[5:8]))
+        ms = list(map(float, cols[1:5]))
         assert all(t > 0 for t in ms)
-        assert ratios == pytest.approx([ms[0] / t for t in ms[1:]], rel=0.02)
+        assert all(_ratio_of_printed(cols[1], cols[2 + i], cols[5 + i]) for i in range(3))

@@ -143,7 +143,7 @@ BAD_TRAINING = [
     (["--set", "optim.warmup_steps=-1"], "optim.warmup_steps: must be >= 0"),
     (["--set", "optim.momentum=1"], "optim.momentum: must be in [0, 1)"),
     (["--image-size", "40"], "data.image_size: 40 must be a multiple of 16"),
-    (["--set", "loss=focal"], "loss must be ce|dice|dicece, got 'focal'"),
+    (["--set", "loss=focal"], "loss: expected one of ce, dice, dicece, got 'focal'"),
     (["--init", "nowhere_at_all"], "nowhere_at_all: checkpoint not found"),
 ]
 
