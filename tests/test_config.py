@@ -32,6 +32,10 @@ def test_recipes_fill_only_unset_settings():
     assert config_from_dict(PretrainConfig, {"optim": {"lr": 0.1}}).optim.name == "sgd"
     with pytest.raises(ConfigError, match="recipe"):
         apply_overrides(FinetuneConfig(), ["recipe=fast"])
+    from medssl.recipes import describe_recipe
+
+    assert describe_recipe(std).startswith("recipe 'standard': loss dicece (batch Dice), adam lr 0.001 (warm-up 50")
+    assert "mirror, p 0.67: rotation +-180 deg" in describe_recipe(paper)
 
 
 def test_yaml_then_overrides(tmp_path):

@@ -30,7 +30,7 @@ from .losses.segmentation import segmentation_loss
 from .models.checkpoint import checkpoint_in_channels, load_pretrained, read_checkpoint
 from .models.factory import create_model
 from .preflight import check_finetune
-from .recipes import resolve_recipe
+from .recipes import describe_recipe, resolve_recipe
 from .utils import distributed as du
 from .utils.files import atomic_save_npy, atomic_write_json
 
@@ -259,6 +259,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
             atomic_write_json(out / "load_report.json", report.to_dict())
     if cfg.protocol == "paper":
         say("protocol 'paper': the best epoch is selected on the TEST set, as the papers did; use --protocol standard for a sound estimate")
+    say(describe_recipe(cfg))
 
     fit = engine.fit(task)
 

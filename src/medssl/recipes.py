@@ -31,7 +31,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["Recipe", "RECIPES", "recipe_name", "resolve_recipe"]
+__all__ = ["Recipe", "RECIPES", "recipe_name", "resolve_recipe", "describe_recipe"]
 
 
 @dataclass(frozen=True)
@@ -138,3 +138,15 @@ def resolve_recipe(cfg: Any) -> Any:
         fill=pick(cfg.fill, r.fill),
         postprocess=pick(cfg.postprocess, r.postprocess),
     )
+
+
+def describe_recipe(cfg: Any) -> str:
+    """One line: the resolved fine-tuning settings that a recipe decides."""
+    aug = "none" if not cfg.augment else (
+        f"{'mirror, ' if cfg.mirror else ''}p {cfg.p_spatial:g}: rotation +-{cfg.rotation:g} deg, scale {cfg.scale[0]:g}-{cfg.scale[1]:g}"
+        f"{', elastic' if cfg.elastic else ''}; fill {cfg.fill}")
+    every = (f"every {cfg.train.val_every} epochs" if cfg.train.val_every else
+             f"every {cfg.train.val_every_steps} steps" if cfg.train.val_every_steps else "every epoch")
+    return (f"recipe '{cfg.recipe}': loss {cfg.loss}{f' ({cfg.dice_mode} Dice)' if cfg.loss != 'ce' else ''}, "
+            f"{cfg.optim.name} lr {cfg.optim.lr:g} (warm-up {cfg.optim.warmup_steps}, cosine to {cfg.optim.min_lr:g}), "
+            f"augmentation {aug}, scored {every}, post-processing {cfg.postprocess}")
