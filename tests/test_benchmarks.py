@@ -6,6 +6,7 @@ medpy, operation counts, the variants listed.
 """
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -107,3 +108,48 @@ def test_bench_amp_variants():
         ms = list(map(float, cols[1:5]))
         assert all(t > 0 for t in ms)
         assert all(_ratio_of_printed(cols[1], cols[2 + i], cols[5 + i]) for i in range(3))
+
+
+def test_finetune_recipes_and_yardstick_on_a_tiny_store(tmp_path):
+    """The recipes benchmark end to end at a tiny size: both medssl recipes, the control arm and the
+    plain-loop yardstick run on one seeded split, and the table, CSV and figure come out."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import finetune_recipes as fr
+    from medssl.data.store import prepare
+
+    store = tmp_path / "prepared" / "synthetic"
+    prepare("synthetic", "builtin", store, target_spacing=None, progress=False,
+            reader_options={"n_patients": 8, "frames": 1, "slices": 4, "size": 32, "seed": 0})
+    run = tmp_path / "synthetic" / "s0"
+    split = fr.split_file(store, "2", 0, run / "split.json")
+    assert len(split["train"]) == 2 and split["test"] and split["val"]
+    args = fr.argparse.Namespace(size=32, labels="2", steps=4, batch=2, workers=0, width=4, val_every=2, control=True)
+    cmds = fr.commands("hippocampus", store, run / "split.json", run, args, 0)
+    assert set(cmds) == {"paper", "standard", "control", "yardstick"}
+    assert "--recipe" in cmds["paper"] and cmds["paper"][cmds["paper"].index("--recipe") + 1] == "paper"
+    fr.run_jobs([(name, cmd, run / f"{name}.log") for name, cmd in cmds.items()], 2)
+    for name in ("paper", "standard", "control"):
+        assert (run / name / "summary.json").is_file(), (run / f"{name}.log").read_text()[-1500:]
+    ys = json.loads((run / "yardstick.json").read_text())
+    assert [s for s, _ in ys["curve"]] == [2, 4] and 0.0 <= ys["test_dice"] <= 1.0
+    rows = fr.collect(tmp_path, ["synthetic"], [0])
+    assert {r["recipe"] for r in rows} == {"paper", "standard", "control", "yardstick"}
+    for r in rows:
+        assert 0.0 <= r["test_dice"] <= 1.0 and r["curve"], r
+    fr.write_outputs(rows, tmp_path)
+    table = (tmp_path / "recipes.md").read_text()
+    assert "| synthetic | standard |" in table and "| synthetic | yardstick |" in table
+    assert (tmp_path / "recipes.png").stat().st_size > 1000
+
+
+def test_yardstick_volume_dice_known_values():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import numpy as np
+    from yardstick import volume_dice
+
+    lab = np.zeros((2, 4, 4), np.int64)
+    lab[0, :2, :2] = 1                      # class 1: 4 voxels
+    lab[1, 2:, 2:] = 2                      # class 2: 4 voxels
+    pred = lab.copy()
+    pred[1, 2, 2] = 0                       # class 2: 3 of 4 found
+    assert math.isclose(volume_dice(pred, lab, 3), (1.0 + 6 / 7) / 2)
