@@ -153,3 +153,31 @@ def test_yardstick_volume_dice_known_values():
     pred = lab.copy()
     pred[1, 2, 2] = 0                       # class 2: 3 of 4 found
     assert math.isclose(volume_dice(pred, lab, 3), (1.0 + 6 / 7) / 2)
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory):
+    from medssl.data.store import prepare
+
+    store = tmp_path_factory.mktemp("bench") / "prepared"
+    prepare("synthetic", "builtin", store, target_spacing=None, progress=False,
+            reader_options={"n_patients": 8, "frames": 1, "slices": 4, "size": 64, "seed": 0})
+    return store
+
+
+def test_ilcp_geometry_reference_vs_default(tiny_store):
+    lines = _run("ilcp_geometry.py", "--data", str(tiny_store), "--sizes", "64", "--cases", "3")
+    rows = [ln for ln in lines if ln.startswith("| 64 |")]
+    assert rows, lines
+    tokens = {(c := [x.strip() for x in r.split("|")])[2]: int(c[4]) for r in rows}
+    # the reference's raster stride keeps 1 token of a 4 x 4 bottleneck; the default keeps them all
+    assert any(t == 1 for g, t in tokens.items() if g.startswith("reference")), rows
+    assert any(t == 16 for g, t in tokens.items() if g == "default"), rows
+
+
+def test_superpixel_mode_tiny(tiny_store, tmp_path):
+    lines = _run("superpixel_mode.py", "--data", str(tiny_store), "--out", str(tmp_path), "--steps", "2",
+                 "--size", "32", "--batch", "4", "--width", "4", "--workers", "0", "--labels", "2",
+                 "--finetune-seeds", "0", "--finetune-steps", "2")
+    table = (tmp_path / "superpixel_mode.md").read_text()
+    assert "| online |" in table and "| cache |" in table, lines
