@@ -131,3 +131,12 @@ def test_pretraining_logs_diagnostics(synthetic_store: Path, tmp_path: Path) -> 
     fig = plot_pretrain_diagnostics(coll.pretrain, tmp_path / "diag.png")
     assert fig.path is not None and fig.path.stat().st_size > 1000
     assert plot_pretrain_curves(coll.pretrain[0], tmp_path / "loss.png").path is not None
+
+
+def test_collapse_is_a_fall_not_a_small_spread() -> None:
+    from medssl.evaluation.representation import collapsed
+
+    assert collapsed(0.01, peak=0.30)            # spread fell from 0.30 to 0.01
+    assert not collapsed(0.04, peak=0.064)       # a He-initialised encoder's own small spread
+    assert not collapsed(0.0, peak=0.0)          # never spread (PyTorch default init): nothing fell
+    assert not collapsed(0.2, peak=0.9)          # above the floor

@@ -23,7 +23,7 @@ from .data.store import SliceStore
 from .engine.rundir import bind_run_dir, init_run_dir, mark_done
 from .engine.trainer import Engine, resolve_device, seed_everything
 from .errors import ConfigError, DataError
-from .evaluation.representation import build_probe_set, format_diagnostics, probe_diagnostics
+from .evaluation.representation import build_probe_set, collapsed, format_diagnostics, probe_diagnostics
 from .methods.base import Method, update_momentum
 from .models.unet import UNet
 from .preflight import check_pretrain
@@ -128,6 +128,7 @@ class PretrainTask:
         self.probe = build_probe_set(store, size, labelled_cases=_probe_label_cases(cfg, store))
         #: the diagnostics of the randomly initialised encoder, the baseline of every later epoch
         self.initial_diagnostics = probe_diagnostics(method.backbone.encoder, self.probe)
+        self._peak_spread = self.initial_diagnostics["embed_spread"]
 
     def steps_per_epoch(self) -> int:
         per_rank = math.ceil(len(self.dataset) / du.world_size())
@@ -175,9 +176,11 @@ class PretrainTask:
         Warns when the representation collapses.
         """
         out = probe_diagnostics(self.model.backbone.encoder, self.probe, self.device)
-        if out["embed_spread"] < 0.05:
+        spread = out["embed_spread"]
+        if collapsed(spread, self._peak_spread):
             warnings.warn(f"epoch {epoch}: embedding spread {out['embed_spread']:.3f} (1 = spread, 0 = one point): "
-                          "the representation may have collapsed", stacklevel=2)
+                          f"the representation may have collapsed (it reached {self._peak_spread:.3f})", stacklevel=2)
+        self._peak_spread = max(self._peak_spread, spread)
         return out
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "build_probe_set",
     "probe_diagnostics",
     "format_diagnostics",
+    "collapsed",
     "DIAGNOSTICS",
 ]
 
@@ -344,6 +345,17 @@ DIAGNOSTICS: dict[str, str] = {
     "knn_position_mae": "k-NN slice-position error across volumes (lower is better)",
     "linear_probe_dice": "linear-probe Dice on frozen features (validation patients)",
 }
+
+
+def collapsed(spread: float, peak: float, floor: float = 0.05) -> bool:
+    """Whether an embedding spread reads as a collapse: below ``floor`` and below half the highest
+    spread seen so far (the random encoder's included).
+
+    The spread of a randomly initialised encoder's pooled bottleneck is itself small (about 0.06
+    for the He-initialised U-Net, 0.00 with PyTorch's default init), so a fixed floor alone would
+    call an untouched encoder collapsed; what collapses is a spread that fell.
+    """
+    return spread < floor and spread < 0.5 * peak
 
 
 def format_diagnostics(initial: dict[str, float], final: dict[str, float]) -> str:
