@@ -181,3 +181,15 @@ def test_superpixel_mode_tiny(tiny_store, tmp_path):
                  "--finetune-seeds", "0", "--finetune-steps", "2")
     table = (tmp_path / "superpixel_mode.md").read_text()
     assert "| online |" in table and "| cache |" in table, lines
+
+
+def test_gpu_throughput_levers_on_cpu():
+    lines = _run("gpu_throughput.py", "--size", "32", "--batch", "2", "--width", "4", "--reps", "1", "--warmup", "0",
+                 "--variants", "fp32,bf16,bf16+cl", "--methods", "supercl,macl", "--batches", "2", "4")
+    for name in ("supercl", "macl"):
+        base = _row(lines, name, "fp32")
+        assert base[4] == "1.00" and base[-1] == "1.00000"          # fp32 against itself
+        cl = _row(lines, name, "bf16+cl")
+        assert 0.5 < float(cl[-1]) <= 1.0                            # cosine with the fp32 gradient
+        assert any(ln.startswith(f"{name}: fastest") for ln in lines)
+        assert sum(1 for ln in lines if ln.startswith(name) and " batch " in ln) == 2
