@@ -405,11 +405,21 @@ def _grid(tmp_path):
     ("pretrain.data.batch_size=1", "pre-training of simclr on syn: data.batch_size: simclr needs at least 2"),
     ("pretrain_methods={simclr: {method_args: {temp: 1}}}", "method_args.temp: not an argument of simclr"),
     ("seeds=[-1]", "seeds must be a non-empty list of integers"),
+    ("pretrain_methods={nosuch: {}}", "pretrain_methods: unknown method 'nosuch'"),
 ])
 def test_benchmark_dry_run_validates_every_cell(capsys, tmp_path, override, fragment):
     line = _one_line_error(capsys, ["benchmark", "--config", str(_grid(tmp_path)), "--out", str(tmp_path / "b"), "--dry-run", "--set", override])
     assert fragment in line, line
     assert not (tmp_path / "b").exists()
+
+
+def test_benchmark_methods_narrowed_with_set_keep_other_methods_settings(capsys, tmp_path):
+    # `--set methods=[scratch]` runs part of a grid whose pretrain_methods names other methods
+    grid = _grid(tmp_path)
+    code = main(["benchmark", "--config", str(grid), "--out", str(tmp_path / "b"), "--dry-run", "--set", "methods=[scratch]",
+                 "--set", "pretrain_methods={simclr: {method_args: {temperature: 0.2}}}"])
+    out = capsys.readouterr().out
+    assert code == 0 and "all 1 cells of the grid are valid" in out, out
 
 
 def test_benchmark_checks_splits_before_training_and_existing_runs(capsys, tmp_path):

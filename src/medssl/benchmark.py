@@ -339,8 +339,9 @@ def validate_grid(grid: dict[str, Any], root: str | Path, cells: list[GridCell] 
         if m not in known:
             raise ConfigError(f"methods: unknown method '{m}'; known: {', '.join(known)}")
     for m in grid.get("pretrain_methods") or {}:
-        if m not in grid["methods"]:
-            raise ConfigError(f"pretrain_methods: '{m}' is not one of the grid's methods ({', '.join(grid['methods'])})")
+        # a registered method that the grid does not run is allowed (`--set methods=[...]` narrows a grid)
+        if m not in known or m == SCRATCH:
+            raise ConfigError(f"pretrain_methods: unknown method '{m}'; known: {', '.join(known[1:])}")
     datasets = {d["name"]: d for d in grid["datasets"]}
     for name, ds in datasets.items():
         _check_dataset(ds, f"datasets: {name}")
