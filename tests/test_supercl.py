@@ -111,6 +111,15 @@ def test_asp_rejects_labels_outside_the_map_range() -> None:
         average_superpixel_map(m, torch.tensor([[[0, 1], [2, -1]]]))
 
 
+def test_asp_traces_as_one_graph_on_cpu() -> None:
+    """The host-side label check is skipped inside torch.compile, so the ASP is one graph on CPU too."""
+    f = torch.arange(32, dtype=torch.float32).reshape(2, 1, 4, 4)
+    sp = torch.tensor([[[0, 0, 1, 1]] * 4, [[2, 2, 2, 3]] * 4])
+    compiled = torch.compile(average_superpixel_map, backend="eager", fullgraph=True)  # a break raises
+    assert torch.allclose(compiled(f, sp, "superpixel"), average_superpixel_map(f, sp, "superpixel"))
+    torch._dynamo.reset()
+
+
 def test_ccl_mask_equals_the_component_labels_mask(rng: np.random.Generator) -> None:
     """The sync-free closure in ccl_mask gives exactly the mask of the component labels."""
     for n in (4, 10, 32):

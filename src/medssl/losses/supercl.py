@@ -149,7 +149,9 @@ def average_superpixel_map(f: Tensor, superpixels: Tensor, divide_by: str = "ima
     # one label range of k = H * W per image (an H x W map's labels, 0..K-1 from the superpixel
     # stage, stay below it): a static size, so no host-side max of the labels inside the step
     k = max(1, int(superpixels.shape[-2]) * int(superpixels.shape[-1]))
-    if labels.device.type == "cpu" and labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= k):
+    # a host-side check, on CPU tensors outside a compiled graph only (a graph break otherwise)
+    checkable = labels.device.type == "cpu" and not torch.compiler.is_compiling()
+    if checkable and labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= k):
         raise ValueError(f"superpixel labels must be in [0, {k}) for a {tuple(superpixels.shape[-2:])} map, "
                          f"got {int(labels.min())}..{int(labels.max())}")
     idx = labels.long() + torch.arange(b, device=labels.device)[:, None] * k
