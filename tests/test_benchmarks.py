@@ -193,3 +193,14 @@ def test_gpu_throughput_levers_on_cpu():
         assert 0.5 < float(cl[-1]) <= 1.0                            # cosine with the fp32 gradient
         assert any(ln.startswith(f"{name}: fastest") for ln in lines)
         assert sum(1 for ln in lines if ln.startswith(name) and " batch " in ln) == 2
+
+
+def test_supercl_ablation_tiny(tiny_store, tmp_path):
+    lines = _run("supercl_ablation.py", "--data", str(tiny_store), "--out", str(tmp_path), "--steps", "2",
+                 "--size", "32", "--batch", "4", "--width", "4", "--workers", "0", "--variants", "default", "ins_only")
+    table = (tmp_path / "supercl_ablation.md").read_text()
+    assert "| default | 1 | 0.5 |" in table and "| ins_only | 0 | 0 |" in table, lines
+    # the weights reached the method: the resolved configuration of each run records them
+    cfg = (tmp_path / "ins_only" / "config.yaml").read_text()
+    assert "w_intra: 0.0" in cfg and "w_inter: 0.0" in cfg, cfg
+    assert (tmp_path / "supercl_ablation.png").stat().st_size > 0
