@@ -204,3 +204,24 @@ def test_supercl_ablation_tiny(tiny_store, tmp_path):
     cfg = (tmp_path / "ins_only" / "config.yaml").read_text()
     assert "w_intra: 0.0" in cfg and "w_inter: 0.0" in cfg, cfg
     assert (tmp_path / "supercl_ablation.png").stat().st_size > 0
+
+
+def test_finetune_budget_reruns_a_grid_cell_with_only_the_steps_changed(tiny_store, tmp_path):
+    import yaml
+
+    cell = tmp_path / "grid" / "finetune" / "scratch__synthetic__2__s0"
+    proc = subprocess.run(["medssl", "finetune", "--data", str(tiny_store), "--out", str(cell), "--labels", "2",
+                           "--max-steps", "2", "--image-size", "32", "--batch-size", "4", "--workers", "0",
+                           "--no-progress", "--set", "model.base_width=4", "--init", "none"],
+                          cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = _run("finetune_budget.py", "--grid", str(tmp_path / "grid"), "--out", str(tmp_path / "budget"), "--steps", "3")
+    assert any(ln.startswith("3 steps: 1 cells") for ln in lines), lines
+    new = tmp_path / "budget" / "steps3" / "finetune" / cell.name
+    before = yaml.safe_load((cell / "config.yaml").read_text())
+    after = yaml.safe_load((new / "config.yaml").read_text())
+    assert after["train"].pop("max_steps") == 3 and before["train"].pop("max_steps") == 2
+    assert after.pop("out") == str(new) and before.pop("out") == str(cell)
+    assert after == before
+    assert json.loads((new / "run.json").read_text())["status"] == "done"
+    assert (tmp_path / "budget" / "steps3" / "report" / "results.md").is_file()

@@ -20,7 +20,7 @@ from medssl.errors import DataError
 from medssl.reporting import report
 from medssl.reporting.figures import select_slices
 from medssl.reporting.report import load_paper_results, paper_comparison
-from medssl.reporting.stats import compare_methods, paired_samples, paired_wilcoxon
+from medssl.reporting.stats import compare_methods, paired_samples, paired_wilcoxon, pairwise_markdown, pairwise_tests
 from medssl.reporting.tables import (
     collect_runs,
     format_mean_std,
@@ -267,6 +267,24 @@ def test_wilcoxon_matches_scipy_on_pooled_seed_pairs(grid: Path) -> None:
     assert rows["wcl"].vs_scratch is not None and rows["wcl"].vs_scratch.n_pairs == len(CASES)
 
 
+def test_pairwise_tests_cover_every_pair_with_a_ahead_when_positive(grid: Path) -> None:
+    runs = [r for r in collect_runs(grid).runs if r.dataset_label == "ACDC" and r.labels == "10%"]
+    methods = {r.method for r in runs}
+    rows = pairwise_tests(runs)
+    assert len(rows) == len(methods) * (len(methods) - 1) // 2
+    assert len({frozenset((r.method_a, r.method_b)) for r in rows}) == len(rows)
+    by_pair = {(r.method_a, r.method_b): r.test for r in rows}
+    # Scratch comes first in table order, so it is always B; the test equals compare_methods' one
+    t = by_pair[("supercl", "scratch")]
+    ref = {s.method: s for s in compare_methods(runs)}["supercl"].vs_scratch
+    assert ref is not None and t.p_value == ref.p_value and t.mean_diff == pytest.approx(ref.mean_diff)
+    x, y, _ = paired_samples([r for r in runs if r.method == "supercl"], [r for r in runs if r.method == "scratch"])
+    assert t.mean_diff == pytest.approx((x - y).mean() * 100) and t.mean_diff > 0  # SuperCL ahead in the fixture
+    md = pairwise_markdown(rows)
+    body = [ln for ln in md.splitlines() if ln.startswith("| ") and not ln.startswith("| Protocol")]
+    assert len(body) == len(rows)
+
+
 def test_wilcoxon_nan_cases() -> None:
     t = paired_wilcoxon(np.array([0.5, 0.6, 0.7]), np.array([0.4, 0.5, 0.9]))
     assert math.isnan(t.p_value) and t.n_pairs == 3 and "too few pairs" in t.note
@@ -322,8 +340,8 @@ def _assert_real_png(path: Path, min_side: int = 150) -> np.ndarray:
 def test_report_writes_everything(grid: Path, reference_csv: Path, tmp_path: Path) -> None:
     out = tmp_path / "rep"
     res = report(grid, out_dir=out, reference_csv=reference_csv, n_slices=2, dpi=60)
-    for name in ("results.md", "results.csv", "results.tex", "stats.md", "stats.csv", "paper_comparison.md",
-                 "paper_comparison.csv"):
+    for name in ("results.md", "results.csv", "results.tex", "stats.md", "stats.csv", "pairwise.md", "pairwise.csv",
+                 "paper_comparison.md", "paper_comparison.csv"):
         assert (out / name).is_file(), name
     assert res.n_runs == len(DSC) + 3 and len(res.skipped) == 1 and res.n_pretrain == 1
     assert "1 skipped" in res.markdown and res.markdown == (out / "results.md").read_text()

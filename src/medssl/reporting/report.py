@@ -28,7 +28,16 @@ from .figures import (
     plot_training_curves,
     slugify,
 )
-from .stats import STATS_FIELDS, compare_methods, stats_csv_rows, stats_markdown
+from .stats import (
+    PAIRWISE_FIELDS,
+    STATS_FIELDS,
+    compare_methods,
+    pairwise_csv_rows,
+    pairwise_markdown,
+    pairwise_tests,
+    stats_csv_rows,
+    stats_markdown,
+)
 from .tables import (
     CSV_FIELDS,
     METHOD_DISPLAY,
@@ -282,7 +291,7 @@ class ReportResult:
         out_dir: the report folder.
         markdown: the text of ``results.md`` (for printing).
         files: name -> path (``results_md``, ``results_csv``, ``results_tex``, ``stats_md``,
-            ``stats_csv``, ``paper_md``, ``paper_csv``).
+            ``stats_csv``, ``pairwise_md``, ``pairwise_csv``, ``paper_md``, ``paper_csv``).
         figures: written PNGs.
         n_runs: complete fine-tuning runs used.
         n_pretrain: pre-training runs found.
@@ -323,6 +332,10 @@ def _write_stats(runs: Sequence[RunRecord], out: Path, files: dict[str, Path], m
     stats_md = stats_markdown(stat_rows)
     files["stats_md"] = _write_text(out / "stats.md", "# Paired tests\n\n" + stats_md)
     files["stats_csv"] = write_csv(out / "stats.csv", STATS_FIELDS, stats_csv_rows(stat_rows))
+    pair_rows = pairwise_tests(runs, min_pairs=min_pairs)
+    files["pairwise_md"] = _write_text(out / "pairwise.md", "# Paired tests, every pair of methods\n\n"
+                                       + pairwise_markdown(pair_rows))
+    files["pairwise_csv"] = write_csv(out / "pairwise.csv", PAIRWISE_FIELDS, pairwise_csv_rows(pair_rows))
     return stats_md
 
 
@@ -395,7 +408,7 @@ def _results_markdown(root: Path, out: Path, coll: RunCollection, tables: Sequen
                f"{t.specs[3].label} in {t.specs[3].unit}. Per dataset column and label fraction: best in "
                "**bold**, second best <u>underlined</u>." + (" " + t.unit_note() if t.unit_note() else ""),
                "", t.markdown()]
-    md += ["", "## Paired tests", "", stats_md]
+    md += ["", "## Paired tests", "", stats_md, "", "Every pair of methods: `pairwise.md` / `pairwise.csv`."]
     md += ["", "## Comparison with the published numbers (`paper` protocol)", "", comp_md]
     if figures:
         md += ["", "## Figures", ""]
@@ -414,8 +427,8 @@ def report(dir: str | Path, out_dir: str | Path | None = None, reference_csv: st
 
     Collects every fine-tuning run under ``dir`` (any depth; runs without ``summary.json`` are
     skipped and counted) and writes into ``out_dir``: ``results.md`` (all tables and figure links),
-    ``results.csv``, ``results.tex`` (booktabs), ``stats.md``/``stats.csv`` (Wilcoxon tests),
-    ``paper_comparison.md``/``.csv`` and ``figures/*.png``.
+    ``results.csv``, ``results.tex`` (booktabs), ``stats.md``/``stats.csv`` (Wilcoxon tests against
+    Scratch and the best baseline), ``pairwise.md``/``pairwise.csv`` (every pair), ``paper_comparison.md``/``.csv`` and ``figures/*.png``.
 
     Args:
         dir: the benchmark grid folder.

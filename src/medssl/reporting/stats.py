@@ -37,6 +37,11 @@ __all__ = [
     "compare_methods",
     "stats_markdown",
     "stats_csv_rows",
+    "PairRow",
+    "PAIRWISE_FIELDS",
+    "pairwise_tests",
+    "pairwise_markdown",
+    "pairwise_csv_rows",
 ]
 
 #: below 6 non-tied pairs the exact two-sided Wilcoxon p-value cannot fall under 0.05 (2 / 2**5).
@@ -273,4 +278,76 @@ def stats_markdown(rows: Sequence[StatRow]) -> str:
     lines.append("")
     lines.append("Two-sided Wilcoxon signed-rank test (scipy defaults) on per-case DSC averaged over classes, "
                  "pairs = (seed, case) present in both methods; Δ = mean paired difference in DSC points.")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# every pair of methods
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class PairRow:
+    """One paired test A vs B on one dataset / label fraction / protocol (A after B in table order)."""
+
+    protocol: str
+    dataset: str
+    labels: str
+    method_a: str
+    method_b: str
+    test: PairedTest
+
+
+def pairwise_tests(runs: Sequence[RunRecord], min_pairs: int = DEFAULT_MIN_PAIRS) -> list[PairRow]:
+    """The paired Wilcoxon test of every pair of methods in each comparable group.
+
+    :func:`compare_methods` tests each method against Scratch and the best baseline only; a claim
+    such as "ahead of SimCLR and PCL" needs the test against each of them. A is the method later in
+    table order (the methods of the papers come last), so ``mean_diff`` > 0 means A ahead of B.
+
+    Args:
+        runs: complete fine-tuning runs.
+        min_pairs: see :func:`paired_wilcoxon`.
+
+    Returns:
+        One :class:`PairRow` per unordered pair of methods per group, in table order.
+    """
+    groups: dict[tuple[str, str, str], dict[str, list[RunRecord]]] = {}
+    for r in runs:
+        groups.setdefault(r.group, {}).setdefault(r.method, []).append(r)
+    rows: list[PairRow] = []
+    for (protocol, dataset, labels), by_method in groups.items():
+        methods = sorted(by_method, key=method_sort_key)
+        for i, a in enumerate(methods):
+            for b in methods[:i]:
+                t = paired_wilcoxon(*paired_samples(by_method[a], by_method[b])[:2], min_pairs)
+                rows.append(PairRow(protocol, dataset, labels, a, b, t))
+    rows.sort(key=lambda r: (r.protocol, r.dataset.lower(), labels_sort_key(r.labels),
+                             method_sort_key(r.method_a), method_sort_key(r.method_b)))
+    return rows
+
+
+PAIRWISE_FIELDS = ["protocol", "dataset", "labels", "method_a", "method_b", "mean_diff", "p", "n_pairs",
+                   "n_nonzero", "statistic", "note"]
+
+
+def pairwise_csv_rows(rows: Sequence[PairRow]) -> list[dict[str, Any]]:
+    """Flat rows (columns :data:`PAIRWISE_FIELDS`) for ``pairwise.csv``; NaN written as empty."""
+    return [{"protocol": r.protocol, "dataset": r.dataset, "labels": r.labels,
+             "method_a": method_display_name(r.method_a), "method_b": method_display_name(r.method_b),
+             "mean_diff": _f(r.test.mean_diff), "p": _f(r.test.p_value), "n_pairs": r.test.n_pairs,
+             "n_nonzero": r.test.n_nonzero, "statistic": _f(r.test.statistic), "note": r.test.note} for r in rows]
+
+
+def pairwise_markdown(rows: Sequence[PairRow]) -> str:
+    """Markdown table of every pair: Δ DSC (A - B, points), p and pairs."""
+    if not rows:
+        return "_No pairs of methods to compare._"
+    lines = ["| Protocol | Dataset | Labels | A | B | Δ A - B (pp) | p | pairs | Notes |",
+             "|---|---|---|---|---|---:|---:|---:|---|"]
+    for r in rows:
+        diff, p, n = _fmt_test(r.test)
+        lines.append("| " + " | ".join([r.protocol, r.dataset, r.labels, method_display_name(r.method_a),
+                                          method_display_name(r.method_b), diff, p, n, r.test.note]) + " |")
+    lines.append("")
+    lines.append("Two-sided Wilcoxon signed-rank test (scipy defaults) on per-case DSC averaged over classes, "
+                 "pairs = (seed, case) present in both methods; Δ > 0: A ahead of B.")
     return "\n".join(lines)
