@@ -339,6 +339,25 @@ def test_run_folder_is_bound_to_its_configuration(capsys, synthetic_store, tmp_p
     assert len((run / "log.csv").read_text().strip().splitlines()) == 2  # header + one epoch, not appended
 
 
+def test_init_parts_loads_only_the_named_parts_of_a_macl_checkpoint(capsys, synthetic_store, tmp_path):
+    pre = tmp_path / "pre"
+    assert main(_pre(synthetic_store, pre, "--method", "macl", "--batch-size", "4")) == 0
+    capsys.readouterr()
+    both = tmp_path / "both"
+    assert main(_ft(synthetic_store, both, "--labels", "2", "--init", str(pre))) == 0
+    assert "encoder 52/52, decoder 56/56" in capsys.readouterr().out
+    enc = tmp_path / "enc"
+    assert main(_ft(synthetic_store, enc, "--labels", "2", "--init", str(pre), "--set", "init_parts=[encoder]")) == 0
+    out = capsys.readouterr().out
+    assert "(encoder 52/52)" in out and "decoder" not in out.split("loaded", 1)[1].split("\n", 1)[0]
+    assert set(json.loads((enc / "load_report.json").read_text())["per_part"]) == {"encoder"}
+    line = _one_line_error(capsys, [*_ft(synthetic_store, tmp_path / "x", "--labels", "2"), "--set", "init_parts=[encoder]"])
+    assert "init_parts: set init" in line
+    line = _one_line_error(capsys, [*_ft(synthetic_store, tmp_path / "y", "--labels", "2", "--init", str(pre)),
+                                    "--set", "init_parts=[head]"])
+    assert "init_parts" in line and "encoder / decoder" in line
+
+
 def test_init_from_a_pretraining_folder_and_a_checkpoint_of_another_width(capsys, synthetic_store, tmp_path):
     pre = tmp_path / "pre"
     assert main(_pre(synthetic_store, pre, "--method", "simclr", "--batch-size", "4")) == 0

@@ -202,6 +202,14 @@ def _recipe_problem(value: Any) -> str | None:
     return None if value == "auto" or value in RECIPES else f"expected auto or one of {', '.join(RECIPES)}, got {value!r}"
 
 
+def _init_parts_problem(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or not value or any(v not in ("encoder", "decoder") for v in value):
+        return f"expected null or a non-empty list of encoder / decoder, got {value!r}"
+    return None
+
+
 def _postprocess_problem(value: Any) -> str | None:
     return None if value in ("none", "largest_component") else f"expected none or largest_component, got {value!r}"
 
@@ -348,6 +356,9 @@ class FinetuneConfig(_Checked):
     Attributes:
         init: pre-trained checkpoint (``pretrain.pt`` of a medssl run or its run folder, a
             reference-code checkpoint) or None.
+        init_parts: parts of ``init`` to load (``["encoder"]``, ``["encoder", "decoder"]``); None =
+            every part the checkpoint declares (MACL's pre-trains the decoder too). Loading only the
+            encoder of a MACL checkpoint measures what its pre-trained decoder adds.
         protocol: ``standard`` (the default: validation split, per-volume 3D metrics in mm) or
             ``paper`` (select on test, pooled 2D Dice, pixel distances, as the papers did).
         recipe: ``auto`` | ``paper`` | ``standard``.
@@ -380,6 +391,7 @@ class FinetuneConfig(_Checked):
     train: TrainCfg = field(default_factory=TrainCfg)
     out: str = "runs/finetune"
     init: str | None = None
+    init_parts: list[str] | None = field(default=None, metadata=checked(_init_parts_problem))
     protocol: str = "standard"
     recipe: str = field(default="auto", metadata=checked(_recipe_problem))
     loss: str | None = None

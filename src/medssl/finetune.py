@@ -220,10 +220,12 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
     method = method or "scratch"
     model = create_model(cfg.model, store.num_classes, in_channels)
     report = None
+    if cfg.init_parts and not cfg.init:
+        raise ConfigError("init_parts: set init (a pre-trained checkpoint) too, or leave init_parts unset")
     if cfg.init:
         if cfg.model.name != "unet":
             raise ConfigError("pre-trained weights load into model.name=unet only")
-        report = load_pretrained(model, cfg.init)
+        report = load_pretrained(model, cfg.init, parts=cfg.init_parts)
         say(report.summary())
     for part in cfg.freeze:
         sub = getattr(model, part, None)
