@@ -428,7 +428,8 @@ def report(dir: str | Path, out_dir: str | Path | None = None, reference_csv: st
     Collects every fine-tuning run under ``dir`` (any depth; runs without ``summary.json`` are
     skipped and counted) and writes into ``out_dir``: ``results.md`` (all tables and figure links),
     ``results.csv``, ``results.tex`` (booktabs), ``stats.md``/``stats.csv`` (Wilcoxon tests against
-    Scratch and the best baseline), ``pairwise.md``/``pairwise.csv`` (every pair), ``paper_comparison.md``/``.csv`` and ``figures/*.png``.
+    Scratch and the best baseline), ``pairwise.md``/``pairwise.csv`` (every pair of methods),
+    ``paper_comparison.md``/``.csv`` and ``figures/*.png``.
 
     Args:
         dir: the benchmark grid folder.

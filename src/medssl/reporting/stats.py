@@ -178,6 +178,14 @@ class StatRow:
     notes: list[str] = field(default_factory=list)
 
 
+def _by_group(runs: Sequence[RunRecord]) -> dict[tuple[str, str, str], dict[str, list[RunRecord]]]:
+    """``(protocol, dataset, labels) -> method -> runs``: the groups within which methods compare."""
+    groups: dict[tuple[str, str, str], dict[str, list[RunRecord]]] = {}
+    for r in runs:
+        groups.setdefault(r.group, {}).setdefault(r.method, []).append(r)
+    return groups
+
+
 def compare_methods(runs: Sequence[RunRecord], min_pairs: int = DEFAULT_MIN_PAIRS) -> list[StatRow]:
     """Test every method against Scratch and against the best baseline, per comparable group.
 
@@ -188,9 +196,7 @@ def compare_methods(runs: Sequence[RunRecord], min_pairs: int = DEFAULT_MIN_PAIR
     Returns:
         One :class:`StatRow` per (protocol, dataset, labels, method), in table order.
     """
-    groups: dict[tuple[str, str, str], dict[str, list[RunRecord]]] = {}
-    for r in runs:
-        groups.setdefault(r.group, {}).setdefault(r.method, []).append(r)
+    groups = _by_group(runs)
     rows: list[StatRow] = []
     for (protocol, dataset, labels), by_method in groups.items():
         mean_dsc = {}
@@ -310,9 +316,7 @@ def pairwise_tests(runs: Sequence[RunRecord], min_pairs: int = DEFAULT_MIN_PAIRS
     Returns:
         One :class:`PairRow` per unordered pair of methods per group, in table order.
     """
-    groups: dict[tuple[str, str, str], dict[str, list[RunRecord]]] = {}
-    for r in runs:
-        groups.setdefault(r.group, {}).setdefault(r.method, []).append(r)
+    groups = _by_group(runs)
     rows: list[PairRow] = []
     for (protocol, dataset, labels), by_method in groups.items():
         methods = sorted(by_method, key=method_sort_key)
