@@ -363,6 +363,14 @@ def test_report_writes_everything(grid: Path, reference_csv: Path, tmp_path: Pat
     assert "dsc_vs_labels_paper_acdc.png" in names
     assert "qualitative_paper_acdc_10pct.png" in names and "curves_paper_acdc_25pct.png" in names
     assert any(n.startswith("pretrain_supercl") for n in names)
+    # the validation curve's numbers beside its figure: mean over the seeds' own log.csv
+    with open(out / "figures" / "curves_paper_acdc_25pct.csv", newline="") as fh:
+        curve = {(r["method"], int(r["step"])): r for r in csv.DictReader(fh)}
+    sup = [r for r in collect_runs(grid).runs
+           if r.method == "supercl" and r.dataset_label == "ACDC" and r.labels == "25%" and r.protocol == "paper"]
+    last = [float(next(x for x in r.log_rows() if x["step"] == "60")["val_dice"]) for r in sup]
+    assert sup and int(curve[("SuperCL", 60)]["n"]) == len(sup)
+    assert float(curve[("SuperCL", 60)]["val_dice_mean"]) == pytest.approx(np.mean(last), abs=1e-4)
     assert "qualitative_paper_my_data_co_10pct.png" not in names  # no store for that dataset: noted, not drawn
     assert any("My_Data & Co" in n and "store" in n for n in res.notes)
     for p in res.figures:

@@ -27,6 +27,7 @@ from .tables import (
     method_display_name,
     method_sort_key,
     to_float,
+    write_csv,
 )
 
 __all__ = [
@@ -344,7 +345,23 @@ def plot_training_curves(runs: Sequence[RunRecord], path: Path, title: str | Non
     if handles:
         fig.legend(handles, labels, loc="center left", bbox_to_anchor=(0.81, 0.5), fontsize=8, title="Method")
     fig.suptitle(name)
+    _write_validation_means(by_method, methods, path.with_suffix(".csv"))
     return FigureResult(_save(fig, path, dpi), name)
+
+
+def _write_validation_means(by_method: dict[str, list[RunRecord]], methods: Sequence[str], path: Path) -> None:
+    """The validation curve's numbers beside its figure: per method and step, mean and std over seeds."""
+    rows = []
+    for m in methods:
+        series = [s for s in (_series(r.log_rows(), "step", "val_dice") for r in by_method[m]) if s]
+        if series:
+            xs, mean, std = _mean_band(series)
+            n = [sum(1 for s in series if x in s) for x in xs]
+            rows += [{"method": method_display_name(m), "step": int(x), "val_dice_mean": f"{mu:.4f}",
+                      "val_dice_std": "" if not np.isfinite(sd) else f"{sd:.4f}", "n": k}
+                     for x, mu, sd, k in zip(xs, mean, std, n)]
+    if rows:
+        write_csv(path, ["method", "step", "val_dice_mean", "val_dice_std", "n"], rows)
 
 
 def plot_pretrain_curves(record: PretrainRecord, path: Path, dpi: int = 110) -> FigureResult:
