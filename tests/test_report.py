@@ -494,3 +494,39 @@ def test_tables_label_distances_in_voxels_where_the_spacing_is_unknown(tmp_path:
     assert units[("ACDC", "HD95")] == "voxels" and units[("CHAOS", "HD95")] == "mm" and units[("ACDC", "DSC")] == "%"
     res = report(tmp_path / "g", figures=False)
     assert "Distances not in mm: ACDC (voxels); spacing unknown: distances in voxels." in res.markdown
+
+
+def test_loss_windows_known_means() -> None:
+    from medssl.reporting.pretrain_losses import loss_windows
+
+    # 120 steps logged every 10: windows (0, 10], (60, 70], (110, 120]
+    rows = [{"step": str(s), "epoch": "0", "lr": "0.1", "loss": str(1000 - s), "ins": str(s % 20),
+             "knn_position_mae": "0.5"} for s in range(10, 121, 10)]
+    got = loss_windows(rows, window=1 / 12)
+    assert set(got) == {"loss", "ins"}  # step/epoch/lr and the diagnostics are not losses
+    assert got["loss"] == (120, 990.0, 930.0, 880.0)
+    assert got["ins"] == (120, 10.0, 10.0, 0.0)
+    # wider windows average more rows: (0, 30] -> steps 10, 20, 30
+    assert loss_windows(rows, window=0.25)["loss"][1] == pytest.approx(980.0)
+    # log.csv columns with the train_ prefix, named without it
+    log = [{"epoch": "0", "step": "50", "train_loss": "2.0", "seconds": "1"},
+           {"epoch": "1", "step": "100", "train_loss": "1.0", "seconds": "1"}]
+    assert loss_windows(log, window=0.5, prefix="train_") == {"loss": (100, 2.0, 1.0, 1.0)}
+    with pytest.raises(ValueError, match="window"):
+        loss_windows(rows, window=0.6)
+
+
+def test_report_writes_pretrain_loss_windows(grid: Path, tmp_path: Path) -> None:
+    from medssl.reporting.pretrain_losses import LossWindows
+
+    res = report(grid, out_dir=tmp_path / "rep", figures=False)
+    with open(res.files["pretrain_losses_csv"], newline="") as fh:
+        rows = {r["term"]: r for r in csv.DictReader(fh)}
+    # the fixture's SuperCL log: loss = 3 - 0.1 t for t = 0..19, so N = 19, windows (0, 1.58], (9.5, 11.08], (17.42, 19]
+    assert set(rows) == {"loss", "ins", "intra", "inter"}
+    assert float(rows["loss"]["start"]) == pytest.approx(2.9)
+    assert float(rows["loss"]["middle"]) == pytest.approx(3 - 0.1 * 10.5)
+    assert float(rows["loss"]["end"]) == pytest.approx(3 - 0.1 * 18.5)
+    assert float(rows["loss"]["change_second_half"]) == pytest.approx((1.15 - 1.95) / 1.95, rel=1e-3)
+    assert "## Pre-training losses" in res.markdown and "| acdc | SuperCL | loss | 19 |" in res.markdown
+    assert math.isnan(LossWindows("m", "d", "t", 10, 1.0, 0.0, 1.0).change_second_half)

@@ -28,6 +28,7 @@ from .figures import (
     plot_training_curves,
     slugify,
 )
+from .pretrain_losses import LOSS_WINDOW_FIELDS, loss_windows_csv_rows, loss_windows_markdown, pretrain_loss_windows
 from .stats import (
     PAIRWISE_FIELDS,
     STATS_FIELDS,
@@ -42,6 +43,7 @@ from .tables import (
     CSV_FIELDS,
     METHOD_DISPLAY,
     MetricSummary,
+    PretrainRecord,
     ResultsTable,
     RunCollection,
     RunRecord,
@@ -291,7 +293,8 @@ class ReportResult:
         out_dir: the report folder.
         markdown: the text of ``results.md`` (for printing).
         files: name -> path (``results_md``, ``results_csv``, ``results_tex``, ``stats_md``,
-            ``stats_csv``, ``pairwise_md``, ``pairwise_csv``, ``paper_md``, ``paper_csv``).
+            ``stats_csv``, ``pairwise_md``, ``pairwise_csv``, ``paper_md``, ``paper_csv``, and
+            ``pretrain_losses_md``/``_csv`` when there are pre-training runs).
         figures: written PNGs.
         n_runs: complete fine-tuning runs used.
         n_pretrain: pre-training runs found.
@@ -337,6 +340,18 @@ def _write_stats(runs: Sequence[RunRecord], out: Path, files: dict[str, Path], m
                                        + pairwise_markdown(pair_rows))
     files["pairwise_csv"] = write_csv(out / "pairwise.csv", PAIRWISE_FIELDS, pairwise_csv_rows(pair_rows))
     return stats_md
+
+
+def _write_pretrain_losses(records: Sequence[PretrainRecord], out: Path, files: dict[str, Path]) -> str:
+    """Step 2b: ``pretrain_losses.md``/``.csv`` (each pre-training's loss terms at the start,
+    halfway and at the end: did it plateau?); returns the Markdown ("" without pre-training runs)."""
+    if not records:
+        return ""
+    rows = pretrain_loss_windows(records)
+    md = loss_windows_markdown(rows)
+    files["pretrain_losses_md"] = _write_text(out / "pretrain_losses.md", "# Pre-training losses\n\n" + md)
+    files["pretrain_losses_csv"] = write_csv(out / "pretrain_losses.csv", LOSS_WINDOW_FIELDS, loss_windows_csv_rows(rows))
+    return md
 
 
 def _write_paper_comparison(runs: Sequence[RunRecord], out: Path, files: dict[str, Path],
@@ -395,7 +410,7 @@ def _draw_figures(tables: Sequence[ResultsTable], coll: RunCollection, fig_dir: 
 
 
 def _results_markdown(root: Path, out: Path, coll: RunCollection, tables: Sequence[ResultsTable], stats_md: str,
-                      comp_md: str, figures: Sequence[FigureResult], notes: Sequence[str]) -> str:
+                      comp_md: str, figures: Sequence[FigureResult], notes: Sequence[str], pretrain_md: str = "") -> str:
     """Step 5: the text of ``results.md`` (tables, tests, comparison, figure links, notes)."""
     md = ["# medssl results", ""]
     md.append(f"{len(coll.runs)} fine-tuning runs, {len(coll.pretrain)} pre-training runs collected from `{root}`; "
@@ -409,6 +424,8 @@ def _results_markdown(root: Path, out: Path, coll: RunCollection, tables: Sequen
                "**bold**, second best <u>underlined</u>." + (" " + t.unit_note() if t.unit_note() else ""),
                "", t.markdown()]
     md += ["", "## Paired tests", "", stats_md, "", "Every pair of methods: `pairwise.md` / `pairwise.csv`."]
+    if pretrain_md:
+        md += ["", "## Pre-training losses: start, halfway, end", "", pretrain_md]
     md += ["", "## Comparison with the published numbers (`paper` protocol)", "", comp_md]
     if figures:
         md += ["", "## Figures", ""]
@@ -429,6 +446,8 @@ def report(dir: str | Path, out_dir: str | Path | None = None, reference_csv: st
     skipped and counted) and writes into ``out_dir``: ``results.md`` (all tables and figure links),
     ``results.csv``, ``results.tex`` (booktabs), ``stats.md``/``stats.csv`` (Wilcoxon tests against
     Scratch and the best baseline), ``pairwise.md``/``pairwise.csv`` (every pair of methods),
+    ``pretrain_losses.md``/``.csv`` (each pre-training's loss terms at the start, halfway and at the
+    end: :mod:`medssl.reporting.pretrain_losses`),
     ``paper_comparison.md``/``.csv`` and ``figures/*.png``.
 
     Args:
@@ -459,10 +478,11 @@ def report(dir: str | Path, out_dir: str | Path | None = None, reference_csv: st
     files: dict[str, Path] = {}
     tables = _write_results_tables(coll.runs, out, files)
     stats_md = _write_stats(coll.runs, out, files, min_pairs)
+    pretrain_md = _write_pretrain_losses(coll.pretrain, out, files)
     comp_md = _write_paper_comparison(coll.runs, out, files, reference_csv, notes)
     fig_results = _draw_figures(tables, coll, out / "figures", n_slices, dpi, notes) if figures else []
     written = [fr for fr in fig_results if fr.path is not None]
-    markdown = _results_markdown(root, out, coll, tables, stats_md, comp_md, written, notes)
+    markdown = _results_markdown(root, out, coll, tables, stats_md, comp_md, written, notes, pretrain_md)
     files["results_md"] = _write_text(out / "results.md", markdown)
     return ReportResult(out, markdown, files, [fr.path for fr in written if fr.path is not None], len(coll.runs),
                         len(coll.pretrain), list(coll.skipped), notes)
