@@ -6,11 +6,13 @@ medpy, operation counts, the variants listed.
 """
 from __future__ import annotations
 
+import csv
 import json
 import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import REPO, shared_data_dir
@@ -225,3 +227,34 @@ def test_finetune_budget_reruns_a_grid_cell_with_only_the_steps_changed(tiny_sto
     assert after == before
     assert json.loads((new / "run.json").read_text())["status"] == "done"
     assert (tmp_path / "budget" / "steps3" / "report" / "results.md").is_file()
+    # the class confusion of the same cell: every ground-truth row's fractions sum to 100 %
+    _run("class_confusion.py", "--grid", str(tmp_path / "grid"), "--out", str(tmp_path / "conf"))
+    with open(tmp_path / "conf" / "confusion.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows and all(r["method"] == "Scratch" and r["seeds"] == "1" for r in rows)
+    for r in rows:
+        fr = [float(v) for k, v in r.items() if k.startswith("as_") and v != "nan"]
+        assert not fr or math.isclose(sum(fr), 1.0, abs_tol=1e-3), r
+
+
+def test_class_confusion_known_counts(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("class_confusion", REPO / "benchmarks" / "class_confusion.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    (tmp_path / "p").mkdir()
+    (tmp_path / "l").mkdir()
+    gt = np.array([[0, 1, 1, 2], [2, 2, 0, 0]])
+    pred = np.array([[0, 1, 0, 1], [2, 2, 0, 1]])
+    np.save(tmp_path / "p" / "a.npy", pred)
+    np.save(tmp_path / "l" / "a.npy", gt)
+    counts = mod.run_confusion(tmp_path / "p", tmp_path / "l", ["a"], 4)
+    want = np.zeros((4, 4), int)
+    want[0] = [2, 1, 0, 0]   # background: 2 right, 1 as class 1
+    want[1] = [1, 1, 0, 0]   # class 1: half missed
+    want[2] = [0, 1, 2, 0]   # class 2: one taken for class 1
+    np.testing.assert_array_equal(counts, want)
+    frac = mod.row_fractions(counts)
+    np.testing.assert_allclose(frac[2], [0, 1 / 3, 2 / 3, 0])
+    assert np.isnan(frac[3]).all()  # class 3 absent: no fraction
