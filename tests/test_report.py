@@ -530,3 +530,16 @@ def test_report_writes_pretrain_loss_windows(grid: Path, tmp_path: Path) -> None
     assert float(rows["loss"]["change_second_half"]) == pytest.approx((1.15 - 1.95) / 1.95, rel=1e-3)
     assert "## Pre-training losses" in res.markdown and "| acdc | SuperCL | loss | 19 |" in res.markdown
     assert math.isnan(LossWindows("m", "d", "t", 10, 1.0, 0.0, 1.0).change_second_half)
+
+
+def test_mean_band_interpolates_seeds_scored_at_other_steps() -> None:
+    from medssl.reporting.figures import _mean_band
+
+    # one seed scored at 50 and 100, another (longer epochs) at 52 and 102
+    xs, mean, std, n = _mean_band([{50.0: 0.2, 100.0: 0.4}, {52.0: 0.3, 102.0: 0.5}])
+    assert xs.tolist() == [50, 52, 100, 102]
+    assert n.tolist() == [1, 2, 2, 1]  # never extrapolated outside a seed's own range
+    assert mean[0] == pytest.approx(0.2) and math.isnan(std[0])
+    assert mean[1] == pytest.approx((0.2 + 0.2 * 2 / 50 + 0.3) / 2)  # no saw-tooth between 50 and 52
+    assert mean[2] == pytest.approx((0.4 + 0.3 + 0.2 * 48 / 50) / 2)
+    assert mean[3] == pytest.approx(0.5)

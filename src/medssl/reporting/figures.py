@@ -283,21 +283,37 @@ def _series(rows: Sequence[dict[str, str]], x_key: str, y_key: str) -> dict[floa
     return out
 
 
-def _mean_band(series: Sequence[dict[float, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Union of x values, NaN-mean and sample std (NaN with fewer than two values) over series."""
+def _mean_band(series: Sequence[dict[float, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and sample std over series measured at different x: each series is linearly
+    interpolated onto the union of all x values, inside its own range only (never extrapolated).
+
+    Seeds whose epochs differ in length are scored at different steps (e.g. 50 and 52); a plain
+    per-x mean would alternate between the seeds scored there and draw a saw-tooth.
+
+    Returns:
+        ``(xs, mean, std, n)``: n = series whose range covers x; std NaN where n < 2.
+    """
     xs = np.array(sorted(set().union(*[s.keys() for s in series])), dtype=float)
-    mat = np.array([[s.get(x, np.nan) for x in xs] for s in series], dtype=float)
+    mat = np.full((len(series), len(xs)), np.nan)
+    for i, s in enumerate(series):
+        sx = np.array(sorted(s), dtype=float)
+        inside = (xs >= sx[0]) & (xs <= sx[-1])
+        mat[i, inside] = np.interp(xs[inside], sx, [s[x] for x in sx])
     cnt = np.isfinite(mat).sum(axis=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(mat, axis=0)
         std = np.where(cnt > 1, np.nanstd(mat, axis=0, ddof=1), np.nan)
-    return xs, mean, std
+    return xs, mean, std, cnt
 
 
 def plot_training_curves(runs: Sequence[RunRecord], path: Path, title: str | None = None, dpi: int = 110
                          ) -> FigureResult:
-    """Training loss and validation Dice against epoch, one line per method (mean over seeds, band ± std).
+    """Training loss and validation Dice against step, one line per method (mean over seeds, band ± std).
+
+    Against the optimiser step (the epoch where a log has no step): seeds with different numbers of
+    labelled slices have epochs of different lengths. Seeds scored at different steps are aligned
+    by linear interpolation (:func:`_mean_band`).
 
     Args:
         runs: runs of ONE dataset / label fraction / protocol with ``log.csv``
@@ -321,17 +337,18 @@ def plot_training_curves(runs: Sequence[RunRecord], path: Path, title: str | Non
     fig = Figure(figsize=(11, 4.2))
     axes = fig.subplots(1, 2)
     any_val = False
+    x_key = "step" if all(_series(r.log_rows(), "step", "train_loss") for rs in by_method.values() for r in rs) else "epoch"
     for ax, key, ylabel in ((axes[0], "train_loss", "training loss"), (axes[1], "val_dice", "validation Dice")):
         for m in methods:
-            series = [s for s in (_series(r.log_rows(), "epoch", key) for r in by_method[m]) if s]
+            series = [s for s in (_series(r.log_rows(), x_key, key) for r in by_method[m]) if s]
             if not series:
                 continue
-            xs, mean, std = _mean_band(series)
+            xs, mean, std, _ = _mean_band(series)
             ax.plot(xs, mean, label=f"{method_display_name(m)} (n={len(series)})", color=colours[m], linewidth=1.5)
             if np.isfinite(std).any():
                 ax.fill_between(xs, mean - np.nan_to_num(std), mean + np.nan_to_num(std), color=colours[m], alpha=0.2)
             any_val = any_val or key == "val_dice"
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(x_key)
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
     if not any_val:
@@ -350,13 +367,13 @@ def plot_training_curves(runs: Sequence[RunRecord], path: Path, title: str | Non
 
 
 def _write_validation_means(by_method: dict[str, list[RunRecord]], methods: Sequence[str], path: Path) -> None:
-    """The validation curve's numbers beside its figure: per method and step, mean and std over seeds."""
+    """The validation curve's numbers beside its figure: per method and step, mean and std over seeds
+    (seeds scored at other steps interpolated, :func:`_mean_band`; n = seeds whose run covers the step)."""
     rows = []
     for m in methods:
         series = [s for s in (_series(r.log_rows(), "step", "val_dice") for r in by_method[m]) if s]
         if series:
-            xs, mean, std = _mean_band(series)
-            n = [sum(1 for s in series if x in s) for x in xs]
+            xs, mean, std, n = _mean_band(series)
             rows += [{"method": method_display_name(m), "step": int(x), "val_dice_mean": f"{mu:.4f}",
                       "val_dice_std": "" if not np.isfinite(sd) else f"{sd:.4f}", "n": k}
                      for x, mu, sd, k in zip(xs, mean, std, n)]
