@@ -20,6 +20,7 @@ from matplotlib.patches import Patch
 from ..evaluation.representation import DIAGNOSTICS
 from .stats import case_dsc
 from .tables import (
+    NON_LOSS_COLUMNS,
     AggregateRow,
     PretrainRecord,
     RunRecord,
@@ -48,7 +49,6 @@ CLASS_COLOURS: tuple[tuple[float, float, float], ...] = (
     (0.95, 0.00, 0.95), (0.00, 0.90, 0.90), (1.00, 0.50, 0.00), (0.60, 0.30, 0.90),
 )
 
-_NON_LOSS_COLUMNS = {"step", "epoch", "lr", "seconds", "time", "wall", "iteration", "momentum", "val_dice"}
 
 
 @dataclass
@@ -404,7 +404,7 @@ def plot_pretrain_curves(record: PretrainRecord, path: Path, dpi: int = 110) -> 
     x_key = "step" if has_step else "epoch"
     if x_key not in cols:
         return FigureResult(None, name, [f"{record.path}: log.csv has neither step nor epoch"])
-    ys = [c for c in cols if c.lower() not in _NON_LOSS_COLUMNS and c not in DIAGNOSTICS and _series(rows, x_key, c)]
+    ys = [c for c in cols if c.lower() not in NON_LOSS_COLUMNS and c not in DIAGNOSTICS and _series(rows, x_key, c)]
     if not ys:
         return FigureResult(None, name, [f"{record.path}: no loss columns"])
     ys.sort(key=lambda c: (c != "loss", c))

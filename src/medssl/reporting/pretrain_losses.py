@@ -19,14 +19,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..evaluation.representation import DIAGNOSTICS
-from .tables import PretrainRecord, method_display_name, method_sort_key, read_csv_rows, to_float
+from .tables import NON_LOSS_COLUMNS, PretrainRecord, method_display_name, method_sort_key, read_csv_rows, to_float
 
 __all__ = ["LossWindows", "LOSS_WINDOW_FIELDS", "loss_windows", "pretrain_loss_windows", "loss_windows_markdown",
            "loss_windows_csv_rows"]
-
-#: columns of a log that are not loss terms.
-_NOT_LOSS = {"step", "epoch", "lr", "seconds", "time", "wall", "iteration", "momentum"}
-
 
 @dataclass(frozen=True)
 class LossWindows:
@@ -87,7 +83,7 @@ def loss_windows(rows: Sequence[dict[str, str]], window: float = 1 / 12, x_key: 
     w = window * n
     bounds = {"start": (0.0, w), "middle": (n / 2, n / 2 + w), "end": (n - w, n)}
     cols = [c for c in (rows[0].keys() if rows else ()) if c.startswith(prefix) and c != x_key
-            and c[len(prefix):].lower() not in _NOT_LOSS and c.lower() not in _NOT_LOSS and c not in DIAGNOSTICS]
+            and c[len(prefix):].lower() not in NON_LOSS_COLUMNS and c.lower() not in NON_LOSS_COLUMNS and c not in DIAGNOSTICS]
     out: dict[str, tuple[int, float, float, float]] = {}
     for c in cols:
         ys = np.array([to_float(r.get(c)) for r in rows], dtype=float)
@@ -112,13 +108,12 @@ def pretrain_loss_windows(records: Sequence[PretrainRecord], window: float = 1 /
     """
     rows: list[LossWindows] = []
     for r in sorted(records, key=lambda x: (x.dataset.lower(), method_sort_key(x.method), str(x.path))):
-        steps = read_csv_rows(r.path / "steps.csv") if (r.path / "steps.csv").is_file() else []
-        if not steps:
-            steps = r.log_rows()
-            prefix = "train_" if steps and any(c.startswith("train_") for c in steps[0]) else ""
-        else:
-            prefix = ""
-        terms = loss_windows(steps, window, prefix=prefix)
+        rows_ = read_csv_rows(r.path / "steps.csv") if (r.path / "steps.csv").is_file() else []
+        prefix = ""
+        if not rows_:  # no steps.csv: the per-epoch log.csv
+            rows_ = r.log_rows()
+            prefix = "train_" if rows_ and any(c.startswith("train_") for c in rows_[0]) else ""
+        terms = loss_windows(rows_, window, prefix=prefix)
         for term in sorted(terms, key=lambda t: (t != "loss", t)):
             n, a, b, c = terms[term]
             rows.append(LossWindows(r.method, r.dataset, term, n, a, b, c))

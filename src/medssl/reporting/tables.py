@@ -28,6 +28,7 @@ from ..evaluation.metrics import SPACING_UNKNOWN_NOTE
 from ..engine.rundir import init_load_problem
 
 __all__ = [
+    "NON_LOSS_COLUMNS",
     "METHOD_ORDER",
     "METHOD_DISPLAY",
     "MetricSpec",
@@ -149,6 +150,10 @@ def to_float(value: Any) -> float:
         if s in ("true", "false"):
             return 1.0 if s == "true" else 0.0
         return math.nan
+
+
+#: columns of a training log that are not loss terms (plotted or summarised as losses otherwise).
+NON_LOSS_COLUMNS = frozenset({"step", "epoch", "lr", "seconds", "time", "wall", "iteration", "momentum", "val_dice"})
 
 
 def read_csv_rows(path: Path) -> list[dict[str, str]]:
