@@ -4,8 +4,9 @@ A Dice table says that a class is segmented badly, not what it is mistaken for. 
 fine-tuning run under ``--grid`` (any ``medssl benchmark`` or ``medssl finetune`` folder), this
 reads its saved test predictions (``predictions/<case>.npy``) and the prepared store's labels,
 and counts, for each ground-truth class, the fraction of its voxels predicted as each class
-(pooled over the run's test cases). Rows are then averaged over the seeds of each method. It
-explains a result after the fact (it reads test predictions); it chooses nothing.
+(pooled over the run's test cases), beside the class's DSC (mean over the run's test cases,
+``metrics.csv``). Rows are then averaged over the seeds of each method. It explains a result after
+the fact (it reads test predictions); it chooses nothing.
 
     python benchmarks/class_confusion.py --grid runs/cpu_chaos --out runs/cpu_chaos/confusion
 
@@ -42,6 +43,16 @@ def row_fractions(counts: np.ndarray) -> np.ndarray:
         return np.where(tot > 0, counts / np.maximum(tot, 1), np.nan)
 
 
+def class_dsc(metric_rows: list[dict[str, str]], classes: list[str]) -> np.ndarray:
+    """Per-class DSC of a run, mean over its test cases (NaN entries, empty classes, left out)."""
+    vals: dict[str, list[float]] = defaultdict(list)
+    for r in metric_rows:
+        v = float(r.get("dsc", "nan") or "nan")
+        if np.isfinite(v):
+            vals[r["class_name"]].append(v)
+    return np.array([np.mean(vals[c]) if vals.get(c) else np.nan for c in classes])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--grid", required=True, help="a folder of fine-tuning runs")
@@ -49,6 +60,7 @@ def main() -> None:
     a = ap.parse_args()
     coll = collect_runs(a.grid)
     by_group: dict[tuple[str, str, str], dict[str, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
+    dsc: dict[tuple[str, str, str], dict[str, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
     names: dict[tuple[str, str, str], list[str]] = {}
     for r in coll.runs:
         if r.data is None or not r.prediction_ids():
@@ -56,6 +68,7 @@ def main() -> None:
         classes = ["background", *r.class_names]
         counts = run_confusion(r.path / "predictions", r.data / "labels", sorted(r.prediction_ids()), len(classes))
         by_group[r.group][r.method].append(row_fractions(counts))
+        dsc[r.group][r.method].append(class_dsc(r.metric_rows(), r.class_names))
         names[r.group] = classes
     if not by_group:
         raise SystemExit(f"{a.grid}: no complete fine-tuning run with saved predictions and a store")
@@ -66,18 +79,20 @@ def main() -> None:
     for group in sorted(by_group):
         classes = names[group]
         md += [f"## {group[1]}, {group[2]} labels ({group[0]} protocol)", "",
-               "Fraction of each ground-truth class's test voxels predicted as each class (%), mean over seeds.", "",
-               "| Method | seeds | ground truth | " + " | ".join(f"as {c}" for c in classes) + " |",
-               "|---|---:|---|" + "---:|" * len(classes)]
+               "DSC of each class (%, mean over test cases) and the fraction of its test voxels predicted as each "
+               "class (%), both mean over seeds.", "",
+               "| Method | seeds | ground truth | DSC | " + " | ".join(f"as {c}" for c in classes) + " |",
+               "|---|---:|---|---:|" + "---:|" * len(classes)]
         for method in sorted(by_group[group], key=method_sort_key):
             mats = by_group[group][method]
             mean = np.nanmean(np.stack(mats), axis=0)
+            d = np.nanmean(np.stack(dsc[group][method]), axis=0)
             for i, gt in enumerate(classes[1:], start=1):
-                md.append(f"| {method_display_name(method)} | {len(mats)} | {gt} | "
+                md.append(f"| {method_display_name(method)} | {len(mats)} | {gt} | {100 * d[i - 1]:.1f} | "
                           + " | ".join(f"{100 * v:.1f}" for v in mean[i]) + " |")
                 rows.append({"protocol": group[0], "dataset": group[1], "labels": group[2],
                              "method": method_display_name(method), "seeds": len(mats), "ground_truth": gt,
-                             **{f"as_{c}": f"{v:.4f}" for c, v in zip(classes, mean[i])}})
+                             "dsc": f"{d[i - 1]:.4f}", **{f"as_{c}": f"{v:.4f}" for c, v in zip(classes, mean[i])}})
         md.append("")
     text = "\n".join(md)
     (out / "confusion.md").write_text(text)
