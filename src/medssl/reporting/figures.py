@@ -50,7 +50,6 @@ CLASS_COLOURS: tuple[tuple[float, float, float], ...] = (
 )
 
 
-
 @dataclass
 class FigureResult:
     """A written figure, or why it was not drawn.

@@ -83,7 +83,7 @@ def loss_windows(rows: Sequence[dict[str, str]], window: float = 1 / 12, x_key: 
     w = window * n
     bounds = {"start": (0.0, w), "middle": (n / 2, n / 2 + w), "end": (n - w, n)}
     cols = [c for c in (rows[0].keys() if rows else ()) if c.startswith(prefix) and c != x_key
-            and c[len(prefix):].lower() not in NON_LOSS_COLUMNS and c.lower() not in NON_LOSS_COLUMNS and c not in DIAGNOSTICS]
+            and c[len(prefix):].lower() not in NON_LOSS_COLUMNS and c not in DIAGNOSTICS]
     out: dict[str, tuple[int, float, float, float]] = {}
     for c in cols:
         ys = np.array([to_float(r.get(c)) for r in rows], dtype=float)
