@@ -6,6 +6,7 @@ each part of the papers' augmentation switched on or off, on a prepared store (S
 Prints one row per setting: steps, last training loss and mean foreground DSC over validation volumes.
 On MSD Hippocampus (classes anterior / posterior) mirroring and 0..2pi rotations swap the classes' positions.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,9 @@ SETTINGS = {
 }
 
 
-def run(store: SliceStore, split, patch: int, kwargs: dict | None, epochs: int, batch: int, n_val: int) -> tuple[int, float, float]:
+def run(
+    store: SliceStore, split, patch: int, kwargs: dict | None, epochs: int, batch: int, n_val: int
+) -> tuple[int, float, float]:
     torch.manual_seed(0)
     aug = None if kwargs is None else JointAugment(patch, **kwargs)
     ds = LabelledSlices(store, split.train, patch, aug, seed=0)
@@ -42,7 +45,9 @@ def run(store: SliceStore, split, patch: int, kwargs: dict | None, epochs: int, 
     steps, loss = 0, torch.tensor(float("nan"))
     for ep in range(epochs):
         ds.set_epoch(ep)
-        for b in DataLoader(ds, batch_size=batch, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(ep)):
+        for b in DataLoader(
+            ds, batch_size=batch, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(ep)
+        ):
             loss = F.cross_entropy(net(b["image"]), b["label"])
             opt.zero_grad()
             loss.backward()
@@ -67,7 +72,9 @@ def main() -> None:
     torch.set_num_threads(1)
     store = SliceStore(a.data)
     split = make_split(store, a.labels, seed=0, protocol="standard")
-    print(f"{store.plan['dataset_label']}: {len(split.train)} training cases, patch {store.patch_size}, {a.epochs} epochs, batch {a.batch}")
+    print(
+        f"{store.plan['dataset_label']}: {len(split.train)} training cases, patch {store.patch_size}, {a.epochs} epochs, batch {a.batch}"
+    )
     print(f"{'setting':<34} {'steps':>5} {'loss':>6} {'val DSC':>8}")
     for name, kw in SETTINGS.items():
         steps, loss, dsc = run(store, split, store.patch_size, kw, a.epochs, a.batch, a.val)

@@ -16,13 +16,14 @@ It also prints whether this CPU has bfloat16 matrix units (AMX), where bf16 pays
     python benchmarks/bench_amp.py                                 # CPU, 128 px, batch 8, f = 32
     python benchmarks/bench_amp.py --device cuda --size 192 --batch 32
 """
+
 from __future__ import annotations
 
 import argparse
 
 import torch
-
 from bench_step import timed
+
 from medssl.engine.trainer import autocast_dtype, cpu_has_bf16_matmul
 from medssl.losses.segmentation import segmentation_loss
 from medssl.methods.base import example_batch
@@ -30,7 +31,12 @@ from medssl.methods.catalog import list_methods
 from medssl.models.unet import UNet
 from medssl.registry import METHODS
 
-VARIANTS = {"fp32": (None, False), "bf16": (torch.bfloat16, False), "cl": (None, True), "bf16+cl": (torch.bfloat16, True)}
+VARIANTS = {
+    "fp32": (None, False),
+    "bf16": (torch.bfloat16, False),
+    "cl": (None, True),
+    "bf16+cl": (torch.bfloat16, True),
+}
 
 
 def main() -> None:
@@ -40,17 +46,33 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--methods", default="finetune,simclr,pcl,supercl,macl",
-                    help="'finetune' and/or pre-training method names or patterns")
+    ap.add_argument(
+        "--methods",
+        default="finetune,simclr,pcl,supercl,macl",
+        help="'finetune' and/or pre-training method names or patterns",
+    )
     a = ap.parse_args()
     device = torch.device(a.device)
     auto = autocast_dtype("auto", device)
-    where = (torch.cuda.get_device_name(0) if device.type == "cuda"
-             else f"cpu, bf16 matrix units (AMX): {'yes' if cpu_has_bf16_matmul() else 'no'}")
-    print(f"device {device} ({where}), {a.size}px, batch {a.batch}, width {a.width}; "
-          f"train.amp=auto here: {str(auto).replace('torch.', '') if auto else 'fp32'}")
-    print(f"{'step':<11}" + "".join(f" {v + ' ms':>11}" for v in VARIANTS) + "".join(f" {v + '/fp32':>12}" for v in list(VARIANTS)[1:]))
-    names = [n for pat in a.methods.split(",") for n in (["finetune"] if pat == "finetune" else [i.name for i in list_methods(pat)])]
+    where = (
+        torch.cuda.get_device_name(0)
+        if device.type == "cuda"
+        else f"cpu, bf16 matrix units (AMX): {'yes' if cpu_has_bf16_matmul() else 'no'}"
+    )
+    print(
+        f"device {device} ({where}), {a.size}px, batch {a.batch}, width {a.width}; "
+        f"train.amp=auto here: {str(auto).replace('torch.', '') if auto else 'fp32'}"
+    )
+    print(
+        f"{'step':<11}"
+        + "".join(f" {v + ' ms':>11}" for v in VARIANTS)
+        + "".join(f" {v + '/fp32':>12}" for v in list(VARIANTS)[1:])
+    )
+    names = [
+        n
+        for pat in a.methods.split(",")
+        for n in (["finetune"] if pat == "finetune" else [i.name for i in list_methods(pat)])
+    ]
     for name in names:
         times = {}
         for variant, (dtype, channels_last) in VARIANTS.items():
@@ -60,14 +82,22 @@ def main() -> None:
                 net = UNet(1, 3, a.width).to(device).to(memory_format=fmt).train()
                 image = torch.rand(a.batch, 1, a.size, a.size, device=device).contiguous(memory_format=fmt)
                 label = torch.randint(0, 3, (a.batch, a.size, a.size), device=device)
-                params, run = net.parameters(), (lambda net=net, image=image, label=label: segmentation_loss(net(image), label))
+                params, run = (
+                    net.parameters(),
+                    (lambda net=net, image=image, label=label: segmentation_loss(net(image), label)),
+                )
             else:
                 method = METHODS.get(name)(UNet(1, 2, a.width)).to(device).to(memory_format=fmt).train()
                 method.on_step(0, 100)
-                batch = {k: (v.contiguous(memory_format=fmt) if v.ndim == 4 else v)
-                         for k, v in example_batch(a.batch, a.size, device=device).items()}
+                batch = {
+                    k: (v.contiguous(memory_format=fmt) if v.ndim == 4 else v)
+                    for k, v in example_batch(a.batch, a.size, device=device).items()
+                }
                 params = [p for p in method.parameters() if p.requires_grad]
-                run = (lambda method=method, batch=batch: method(batch)["loss"])
+
+                def run(method=method, batch=batch):
+                    return method(batch)["loss"]
+
             opt = torch.optim.SGD(params, lr=1e-4, momentum=0.9)
 
             def step(run=run, opt=opt, dtype=dtype) -> None:
@@ -79,8 +109,12 @@ def main() -> None:
 
             times[variant] = timed(step, device, 2, a.reps)
         base = times["fp32"]
-        print(f"{name:<11}" + "".join(f" {t * 1e3:11.1f}" for t in times.values())
-              + "".join(f" {base / times[v]:12.2f}" for v in list(VARIANTS)[1:]), flush=True)
+        print(
+            f"{name:<11}"
+            + "".join(f" {t * 1e3:11.1f}" for t in times.values())
+            + "".join(f" {base / times[v]:12.2f}" for v in list(VARIANTS)[1:]),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

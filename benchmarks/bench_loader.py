@@ -25,6 +25,7 @@ recorded on that machine, and the projection then uses those, times the ratio of
 scipy measured here (the `scipy` variant must be in `--backend`), instead of this machine's absolute
 rates.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,10 +44,13 @@ from medssl.methods.catalog import list_methods
 from medssl.models.unet import UNet
 from medssl.registry import METHODS
 
-
 #: view variants: name -> (spatial back-end, elastic noise on a lattice)
-VARIANTS = {"scipy": ("scipy", False), "torch": ("torch", False),
-            "scipy-lattice": ("scipy", True), "torch-lattice": ("torch", True)}
+VARIANTS = {
+    "scipy": ("scipy", False),
+    "torch": ("torch", False),
+    "scipy-lattice": ("scipy", True),
+    "torch-lattice": ("torch", True),
+}
 
 
 def loader_rate(ds: PretrainSlices, workers: int, batch: int, n_batches: int) -> float:
@@ -70,12 +74,14 @@ def loader_rate(ds: PretrainSlices, workers: int, batch: int, n_batches: int) ->
 def step_rate(method, batch_dict, device: torch.device, reps: int = 3) -> float:
     opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=1e-4)
     dtype = torch.bfloat16 if device.type == "cuda" else None
+
     def step():
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             loss = method(batch_dict)["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+
     step()
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -97,16 +103,24 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--methods", default="*")
-    ap.add_argument("--backend", default="both",
-                    help="comma list of scipy, torch, scipy-lattice, torch-lattice; both = scipy,torch; "
-                         "all = scipy,torch,torch-lattice")
-    ap.add_argument("--noise-stride", type=float, default=4.0,
-                    help="elastic noise lattice of the *-lattice variants (data.elastic_noise_stride)")
+    ap.add_argument(
+        "--backend",
+        default="both",
+        help="comma list of scipy, torch, scipy-lattice, torch-lattice; both = scipy,torch; "
+        "all = scipy,torch,torch-lattice",
+    )
+    ap.add_argument(
+        "--noise-stride",
+        type=float,
+        default=4.0,
+        help="elastic noise lattice of the *-lattice variants (data.elastic_noise_stride)",
+    )
     ap.add_argument("--no-step", action="store_true", help="do not measure the training step here")
     ap.add_argument("--project", default="", help="METHOD=STEP_SAMPLES_PER_S,... of a GPU machine")
     ap.add_argument("--project-cores", type=int, default=16, help="CPU cores of that machine")
     ap.add_argument("--project-scipy", default="", help="METHOD=PER_CORE_RATE,...: scipy per-core rates recorded there")
     a = ap.parse_args()
+
     def rates(text: str) -> dict[str, float]:
         return {k: float(v) for k, v in (kv.split("=") for kv in text.split(",") if kv)}
 
@@ -125,13 +139,23 @@ def main() -> None:
         store = SliceStore(a.store)
     else:
         tmp = tempfile.mkdtemp()
-        store = SliceStore(prepare("synthetic", "builtin", tmp, progress=False, reader_options=dict(n_patients=6, frames=2, slices=12, size=a.size)).root)
+        store = SliceStore(
+            prepare(
+                "synthetic",
+                "builtin",
+                tmp,
+                progress=False,
+                reader_options=dict(n_patients=6, frames=2, slices=12, size=a.size),
+            ).root
+        )
     sp_cfg = SuperpixelConfig(mode="cache")
     build_superpixel_cache(store, sp_cfg, workers=min(8, os.cpu_count() or 1), progress=False)
     cores = os.cpu_count() or 1
     print(f"store {store.root}, {a.size}px, batch {a.batch}, {a.workers} workers, step on {device}, {cores} cores here")
-    print(f"{'method':<11} {'backend':<13} {'loader/s':>9} {'per core':>9} {'step/s':>8} {'ratio':>6} {'modelled':>9}"
-          + (f" {'projected':>9}" if project else ""))
+    print(
+        f"{'method':<11} {'backend':<13} {'loader/s':>9} {'per core':>9} {'step/s':>8} {'ratio':>6} {'modelled':>9}"
+        + (f" {'projected':>9}" if project else "")
+    )
     cases = [c.case_id for c in store.cases]
     for info in [i for pat in a.methods.split(",") for i in list_methods(pat)]:
         cls = METHODS.get(info.name)
@@ -141,8 +165,13 @@ def main() -> None:
         scipy_here = float("nan")
         for backend in backends:
             interp, lattice = VARIANTS[backend]
-            views = MultiViewTransform(views=cls.views, neighbor="neighbor" in cls.needs, backend=interp,
-                                       noise_stride=a.noise_stride if lattice else 1.0, **method.view_options())
+            views = MultiViewTransform(
+                views=cls.views,
+                neighbor="neighbor" in cls.needs,
+                backend=interp,
+                noise_stride=a.noise_stride if lattice else 1.0,
+                **method.view_options(),
+            )
             ds = PretrainSlices(store, cases, a.size, views, cls.needs, provider, seed=0)
             torch.set_num_threads(1)  # the per-core rate: one sample at a time on one thread, as a worker
             single = loader_rate(ds, 0, a.batch, a.batches)
@@ -152,8 +181,10 @@ def main() -> None:
                 sample = next(iter(DataLoader(ds, batch_size=a.batch, drop_last=True)))
                 batch = {k: v.to(device) for k, v in sample.items()}
                 consume = step_rate(method, batch, device)
-            row = (f"{info.name:<11} {backend:<13} {multi:9.1f} {single:9.1f} {consume:8.1f} {multi / consume:6.1f} "
-                   f"{single * cores / consume:9.1f}")
+            row = (
+                f"{info.name:<11} {backend:<13} {multi:9.1f} {single:9.1f} {consume:8.1f} {multi / consume:6.1f} "
+                f"{single * cores / consume:9.1f}"
+            )
             if backend == "scipy":
                 scipy_here = single
             if project:

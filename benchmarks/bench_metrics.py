@@ -16,6 +16,7 @@ Usage::
 Prints one line per case and the overall ratio, e.g. ``metrics speed-up vs medpy: 25.1x``.
 Exits with status 1 if any value differs from medpy by more than 1e-6.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -154,9 +155,11 @@ def main(argv: list[str] | None = None) -> int:
         total_ref += t_ref
         worst = max(worst, diff)
         ratio = t_ref / t_ours if t_ours > 0 else float("inf")
-        print(f"{name:48s} {str(gt.shape):>16s} {t_ours:9.4f} {t_ref:9.4f} {ratio:8.1f}x {diff:11.2e}")
-    print(f"metrics speed-up vs medpy: {total_ref / total_ours:.1f}x  (hd95+asd+assd, {len(cases)} cases, "
-          f"max |diff| {worst:.1e})")
+        print(f"{name:48s} {gt.shape!s:>16s} {t_ours:9.4f} {t_ref:9.4f} {ratio:8.1f}x {diff:11.2e}")
+    print(
+        f"metrics speed-up vs medpy: {total_ref / total_ours:.1f}x  (hd95+asd+assd, {len(cases)} cases, "
+        f"max |diff| {worst:.1e})"
+    )
 
     t_vec = t_loop = 0.0
     dice_diff = 0.0
@@ -172,8 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         t_vec += t1 - t0
         t_loop += t2 - t1
         dice_diff = max(dice_diff, float(np.nanmax(np.abs(d1 - d2))), float(np.nanmax(np.abs(j1 - j2))))
-    print(f"DSC/JC speed-up vs per-class loop: {t_loop / t_vec:.1f}x  ({t_vec:.3f} s vs {t_loop:.3f} s, "
-          f"max |diff| {dice_diff:.1e})")
+    print(
+        f"DSC/JC speed-up vs per-class loop: {t_loop / t_vec:.1f}x  ({t_vec:.3f} s vs {t_loop:.3f} s, "
+        f"max |diff| {dice_diff:.1e})"
+    )
     ok = worst <= TOL and dice_diff <= 1e-12
     if not ok:
         print("MISMATCH: values differ from the reference")

@@ -16,6 +16,7 @@ metadata-only operations left out) in one step and one bare step, counted with a
 launch, so the difference is the launch overhead the losses add, whatever the device. Both counted
 calls start from the same random state (DiRA draws how much distortion work it does).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,10 +48,37 @@ def timed(fn, device: torch.device, warmup: int, reps: int) -> float:
 
 
 #: ATen operations that only make views or aliases (no kernel on any device)
-_METADATA_OPS = frozenset({"detach", "view", "_unsafe_view", "expand", "t", "transpose", "permute", "unsqueeze",
-                           "squeeze", "slice", "select", "as_strided", "alias", "reshape", "unbind", "split",
-                           "split_with_sizes", "chunk", "narrow", "diagonal", "unflatten", "flatten", "lift_fresh",
-                           "_reshape_alias", "expand_as", "view_as", "_to_copy_noop"})
+_METADATA_OPS = frozenset(
+    {
+        "detach",
+        "view",
+        "_unsafe_view",
+        "expand",
+        "t",
+        "transpose",
+        "permute",
+        "unsqueeze",
+        "squeeze",
+        "slice",
+        "select",
+        "as_strided",
+        "alias",
+        "reshape",
+        "unbind",
+        "split",
+        "split_with_sizes",
+        "chunk",
+        "narrow",
+        "diagonal",
+        "unflatten",
+        "flatten",
+        "lift_fresh",
+        "_reshape_alias",
+        "expand_as",
+        "view_as",
+        "_to_copy_noop",
+    }
+)
 
 
 class OpCounter(TorchDispatchMode):
@@ -103,9 +131,13 @@ def main() -> None:
     a = ap.parse_args()
     device = torch.device(a.device)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(a.amp)
-    print(f"device {device}{' (' + torch.cuda.get_device_name(0) + ')' if device.type == 'cuda' else ''}, {a.size}px, batch {a.batch}, width {a.width}, amp {a.amp}")
-    print(f"{'method':<11} {'step ms':>9} {'bare ms':>9} {'ratio':>6} {'img/s':>8} {'peak MiB':>9}"
-          + (f" {'step ops':>9} {'bare ops':>9} {'extra':>6}" if a.count_ops else ""))
+    print(
+        f"device {device}{' (' + torch.cuda.get_device_name(0) + ')' if device.type == 'cuda' else ''}, {a.size}px, batch {a.batch}, width {a.width}, amp {a.amp}"
+    )
+    print(
+        f"{'method':<11} {'step ms':>9} {'bare ms':>9} {'ratio':>6} {'img/s':>8} {'peak MiB':>9}"
+        + (f" {'step ops':>9} {'bare ops':>9} {'extra':>6}" if a.count_ops else "")
+    )
     infos = [i for pat in a.methods.split(",") for i in list_methods(pat)]
     for info in infos:
         cls = METHODS.get(info.name)
@@ -130,7 +162,9 @@ def main() -> None:
         full = timed(lambda: step(False), device, 2, a.reps)
         peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else float("nan")
         bare = timed(lambda: step(True), device, 2, a.reps)
-        row = f"{info.name:<11} {full * 1e3:9.1f} {bare * 1e3:9.1f} {full / bare:6.2f} {a.batch / full:8.1f} {peak:9.0f}"
+        row = (
+            f"{info.name:<11} {full * 1e3:9.1f} {bare * 1e3:9.1f} {full / bare:6.2f} {a.batch / full:8.1f} {peak:9.0f}"
+        )
         if a.count_ops:
             restore = rng_snapshot(method)
             n_step, n_bare = count_ops(lambda: step(False), restore), count_ops(lambda: step(True), restore)

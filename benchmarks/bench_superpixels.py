@@ -10,14 +10,15 @@ Usage::
     python benchmarks/bench_superpixels.py                       # synthetic slices
     python benchmarks/bench_superpixels.py --data ../shared/data/chaos_mr_t2spir --sizes 256 512
 """
+
 from __future__ import annotations
 
 import argparse
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable
 
 import numpy as np
 from scipy.ndimage import gaussian_filter, zoom
@@ -57,7 +58,9 @@ class _ArrayStore:
     def __init__(self, root: Path, volumes: dict[str, np.ndarray]) -> None:
         self.root = root
         self._v = volumes
-        self.cases = [SimpleNamespace(case_id=k, shape=tuple(v.shape), num_slices=v.shape[0]) for k, v in volumes.items()]
+        self.cases = [
+            SimpleNamespace(case_id=k, shape=tuple(v.shape), num_slices=v.shape[0]) for k, v in volumes.items()
+        ]
 
     def image(self, case_id: str) -> np.ndarray:
         return self._v[case_id]
@@ -97,12 +100,19 @@ def main() -> None:
             return compute_superpixels(v1, lab), compute_superpixels(v2, lab)
 
         def online(cfg: SuperpixelConfig) -> Callable[[int], object]:
-            return lambda i: (compute_superpixels(crops[i % len(crops)][3], cfg), compute_superpixels(crops[i % len(crops)][4], cfg))
+            return lambda i: (
+                compute_superpixels(crops[i % len(crops)][3], cfg),
+                compute_superpixels(crops[i % len(crops)][4], cfg),
+            )
 
         base = _rate(reference, args.samples)
         rows = [("reference: SLIC Lab on v1 and v2 (online)", base)]
-        rows.append(("online SLIC grey (c=0.1), twice", _rate(online(SuperpixelConfig(method="slic_grey")), args.samples)))
-        rows.append(("online SLIC Lab at half resolution, twice", _rate(online(SuperpixelConfig(scale=0.5)), args.samples)))
+        rows.append(
+            ("online SLIC grey (c=0.1), twice", _rate(online(SuperpixelConfig(method="slic_grey")), args.samples))
+        )
+        rows.append(
+            ("online SLIC Lab at half resolution, twice", _rate(online(SuperpixelConfig(scale=0.5)), args.samples))
+        )
         with tempfile.TemporaryDirectory() as tmp:
             store = _ArrayStore(Path(tmp), {f"case{k}": s[None] for k, s in enumerate(stored)})
             cfg = SuperpixelConfig(mode="cache")

@@ -22,6 +22,7 @@ For each size it prints (one thread, median of ``--repeats`` runs of ``--n`` sam
 and the ratios medssl / naive, torch / naive, torch / medssl and lattice / medssl in samples/s
 (> 1 = faster), plus the cost of one T_int and one T_sp view in ms (scipy, torch and torch + lattice). The same random draws feed every variant (same seeds), so the work is identical.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,12 +33,12 @@ import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-from scipy import ndimage  # noqa: E402
+import numpy as np
+from scipy import ndimage
 
-from medssl.data.synthetic import make_phantom  # noqa: E402
-from medssl.data.transforms import spatial_coords  # noqa: E402
-from medssl.data.views import MultiViewTransform, intensity_transform, spatial_transform  # noqa: E402
+from medssl.data.synthetic import make_phantom
+from medssl.data.transforms import spatial_coords
+from medssl.data.views import MultiViewTransform, intensity_transform, spatial_transform
 
 
 def _draw(rng: np.random.Generator, shape: tuple[int, int], p: float = 0.67) -> dict:
@@ -126,9 +127,11 @@ def main() -> None:
         torch.set_num_threads(1)
     except ImportError:  # pragma: no cover
         pass
-    print(f"{'size':>5} {'medssl/s':>9} {'torch/s':>8} {'naive/s':>8} {'bg-style/s':>10} {'medssl/naive':>12} "
-          f"{'medssl/bg':>9} {'torch/naive':>11} {'torch/medssl':>12} {'lattice/s':>9} {'lattice/medssl':>14} "
-          f"{'T_int ms':>9} {'T_sp ms':>8} {'T_sp torch':>10} {'T_sp lattice':>12}")
+    print(
+        f"{'size':>5} {'medssl/s':>9} {'torch/s':>8} {'naive/s':>8} {'bg-style/s':>10} {'medssl/naive':>12} "
+        f"{'medssl/bg':>9} {'torch/naive':>11} {'torch/medssl':>12} {'lattice/s':>9} {'lattice/medssl':>14} "
+        f"{'T_int ms':>9} {'T_sp ms':>8} {'T_sp torch':>10} {'T_sp lattice':>12}"
+    )
     for size in args.sizes:
         n = args.n or (40 if size <= 128 else 30 if size <= 256 else 8)
         vol, _ = make_phantom(np.random.default_rng(0), slices=4, size=size)
@@ -142,14 +145,21 @@ def main() -> None:
         bg = _rate(lambda x, rng: four_views(x, rng, bg_sp), images, n, args.repeats)
         t_int = 1e3 / _rate(lambda x, rng: intensity_transform(x, rng), images, 2 * n, args.repeats)
         t_sp = 1e3 / _rate(lambda x, rng: spatial_transform(x, rng, 1.0), images, n, args.repeats)
-        t_sp_torch = 1e3 / _rate(lambda x, rng: spatial_transform(x, rng, 1.0, backend="torch"), images, n, args.repeats)
-        t_sp_lat = 1e3 / _rate(lambda x, rng: spatial_transform(x, rng, 1.0, backend="torch", noise_stride=4.0),
-                               images, n, args.repeats)
-        print(f"{size:>5} {fast:>9.1f} {fastest:>8.1f} {naive:>8.1f} {bg:>10.1f} {fast / naive:>12.2f} "
-              f"{fast / bg:>9.2f} {fastest / naive:>11.2f} {fastest / fast:>12.2f} {lattice:>9.1f} "
-              f"{lattice / fast:>14.2f} {t_int:>9.2f} {t_sp:>8.2f} {t_sp_torch:>10.2f} {t_sp_lat:>12.2f}")
-    print("T_sp ms = one spatial view with the spatial step always on (p_spatial = 1); "
-          "4-view rates include p_spatial = 0.67.")
+        t_sp_torch = 1e3 / _rate(
+            lambda x, rng: spatial_transform(x, rng, 1.0, backend="torch"), images, n, args.repeats
+        )
+        t_sp_lat = 1e3 / _rate(
+            lambda x, rng: spatial_transform(x, rng, 1.0, backend="torch", noise_stride=4.0), images, n, args.repeats
+        )
+        print(
+            f"{size:>5} {fast:>9.1f} {fastest:>8.1f} {naive:>8.1f} {bg:>10.1f} {fast / naive:>12.2f} "
+            f"{fast / bg:>9.2f} {fastest / naive:>11.2f} {fastest / fast:>12.2f} {lattice:>9.1f} "
+            f"{lattice / fast:>14.2f} {t_int:>9.2f} {t_sp:>8.2f} {t_sp_torch:>10.2f} {t_sp_lat:>12.2f}"
+        )
+    print(
+        "T_sp ms = one spatial view with the spatial step always on (p_spatial = 1); "
+        "4-view rates include p_spatial = 0.67."
+    )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ the fact (it reads test predictions); it chooses nothing.
 
 Writes ``OUT/confusion.md`` and ``OUT/confusion.csv`` and prints the Markdown.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,7 @@ def run_confusion(pred_dir: Path, labels_dir: Path, cases: list[str], num_classe
         gt = np.load(labels_dir / f"{cid}.npy").astype(np.int64).ravel()
         if pred.shape != gt.shape:
             raise SystemExit(f"{pred_dir / (cid + '.npy')}: {pred.size} voxels, its label has {gt.size}")
-        counts += np.bincount(gt * num_classes + pred, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+        counts += np.bincount(gt * num_classes + pred, minlength=num_classes**2).reshape(num_classes, num_classes)
     return counts
 
 
@@ -78,21 +79,37 @@ def main() -> None:
     rows: list[dict[str, object]] = []
     for group in sorted(by_group):
         classes = names[group]
-        md += [f"## {group[1]}, {group[2]} labels ({group[0]} protocol)", "",
-               "DSC of each class (%, mean over test cases) and the fraction of its test voxels predicted as each "
-               "class (%), both mean over seeds.", "",
-               "| Method | seeds | ground truth | DSC | " + " | ".join(f"as {c}" for c in classes) + " |",
-               "|---|---:|---|---:|" + "---:|" * len(classes)]
+        md += [
+            f"## {group[1]}, {group[2]} labels ({group[0]} protocol)",
+            "",
+            "DSC of each class (%, mean over test cases) and the fraction of its test voxels predicted as each "
+            "class (%), both mean over seeds.",
+            "",
+            "| Method | seeds | ground truth | DSC | " + " | ".join(f"as {c}" for c in classes) + " |",
+            "|---|---:|---|---:|" + "---:|" * len(classes),
+        ]
         for method in sorted(by_group[group], key=method_sort_key):
             mats = by_group[group][method]
             mean = np.nanmean(np.stack(mats), axis=0)
             d = np.nanmean(np.stack(dsc[group][method]), axis=0)
             for i, gt in enumerate(classes[1:], start=1):
-                md.append(f"| {method_display_name(method)} | {len(mats)} | {gt} | {100 * d[i - 1]:.1f} | "
-                          + " | ".join(f"{100 * v:.1f}" for v in mean[i]) + " |")
-                rows.append({"protocol": group[0], "dataset": group[1], "labels": group[2],
-                             "method": method_display_name(method), "seeds": len(mats), "ground_truth": gt,
-                             "dsc": f"{d[i - 1]:.4f}", **{f"as_{c}": f"{v:.4f}" for c, v in zip(classes, mean[i])}})
+                md.append(
+                    f"| {method_display_name(method)} | {len(mats)} | {gt} | {100 * d[i - 1]:.1f} | "
+                    + " | ".join(f"{100 * v:.1f}" for v in mean[i])
+                    + " |"
+                )
+                rows.append(
+                    {
+                        "protocol": group[0],
+                        "dataset": group[1],
+                        "labels": group[2],
+                        "method": method_display_name(method),
+                        "seeds": len(mats),
+                        "ground_truth": gt,
+                        "dsc": f"{d[i - 1]:.4f}",
+                        **{f"as_{c}": f"{v:.4f}" for c, v in zip(classes, mean[i])},
+                    }
+                )
         md.append("")
     text = "\n".join(md)
     (out / "confusion.md").write_text(text)

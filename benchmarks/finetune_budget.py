@@ -14,6 +14,7 @@ Rerunning skips finished cells (each is a resumable medssl run folder). ``--set 
 one more setting of every cell (e.g. ``init_parts=[encoder]``: MACL without its pre-trained
 decoder) and ``--tag`` names the output folder ``steps<N>_<tag>``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,18 @@ def _finetune(cell: Path, out: Path, steps: int, sets: list[str]) -> Path:
         return run
     run.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    cmd = ["medssl", "finetune", "--config", str(cell / "config.yaml"), "--out", str(run),
-           "--max-steps", str(steps), "--no-progress", *[x for kv in sets for x in ("--set", kv)]]
+    cmd = [
+        "medssl",
+        "finetune",
+        "--config",
+        str(cell / "config.yaml"),
+        "--out",
+        str(run),
+        "--max-steps",
+        str(steps),
+        "--no-progress",
+        *[x for kv in sets for x in ("--set", kv)],
+    ]
     with open(out / f"{cell.name}.log", "w") as fh:
         subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, check=True)
     return run

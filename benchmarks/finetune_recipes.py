@@ -26,6 +26,7 @@ Writes ``OUT/recipes.csv`` (one row per run), ``OUT/recipes.md`` (a table) and
 ``OUT/recipes.png`` (validation Dice against steps, one panel per dataset). Rerunning resumes: a
 finished run is not trained again.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,8 +69,14 @@ def prepare_store(name: str, root: Path, out: Path) -> Path:
     spec = DATASETS[name]
     store = out / "prepared" / name
     if not (store / "plan.json").is_file():
-        prepare(spec["reader"], root / spec["src"], store, target_spacing=spec["spacing"], progress=False,
-                overwrite=store.exists())
+        prepare(
+            spec["reader"],
+            root / spec["src"],
+            store,
+            target_spacing=spec["spacing"],
+            progress=False,
+            overwrite=store.exists(),
+        )
     return store
 
 
@@ -84,21 +91,79 @@ def split_file(store: Path, labels: str, seed: int, path: Path) -> dict:
     return split
 
 
-def commands(name: str, store: Path, split_json: Path, run: Path, a: argparse.Namespace, seed: int) -> dict[str, list[str]]:
+def commands(
+    name: str, store: Path, split_json: Path, run: Path, a: argparse.Namespace, seed: int
+) -> dict[str, list[str]]:
     """The three runs of one dataset and seed (command lines)."""
     size = a.size or DATASETS[name]["size"]
-    common = ["--data", str(store), "--labels", a.labels, "--seed", str(seed), "--max-steps", str(a.steps),
-              "--batch-size", str(a.batch), "--image-size", str(size), "--workers", str(a.workers), "--no-progress",
-              "--set", f"model.base_width={a.width}", "--set", f"train.val_every_steps={a.val_every}"]
+    common = [
+        "--data",
+        str(store),
+        "--labels",
+        a.labels,
+        "--seed",
+        str(seed),
+        "--max-steps",
+        str(a.steps),
+        "--batch-size",
+        str(a.batch),
+        "--image-size",
+        str(size),
+        "--workers",
+        str(a.workers),
+        "--no-progress",
+        "--set",
+        f"model.base_width={a.width}",
+        "--set",
+        f"train.val_every_steps={a.val_every}",
+    ]
     cmds = {r: ["medssl", "finetune", *common, "--recipe", r, "--out", str(run / r)] for r in RECIPES}
     if a.control:
-        cmds["control"] = ["medssl", "finetune", *common, "--out", str(run / "control"), "--set", "model.name=monai:BasicUNet",
-                           "--set", "dice_mode=sample", "--set", "mirror=true", "--set", "p_spatial=1.0", "--set", "rotation=15",
-                           "--set", "scale=[1.0,1.0]", "--set", "optim.warmup_steps=0", "--set", "optim.min_lr=0",
-                           "--set", "postprocess=none"]
-    cmds["yardstick"] = [sys.executable, str(HERE / "yardstick.py"), "--store", str(store), "--split", str(split_json),
-                         "--out", str(run / "yardstick.json"), "--steps", str(a.steps), "--batch", str(a.batch),
-                         "--size", str(size), "--val-every", str(a.val_every), "--seed", str(seed)]
+        cmds["control"] = [
+            "medssl",
+            "finetune",
+            *common,
+            "--out",
+            str(run / "control"),
+            "--set",
+            "model.name=monai:BasicUNet",
+            "--set",
+            "dice_mode=sample",
+            "--set",
+            "mirror=true",
+            "--set",
+            "p_spatial=1.0",
+            "--set",
+            "rotation=15",
+            "--set",
+            "scale=[1.0,1.0]",
+            "--set",
+            "optim.warmup_steps=0",
+            "--set",
+            "optim.min_lr=0",
+            "--set",
+            "postprocess=none",
+        ]
+    cmds["yardstick"] = [
+        sys.executable,
+        str(HERE / "yardstick.py"),
+        "--store",
+        str(store),
+        "--split",
+        str(split_json),
+        "--out",
+        str(run / "yardstick.json"),
+        "--steps",
+        str(a.steps),
+        "--batch",
+        str(a.batch),
+        "--size",
+        str(size),
+        "--val-every",
+        str(a.val_every),
+        "--seed",
+        str(seed),
+    ]
     return cmds
 
 
@@ -111,7 +176,9 @@ def run_jobs(jobs: list[tuple[str, list[str], Path]], n: int) -> None:
             name, cmd, log = pending.pop(0)
             log.parent.mkdir(parents=True, exist_ok=True)
             print(f"start {name}", flush=True)
-            running.append((name, subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env), time.time()))
+            with open(log, "w") as handle:  # the child keeps its own copy of the descriptor
+                proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env)
+            running.append((name, proc, time.time()))
         time.sleep(2)
         for job in list(running):
             name, proc, t0 = job
@@ -129,12 +196,19 @@ def medssl_result(run: Path, store: Path, k: int) -> dict | None:
         rows = list(csv.DictReader(fh))
     curve = [(int(r["step"]), float(r["val_dice"])) for r in rows if r.get("val_dice")]
     split = json.loads((run / "splits.json").read_text())
-    test = [volume_dice(np.load(run / "predictions" / f"{c}.npy"), np.load(store / "labels" / f"{c}.npy"), k)
-            for c in split["test"]]
+    test = [
+        volume_dice(np.load(run / "predictions" / f"{c}.npy"), np.load(store / "labels" / f"{c}.npy"), k)
+        for c in split["test"]
+    ]
     info = json.loads((run / "run.json").read_text())
     best = max(curve, key=lambda t: t[1]) if curve else (None, float("nan"))
-    return {"curve": curve, "test_dice": float(np.nanmean(test)), "best_step": best[0], "best_val": best[1],
-            "seconds": info.get("wall_s")}
+    return {
+        "curve": curve,
+        "test_dice": float(np.nanmean(test)),
+        "best_step": best[0],
+        "best_val": best[1],
+        "seconds": info.get("wall_s"),
+    }
 
 
 def collect(out: Path, names: list[str], seeds: list[int]) -> list[dict]:
@@ -161,10 +235,22 @@ def write_outputs(rows: list[dict], out: Path) -> None:
         w = csv.writer(fh)
         w.writerow(["dataset", "seed", "recipe", "test_dice", "best_val", "best_step", "seconds", "curve"])
         for r in rows:
-            w.writerow([r["dataset"], r["seed"], r["recipe"], f"{r['test_dice']:.4f}", f"{r['best_val']:.4f}", r["best_step"],
-                        round(r["seconds"] or 0), " ".join(f"{s}:{v:.3f}" for s, v in r["curve"])])
-    lines = ["| dataset | recipe | test DSC (%) | best val DSC (%) | at step | seeds | minutes per run |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+            w.writerow(
+                [
+                    r["dataset"],
+                    r["seed"],
+                    r["recipe"],
+                    f"{r['test_dice']:.4f}",
+                    f"{r['best_val']:.4f}",
+                    r["best_step"],
+                    round(r["seconds"] or 0),
+                    " ".join(f"{s}:{v:.3f}" for s, v in r["curve"]),
+                ]
+            )
+    lines = [
+        "| dataset | recipe | test DSC (%) | best val DSC (%) | at step | seeds | minutes per run |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for name in dict.fromkeys(r["dataset"] for r in rows):
         for recipe in ARMS:
             rs = [r for r in rows if r["dataset"] == name and r["recipe"] == recipe]
@@ -173,8 +259,10 @@ def write_outputs(rows: list[dict], out: Path) -> None:
             t = np.array([r["test_dice"] for r in rs]) * 100
             v = np.array([r["best_val"] for r in rs]) * 100
             sd = f" ± {t.std(ddof=1):.1f}" if len(t) > 1 else ""
-            lines.append(f"| {name} | {recipe} | {t.mean():.1f}{sd} | {v.mean():.1f} | {np.mean([r['best_step'] for r in rs]):.0f} | "
-                         f"{len(rs)} | {np.mean([r['seconds'] or 0 for r in rs]) / 60:.1f} |")
+            lines.append(
+                f"| {name} | {recipe} | {t.mean():.1f}{sd} | {v.mean():.1f} | {np.mean([r['best_step'] for r in rs]):.0f} | "
+                f"{len(rs)} | {np.mean([r['seconds'] or 0 for r in rs]) / 60:.1f} |"
+            )
     (out / "recipes.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     _plot(rows, out / "recipes.png")
@@ -198,8 +286,12 @@ def _plot(rows: list[dict], path: Path) -> None:
                 continue
             steps = sorted(set.intersection(*(set(c) for c in curves)))
             y = np.array([[c[s] for s in steps] for c in curves]) * 100
-            label = {"yardstick": "plain MONAI loop", "paper": "medssl paper", "standard": "medssl standard (default)",
-                     "control": "medssl engine, yardstick's net + recipe"}[recipe]
+            label = {
+                "yardstick": "plain MONAI loop",
+                "paper": "medssl paper",
+                "standard": "medssl standard (default)",
+                "control": "medssl engine, yardstick's net + recipe",
+            }[recipe]
             ax.plot(steps, y.mean(0), color=colours[recipe], marker="o", ms=2.5, label=f"{label} (n={len(curves)})")
             if len(curves) > 1:
                 ax.fill_between(steps, y.min(0), y.max(0), color=colours[recipe], alpha=0.15)
@@ -241,7 +333,11 @@ def main() -> None:
                 run = out / name / f"s{seed}"
                 split_file(store, a.labels, seed, run / "split.json")
                 for recipe, cmd in commands(name, store, run / "split.json", run, a, seed).items():
-                    done = (run / "yardstick.json").is_file() if recipe == "yardstick" else (run / recipe / "summary.json").is_file()
+                    done = (
+                        (run / "yardstick.json").is_file()
+                        if recipe == "yardstick"
+                        else (run / recipe / "summary.json").is_file()
+                    )
                     if not done:
                         jobs.append((f"{name} s{seed} {recipe}", cmd, run / f"{recipe}.log"))
         run_jobs(jobs, a.jobs)

@@ -24,10 +24,10 @@ then, for the fastest variant, images/s over ``--batches`` (the largest batch th
 Goal of issue 14 on one H100/H200: MACL >= 600 and SuperCL >= 400 images/s at 512 px, peak memory
 under 8 GB, the same losses.
 """
+
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 import time
 from dataclasses import dataclass
@@ -86,8 +86,9 @@ def batch_for(size: int, batch: int, device: torch.device, channels_last: bool) 
     return b
 
 
-def make_step(method: torch.nn.Module, batch: dict, device: torch.device, dtype: torch.dtype | None,
-              compile_mode: str | None):
+def make_step(
+    method: torch.nn.Module, batch: dict, device: torch.device, dtype: torch.dtype | None, compile_mode: str | None
+):
     """One training step (forward with losses, backward, SGD step); returns the loss tensor."""
     forward = torch.compile(method, mode=compile_mode) if compile_mode else method
     opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
@@ -119,8 +120,14 @@ def step_flops(name: str, width: int, size: int, batch: int, device: torch.devic
     return float(counter.get_total_flops())
 
 
-def measure(name: str, variant: str, a: argparse.Namespace, device: torch.device, batch_size: int,
-            reference: tuple[float, torch.Tensor] | None) -> tuple[StepResult, tuple[float, torch.Tensor]]:
+def measure(
+    name: str,
+    variant: str,
+    a: argparse.Namespace,
+    device: torch.device,
+    batch_size: int,
+    reference: tuple[float, torch.Tensor] | None,
+) -> tuple[StepResult, tuple[float, torch.Tensor]]:
     """Time one variant; also returns its first step's loss and gradient (the next reference)."""
     dtype, cl, mode = VARIANTS[variant]
     method = build(name, a.width, device, cl)
@@ -187,7 +194,9 @@ def main() -> None:
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--batches", nargs="*", type=int, default=[], help="images/s of the fastest variant at these batches")
+    ap.add_argument(
+        "--batches", nargs="*", type=int, default=[], help="images/s of the fastest variant at these batches"
+    )
     ap.add_argument("--peak-tflops", type=float, default=None, help="the device's dense peak (default: by device name)")
     ap.add_argument("--profile", action="store_true", help="a profiler table of the fastest variant's step")
     a = ap.parse_args()
@@ -201,8 +210,10 @@ def main() -> None:
     peak = peak_tflops(a, device)
     name_dev = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"
     print(f"device {name_dev}, {a.size}px, batch {a.batch}, width {a.width}, peak {peak or 'unknown'} TFLOP/s")
-    print(f"{'method':<8} {'variant':<19} {'ms':>8} {'img/s':>8} {'x fp32':>7} {'TFLOP/s':>8} {'% peak':>7} "
-          f"{'peak MiB':>9} {'loss':>9} {'loss rel':>9} {'grad cos':>9}")
+    print(
+        f"{'method':<8} {'variant':<19} {'ms':>8} {'img/s':>8} {'x fp32':>7} {'TFLOP/s':>8} {'% peak':>7} "
+        f"{'peak MiB':>9} {'loss':>9} {'loss rel':>9} {'grad cos':>9}"
+    )
     for name in [i.name for pat in a.methods.split(",") for i in list_methods(pat.strip())]:
         flops = step_flops(name, a.width, a.size, a.batch, device)
         results: dict[str, StepResult] = {}
@@ -218,8 +229,11 @@ def main() -> None:
             base = results.get("fp32", r)
             tf = flops / (r.ms / 1e3) / 1e12
             share = f"{100 * tf / peak:7.1f}" if peak else f"{'-':>7}"
-            print(f"{name:<8} {v:<19} {r.ms:8.1f} {r.images_per_s:8.1f} {base.ms / r.ms:7.2f} {tf:8.2f} {share} "
-                  f"{r.peak_mib:9.0f} {r.loss:9.4f} {r.loss_rel:9.1e} {r.grad_cos:9.5f}", flush=True)
+            print(
+                f"{name:<8} {v:<19} {r.ms:8.1f} {r.images_per_s:8.1f} {base.ms / r.ms:7.2f} {tf:8.2f} {share} "
+                f"{r.peak_mib:9.0f} {r.loss:9.4f} {r.loss_rel:9.1e} {r.grad_cos:9.5f}",
+                flush=True,
+            )
         if not results:
             continue
         best = max(results, key=lambda v: results[v].images_per_s)

@@ -12,6 +12,7 @@ the reference's fixed settings (stride 16, 100 superpixels), which only make sen
 
     python benchmarks/ilcp_geometry.py --data runs/cpu_cardiac/prepared/mscmrseg --sizes 64 128 256
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,7 +48,9 @@ def main() -> None:
     slices = [np.asarray(store.image(c.case_id)[z], np.float32) for c in cases for z in range(1, c.num_slices - 1, 2)]
     cell = 2**a.depth
     print(f"{store.plan.get('dataset')}: {len(slices)} slices of {len(cases)} volumes, stored {slices[0].shape}")
-    print("| view | geometry | mode | tokens per view | superpixels per view (asked -> returned) | anchors with an in-view positive | views where every anchor has a negative |")
+    print(
+        "| view | geometry | mode | tokens per view | superpixels per view (asked -> returned) | anchors with an in-view positive | views where every anchor has a negative |"
+    )
     print("|---:|---|---|---:|---|---:|---:|")
     for size in a.sizes:
         grid = size // cell
@@ -72,8 +75,10 @@ def main() -> None:
                     pos.append(p)
                     neg.append(n)
                 asked = cfg.segments_for(size, size)
-                print(f"| {size} | {name} | {mode} | {np.mean(toks):.0f} | {asked} -> {np.mean(got):.1f} (min {min(got)}) | "
-                      f"{100 * np.mean(pos):.0f}% | {100 * np.mean(neg):.0f}% |")
+                print(
+                    f"| {size} | {name} | {mode} | {np.mean(toks):.0f} | {asked} -> {np.mean(got):.1f} (min {min(got)}) | "
+                    f"{100 * np.mean(pos):.0f}% | {100 * np.mean(neg):.0f}% |"
+                )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ k-NN error).
 Writes ``OUT/supercl_ablation.md``, ``.csv`` and ``supercl_ablation.png`` (probe Dice and k-NN error
 against steps, one line per variant). Rerunning skips the finished pre-trainings.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,12 +41,37 @@ def _pretrain(a: argparse.Namespace, name: str, out: Path) -> Path:
     if (run / "pretrain.pt").is_file():
         return run
     w_intra, w_inter = VARIANTS[name]
-    cmd = ["medssl", "pretrain", "--method", "supercl", "--data", a.data, "--out", str(run),
-           "--image-size", str(a.size), "--batch-size", str(a.batch), "--max-steps", str(a.steps),
-           "--workers", str(a.workers), "--no-progress", "--seed", str(a.seed),
-           "--set", f"model.base_width={a.width}", "--set", f"superpixels.mode={a.superpixels}",
-           "--set", "train.log_every=10",
-           "--set", f"method_args.w_intra={w_intra}", "--set", f"method_args.w_inter={w_inter}"]
+    cmd = [
+        "medssl",
+        "pretrain",
+        "--method",
+        "supercl",
+        "--data",
+        a.data,
+        "--out",
+        str(run),
+        "--image-size",
+        str(a.size),
+        "--batch-size",
+        str(a.batch),
+        "--max-steps",
+        str(a.steps),
+        "--workers",
+        str(a.workers),
+        "--no-progress",
+        "--seed",
+        str(a.seed),
+        "--set",
+        f"model.base_width={a.width}",
+        "--set",
+        f"superpixels.mode={a.superpixels}",
+        "--set",
+        "train.log_every=10",
+        "--set",
+        f"method_args.w_intra={w_intra}",
+        "--set",
+        f"method_args.w_inter={w_inter}",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     with open(out / f"{name}.log", "w") as fh:
         subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, check=True)
@@ -67,8 +93,13 @@ def _summary(name: str, initial: dict[str, float], rows: list[dict[str, float]])
 
     first, last = rows[0], rows[-1]
     w_intra, w_inter = VARIANTS[name]
-    out: dict[str, object] = {"variant": name, "w_intra": w_intra, "w_inter": w_inter, "epochs": len(rows),
-                              "steps": int(last["step"])}
+    out: dict[str, object] = {
+        "variant": name,
+        "w_intra": w_intra,
+        "w_inter": w_inter,
+        "epochs": len(rows),
+        "steps": int(last["step"]),
+    }
     for key in DIAG:
         out[f"{key}_init"] = initial.get(key, float("nan"))
         out[f"{key}_mean"] = mean(key)
@@ -86,8 +117,10 @@ def _figure(curves: dict[str, tuple[dict[str, float], list[dict[str, float]]]], 
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, key, title in ((axes[0], "linear_probe_dice", "linear-probe Dice, frozen features (higher = more)"),
-                           (axes[1], "knn_position_mae", "k-NN slice-position error (lower = better)")):
+    for ax, key, title in (
+        (axes[0], "linear_probe_dice", "linear-probe Dice, frozen features (higher = more)"),
+        (axes[1], "knn_position_mae", "k-NN slice-position error (lower = better)"),
+    ):
         for name, (initial, rows) in curves.items():
             steps = [0] + [r["step"] for r in rows if key in r]
             vals = [initial.get(key, float("nan"))] + [r[key] for r in rows if key in r]
@@ -123,13 +156,15 @@ def main() -> None:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    lines = [f"SuperCL term ablation: {a.steps} steps of batch {a.batch} at {a.size} px, seed {a.seed}, "
-             f"diagnostics on the validation patients of {a.data}",
-             "",
-             "| variant | w_intra | w_inter | probe Dice: random / mean over epochs / last | "
-             "k-NN position error: random / mean / last | eff. rank: random / last | "
-             "L_ins first -> last | L_intra first -> last | L_inter first -> last |",
-             "|---|---:|---:|---|---|---|---|---|---|"]
+    lines = [
+        f"SuperCL term ablation: {a.steps} steps of batch {a.batch} at {a.size} px, seed {a.seed}, "
+        f"diagnostics on the validation patients of {a.data}",
+        "",
+        "| variant | w_intra | w_inter | probe Dice: random / mean over epochs / last | "
+        "k-NN position error: random / mean / last | eff. rank: random / last | "
+        "L_ins first -> last | L_intra first -> last | L_inter first -> last |",
+        "|---|---:|---:|---|---|---|---|---|---|",
+    ]
     for r in rows:
         lines.append(
             f"| {r['variant']} | {r['w_intra']:g} | {r['w_inter']:g} | "
@@ -137,7 +172,8 @@ def main() -> None:
             f"{r['knn_position_mae_init']:.3f} / {r['knn_position_mae_mean']:.3f} / {r['knn_position_mae_last']:.3f} | "
             f"{r['effective_rank_init']:.1f} / {r['effective_rank_last']:.1f} | "
             f"{r['L_ins_first']:.2f} -> {r['L_ins_last']:.2f} | {r['L_intra_first']:.2f} -> {r['L_intra_last']:.2f} | "
-            f"{r['L_inter_first']:.2f} -> {r['L_inter_last']:.2f} |")
+            f"{r['L_inter_first']:.2f} -> {r['L_inter_last']:.2f} |"
+        )
     text = "\n".join(lines) + "\n"
     (out / "supercl_ablation.md").write_text(text)
     _figure(curves, out / "supercl_ablation.png")

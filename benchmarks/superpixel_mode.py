@@ -13,6 +13,7 @@ VALIDATION Dice of a fine-tuning from it (test patients are never scored here).
 ``--cache-run`` reuses a finished cache-mode pre-training with the same settings (the cardiac
 grid's) instead of training it again. Writes ``OUT/superpixel_mode.md``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,19 +33,68 @@ def _run(cmd: list[str], log: Path) -> None:
 def _pretrain(a: argparse.Namespace, mode: str, out: Path) -> Path:
     run = out / f"supercl_{mode}"
     if not (run / "pretrain.pt").is_file():
-        _run(["medssl", "pretrain", "--method", "supercl", "--data", a.data, "--out", str(run), "--image-size", str(a.size),
-              "--batch-size", str(a.batch), "--max-steps", str(a.steps), "--workers", str(a.workers), "--no-progress",
-              "--set", f"model.base_width={a.width}", "--set", f"superpixels.mode={mode}", "--set", "train.log_every=10"],
-             out / f"pretrain_{mode}.log")
+        _run(
+            [
+                "medssl",
+                "pretrain",
+                "--method",
+                "supercl",
+                "--data",
+                a.data,
+                "--out",
+                str(run),
+                "--image-size",
+                str(a.size),
+                "--batch-size",
+                str(a.batch),
+                "--max-steps",
+                str(a.steps),
+                "--workers",
+                str(a.workers),
+                "--no-progress",
+                "--set",
+                f"model.base_width={a.width}",
+                "--set",
+                f"superpixels.mode={mode}",
+                "--set",
+                "train.log_every=10",
+            ],
+            out / f"pretrain_{mode}.log",
+        )
     return run
 
 
 def _finetune(a: argparse.Namespace, init: Path, seed: int, out: Path) -> float:
     run = out / f"finetune_{init.name}_s{seed}"
     if not (run / "summary.json").is_file():
-        _run(["medssl", "finetune", "--data", a.data, "--init", str(init), "--labels", a.labels, "--seed", str(seed),
-              "--out", str(run), "--max-steps", str(a.finetune_steps), "--batch-size", "16", "--image-size", str(a.size),
-              "--workers", str(a.workers), "--no-progress", "--set", f"model.base_width={a.width}"], out / f"{run.name}.log")
+        _run(
+            [
+                "medssl",
+                "finetune",
+                "--data",
+                a.data,
+                "--init",
+                str(init),
+                "--labels",
+                a.labels,
+                "--seed",
+                str(seed),
+                "--out",
+                str(run),
+                "--max-steps",
+                str(a.finetune_steps),
+                "--batch-size",
+                "16",
+                "--image-size",
+                str(a.size),
+                "--workers",
+                str(a.workers),
+                "--no-progress",
+                "--set",
+                f"model.base_width={a.width}",
+            ],
+            out / f"{run.name}.log",
+        )
     return float(json.loads((run / "run.json").read_text())["best_score"])
 
 
@@ -70,11 +120,15 @@ def main() -> None:
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    runs = {"online": _pretrain(a, "online", out),
-            "cache": Path(a.cache_run) if a.cache_run else _pretrain(a, "cache", out)}
-    lines = ["| superpixels | pre-training wall time | steps/s | L_ins | L_intra | L_inter | linear-probe Dice (val) | k-NN position error (val) |"
-             " fine-tuned best validation DSC |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    runs = {
+        "online": _pretrain(a, "online", out),
+        "cache": Path(a.cache_run) if a.cache_run else _pretrain(a, "cache", out),
+    }
+    lines = [
+        "| superpixels | pre-training wall time | steps/s | L_ins | L_intra | L_inter | linear-probe Dice (val) | k-NN position error (val) |"
+        " fine-tuned best validation DSC |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for mode, run in runs.items():
         info = json.loads((run / "run.json").read_text())
         diag = json.loads((run / "diagnostics.json").read_text())["final"]
@@ -82,10 +136,12 @@ def main() -> None:
         vals = [_finetune(a, run, s, out) for s in a.finetune_seeds]
         ft = " / ".join(f"{100 * v:.1f}" for v in vals) if vals else "-"
         wall = float(info.get("wall_s") or 0)
-        lines.append(f"| {mode} | {wall / 60:.1f} min | {info.get('steps', a.steps) / max(wall, 1e-9):.2f} | "
-                     f"{losses.get('ins', float('nan')):.3f} | {losses.get('intra', float('nan')):.3f} | "
-                     f"{losses.get('inter', float('nan')):.3f} | {diag.get('linear_probe_dice', float('nan')):.3f} | "
-                     f"{diag.get('knn_position_mae', float('nan')):.3f} | {ft} |")
+        lines.append(
+            f"| {mode} | {wall / 60:.1f} min | {info.get('steps', a.steps) / max(wall, 1e-9):.2f} | "
+            f"{losses.get('ins', float('nan')):.3f} | {losses.get('intra', float('nan')):.3f} | "
+            f"{losses.get('inter', float('nan')):.3f} | {diag.get('linear_probe_dice', float('nan')):.3f} | "
+            f"{diag.get('knn_position_mae', float('nan')):.3f} | {ft} |"
+        )
     text = "\n".join(lines) + "\n"
     (out / "superpixel_mode.md").write_text(text)
     print(text)

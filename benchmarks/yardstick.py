@@ -23,6 +23,7 @@ where ``split.json`` holds ``{"train": [...], "val": [...], "test": [...]}`` cas
     from yardstick import run_yardstick
     curve, test = run_yardstick(store_dir, train_ids, val_ids, test_ids, num_classes=4, steps=750, batch=16)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,8 @@ import json
 import math
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -63,8 +64,9 @@ def _grid(n: int, size: int, angle: torch.Tensor, flip: torch.Tensor) -> torch.T
     return F.affine_grid(theta, (n, 1, size, size), align_corners=False)
 
 
-def _batch(slices: list[tuple[np.ndarray, np.ndarray]], idx: Sequence[int], size: int, gen: torch.Generator,
-           augment: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch(
+    slices: list[tuple[np.ndarray, np.ndarray]], idx: Sequence[int], size: int, gen: torch.Generator, augment: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     imgs, labs = [], []
     for i in idx:
         img, lab = slices[i]
@@ -88,7 +90,7 @@ def _predict(net: torch.nn.Module, volume: np.ndarray, size: int) -> np.ndarray:
     d, h, w = volume.shape
     x = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[:, None]
     x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    logits = torch.cat([net(x[s:s + 16]) for s in range(0, d, 16)])
+    logits = torch.cat([net(x[s : s + 16]) for s in range(0, d, 16)])
     logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
     return logits.argmax(1).numpy().astype(np.uint8)
 
@@ -149,15 +151,22 @@ def run_yardstick(
         if step % val_every == 0 or step == steps:
             score = float(np.nanmean(_score(net, val, size, num_classes)))
             curve.append((step, score))
-            log(f"yardstick step {step}: loss {float(loss.detach()):.4f} val_dice {score:.4f} ({time.time() - t0:.0f} s)")
+            log(
+                f"yardstick step {step}: loss {float(loss.detach()):.4f} val_dice {score:.4f} ({time.time() - t0:.0f} s)"
+            )
             if score > best:
                 best, best_step = score, step
                 best_state = {k: v.clone() for k, v in net.state_dict().items()}
     if best_state is not None:
         net.load_state_dict(best_state)
     test_scores = _score(net, test, size, num_classes)
-    return curve, {"test_dice": float(np.nanmean(test_scores)), "best_step": best_step, "best_val": best,
-                   "seconds": time.time() - t0, "per_case": test_scores}
+    return curve, {
+        "test_dice": float(np.nanmean(test_scores)),
+        "best_step": best_step,
+        "best_val": best,
+        "seconds": time.time() - t0,
+        "per_case": test_scores,
+    }
 
 
 def main() -> None:
@@ -174,13 +183,28 @@ def main() -> None:
     a = ap.parse_args()
     split = json.loads(Path(a.split).read_text())
     k = len(json.loads((Path(a.store) / "plan.json").read_text())["class_names"])
-    curve, res = run_yardstick(a.store, split["train"], split["val"], split["test"], num_classes=k, steps=a.steps,
-                               batch=a.batch, size=a.size, lr=a.lr, val_every=a.val_every, seed=a.seed,
-                               log=lambda m: print(m, flush=True))
+    curve, res = run_yardstick(
+        a.store,
+        split["train"],
+        split["val"],
+        split["test"],
+        num_classes=k,
+        steps=a.steps,
+        batch=a.batch,
+        size=a.size,
+        lr=a.lr,
+        val_every=a.val_every,
+        seed=a.seed,
+        log=lambda m: print(m, flush=True),
+    )
     out = Path(a.out)
     tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"curve": curve, **res, "steps": a.steps, "batch": a.batch, "size": a.size, "lr": a.lr,
-                               "seed": a.seed}, indent=1))
+    tmp.write_text(
+        json.dumps(
+            {"curve": curve, **res, "steps": a.steps, "batch": a.batch, "size": a.size, "lr": a.lr, "seed": a.seed},
+            indent=1,
+        )
+    )
     os.replace(tmp, out)
 
 

@@ -1,4 +1,5 @@
 """Shared test fixtures: tiny tensors, and the real data in ../shared/data read by path."""
+
 from __future__ import annotations
 
 import os
@@ -67,7 +68,13 @@ def synthetic_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from medssl.data.store import prepare
 
     root = tmp_path_factory.mktemp("synth")
-    prepare("synthetic", "builtin", root / "prepared", progress=False, reader_options=dict(n_patients=6, frames=2, slices=8, size=32, seed=0))
+    prepare(
+        "synthetic",
+        "builtin",
+        root / "prepared",
+        progress=False,
+        reader_options=dict(n_patients=6, frames=2, slices=8, size=32, seed=0),
+    )
     return root / "prepared"
 
 

@@ -1,4 +1,5 @@
 """A toy task and a DDP worker for the engine tests (importable by spawned processes)."""
+
 from __future__ import annotations
 
 import torch
@@ -42,7 +43,9 @@ class ToyTask:
 
 
 def train_cfg(epochs: int, **kw) -> tuple[TrainCfg, OptimCfg]:
-    return TrainCfg(epochs=epochs, device="cpu", progress=False, log_every=1, **kw), OptimCfg(name="sgd", lr=0.05, min_lr=0.0)
+    return TrainCfg(epochs=epochs, device="cpu", progress=False, log_every=1, **kw), OptimCfg(
+        name="sgd", lr=0.05, min_lr=0.0
+    )
 
 
 def ddp_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:

@@ -1,5 +1,6 @@
 """The bad-input corpus: each broken file gives one line naming the file and the problem, and
 ``verify_dataset`` reports every problem of a data set in one call."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -150,7 +151,9 @@ def test_isic_mask_values_and_truncated_jpeg(tmp_path: Path, rng) -> None:
     m[0, 0], m[0, 1] = 128, 255
     mask = mdir / "ISIC_0000001_segmentation.png"
     Image.fromarray(m).save(mask)
-    assert_one_line(raises(scan_dataset("isic2018", tmp_path)[0].load), mask, "unknown label values [128] (expected {0, 255})")
+    assert_one_line(
+        raises(scan_dataset("isic2018", tmp_path)[0].load), mask, "unknown label values [128] (expected {0, 255})"
+    )
     jpg = idir / "ISIC_0000001.jpg"
     jpg.write_bytes(jpg.read_bytes()[:200])
     assert_one_line(raises(load_jpeg, jpg), jpg, "JPEG image")
@@ -159,7 +162,11 @@ def test_isic_mask_values_and_truncated_jpeg(tmp_path: Path, rng) -> None:
 def test_swapped_axes(tmp_path: Path, rng) -> None:
     root = pair_folder(tmp_path, rng, {"c1": (image(rng), labels(rng).transpose(1, 0, 2))})
     lab = root / "labels" / "c1.nii.gz"
-    assert_one_line(raises(load_first, root, class_names=["a", "b", "c"]), lab, "label shape (4, 12, 10) differs from image shape (4, 10, 12)")
+    assert_one_line(
+        raises(load_first, root, class_names=["a", "b", "c"]),
+        lab,
+        "label shape (4, 12, 10) differs from image shape (4, 10, 12)",
+    )
 
 
 def test_label_7_in_three_class_set(tmp_path: Path, rng) -> None:
@@ -174,7 +181,11 @@ def test_non_integer_labels(tmp_path: Path, rng) -> None:
     lab = labels(rng).astype(np.float32)
     lab[0, 0, 0] = 1.5
     root = pair_folder(tmp_path, rng, {"c1": (image(rng), lab)})
-    assert_one_line(raises(load_first, root, class_names=["a", "b", "c"]), root / "labels" / "c1.nii.gz", "non-integer label values [1.5]")
+    assert_one_line(
+        raises(load_first, root, class_names=["a", "b", "c"]),
+        root / "labels" / "c1.nii.gz",
+        "non-integer label values [1.5]",
+    )
 
 
 def test_nan_slab(tmp_path: Path, rng) -> None:
@@ -183,7 +194,11 @@ def test_nan_slab(tmp_path: Path, rng) -> None:
     img[0, 0, 3] = np.inf
     root = pair_folder(tmp_path, rng, {"c1": (img, labels(rng))})
     err = raises(load_first, root, class_names=["a", "b", "c"])
-    assert_one_line(err, root / "images" / "c1.nii.gz", f"non-finite intensities: {SHAPE[0] * SHAPE[1]} NaN and 1 Inf voxels in slices [2, 3]")
+    assert_one_line(
+        err,
+        root / "images" / "c1.nii.gz",
+        f"non-finite intensities: {SHAPE[0] * SHAPE[1]} NaN and 1 Inf voxels in slices [2, 3]",
+    )
 
 
 def test_mismatched_affine(tmp_path: Path, rng) -> None:
@@ -193,7 +208,11 @@ def test_mismatched_affine(tmp_path: Path, rng) -> None:
     shifted[0, 3] = 5.0
     write_nii(root / "labels" / "c1.nii.gz", labels(rng), shifted)
     err = raises(load_first, root, class_names=["a", "b", "c"])
-    assert_one_line(err, root / "labels" / "c1.nii.gz", "label affine differs from image affine (max difference 5 > tolerance 0.001)")
+    assert_one_line(
+        err,
+        root / "labels" / "c1.nii.gz",
+        "label affine differs from image affine (max difference 5 > tolerance 0.001)",
+    )
     # within tolerance passes
     near = np.eye(4)
     near[0, 3] = 1e-5
@@ -281,13 +300,20 @@ def test_verify_reports_every_problem(tmp_path: Path, rng) -> None:
 def test_verify_clean_dataset_and_class_count(tmp_path: Path, rng) -> None:
     root = pair_folder(tmp_path, rng, {"a": (image(rng), labels(rng)), "b": (image(rng), labels(rng))})
     sources = scan_dataset("nifti-folder", root, class_names=["x", "y", "z"])
-    assert verify_dataset(sources, resolve_spec("nifti-folder", root, class_names=["x", "y", "z"]), split_case_ids=["a", "b"]) == []
+    assert (
+        verify_dataset(
+            sources, resolve_spec("nifti-folder", root, class_names=["x", "y", "z"]), split_case_ids=["a", "b"]
+        )
+        == []
+    )
     # the generic spec is fine: these cases carry their own class list
     assert verify_dataset(sources, resolve_spec("nifti-folder")) == []
     # a spec declaring 4 classes disagrees with a reader mapping to 3: reported once per case
     bare = [dataclasses.replace(s, meta={}) for s in sources]
     problems = verify_dataset(bare, resolve_spec("acdc"))
-    assert len(problems) == 2 and all("maps labels to 3 classes but the dataset declares 4" in p.reason for p in problems)
+    assert len(problems) == 2 and all(
+        "maps labels to 3 classes but the dataset declares 4" in p.reason for p in problems
+    )
     assert verify_dataset([], resolve_spec("nifti-folder"))[0].reason.startswith("no cases")
 
 
@@ -296,7 +322,14 @@ def test_verify_foreign_loader(tmp_path: Path) -> None:
     from medssl.data.case import Case, CaseSource
 
     def good() -> Case:
-        return Case("s1", "s1", np.arange(8, dtype=np.float32).reshape(2, 2, 2), np.full((2, 2, 2), 5, np.uint8), (1.0, 1.0, 1.0), "mem://s1")
+        return Case(
+            "s1",
+            "s1",
+            np.arange(8, dtype=np.float32).reshape(2, 2, 2),
+            np.full((2, 2, 2), 5, np.uint8),
+            (1.0, 1.0, 1.0),
+            "mem://s1",
+        )
 
     def boom() -> Case:
         raise RuntimeError("disk\non fire")
@@ -316,7 +349,14 @@ def test_verify_foreign_loader(tmp_path: Path) -> None:
 # The same limits hold for the Python API, YAML files and the command line (tests/test_cli.py).
 
 from medssl.config import (  # noqa: E402
-    DataCfg, FinetuneConfig, ModelCfg, OptimCfg, PretrainConfig, TrainCfg, config_from_dict, load_config,
+    DataCfg,
+    FinetuneConfig,
+    ModelCfg,
+    OptimCfg,
+    PretrainConfig,
+    TrainCfg,
+    config_from_dict,
+    load_config,
     numeric_fields_without_range,
 )
 from medssl.errors import ConfigError  # noqa: E402
@@ -327,24 +367,30 @@ def test_every_numeric_setting_declares_its_range() -> None:
     assert numeric_fields_without_range(PretrainConfig) == []
 
 
-@pytest.mark.parametrize("build,message", [
-    (lambda: DataCfg(batch_size=0), "data.batch_size: must be >= 1, got 0"),
-    (lambda: DataCfg(num_workers=-1), "data.num_workers: must be >= 0, got -1"),
-    (lambda: DataCfg(test_fraction=1.0), "data.test_fraction: must be in (0, 1), got 1.0"),
-    (lambda: DataCfg(elastic_noise_stride=0.5), "data.elastic_noise_stride: must be >= 1, got 0.5 (1 = per-pixel noise)"),
-    (lambda: DataCfg(labels="-3"), "data.labels: '-3' is negative"),
-    (lambda: ModelCfg(depth=0), "model.depth: must be in [1, 8], got 0"),
-    (lambda: OptimCfg(lr=0.0), "optim.lr: must be > 0, got 0.0"),
-    (lambda: OptimCfg(grad_clip=-1.0), "optim.grad_clip: must be > 0, got -1.0"),
-    (lambda: OptimCfg(lr=float("nan")), "optim.lr: must be a finite number > 0, got nan"),
-    (lambda: TrainCfg(epochs=0), "train.epochs: must be >= 1, got 0"),
-    (lambda: TrainCfg(seed=2**32), "train.seed: must be in [0, 4294967295], got 4294967296"),
-    (lambda: TrainCfg(val_every=0), "train.val_every: must be >= 1, got 0"),
-    (lambda: TrainCfg(device="tpu"), "train.device: expected auto, cpu, cuda, cuda:N or mps, got 'tpu'"),
-    (lambda: FinetuneConfig(p_spatial=1.5), "p_spatial: must be in [0, 1], got 1.5"),
-    (lambda: FinetuneConfig(data=DataCfg(image_size=40)), "data.image_size: 40 must be a multiple of 16"),
-    (lambda: config_from_dict(PretrainConfig, {"train": {"max_steps": 0}}), "train.max_steps: must be >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "build,message",
+    [
+        (lambda: DataCfg(batch_size=0), "data.batch_size: must be >= 1, got 0"),
+        (lambda: DataCfg(num_workers=-1), "data.num_workers: must be >= 0, got -1"),
+        (lambda: DataCfg(test_fraction=1.0), "data.test_fraction: must be in (0, 1), got 1.0"),
+        (
+            lambda: DataCfg(elastic_noise_stride=0.5),
+            "data.elastic_noise_stride: must be >= 1, got 0.5 (1 = per-pixel noise)",
+        ),
+        (lambda: DataCfg(labels="-3"), "data.labels: '-3' is negative"),
+        (lambda: ModelCfg(depth=0), "model.depth: must be in [1, 8], got 0"),
+        (lambda: OptimCfg(lr=0.0), "optim.lr: must be > 0, got 0.0"),
+        (lambda: OptimCfg(grad_clip=-1.0), "optim.grad_clip: must be > 0, got -1.0"),
+        (lambda: OptimCfg(lr=float("nan")), "optim.lr: must be a finite number > 0, got nan"),
+        (lambda: TrainCfg(epochs=0), "train.epochs: must be >= 1, got 0"),
+        (lambda: TrainCfg(seed=2**32), "train.seed: must be in [0, 4294967295], got 4294967296"),
+        (lambda: TrainCfg(val_every=0), "train.val_every: must be >= 1, got 0"),
+        (lambda: TrainCfg(device="tpu"), "train.device: expected auto, cpu, cuda, cuda:N or mps, got 'tpu'"),
+        (lambda: FinetuneConfig(p_spatial=1.5), "p_spatial: must be in [0, 1], got 1.5"),
+        (lambda: FinetuneConfig(data=DataCfg(image_size=40)), "data.image_size: 40 must be a multiple of 16"),
+        (lambda: config_from_dict(PretrainConfig, {"train": {"max_steps": 0}}), "train.max_steps: must be >= 1, got 0"),
+    ],
+)
 def test_settings_out_of_range_are_refused_when_built(build, message) -> None:
     with pytest.raises(ConfigError) as ei:
         build()
@@ -371,9 +417,23 @@ def test_labels_grammar() -> None:
     assert parse_label_spec("1.0") == LabelSpec(fraction=1.0) == parse_label_spec("100%")
     assert parse_label_spec("0.1") == LabelSpec(fraction=0.1)
     assert [canonical_labels(v) for v in ("0.1", "10%", " 10 %", "0.25", ".5", "8", 8, "1.0")] == [
-        "10%", "10%", "10%", "25%", "50%", "8", "8", "100%"]
-    for bad, frag in (("-3", "negative"), ("0", "no labelled patient"), ("150%", "must be in (0%, 100%]"),
-                      ("abc", "neither a count nor a fraction"), ("2.0", "for 2 patients write 2"), (True, "expected a count")):
+        "10%",
+        "10%",
+        "10%",
+        "25%",
+        "50%",
+        "8",
+        "8",
+        "100%",
+    ]
+    for bad, frag in (
+        ("-3", "negative"),
+        ("0", "no labelled patient"),
+        ("150%", "must be in (0%, 100%]"),
+        ("abc", "neither a count nor a fraction"),
+        ("2.0", "for 2 patients write 2"),
+        (True, "expected a count"),
+    ):
         with pytest.raises(ConfigError, match=re.escape(frag)):
             parse_label_spec(bad)
     assert DataCfg(labels="0.1").labels == "10%"  # stored canonically: reports group "0.1" with "10%"
@@ -389,7 +449,12 @@ def test_split_counts_are_patients_and_may_not_exceed_the_pool(synthetic_store: 
     assert len(pid(one.train)) == 1 and one.labels == "1"
     assert len(pid(make_split(store, "4", seed=0).train)) == 4
     assert pid(make_split(store, "100%", seed=0).train) == pid(make_split(store, "1.0", seed=0).pool)
-    with pytest.raises(ConfigError, match=re.escape("data.labels: 5 labelled patients asked, but only 4 are left for training (6 labelled patients: 1 test, 1 validation)")):
+    with pytest.raises(
+        ConfigError,
+        match=re.escape(
+            "data.labels: 5 labelled patients asked, but only 4 are left for training (6 labelled patients: 1 test, 1 validation)"
+        ),
+    ):
         make_split(store, "5", seed=0)
     assert len(pid(make_split(store, "5", seed=0, protocol="paper").train)) == 5  # no validation set there
     with pytest.raises(ConfigError, match="too few for a test"):
@@ -406,8 +471,16 @@ def _pretrain_file(path: Path, width: int, depth: int = 4, parts: tuple[str, ...
 
     net = UNet(1, 2, base_width=width, depth=depth)
     state = {k: v for k, v in net.state_dict().items() if k.startswith(tuple(p + "." for p in parts))}
-    torch.save({"format": "medssl-pretrain", "method": "simclr", "pretrains": list(parts), "state_dict": state,
-                "model": {"name": "unet", "base_width": width, "depth": depth, "in_channels": 1}}, path)
+    torch.save(
+        {
+            "format": "medssl-pretrain",
+            "method": "simclr",
+            "pretrains": list(parts),
+            "state_dict": state,
+            "model": {"name": "unet", "base_width": width, "depth": depth, "in_channels": 1},
+        },
+        path,
+    )
     return path
 
 
@@ -421,7 +494,9 @@ def test_weights_of_another_width_or_depth_are_refused(tmp_path: Path) -> None:
     before = {k: v.clone() for k, v in model.state_dict().items()}
     ck = _pretrain_file(tmp_path / "pretrain.pt", width=4)
     err = raises(load_pretrained, model, ck)
-    assert_one_line(err, ck, "pre-trained weights do not fit this model (encoder: 0 of 52 tensors loaded, 52 differ in shape")
+    assert_one_line(
+        err, ck, "pre-trained weights do not fit this model (encoder: 0 of 52 tensors loaded, 52 differ in shape"
+    )
     assert "pre-trained with model base_width=4, depth=4, in_channels=1, this model has base_width=8" in str(err)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # untouched
     deep = _pretrain_file(tmp_path / "deep.pt", width=8, depth=3)
@@ -431,7 +506,9 @@ def test_weights_of_another_width_or_depth_are_refused(tmp_path: Path) -> None:
     obj = torch.load(half, weights_only=False)
     obj["pretrains"] = ["encoder", "decoder"]
     torch.save(obj, half)
-    assert "decoder: 0 of" in str(raises(load_pretrained, model, half)) and "are not in the checkpoint" in str(raises(load_pretrained, model, half))
+    assert "decoder: 0 of" in str(raises(load_pretrained, model, half)) and "are not in the checkpoint" in str(
+        raises(load_pretrained, model, half)
+    )
     loose = load_pretrained(model, half, strict=False)
     assert not loose.complete and loose.per_part["encoder"]["loaded"] == loose.per_part["encoder"]["expected"] == 52
 
@@ -450,7 +527,11 @@ def test_matching_weights_load_completely_from_a_run_folder(tmp_path: Path) -> N
     assert report.complete and report.source == str(run / "pretrain.pt")
     assert set(report.per_part) == {"encoder", "decoder"} and report.to_dict()["complete"] is True
     # a reference-code state dict without BatchNorm counters still loads completely
-    sd = {k: v for k, v in UNet(1, 2, base_width=4).state_dict().items() if k.startswith("encoder.") and not k.endswith("num_batches_tracked")}
+    sd = {
+        k: v
+        for k, v in UNet(1, 2, base_width=4).state_dict().items()
+        if k.startswith("encoder.") and not k.endswith("num_batches_tracked")
+    }
     torch.save({"net": sd}, tmp_path / "ref.pt")
     assert load_pretrained(UNet(1, 3, base_width=4), tmp_path / "ref.pt").complete
     assert convert_reference_state_dict(sd).keys() == sd.keys()
@@ -463,14 +544,24 @@ def test_init_load_problem_reads_old_and_new_reports(tmp_path: Path) -> None:
     from medssl.engine.rundir import init_load_problem
 
     assert init_load_problem(tmp_path) is None  # no --init
-    (tmp_path / "load_report.json").write_text(json.dumps({"complete": True, "per_part": {"encoder": {"loaded": 52, "expected": 52}}}))
+    (tmp_path / "load_report.json").write_text(
+        json.dumps({"complete": True, "per_part": {"encoder": {"loaded": 52, "expected": 52}}})
+    )
     assert init_load_problem(tmp_path) is None
-    (tmp_path / "load_report.json").write_text(json.dumps({"complete": False, "per_part": {"encoder": {"loaded": 3, "expected": 52}}}))
+    (tmp_path / "load_report.json").write_text(
+        json.dumps({"complete": False, "per_part": {"encoder": {"loaded": 3, "expected": 52}}})
+    )
     assert "encoder 3/52" in init_load_problem(tmp_path)
-    legacy = {"loaded": [f"encoder.b{i}.num_batches_tracked" for i in range(8)], "missing": ["encoder.w"], "shape_mismatch": ["encoder.w: ..."]}
+    legacy = {
+        "loaded": [f"encoder.b{i}.num_batches_tracked" for i in range(8)],
+        "missing": ["encoder.w"],
+        "shape_mismatch": ["encoder.w: ..."],
+    }
     (tmp_path / "load_report.json").write_text(json.dumps(legacy))
     assert "0 tensors loaded, 1 shape mismatches" in init_load_problem(tmp_path)
-    (tmp_path / "load_report.json").write_text(json.dumps({"loaded": ["encoder.w"], "missing": ["encoder.b.num_batches_tracked"], "shape_mismatch": []}))
+    (tmp_path / "load_report.json").write_text(
+        json.dumps({"loaded": ["encoder.w"], "missing": ["encoder.b.num_batches_tracked"], "shape_mismatch": []})
+    )
     assert init_load_problem(tmp_path) is None
 
 
@@ -488,13 +579,18 @@ def test_run_folder_binding(tmp_path: Path) -> None:
     init_run_dir(run, cfg, "finetune", "cpu")
     assert bind_run_dir(run, cfg, "finetune").status == "resume"
     # neutral fields, a relative path to the same store and "10%" for "0.1" are the same configuration
-    same = FinetuneConfig(data=DataCfg(path=os.path.relpath(tmp_path / "store"), labels="10%", num_workers=7),
-                          train=TrainCfg(device="cpu", progress=False, logger="tensorboard", log_every=3), out="elsewhere")
+    same = FinetuneConfig(
+        data=DataCfg(path=os.path.relpath(tmp_path / "store"), labels="10%", num_workers=7),
+        train=TrainCfg(device="cpu", progress=False, logger="tensorboard", log_every=3),
+        out="elsewhere",
+    )
     assert config_differences(yaml.safe_load((run / "config.yaml").read_text()), same) == []
     other = FinetuneConfig(data=DataCfg(path=str(tmp_path / "store"), labels="25%"), train=TrainCfg(amp="none"))
     with pytest.raises(ConfigError) as ei:
         bind_run_dir(run, other, "finetune")
-    assert "(data.labels: '10%' -> '25%'; train.amp: 'auto' -> 'none')" in str(ei.value) and "--no-resume" in str(ei.value)
+    assert "(data.labels: '10%' -> '25%'; train.amp: 'auto' -> 'none')" in str(ei.value) and "--no-resume" in str(
+        ei.value
+    )
     assert bind_run_dir(run, other, "finetune", resume=False).status == "start_over"
     (run / "summary.json").write_text(json.dumps({"summary": [{"class": "mean"}]}))
     mark_done(run)
@@ -550,7 +646,9 @@ def test_benchmark_grid_labels_are_canonical(tmp_path: Path) -> None:
     from medssl.benchmark import load_grid, plan_cells
 
     g = tmp_path / "g.yaml"
-    g.write_text("methods: [scratch]\nlabels: ['10%', 0.1, '2']\ndatasets: [{name: d, dataset: synthetic, src: builtin}]\n")
+    g.write_text(
+        "methods: [scratch]\nlabels: ['10%', 0.1, '2']\ndatasets: [{name: d, dataset: synthetic, src: builtin}]\n"
+    )
     grid = load_grid(g)
     assert grid["labels"] == ["10%", "2"]
     assert [c.name for c in plan_cells(grid)] == ["scratch__d__10pct__s1234", "scratch__d__2__s1234"]

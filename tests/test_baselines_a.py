@@ -1,4 +1,5 @@
 """Baselines part A: SimCLR, MoCo v2, BYOL, SwAV, SimSiam, SimTriplet (losses and methods)."""
+
 from __future__ import annotations
 
 import math
@@ -8,11 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import medssl.methods.byol  # noqa: F401  (registers the methods)
-import medssl.methods.moco  # noqa: F401
-import medssl.methods.simclr  # noqa: F401
-import medssl.methods.simsiam  # noqa: F401
-import medssl.methods.simtriplet  # noqa: F401
+import medssl.methods.byol
+import medssl.methods.moco
+import medssl.methods.simclr
+import medssl.methods.simsiam
+import medssl.methods.simtriplet
 import medssl.methods.swav  # noqa: F401
 from medssl.losses.byol import byol_loss, byol_regression
 from medssl.losses.ntxent import enqueue, infonce_loss, ntxent_loss
@@ -243,9 +244,10 @@ def test_swav_loss_hand_values_and_oracle() -> None:
 # ----------------------------------------------------------------------------------------------- methods
 def _batch(b: int = 4, size: int = 64, seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return {
-        k: torch.rand(b, 1, size, size, generator=g) for k in ("v1", "v2", "v3", "v4", "image", "neighbor")
-    } | {"position": torch.linspace(0.1, 1.0, b), "volume": torch.arange(b)}
+    return {k: torch.rand(b, 1, size, size, generator=g) for k in ("v1", "v2", "v3", "v4", "image", "neighbor")} | {
+        "position": torch.linspace(0.1, 1.0, b),
+        "volume": torch.arange(b),
+    }
 
 
 def _build(name: str, **overrides: object) -> torch.nn.Module:

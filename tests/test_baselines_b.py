@@ -1,6 +1,8 @@
 """Baselines part B: PCL, GCL, WCL, DeSD, DiRA (losses on hand-made inputs, one CPU step per method)."""
+
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -8,10 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import medssl.methods.desd  # noqa: F401  (registers)
-import medssl.methods.dira  # noqa: F401
-import medssl.methods.gcl  # noqa: F401
-import medssl.methods.pcl  # noqa: F401
+import medssl.methods.desd
+import medssl.methods.dira
+import medssl.methods.gcl
+import medssl.methods.pcl
 import medssl.methods.wcl  # noqa: F401
 from medssl.losses.dino import dino_loss, teacher_temperature, update_center
 from medssl.losses.dira import (
@@ -26,7 +28,13 @@ from medssl.losses.dira import (
 )
 from medssl.losses.gcl import gcl_local_loss, local_region_corners
 from medssl.losses.graph import component_closure
-from medssl.losses.wcl import component_mask, connected_components, nearest_neighbor_graph, wcl_graph_loss, wcl_instance_loss
+from medssl.losses.wcl import (
+    component_mask,
+    connected_components,
+    nearest_neighbor_graph,
+    wcl_graph_loss,
+    wcl_instance_loss,
+)
 from medssl.models.unet import UNet
 from medssl.registry import METHODS
 
@@ -44,7 +52,21 @@ SMALL = {
 # --------------------------------------------------------------------------------------------
 def test_gcl_region_corners_20x20() -> None:
     pos, neg = local_region_corners(20, 20)  # ix = iy = 16: quarters 0, 4, 8, 12, 16
-    expected = [(0, 0), (0, 8), (0, 16), (8, 0), (8, 8), (8, 16), (16, 0), (16, 8), (16, 16), (4, 4), (4, 12), (12, 4), (12, 12)]
+    expected = [
+        (0, 0),
+        (0, 8),
+        (0, 16),
+        (8, 0),
+        (8, 8),
+        (8, 16),
+        (16, 0),
+        (16, 8),
+        (16, 16),
+        (4, 4),
+        (4, 12),
+        (12, 4),
+        (12, 12),
+    ]
     assert pos.tolist() == [list(p) for p in expected]
     assert neg.shape == (13, 5, 2)
     assert neg[0].tolist() == [[0, 8], [4, 4], [4, 8], [8, 0], [8, 4]]
@@ -55,7 +77,7 @@ def test_gcl_region_corners_20x20() -> None:
 
 
 def test_gcl_region_corners_rectangular_and_all() -> None:
-    pos, neg = local_region_corners(20, 12)  # ix = 16, iy = 8
+    pos, _neg = local_region_corners(20, 12)  # ix = 16, iy = 8
     assert pos[2].tolist() == [0, 8] and pos[6].tolist() == [16, 0] and pos[12].tolist() == [12, 6]
     pos_all, neg_all = local_region_corners(20, 12, "all")
     assert neg_all.shape == (13, 12, 2)
@@ -79,7 +101,9 @@ def _gcl_oracle(f1: torch.Tensor, f2: torch.Tensor, tau: float, negatives: str) 
             for fa, fb in ((f1, f2), (f2, f1)):
                 a, p = vec(fa, b, pos[r].tolist()), vec(fb, b, pos[r].tolist())
                 num = math.exp(a @ p / tau)
-                den = num + sum(math.exp(a @ vec(fa, b, n) / tau) + math.exp(a @ vec(fb, b, n) / tau) for n in neg[r].tolist())
+                den = num + sum(
+                    math.exp(a @ vec(fa, b, n) / tau) + math.exp(a @ vec(fb, b, n) / tau) for n in neg[r].tolist()
+                )
                 total += -math.log(num / den)
                 count += 1
     return total / count
@@ -116,7 +140,7 @@ def test_connected_components_long_chain() -> None:
     n = 33
     adj = torch.zeros(n, n, dtype=torch.bool)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(0))
-    for a, b in zip(perm[:-1], perm[1:]):
+    for a, b in itertools.pairwise(perm):
         adj[a, b] = True
     assert connected_components(adj).tolist() == [0] * n
 
@@ -144,7 +168,12 @@ def test_nearest_neighbor_graph_hand_points() -> None:
     # 0 and 1 close; 2, 3, 4 a chain far from them
     z = _angles([0, 5, 90, 100, 115])
     adj = nearest_neighbor_graph(z)
-    assert adj.tolist() == (torch.tensor([[0, 1, 0, 0, 0], [1, 0, 0, 0, 0], [0, 0, 0, 1, 0], [0, 0, 1, 0, 1], [0, 0, 0, 1, 0]]) > 0).tolist()
+    assert (
+        adj.tolist()
+        == (
+            torch.tensor([[0, 1, 0, 0, 0], [1, 0, 0, 0, 0], [0, 0, 0, 1, 0], [0, 0, 1, 0, 1], [0, 0, 0, 1, 0]]) > 0
+        ).tolist()
+    )
     assert connected_components(adj).tolist() == [0, 0, 1, 1, 1]
 
 
@@ -355,7 +384,8 @@ def test_method_one_step(name: str) -> None:
                       "dira": {"discriminative", "restorative", "adversarial", "discriminator"}}[name]  # fmt: skip
     assert expected_parts <= set(out)
     assert set(method.pretrained_state_dict()) and all(  # type: ignore[operator]
-        k.startswith(tuple(p + "." for p in method.pretrains)) for k in method.pretrained_state_dict()  # type: ignore[operator]
+        k.startswith(tuple(p + "." for p in method.pretrains))
+        for k in method.pretrained_state_dict()  # type: ignore[operator]
     )
 
 

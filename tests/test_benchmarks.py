@@ -4,6 +4,7 @@ Speed is not asserted here (no timed unit tests); what is checked is that each s
 end to end and that the values it prints that are not timings hold: metric values identical to
 medpy, operation counts, the variants listed.
 """
+
 from __future__ import annotations
 
 import csv
@@ -14,13 +15,17 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import REPO, shared_data_dir
 
 
 def _run(script: str, *args: str) -> list[str]:
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout.strip().splitlines()
 
@@ -48,11 +53,23 @@ def _ratio_of_printed(num: str, den: str, ratio: str) -> bool:
 
 
 def test_bench_step_ratio_and_operation_counts():
-    out = _run("bench_step.py", "--methods", "simclr,dira", "--size", "64", "--batch", "2", "--width", "4",
-               "--reps", "1", "--count-ops")
+    out = _run(
+        "bench_step.py",
+        "--methods",
+        "simclr,dira",
+        "--size",
+        "64",
+        "--batch",
+        "2",
+        "--width",
+        "4",
+        "--reps",
+        "1",
+        "--count-ops",
+    )
     for name in ("simclr", "dira"):
         cols = _row(out, name)
-        step_ms, bare_ms, ratio = map(float, cols[1:4])
+        step_ms, bare_ms, _ratio = map(float, cols[1:4])
         assert step_ms > 0 and bare_ms > 0
         # the printed ratio is step / bare before rounding: it lies in the interval the rounded
         # printed times allow (half a unit of their last printed digit), widened by its own rounding
@@ -69,20 +86,45 @@ def test_bench_views_prints_every_variant():
 
 
 def test_bench_loader_all_variants_and_projection():
-    out = _run("bench_loader.py", "--size", "64", "--batch", "2", "--batches", "1", "--workers", "0",
-               "--methods", "pcl", "--backend", "all", "--width", "4", "--project", "pcl=100",
-               "--project-cores", "4", "--project-scipy", "pcl=10")
+    out = _run(
+        "bench_loader.py",
+        "--size",
+        "64",
+        "--batch",
+        "2",
+        "--batches",
+        "1",
+        "--workers",
+        "0",
+        "--methods",
+        "pcl",
+        "--backend",
+        "all",
+        "--width",
+        "4",
+        "--project",
+        "pcl=100",
+        "--project-cores",
+        "4",
+        "--project-scipy",
+        "pcl=10",
+    )
     for variant in ("scipy", "torch", "torch-lattice"):
         cols = _row(out, "pcl", variant)
-        loader, per_core, step, ratio = map(float, cols[2:6])
+        loader, _per_core, step, _ratio = map(float, cols[2:6])
         assert loader > 0 and step > 0 and _ratio_of_printed(cols[2], cols[4], cols[5])
     # the scipy row projects the recorded scipy rate itself: 10 per core x 4 cores / 100
     assert float(_row(out, "pcl", "scipy")[-1]) == pytest.approx(0.4, abs=0.05)
 
 
 def test_bench_loader_rejects_an_unknown_variant():
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_loader.py"), "--backend", "cv2"],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_loader.py"), "--backend", "cv2"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "unknown --backend variant" in proc.stderr
 
 
@@ -103,7 +145,9 @@ def test_bench_superpixels_cache_path():
 
 
 def test_bench_amp_variants():
-    out = _run("bench_amp.py", "--methods", "finetune,simclr", "--size", "32", "--batch", "2", "--width", "4", "--reps", "1")
+    out = _run(
+        "bench_amp.py", "--methods", "finetune,simclr", "--size", "32", "--batch", "2", "--width", "4", "--reps", "1"
+    )
     assert out[0].startswith("device cpu") and "train.amp=auto here:" in out[0]
     for name in ("finetune", "simclr"):
         cols = _row(out, name)
@@ -117,11 +161,18 @@ def test_finetune_recipes_and_yardstick_on_a_tiny_store(tmp_path):
     plain-loop yardstick run on one seeded split, and the table, CSV and figure come out."""
     sys.path.insert(0, str(REPO / "benchmarks"))
     import finetune_recipes as fr
+
     from medssl.data.store import prepare
 
     store = tmp_path / "prepared" / "synthetic"
-    prepare("synthetic", "builtin", store, target_spacing=None, progress=False,
-            reader_options={"n_patients": 8, "frames": 1, "slices": 4, "size": 32, "seed": 0})
+    prepare(
+        "synthetic",
+        "builtin",
+        store,
+        target_spacing=None,
+        progress=False,
+        reader_options={"n_patients": 8, "frames": 1, "slices": 4, "size": 32, "seed": 0},
+    )
     run = tmp_path / "synthetic" / "s0"
     split = fr.split_file(store, "2", 0, run / "split.json")
     assert len(split["train"]) == 2 and split["test"] and split["val"]
@@ -150,10 +201,10 @@ def test_yardstick_volume_dice_known_values():
     from yardstick import volume_dice
 
     lab = np.zeros((2, 4, 4), np.int64)
-    lab[0, :2, :2] = 1                      # class 1: 4 voxels
-    lab[1, 2:, 2:] = 2                      # class 2: 4 voxels
+    lab[0, :2, :2] = 1  # class 1: 4 voxels
+    lab[1, 2:, 2:] = 2  # class 2: 4 voxels
     pred = lab.copy()
-    pred[1, 2, 2] = 0                       # class 2: 3 of 4 found
+    pred[1, 2, 2] = 0  # class 2: 3 of 4 found
     assert math.isclose(volume_dice(pred, lab, 3), (1.0 + 6 / 7) / 2)
 
 
@@ -162,8 +213,14 @@ def tiny_store(tmp_path_factory):
     from medssl.data.store import prepare
 
     store = tmp_path_factory.mktemp("bench") / "prepared"
-    prepare("synthetic", "builtin", store, target_spacing=None, progress=False,
-            reader_options={"n_patients": 8, "frames": 1, "slices": 4, "size": 64, "seed": 0})
+    prepare(
+        "synthetic",
+        "builtin",
+        store,
+        target_spacing=None,
+        progress=False,
+        reader_options={"n_patients": 8, "frames": 1, "slices": 4, "size": 64, "seed": 0},
+    )
     return store
 
 
@@ -178,28 +235,84 @@ def test_ilcp_geometry_reference_vs_default(tiny_store):
 
 
 def test_superpixel_mode_tiny(tiny_store, tmp_path):
-    lines = _run("superpixel_mode.py", "--data", str(tiny_store), "--out", str(tmp_path), "--steps", "2",
-                 "--size", "32", "--batch", "4", "--width", "4", "--workers", "0", "--labels", "2",
-                 "--finetune-seeds", "0", "--finetune-steps", "2")
+    lines = _run(
+        "superpixel_mode.py",
+        "--data",
+        str(tiny_store),
+        "--out",
+        str(tmp_path),
+        "--steps",
+        "2",
+        "--size",
+        "32",
+        "--batch",
+        "4",
+        "--width",
+        "4",
+        "--workers",
+        "0",
+        "--labels",
+        "2",
+        "--finetune-seeds",
+        "0",
+        "--finetune-steps",
+        "2",
+    )
     table = (tmp_path / "superpixel_mode.md").read_text()
     assert "| online |" in table and "| cache |" in table, lines
 
 
 def test_gpu_throughput_levers_on_cpu():
-    lines = _run("gpu_throughput.py", "--size", "32", "--batch", "2", "--width", "4", "--reps", "1", "--warmup", "0",
-                 "--variants", "fp32,bf16,bf16+cl", "--methods", "supercl,macl", "--batches", "2", "4")
+    lines = _run(
+        "gpu_throughput.py",
+        "--size",
+        "32",
+        "--batch",
+        "2",
+        "--width",
+        "4",
+        "--reps",
+        "1",
+        "--warmup",
+        "0",
+        "--variants",
+        "fp32,bf16,bf16+cl",
+        "--methods",
+        "supercl,macl",
+        "--batches",
+        "2",
+        "4",
+    )
     for name in ("supercl", "macl"):
         base = _row(lines, name, "fp32")
-        assert base[4] == "1.00" and base[-1] == "1.00000"          # fp32 against itself
+        assert base[4] == "1.00" and base[-1] == "1.00000"  # fp32 against itself
         cl = _row(lines, name, "bf16+cl")
-        assert 0.5 < float(cl[-1]) <= 1.0                            # cosine with the fp32 gradient
+        assert 0.5 < float(cl[-1]) <= 1.0  # cosine with the fp32 gradient
         assert any(ln.startswith(f"{name}: fastest") for ln in lines)
         assert sum(1 for ln in lines if ln.startswith(name) and " batch " in ln) == 2
 
 
 def test_supercl_ablation_tiny(tiny_store, tmp_path):
-    lines = _run("supercl_ablation.py", "--data", str(tiny_store), "--out", str(tmp_path), "--steps", "2",
-                 "--size", "32", "--batch", "4", "--width", "4", "--workers", "0", "--variants", "default", "ins_only")
+    lines = _run(
+        "supercl_ablation.py",
+        "--data",
+        str(tiny_store),
+        "--out",
+        str(tmp_path),
+        "--steps",
+        "2",
+        "--size",
+        "32",
+        "--batch",
+        "4",
+        "--width",
+        "4",
+        "--workers",
+        "0",
+        "--variants",
+        "default",
+        "ins_only",
+    )
     table = (tmp_path / "supercl_ablation.md").read_text()
     assert "| default | 1 | 0.5 |" in table and "| ins_only | 0 | 0 |" in table, lines
     # the weights reached the method: the resolved configuration of each run records them
@@ -212,12 +325,39 @@ def test_finetune_budget_reruns_a_grid_cell_with_only_the_steps_changed(tiny_sto
     import yaml
 
     cell = tmp_path / "grid" / "finetune" / "scratch__synthetic__2__s0"
-    proc = subprocess.run(["medssl", "finetune", "--data", str(tiny_store), "--out", str(cell), "--labels", "2",
-                           "--max-steps", "2", "--image-size", "32", "--batch-size", "4", "--workers", "0",
-                           "--no-progress", "--set", "model.base_width=4", "--init", "none"],
-                          cwd=REPO, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [
+            "medssl",
+            "finetune",
+            "--data",
+            str(tiny_store),
+            "--out",
+            str(cell),
+            "--labels",
+            "2",
+            "--max-steps",
+            "2",
+            "--image-size",
+            "32",
+            "--batch-size",
+            "4",
+            "--workers",
+            "0",
+            "--no-progress",
+            "--set",
+            "model.base_width=4",
+            "--init",
+            "none",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    lines = _run("finetune_budget.py", "--grid", str(tmp_path / "grid"), "--out", str(tmp_path / "budget"), "--steps", "3")
+    lines = _run(
+        "finetune_budget.py", "--grid", str(tmp_path / "grid"), "--out", str(tmp_path / "budget"), "--steps", "3"
+    )
     assert any(ln.startswith("3 steps: 1 cells") for ln in lines), lines
     new = tmp_path / "budget" / "steps3" / "finetune" / cell.name
     before = yaml.safe_load((cell / "config.yaml").read_text())
@@ -251,9 +391,9 @@ def test_class_confusion_known_counts(tmp_path):
     np.save(tmp_path / "l" / "a.npy", gt)
     counts = mod.run_confusion(tmp_path / "p", tmp_path / "l", ["a"], 4)
     want = np.zeros((4, 4), int)
-    want[0] = [2, 1, 0, 0]   # background: 2 right, 1 as class 1
-    want[1] = [1, 1, 0, 0]   # class 1: half missed
-    want[2] = [0, 1, 2, 0]   # class 2: one taken for class 1
+    want[0] = [2, 1, 0, 0]  # background: 2 right, 1 as class 1
+    want[1] = [1, 1, 0, 0]  # class 1: half missed
+    want[2] = [0, 1, 2, 0]  # class 2: one taken for class 1
     np.testing.assert_array_equal(counts, want)
     frac = mod.row_fractions(counts)
     np.testing.assert_allclose(frac[2], [0, 1 / 3, 2 / 3, 0])

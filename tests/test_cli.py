@@ -1,4 +1,5 @@
 """The command line as a new user meets it: help everywhere, one-line errors naming the file."""
+
 from __future__ import annotations
 
 import gzip
@@ -10,7 +11,18 @@ import pytest
 
 from medssl.cli.main import build_parser, main
 
-COMMANDS = ["datasets", "methods", "prepare", "pretrain", "finetune", "evaluate", "report", "benchmark", "demo", "figure"]
+COMMANDS = [
+    "datasets",
+    "methods",
+    "prepare",
+    "pretrain",
+    "finetune",
+    "evaluate",
+    "report",
+    "benchmark",
+    "demo",
+    "figure",
+]
 
 
 def test_help_of_every_command(capsys):
@@ -29,8 +41,34 @@ def test_help_of_every_command(capsys):
 def test_training_commands_share_the_flags():
     parser = build_parser()
     for cmd in ("pretrain", "finetune"):
-        a = parser.parse_args([cmd, "--epochs", "2", "--max-steps", "3", "--batch-size", "4", "--image-size", "64", "--device", "cpu", "--set", "optim.lr=0.1", "--config", "x.yaml"])
-        assert (a.epochs, a.max_steps, a.batch_size, a.image_size, a.device, a.overrides, a.config) == (2, 3, 4, 64, "cpu", ["optim.lr=0.1"], "x.yaml")
+        a = parser.parse_args(
+            [
+                cmd,
+                "--epochs",
+                "2",
+                "--max-steps",
+                "3",
+                "--batch-size",
+                "4",
+                "--image-size",
+                "64",
+                "--device",
+                "cpu",
+                "--set",
+                "optim.lr=0.1",
+                "--config",
+                "x.yaml",
+            ]
+        )
+        assert (a.epochs, a.max_steps, a.batch_size, a.image_size, a.device, a.overrides, a.config) == (
+            2,
+            3,
+            4,
+            64,
+            "cpu",
+            ["optim.lr=0.1"],
+            "x.yaml",
+        )
 
 
 def test_lists(capsys):
@@ -41,7 +79,19 @@ def test_lists(capsys):
     assert "encoder+decoder" in out
     assert main(["datasets"]) == 0
     out = capsys.readouterr().out
-    for name in ("acdc", "acdc-h5", "mmwhs", "hvsmr", "chaos", "chaos-nifti", "msd", "mscmrseg", "isic2018", "nifti-folder", "synthetic"):
+    for name in (
+        "acdc",
+        "acdc-h5",
+        "mmwhs",
+        "hvsmr",
+        "chaos",
+        "chaos-nifti",
+        "msd",
+        "mscmrseg",
+        "isic2018",
+        "nifti-folder",
+        "synthetic",
+    ):
         assert f"\n{name} " in "\n" + out
 
 
@@ -83,7 +133,9 @@ def test_wrong_path(capsys, tmp_path):
 
 def test_shape_mismatch_unknown_label_and_corrupt_file(capsys, tmp_path):
     root = _folder(tmp_path / "a", label_fn=lambda i, lab: lab[:, :12] if i == 1 else lab)
-    line = _one_line_error(capsys, ["prepare", "nifti-folder", str(root), str(tmp_path / "o1"), "--option", "class_names=[bg,fg]"])
+    line = _one_line_error(
+        capsys, ["prepare", "nifti-folder", str(root), str(tmp_path / "o1"), "--option", "class_names=[bg,fg]"]
+    )
     assert "problem" in line
     capsys.readouterr()
     root = _folder(tmp_path / "b", label_fn=lambda i, lab: np.where(lab > 0, 7, 0).astype(np.uint8) if i == 2 else lab)
@@ -97,15 +149,33 @@ def test_shape_mismatch_unknown_label_and_corrupt_file(capsys, tmp_path):
     err = capsys.readouterr().err
     assert code == 2 and str(bad) in err
     # --skip-bad prepares the rest and records what was skipped
-    assert main(["prepare", "nifti-folder", str(root), str(tmp_path / "o4"), "--option", "class_names=[bg,fg]", "--skip-bad", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "prepare",
+                "nifti-folder",
+                str(root),
+                str(tmp_path / "o4"),
+                "--option",
+                "class_names=[bg,fg]",
+                "--skip-bad",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     skipped = json.loads((tmp_path / "o4" / "skipped.json").read_text())
     assert [s["case_id"] for s in skipped] == ["case0"]
 
 
 def test_bad_setting_is_one_line(capsys, synthetic_store, tmp_path):
-    line = _one_line_error(capsys, ["finetune", "--data", str(synthetic_store), "--out", str(tmp_path / "r"), "--set", "optim.lrr=1"])
+    line = _one_line_error(
+        capsys, ["finetune", "--data", str(synthetic_store), "--out", str(tmp_path / "r"), "--set", "optim.lrr=1"]
+    )
     assert "optim.lrr" in line
-    line = _one_line_error(capsys, ["pretrain", "--method", "nosuch", "--data", str(synthetic_store), "--out", str(tmp_path / "p")])
+    line = _one_line_error(
+        capsys, ["pretrain", "--method", "nosuch", "--data", str(synthetic_store), "--out", str(tmp_path / "p")]
+    )
     assert "nosuch" in line and "supercl" in line
 
 
@@ -137,7 +207,10 @@ BAD_TRAINING = [
     (["--labels", "-3"], "data.labels: '-3' is negative"),
     (["--labels", "150%"], "must be in (0%, 100%]"),
     (["--labels", "2.0"], "(for 2 patients write 2)"),
-    (["--labels", "50"], "data.labels: 50 labelled patients asked, but only 4 are left for training (6 labelled patients: 1 test, 1 validation)"),
+    (
+        ["--labels", "50"],
+        "data.labels: 50 labelled patients asked, but only 4 are left for training (6 labelled patients: 1 test, 1 validation)",
+    ),
     (["--labels", "8"], "data.labels: 8 labelled patients asked, but only 4 are left"),
     (["--set", "data.val_fraction=1.5"], "data.val_fraction: must be in [0, 1), got 1.5"),
     (["--set", "optim.warmup_steps=-1"], "optim.warmup_steps: must be >= 0"),
@@ -160,7 +233,10 @@ BAD_PRETRAINING = [
     (["--method", "supercl", "--batch-size", "1"], "data.batch_size: supercl needs at least 2 images per batch"),
     (["--method", "simclr", "--batch-size", "1"], "data.batch_size: simclr needs at least 2"),
     (["--method", "byol", "--batch-size", "1"], "data.batch_size: byol needs at least 2"),
-    (["--method", "simclr", "--set", "method_args.temp=0.2"], "method_args.temp: not an argument of simclr; its arguments: out_dim, hidden_dim, temperature"),
+    (
+        ["--method", "simclr", "--set", "method_args.temp=0.2"],
+        "method_args.temp: not an argument of simclr; its arguments: out_dim, hidden_dim, temperature",
+    ),
     (["--method", "nosuch", "--variant", "paper"], "unknown method 'nosuch'"),
     (["--method", "macl", "--variant", "nosuch"], "variant: method 'macl' has no variant 'nosuch' (known: paper)"),
     (["--method", "simclr", "--batch-size", "500"], "data.batch_size: 500 is larger than the 96 slices"),
@@ -185,7 +261,9 @@ def test_missing_store_and_bad_config_files(capsys, tmp_path):
     broken = tmp_path / "broken.yaml"
     broken.write_text("a: [\n")
     assert "broken.yaml: not valid YAML" in _one_line_error(capsys, ["finetune", "--config", str(broken)])
-    assert "broken.yaml: not valid YAML" in _one_line_error(capsys, ["benchmark", "--config", str(broken), "--out", str(tmp_path / "b"), "--dry-run"])
+    assert "broken.yaml: not valid YAML" in _one_line_error(
+        capsys, ["benchmark", "--config", str(broken), "--out", str(tmp_path / "b"), "--dry-run"]
+    )
     line = _one_line_error(capsys, ["benchmark", "--config", str(as_list), "--out", str(tmp_path / "b"), "--dry-run"])
     assert "expected a mapping of grid settings at the top level, got a list" in line
     assert not (tmp_path / "b").exists()
@@ -210,14 +288,24 @@ def test_prepare_bad_spacing(capsys, tmp_path, spacing):
 @pytest.mark.parametrize("value", ["abc", "{1: x}", "{0: -1}", "[1, 2]"])
 def test_prepare_bad_label_map_documents_the_syntax(capsys, tmp_path, value):
     root = _folder(tmp_path)
-    line = _one_line_error(capsys, ["prepare", "nifti-folder", str(root), str(tmp_path / "o"), "--option", f"label_map={value}"])
+    line = _one_line_error(
+        capsys, ["prepare", "nifti-folder", str(root), str(tmp_path / "o"), "--option", f"label_map={value}"]
+    )
     assert line.startswith("medssl: error: --option label_map: expected a mapping of raw label values to class indices")
-    assert 'label_map={0: 0, 205: 1, 420: 2}' in line
+    assert "label_map={0: 0, 205: 1, 420: 2}" in line
 
 
 def test_prepare_label_map_as_documented(capsys, tmp_path):
     root = _folder(tmp_path, label_fn=lambda i, lab: (lab * 205).astype(np.uint8))
-    argv = ["prepare", "nifti-folder", str(root), str(tmp_path / "o"), "--no-progress", "--option", "label_map={0: 0, 205: 1}"]
+    argv = [
+        "prepare",
+        "nifti-folder",
+        str(root),
+        str(tmp_path / "o"),
+        "--no-progress",
+        "--option",
+        "label_map={0: 0, 205: 1}",
+    ]
     assert main(argv) == 0
     assert json.loads((tmp_path / "o" / "plan.json").read_text())["class_names"] == ["background", "class_1"]
 
@@ -226,7 +314,17 @@ def test_prepare_refuses_files_folders_and_other_stores(capsys, tmp_path):
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
     syn = ["prepare", "synthetic", "builtin"]
-    small = ["--no-progress", "--option", "n_patients=3", "--option", "slices=4", "--option", "size=32", "--option", "frames=1"]
+    small = [
+        "--no-progress",
+        "--option",
+        "n_patients=3",
+        "--option",
+        "slices=4",
+        "--option",
+        "size=32",
+        "--option",
+        "frames=1",
+    ]
     assert "a_file: exists and is not a folder" in _one_line_error(capsys, [*syn, str(a_file), *small])
     busy = tmp_path / "busy"
     busy.mkdir()
@@ -257,16 +355,21 @@ def test_evaluate_bad_labels_and_pretraining_runs(capsys, tmp_path):
     pre = tmp_path / "pre"
     pre.mkdir()
     (pre / "run.json").write_text(json.dumps({"kind": "pretrain", "status": "done"}))
-    assert "pre: is a pre-training run: it has no predictions to evaluate" in _one_line_error(capsys, ["evaluate", str(pre)])
+    assert "pre: is a pre-training run: it has no predictions to evaluate" in _one_line_error(
+        capsys, ["evaluate", str(pre)]
+    )
     assert "no such run folder" in _one_line_error(capsys, ["evaluate", str(tmp_path / "nothing")])
     assert "give a fine-tuning RUN folder, or both --pred DIR and --gt DIR" in _one_line_error(capsys, ["evaluate"])
 
 
-@pytest.mark.parametrize("argv,fragment", [
-    (["-n", "0"], "-n: the number of slices must be in 1..32, got 0"),
-    (["-n", "-2"], "-n: the number of slices must be in 1..32, got -2"),
-    (["--out", "f.xyz"], "f.xyz: cannot write a figure in format 'xyz'; use one of"),
-])
+@pytest.mark.parametrize(
+    "argv,fragment",
+    [
+        (["-n", "0"], "-n: the number of slices must be in 1..32, got 0"),
+        (["-n", "-2"], "-n: the number of slices must be in 1..32, got -2"),
+        (["--out", "f.xyz"], "f.xyz: cannot write a figure in format 'xyz'; use one of"),
+    ],
+)
 def test_figure_bad_values(capsys, synthetic_store, tmp_path, monkeypatch, argv, fragment):
     monkeypatch.chdir(tmp_path)
     assert fragment in _one_line_error(capsys, ["figure", str(synthetic_store), *argv])
@@ -302,7 +405,9 @@ def test_exit_codes_usage_2_failure_1_interrupted_130(capsys, monkeypatch, tmp_p
         main(["finetune", "--epochs", "many"])
     assert e.value.code == 2
     capsys.readouterr()
-    assert "--option expects key=value" in _one_line_error(capsys, ["prepare", "synthetic", "builtin", str(tmp_path / "s"), "--option", "oops"])
+    assert "--option expects key=value" in _one_line_error(
+        capsys, ["prepare", "synthetic", "builtin", str(tmp_path / "s"), "--option", "oops"]
+    )
 
 
 def _files(run):
@@ -323,7 +428,9 @@ def test_run_folder_is_bound_to_its_configuration(capsys, synthetic_store, tmp_p
     assert _files(run) == before
     # another configuration: refused, naming the fields, nothing rewritten
     line = _one_line_error(capsys, _ft(synthetic_store, run, "--labels", "2", "--set", "optim.lr=0.01"))
-    assert "holds a fine-tuning run with another configuration (data.labels: '1' -> '2'; optim.lr: 0.001 -> 0.01)" in line  # the standard recipe's lr
+    assert (
+        "holds a fine-tuning run with another configuration (data.labels: '1' -> '2'; optim.lr: 0.001 -> 0.01)" in line
+    )  # the standard recipe's lr
     assert "--no-resume" in line
     assert _files(run) == before
     line = _one_line_error(capsys, _ft(synthetic_store, run, "--labels", "1", "--set", "model.base_width=8"))
@@ -351,10 +458,14 @@ def test_init_parts_loads_only_the_named_parts_of_a_macl_checkpoint(capsys, synt
     out = capsys.readouterr().out
     assert "(encoder 52/52)" in out and "decoder" not in out.split("loaded", 1)[1].split("\n", 1)[0]
     assert set(json.loads((enc / "load_report.json").read_text())["per_part"]) == {"encoder"}
-    line = _one_line_error(capsys, [*_ft(synthetic_store, tmp_path / "x", "--labels", "2"), "--set", "init_parts=[encoder]"])
+    line = _one_line_error(
+        capsys, [*_ft(synthetic_store, tmp_path / "x", "--labels", "2"), "--set", "init_parts=[encoder]"]
+    )
     assert "init_parts: set init" in line
-    line = _one_line_error(capsys, [*_ft(synthetic_store, tmp_path / "y", "--labels", "2", "--init", str(pre)),
-                                    "--set", "init_parts=[head]"])
+    line = _one_line_error(
+        capsys,
+        [*_ft(synthetic_store, tmp_path / "y", "--labels", "2", "--init", str(pre)), "--set", "init_parts=[head]"],
+    )
     assert "init_parts" in line and "encoder / decoder" in line
 
 
@@ -368,18 +479,27 @@ def test_init_from_a_pretraining_folder_and_a_checkpoint_of_another_width(capsys
     out = capsys.readouterr().out
     assert f"from {pre / 'pretrain.pt'} [medssl, method simclr]" in out and "encoder 52/52" in out
     report = json.loads((ft / "load_report.json").read_text())
-    assert report["complete"] and report["per_part"]["encoder"] == {"loaded": 52, "expected": 52, "missing": 0, "shape_mismatch": 0}
+    assert report["complete"] and report["per_part"]["encoder"] == {
+        "loaded": 52,
+        "expected": 52,
+        "missing": 0,
+        "shape_mismatch": 0,
+    }
     assert json.loads((ft / "run.json").read_text())["method"] == "simclr"
     # a width-4 pre-training into a width-8 model: refused, naming the mismatch and the settings
     wide = tmp_path / "wide"
-    line = _one_line_error(capsys, [*_ft(synthetic_store, wide, "--labels", "2", "--init", str(pre)), "--set", "model.base_width=8"])
+    line = _one_line_error(
+        capsys, [*_ft(synthetic_store, wide, "--labels", "2", "--init", str(pre)), "--set", "model.base_width=8"]
+    )
     assert "pre-trained weights do not fit this model (encoder: 0 of 52 tensors loaded, 52 differ in shape" in line
     assert "encoder.stages.0.0.0.weight: checkpoint (4, 1, 3, 3) vs model (8, 1, 3, 3)" in line
     assert "the checkpoint was pre-trained with model base_width=4" in line
     assert not wide.exists()
     # a folder without a finished pre-training, and a fine-tuning run, are named as such
     (pre / "pretrain.pt").unlink()
-    assert "has not finished (no pretrain.pt yet)" in _one_line_error(capsys, _ft(synthetic_store, tmp_path / "x", "--init", str(pre)))
+    assert "has not finished (no pretrain.pt yet)" in _one_line_error(
+        capsys, _ft(synthetic_store, tmp_path / "x", "--init", str(pre))
+    )
     assert "is a fine-tuning run" in _one_line_error(capsys, _ft(synthetic_store, tmp_path / "x", "--init", str(ft)))
 
 
@@ -389,11 +509,20 @@ def test_report_marks_a_run_whose_init_did_not_load(capsys, synthetic_store, tmp
     assert main(_ft(synthetic_store, ok, "--labels", "2")) == 0
     assert main(_ft(synthetic_store, broken, "--labels", "2", "--method-name", "simclr")) == 0
     # what an old medssl wrote for a width-4 checkpoint in a width-8 model: BatchNorm counters only
-    (broken / "load_report.json").write_text(json.dumps({
-        "source": "pre/pretrain.pt", "format": "medssl", "method": "simclr", "parts": ["encoder"],
-        "loaded": ["encoder.stages.0.0.1.num_batches_tracked"], "missing": ["encoder.stages.0.0.0.weight"],
-        "unexpected": [], "shape_mismatch": ["encoder.stages.0.0.0.weight: checkpoint (4, 1, 3, 3) vs model (8, 1, 3, 3)"],
-    }))
+    (broken / "load_report.json").write_text(
+        json.dumps(
+            {
+                "source": "pre/pretrain.pt",
+                "format": "medssl",
+                "method": "simclr",
+                "parts": ["encoder"],
+                "loaded": ["encoder.stages.0.0.1.num_batches_tracked"],
+                "missing": ["encoder.stages.0.0.0.weight"],
+                "unexpected": [],
+                "shape_mismatch": ["encoder.stages.0.0.0.weight: checkpoint (4, 1, 3, 3) vs model (8, 1, 3, 3)"],
+            }
+        )
+    )
     capsys.readouterr()
     assert main(["report", str(grid)]) == 0
     results = (grid / "report" / "results.md").read_text()
@@ -412,22 +541,31 @@ def _grid(tmp_path):
     return grid
 
 
-@pytest.mark.parametrize("override,fragment", [
-    ("methods=[scratch, nosuch]", "methods: unknown method 'nosuch'; known: scratch, byol"),
-    ("colour=red", "unknown grid key 'colour'"),
-    ("labels=['150%']", "labels: the fraction '150%' must be in (0%, 100%]"),
-    ("datasets=[{name: syn, dataset: msd, src: /no/such/folder}]", "datasets: syn: /no/such/folder: dataset folder not found"),
-    ("datasets=[{name: syn, dataset: msd}]", "datasets[0] (syn): give 'dataset' and 'src'"),
-    ("datasets=[{name: syn, dataset: nosuch, src: builtin}]", "nosuch"),
-    ("finetune.train.epochs=0", "cell scratch__syn__2__s0: train.epochs: must be >= 1, got 0"),
-    ("finetune.optim.lrr=1", "unknown setting 'optim.lrr'"),
-    ("pretrain.data.batch_size=1", "pre-training of simclr on syn: data.batch_size: simclr needs at least 2"),
-    ("pretrain_methods={simclr: {method_args: {temp: 1}}}", "method_args.temp: not an argument of simclr"),
-    ("seeds=[-1]", "seeds must be a non-empty list of integers"),
-    ("pretrain_methods={nosuch: {}}", "pretrain_methods: unknown method 'nosuch'"),
-])
+@pytest.mark.parametrize(
+    "override,fragment",
+    [
+        ("methods=[scratch, nosuch]", "methods: unknown method 'nosuch'; known: scratch, byol"),
+        ("colour=red", "unknown grid key 'colour'"),
+        ("labels=['150%']", "labels: the fraction '150%' must be in (0%, 100%]"),
+        (
+            "datasets=[{name: syn, dataset: msd, src: /no/such/folder}]",
+            "datasets: syn: /no/such/folder: dataset folder not found",
+        ),
+        ("datasets=[{name: syn, dataset: msd}]", "datasets[0] (syn): give 'dataset' and 'src'"),
+        ("datasets=[{name: syn, dataset: nosuch, src: builtin}]", "nosuch"),
+        ("finetune.train.epochs=0", "cell scratch__syn__2__s0: train.epochs: must be >= 1, got 0"),
+        ("finetune.optim.lrr=1", "unknown setting 'optim.lrr'"),
+        ("pretrain.data.batch_size=1", "pre-training of simclr on syn: data.batch_size: simclr needs at least 2"),
+        ("pretrain_methods={simclr: {method_args: {temp: 1}}}", "method_args.temp: not an argument of simclr"),
+        ("seeds=[-1]", "seeds must be a non-empty list of integers"),
+        ("pretrain_methods={nosuch: {}}", "pretrain_methods: unknown method 'nosuch'"),
+    ],
+)
 def test_benchmark_dry_run_validates_every_cell(capsys, tmp_path, override, fragment):
-    line = _one_line_error(capsys, ["benchmark", "--config", str(_grid(tmp_path)), "--out", str(tmp_path / "b"), "--dry-run", "--set", override])
+    line = _one_line_error(
+        capsys,
+        ["benchmark", "--config", str(_grid(tmp_path)), "--out", str(tmp_path / "b"), "--dry-run", "--set", override],
+    )
     assert fragment in line, line
     assert not (tmp_path / "b").exists()
 
@@ -435,8 +573,20 @@ def test_benchmark_dry_run_validates_every_cell(capsys, tmp_path, override, frag
 def test_benchmark_methods_narrowed_with_set_keep_other_methods_settings(capsys, tmp_path):
     # `--set methods=[scratch]` runs part of a grid whose pretrain_methods names other methods
     grid = _grid(tmp_path)
-    code = main(["benchmark", "--config", str(grid), "--out", str(tmp_path / "b"), "--dry-run", "--set", "methods=[scratch]",
-                 "--set", "pretrain_methods={simclr: {method_args: {temperature: 0.2}}}"])
+    code = main(
+        [
+            "benchmark",
+            "--config",
+            str(grid),
+            "--out",
+            str(tmp_path / "b"),
+            "--dry-run",
+            "--set",
+            "methods=[scratch]",
+            "--set",
+            "pretrain_methods={simclr: {method_args: {temperature: 0.2}}}",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "all 1 cells of the grid are valid" in out, out
 
@@ -451,6 +601,11 @@ def test_benchmark_checks_splits_before_training_and_existing_runs(capsys, tmp_p
     assert not (root / "finetune").exists() and not (root / "pretrain").exists()
     assert main(["benchmark", "--config", str(grid), "--out", str(root), "--no-report"]) == 0
     # a finished cell of another configuration is reported, not silently kept
-    line = _one_line_error(capsys, ["benchmark", "--config", str(grid), "--out", str(root), "--dry-run", "--set", "finetune.optim.lr=0.01"])
-    assert "finetune/scratch__syn__2__s0: holds a fine-tuning run with another configuration (optim.lr: 0.001 -> 0.01)" in line  # the standard recipe's lr
+    line = _one_line_error(
+        capsys, ["benchmark", "--config", str(grid), "--out", str(root), "--dry-run", "--set", "finetune.optim.lr=0.01"]
+    )
+    assert (
+        "finetune/scratch__syn__2__s0: holds a fine-tuning run with another configuration (optim.lr: 0.001 -> 0.01)"
+        in line
+    )  # the standard recipe's lr
     assert "change the grid back, or delete that run folder" in line

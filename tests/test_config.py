@@ -1,7 +1,8 @@
 """Typed configuration: defaults match the papers, YAML < flags < --set, clear errors."""
+
 import pytest
 
-from medssl.config import config_from_dict, FinetuneConfig, PretrainConfig, apply_overrides, load_config
+from medssl.config import FinetuneConfig, PretrainConfig, apply_overrides, config_from_dict, load_config
 from medssl.errors import ConfigError
 
 
@@ -9,8 +10,22 @@ def test_paper_defaults():
     from medssl.recipes import resolve_recipe
 
     f, p = resolve_recipe(FinetuneConfig(protocol="paper")), PretrainConfig()
-    assert (f.optim.name, f.optim.lr, f.optim.weight_decay, f.optim.min_lr, f.train.seed, f.loss) == ("adam", 5e-4, 1e-5, 5e-6, 1234, "ce")
-    assert (p.optim.name, p.optim.lr, p.optim.momentum, p.optim.weight_decay, p.optim.min_lr, p.optim.warmup_steps) == ("sgd", 0.01, 0.9, 1e-5, 0.0, 0)
+    assert (f.optim.name, f.optim.lr, f.optim.weight_decay, f.optim.min_lr, f.train.seed, f.loss) == (
+        "adam",
+        5e-4,
+        1e-5,
+        5e-6,
+        1234,
+        "ce",
+    )
+    assert (p.optim.name, p.optim.lr, p.optim.momentum, p.optim.weight_decay, p.optim.min_lr, p.optim.warmup_steps) == (
+        "sgd",
+        0.01,
+        0.9,
+        1e-5,
+        0.0,
+        0,
+    )
 
 
 def test_recipes_fill_only_unset_settings():
@@ -18,13 +33,32 @@ def test_recipes_fill_only_unset_settings():
 
     std = resolve_recipe(FinetuneConfig())
     assert (std.recipe, std.loss, std.optim.lr, std.optim.warmup_steps, std.mirror, std.train.val_every_steps) == (
-        "standard", "dicece", 1e-3, 50, False, 50)
+        "standard",
+        "dicece",
+        1e-3,
+        50,
+        False,
+        50,
+    )
     paper = resolve_recipe(FinetuneConfig(protocol="paper"))
-    assert (paper.recipe, paper.mirror, paper.p_spatial, paper.rotation, paper.scale, paper.elastic, paper.train.val_every) == (
-        "paper", True, 0.67, 180.0, [0.7, 1.3], True, 10)
+    assert (
+        paper.recipe,
+        paper.mirror,
+        paper.p_spatial,
+        paper.rotation,
+        paper.scale,
+        paper.elastic,
+        paper.train.val_every,
+    ) == ("paper", True, 0.67, 180.0, [0.7, 1.3], True, 10)
     # the paper recipe under the standard protocol, and explicit settings win over the recipe
     mixed = resolve_recipe(apply_overrides(FinetuneConfig(), ["recipe=paper", "optim.lr=0.002", "mirror=false"]))
-    assert (mixed.protocol, mixed.loss, mixed.optim.lr, mixed.optim.min_lr, mixed.mirror) == ("standard", "ce", 0.002, 5e-6, False)
+    assert (mixed.protocol, mixed.loss, mixed.optim.lr, mixed.optim.min_lr, mixed.mirror) == (
+        "standard",
+        "ce",
+        0.002,
+        5e-6,
+        False,
+    )
     assert resolve_recipe(mixed) == mixed  # resolving is idempotent (run folders compare resolved configurations)
     # a partial optim section from a grid or YAML keeps the fine-tuning defaults of the others
     part = config_from_dict(FinetuneConfig, {"optim": {"lr": 0.01}})

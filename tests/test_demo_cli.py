@@ -1,5 +1,6 @@
 """`medssl demo > log` as a newcomer runs it: the report compares with the published numbers shipped
 in the package, and the log holds plain progress lines, not carriage-return bar redraws."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +10,9 @@ import pytest
 from medssl.cli.main import main
 
 
-def test_quick_demo_into_a_log(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_quick_demo_into_a_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("MEDSSL_PROGRESS", raising=False)
     assert main(["demo", "--quick", "--out", str(tmp_path / "demo"), "--device", "cpu"]) == 0
     cap = capsys.readouterr()
@@ -23,6 +26,6 @@ def test_quick_demo_into_a_log(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert len(cap.err) < 20_000
     assert (tmp_path / "demo" / "report" / "paper_comparison.md").is_file()
     # the story is written from this run's own numbers: every pre-trained method against Scratch
-    story = cap.out[cap.out.index("What this run shows:"):]
+    story = cap.out[cap.out.index("What this run shows:") :]
     assert "- Scratch: DSC" in story and story.count("vs Scratch (paired Wilcoxon over") == 2
     assert (tmp_path / "demo" / "report" / "figures" / "pretrain_diagnostics_synthetic.png").is_file()

@@ -1,4 +1,5 @@
 """The one training engine: schedule, resume equivalence, non-finite loss guard, EMA, 2-process DDP."""
+
 from __future__ import annotations
 
 import os
@@ -13,7 +14,8 @@ from medssl.engine.trainer import Engine, lr_at
 from medssl.errors import TrainingError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ddp_helpers import ToyTask, train_cfg as _cfg  # noqa: E402
+from ddp_helpers import ToyTask
+from ddp_helpers import train_cfg as _cfg
 
 
 def test_cosine_schedule_and_warmup():
@@ -84,13 +86,14 @@ def test_best_checkpoint_follows_monitor(tmp_path):
 
 def test_two_process_gloo_ddp_keeps_replicas_identical(tmp_path, monkeypatch):
     import torch.multiprocessing as mp
-
     from ddp_helpers import ddp_worker
 
     # spawned children import the worker by module name: make this folder importable for them
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=ddp_worker, args=(r, 2, str(tmp_path / "init"), str(tmp_path / "run"))) for r in range(2)]
+    procs = [
+        ctx.Process(target=ddp_worker, args=(r, 2, str(tmp_path / "init"), str(tmp_path / "run"))) for r in range(2)
+    ]
     for p in procs:
         p.start()
     for p in procs:
@@ -105,6 +108,7 @@ def test_two_process_gloo_ddp_keeps_replicas_identical(tmp_path, monkeypatch):
 def test_max_steps_alone_sets_the_run_length(tmp_path):
     """`--max-steps 750` on a small label set was silently capped by the default 100 epochs (3 MS-CMRSeg
     patients: 2 steps per epoch, so 200 steps were run): max_steps alone now sets the length."""
+
     def plan(**kw):
         return Engine(TrainCfg(device="cpu", **kw), OptimCfg(), tmp_path).plan(2)
 

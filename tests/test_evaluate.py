@@ -1,4 +1,5 @@
 """Evaluation: arrays -> rows -> files, and NIfTI folders with their one-line errors."""
+
 from __future__ import annotations
 
 import csv
@@ -46,7 +47,11 @@ def test_evaluate_arrays_rows_match_case_metrics():
     p2, g2 = _case(0, kidney=False)
     res = evaluate_arrays([("a", p1, g1, (2.0, 0.5, 0.75)), ("b", p2, g2, (2.0, 0.5, 0.75))], NAMES)
     assert [(r["case_id"], r["class_name"]) for r in res.rows] == [
-        ("a", "liver"), ("a", "kidney"), ("b", "liver"), ("b", "kidney")]
+        ("a", "liver"),
+        ("a", "kidney"),
+        ("b", "liver"),
+        ("b", "kidney"),
+    ]
     expected = case_metrics(p1, g1, NAMES, (2.0, 0.5, 0.75))
     for m in ("dsc", "jc", "hd95", "asd", "assd", "tp"):
         assert res.rows[0][m] == expected[0][m]
@@ -143,9 +148,11 @@ def test_evaluate_folders_errors(tmp_path):
     assert "\n" not in str(err.value)
     (gd / "other.nii.gz").rename(gd / "case_1.nii.gz")
 
-    p, g = _case(0)
+    p, _g = _case(0)
     _save(pd / "case_1.nii.gz", p[:, :, :8])
-    with pytest.raises(DataError, match=r"case_1\.nii\.gz: shape \(3, 12, 8\) .*does not match the ground truth \(3, 12, 10\)"):
+    with pytest.raises(
+        DataError, match=r"case_1\.nii\.gz: shape \(3, 12, 8\) .*does not match the ground truth \(3, 12, 10\)"
+    ):
         evaluate_folders(pd, gd, NAMES)
     _save(pd / "case_1.nii.gz", p, spacing=(2.0, 0.5, 0.8))
     with pytest.raises(DataError, match=r"case_1\.nii\.gz: spacing .* does not match"):
@@ -167,7 +174,11 @@ def test_distance_units_in_every_summary(tmp_path):
     """mm with a known spacing, voxels without one (said in every output), px under the paper protocol."""
     from medssl.evaluation import SPACING_UNKNOWN_NOTE, distance_unit
 
-    assert (distance_unit("standard"), distance_unit("standard", False), distance_unit("paper", False)) == ("mm", "voxels", "px")
+    assert (distance_unit("standard"), distance_unit("standard", False), distance_unit("paper", False)) == (
+        "mm",
+        "voxels",
+        "px",
+    )
     p, g = _case(1)
     known = evaluate_arrays([("a", p, g, (2.0, 0.5, 0.75))], NAMES)
     assert known.distance_unit == "mm" and {r["distance_unit"] for r in known.summary} == {"mm"}

@@ -1,5 +1,6 @@
 """Whole-volume prediction and the papers' centre window (the reference scores a centre pad/crop of
 each test slice at the patch size)."""
+
 from __future__ import annotations
 
 import numpy as np

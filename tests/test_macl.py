@@ -1,5 +1,6 @@
 """MACL: the three losses against closed forms and an oracle, the method's branches, shapes,
 couplings, gradients and checkpoint conversion."""
+
 from __future__ import annotations
 
 import math
@@ -238,7 +239,7 @@ def test_min_bottleneck_keeps_a_spatial_dominant_map() -> None:
     m = MACL(_net(4))  # default min_bottleneck=2
     # 64 px: the x0.25 input (16 px) would give a 1 x 1 bottleneck; the dominant input becomes 32 px
     assert m.dominant_side(64) == 32 and m.dominant_side(128) == 32 and m.dominant_side(512) == 128
-    zg_aux, zg_dom, zl_aux, zl_dom, y_full, y_dom = m._passes(_batch(64))
+    _zg_aux, _zg_dom, zl_aux, zl_dom, y_full, y_dom = m._passes(_batch(64))
     assert y_dom.shape == (2, 64, 2, 2) and y_full.shape == (2, 64, 4, 4)
     assert zl_aux.shape == zl_dom.shape == (2, 16, 4, 4)  # the dominant 8 x 8 map pooled to P/16
     out = m(_batch(64))
@@ -302,7 +303,7 @@ def test_couplings_step_and_gradients(coupling: str) -> None:
     if coupling == "shared":
         assert m.aux_encoder is None and m.momentum_pairs() == []
     elif coupling == "ema":
-        (online, target), = m.momentum_pairs()
+        ((online, target),) = m.momentum_pairs()
         assert online is bb.encoder and target is m.aux_encoder
         assert all(p.grad is None and not p.requires_grad for p in target.parameters())
         # the target starts as a copy of the online encoder

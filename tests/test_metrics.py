@@ -1,5 +1,6 @@
 """Metrics: closed forms, medpy as the oracle (hand-made and real labels), the empty-mask policy of
 both protocols, pooled paper Dice and summaries recomputed from rows."""
+
 from __future__ import annotations
 
 import math

@@ -6,6 +6,7 @@ backward run on ``meta`` here, so a step that reads a device value back to the h
 makes the CPU wait for the GPU) fails this test. Randomness from CPU generators and shape arithmetic
 are allowed: they never touch the device.
 """
+
 from __future__ import annotations
 
 import pytest

@@ -5,6 +5,7 @@ The wheel is built from a copy of pyproject.toml, README.md and src/ (so no buil
 the checkout), without build isolation (nothing is downloaded), and installed with
 ``pip install --no-deps --target`` (no second torch).
 """
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,11 @@ PKG = REPO / "src" / "medssl"
 
 def _data_files(folder: str) -> set[str]:
     """Files of ``src/medssl/<folder>`` (no caches), as wheel paths."""
-    return {f"medssl/{folder}/{p.name}" for p in (PKG / folder).iterdir()
-            if p.is_file() and p.suffix not in (".pyc",) and not p.name.startswith(".")}
+    return {
+        f"medssl/{folder}/{p.name}"
+        for p in (PKG / folder).iterdir()
+        if p.is_file() and p.suffix not in (".pyc",) and not p.name.startswith(".")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +38,26 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     proj.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, proj / name)
-    shutil.copytree(REPO / "src", proj / "src",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
-    res = subprocess.run([sys.executable, "-m", "pip", "wheel", str(proj), "--no-deps", "--no-build-isolation",
-                          "--no-index", "-q", "-w", str(root / "dist")],
-                         capture_output=True, text=True, timeout=300, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    shutil.copytree(REPO / "src", proj / "src", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(proj),
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(root / "dist"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     (whl,) = (root / "dist").glob("medssl-*.whl")
     return whl
@@ -70,13 +89,18 @@ print(len(splits), len(cells))
 
 def test_installed_wheel_finds_its_resources(wheel: Path, tmp_path: Path) -> None:
     site = tmp_path / "site"
-    res = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target", str(site),
-                          str(wheel)], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    res = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target", str(site), str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     env = {**os.environ, "PYTHONPATH": str(site)}
-    run = subprocess.run([sys.executable, "-c", _CHECK, str(site)], capture_output=True, text=True, timeout=300,
-                         env=env, cwd=tmp_path)
+    run = subprocess.run(
+        [sys.executable, "-c", _CHECK, str(site)], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     names, counts = run.stdout.strip().splitlines()[-2:]
     assert set(names.split()) == {p.rsplit("/", 1)[1] for p in _data_files("resources")}

@@ -1,12 +1,13 @@
 """End to end on real data: every method pre-trains a few steps on MSD Hippocampus (read from
 ../shared/data by path) and its checkpoint fine-tunes and evaluates; plus the Scratch row."""
+
 from __future__ import annotations
 
 import json
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 from medssl.config import DataCfg, FinetuneConfig, ModelCfg, PretrainConfig, TrainCfg, config_from_dict
 from medssl.errors import ConfigError
@@ -24,7 +25,21 @@ def _train(**kw) -> TrainCfg:
 
 
 def test_all_thirteen_methods_are_registered():
-    assert set(METHODS) == {"simclr", "moco", "byol", "swav", "simsiam", "simtriplet", "gcl", "pcl", "wcl", "desd", "dira", "supercl", "macl"}
+    assert set(METHODS) == {
+        "simclr",
+        "moco",
+        "byol",
+        "swav",
+        "simsiam",
+        "simtriplet",
+        "gcl",
+        "pcl",
+        "wcl",
+        "desd",
+        "dira",
+        "supercl",
+        "macl",
+    }
 
 
 def test_scratch_finetune_on_real_hippocampus(hippo_store, tmp_path):
@@ -53,13 +68,21 @@ def test_unknown_spatial_backend_is_rejected(hippo_store, tmp_path):
     with pytest.raises(ConfigError, match="spatial_backend: expected one of scipy, torch"):
         config_from_dict(FinetuneConfig, {"data": {"path": str(hippo_store), "spatial_backend": "cv2"}})
     # a dataclass built by hand: the transforms refuse it when the task is built
-    data = DataCfg(path=str(hippo_store), labels="50%", batch_size=8, num_workers=0, image_size=48, spatial_backend="cv2")
+    data = DataCfg(
+        path=str(hippo_store), labels="50%", batch_size=8, num_workers=0, image_size=48, spatial_backend="cv2"
+    )
     with pytest.raises(ValueError, match="spatial backend 'cv2'"):
-        finetune(FinetuneConfig(data=data, model=ModelCfg(base_width=8), train=_train(epochs=1, max_steps=1),
-                                out=str(tmp_path / "bad")))
+        finetune(
+            FinetuneConfig(
+                data=data, model=ModelCfg(base_width=8), train=_train(epochs=1, max_steps=1), out=str(tmp_path / "bad")
+            )
+        )
     with pytest.raises(ValueError, match="spatial backend 'cv2'"):
-        pretrain(PretrainConfig(method="pcl", data=data, model=TINY, train=_train(epochs=1, max_steps=1),
-                                out=str(tmp_path / "badpre")))
+        pretrain(
+            PretrainConfig(
+                method="pcl", data=data, model=TINY, train=_train(epochs=1, max_steps=1), out=str(tmp_path / "badpre")
+            )
+        )
 
 
 def test_elastic_noise_stride_reaches_both_augmentations(hippo_store, tmp_path, monkeypatch):
@@ -73,13 +96,20 @@ def test_elastic_noise_stride_reaches_both_augmentations(hippo_store, tmp_path, 
         return real(*args, **kwargs)
 
     monkeypatch.setattr(transforms, "elastic_displacement", spy)
-    data = DataCfg(path=str(hippo_store), labels="50%", batch_size=4, num_workers=0, image_size=32,
-                   elastic_noise_stride=4.0)
-    pretrain(PretrainConfig(method="simclr", data=data, model=TINY, train=_train(epochs=1, max_steps=1),
-                            out=str(tmp_path / "pre")))
+    data = DataCfg(
+        path=str(hippo_store), labels="50%", batch_size=4, num_workers=0, image_size=32, elastic_noise_stride=4.0
+    )
+    pretrain(
+        PretrainConfig(
+            method="simclr", data=data, model=TINY, train=_train(epochs=1, max_steps=1), out=str(tmp_path / "pre")
+        )
+    )
     n_pre = len(seen)
-    finetune(FinetuneConfig(data=data, model=TINY, train=_train(epochs=1, max_steps=1), out=str(tmp_path / "ft"),
-                            recipe="paper"))  # the recipe whose augmentation has an elastic field
+    finetune(
+        FinetuneConfig(
+            data=data, model=TINY, train=_train(epochs=1, max_steps=1), out=str(tmp_path / "ft"), recipe="paper"
+        )
+    )  # the recipe whose augmentation has an elastic field
     assert n_pre > 0 and len(seen) > n_pre and set(seen) == {4.0}
     with pytest.raises(ConfigError, match="elastic_noise_stride"):
         config_from_dict(PretrainConfig, {"data": {"elastic_noise_stride": 0.5}})
@@ -90,9 +120,14 @@ def test_method_pretrains_and_finetunes_on_real_hippocampus(method, hippo_store,
     pcfg = PretrainConfig(
         method=method,
         # SuperCL and MACL (the GPU-scale methods) also exercise the fast augmentation (grid_sample, lattice noise)
-        data=DataCfg(path=str(hippo_store), image_size=64, batch_size=4, num_workers=0,
-                     spatial_backend="torch" if method in ("supercl", "macl") else "scipy",
-                     elastic_noise_stride=4.0 if method in ("supercl", "macl") else 1.0),
+        data=DataCfg(
+            path=str(hippo_store),
+            image_size=64,
+            batch_size=4,
+            num_workers=0,
+            spatial_backend="torch" if method in ("supercl", "macl") else "scipy",
+            elastic_noise_stride=4.0 if method in ("supercl", "macl") else 1.0,
+        ),
         model=TINY,
         train=_train(epochs=1, max_steps=2),
         out=str(tmp_path / "pre"),
@@ -107,8 +142,14 @@ def test_method_pretrains_and_finetunes_on_real_hippocampus(method, hippo_store,
     assert all(k.startswith(tuple(p + "." for p in parts)) for k in state)
     ft = finetune(
         FinetuneConfig(
-            data=DataCfg(path=str(hippo_store), labels="25%", batch_size=4, num_workers=0, image_size=32,
-                         spatial_backend="torch" if method in ("supercl", "macl") else "scipy"),
+            data=DataCfg(
+                path=str(hippo_store),
+                labels="25%",
+                batch_size=4,
+                num_workers=0,
+                image_size=32,
+                spatial_backend="torch" if method in ("supercl", "macl") else "scipy",
+            ),
             model=TINY,
             train=_train(epochs=1, max_steps=2),
             out=str(tmp_path / "ft"),
@@ -141,7 +182,11 @@ def test_2d_datasets_get_instance_positions(tmp_path):
     cases = []
     for i in range(4):
         np.save(tmp_path / "images" / f"c{i}.npy", np.random.default_rng(i).random((1, 32, 32), dtype=np.float32))
-        cases.append(dict(case_id=f"c{i}", patient_id=f"c{i}", num_slices=1, shape=[1, 32, 32], spacing=[1, 1, 1], has_label=False))
+        cases.append(
+            dict(
+                case_id=f"c{i}", patient_id=f"c{i}", num_slices=1, shape=[1, 32, 32], spacing=[1, 1, 1], has_label=False
+            )
+        )
     (tmp_path / "cases.json").write_text(json.dumps(cases))
     (tmp_path / "plan.json").write_text(json.dumps({"class_names": ["background", "lesion"], "dataset": "isic2018"}))
     store = SliceStore(tmp_path)
@@ -168,4 +213,12 @@ def test_monai_network_fine_tunes_from_scratch(synthetic_store, tmp_path):
 
     torch.save(UNet(1, 4, base_width=4).state_dict(), tmp_path / "unet.pt")
     with pytest.raises(ConfigError, match="model.name=unet"):
-        finetune(FinetuneConfig(data=cfg.data, model=cfg.model, train=cfg.train, out=str(tmp_path / "m2"), init=str(tmp_path / "unet.pt")))
+        finetune(
+            FinetuneConfig(
+                data=cfg.data,
+                model=cfg.model,
+                train=cfg.train,
+                out=str(tmp_path / "m2"),
+                init=str(tmp_path / "unet.pt"),
+            )
+        )

@@ -1,4 +1,5 @@
 """Progress output: a tqdm bar on a terminal, plain lines (no carriage returns) in logs and pipes."""
+
 from __future__ import annotations
 
 import gc
@@ -39,7 +40,10 @@ def test_line_progress_wraps_an_iterable_and_closes() -> None:
     assert seen == list(range(7))
     lines = out.getvalue().splitlines()
     # 4/7 = 57% crosses the 50% mark; the loop's end closes the bar with the final count
-    assert [ln.split(" [")[0] for ln in lines] == ["prepare synthetic:  57% 4/7 case", "prepare synthetic: 100% 7/7 case"]
+    assert [ln.split(" [")[0] for ln in lines] == [
+        "prepare synthetic:  57% 4/7 case",
+        "prepare synthetic: 100% 7/7 case",
+    ]
 
 
 def test_a_loop_left_by_an_error_prints_nothing_after_it() -> None:
@@ -53,7 +57,10 @@ def test_a_loop_left_by_an_error_prints_nothing_after_it() -> None:
     with pytest.raises(RuntimeError):
         run()
     gc.collect()  # the abandoned generator is closed: no final line
-    assert [ln.split(" [")[0] for ln in out.getvalue().splitlines()] == ["prepare:  20% 2/10 it", "prepare:  40% 4/10 it"]
+    assert [ln.split(" [")[0] for ln in out.getvalue().splitlines()] == [
+        "prepare:  20% 2/10 it",
+        "prepare:  40% 4/10 it",
+    ]
 
 
 def test_resumed_count_starts_at_initial() -> None:
@@ -62,7 +69,10 @@ def test_resumed_count_starts_at_initial() -> None:
     for _ in range(50):
         bar.update()
     bar.close()
-    assert [ln.split(" [")[0] for ln in out.getvalue().splitlines()] == ["ft:  75% 75/100 step", "ft: 100% 100/100 step"]
+    assert [ln.split(" [")[0] for ln in out.getvalue().splitlines()] == [
+        "ft:  75% 75/100 step",
+        "ft: 100% 100/100 step",
+    ]
 
 
 def test_unknown_total_prints_on_close_only_when_fast() -> None:
@@ -114,8 +124,22 @@ def test_cli_prepare_writes_plain_lines_to_a_log(capsys: pytest.CaptureFixture[s
     from medssl.cli.main import main
 
     monkeypatch.delenv("MEDSSL_PROGRESS", raising=False)
-    code = main(["prepare", "synthetic", "builtin", str(tmp_path / "p"), "--option", "n_patients=20",
-                 "--option", "frames=1", "--option", "slices=3", "--option", "size=16"])
+    code = main(
+        [
+            "prepare",
+            "synthetic",
+            "builtin",
+            str(tmp_path / "p"),
+            "--option",
+            "n_patients=20",
+            "--option",
+            "frames=1",
+            "--option",
+            "slices=3",
+            "--option",
+            "size=16",
+        ]
+    )
     assert code == 0
     err = capsys.readouterr().err
     assert "\r" not in err

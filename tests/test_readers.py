@@ -1,4 +1,5 @@
 """Dataset readers on tiny files laid out like each official release, plus the real data in ../shared/data."""
+
 from __future__ import annotations
 
 import json
@@ -93,7 +94,14 @@ EXPECTED = {  # name: (target_spacing, normalization, patch_size, paper_split_ke
 def test_spec_defaults(name: str) -> None:
     spec = get_dataset(name)
     assert spec is DATASETS.get(name) and spec.name == name
-    got = (spec.target_spacing, spec.normalization, spec.patch_size, spec.paper_split_key, spec.num_classes, spec.pretrain_only)
+    got = (
+        spec.target_spacing,
+        spec.normalization,
+        spec.patch_size,
+        spec.paper_split_key,
+        spec.num_classes,
+        spec.pretrain_only,
+    )
     assert got == EXPECTED[name]
     assert "\n" not in spec.layout and spec.description
 
@@ -140,7 +148,12 @@ def test_acdc(tmp_path: Path, rng) -> None:
     a1 = _acdc_patient(tmp_path, 1, 1, 3, rng)
     _acdc_patient(tmp_path, 17, 1, 12, rng)
     src = scan_dataset("acdc", tmp_path)
-    assert [s.case_id for s in src] == ["patient001_frame01", "patient001_frame03", "patient017_frame01", "patient017_frame12"]
+    assert [s.case_id for s in src] == [
+        "patient001_frame01",
+        "patient001_frame03",
+        "patient017_frame01",
+        "patient017_frame12",
+    ]
     assert [s.meta["phase"] for s in src] == ["ED", "ES", "ED", "ES"]
     assert [s.meta["paper_key"] for s in src] == [1, 1, 17, 17]
     assert src[2].patient_id == "patient017" and src[0].meta["group"] == "DCM"
@@ -166,7 +179,11 @@ def _h5(path: Path, image: np.ndarray, label: np.ndarray | None) -> None:
 
 def test_acdc_h5_slices_and_volumes(tmp_path: Path, rng) -> None:
     for k in (0, 2, 10):  # numeric, not lexicographic, slice order
-        _h5(tmp_path / "data" / "slices" / f"patient001_frame01_slice_{k}.h5", np.full((8, 9), k, np.float32), np.full((8, 9), k % 4, np.uint8))
+        _h5(
+            tmp_path / "data" / "slices" / f"patient001_frame01_slice_{k}.h5",
+            np.full((8, 9), k, np.float32),
+            np.full((8, 9), k % 4, np.uint8),
+        )
     vol = rng.random((5, 8, 9)).astype(np.float32)
     _h5(tmp_path / "data" / "patient002_frame12.h5", vol, np.ones((5, 8, 9), np.uint8))
     (tmp_path / "train_slices.list").write_text("patient001_frame01_slice_0\npatient001_frame01_slice_2\n")
@@ -179,7 +196,9 @@ def test_acdc_h5_slices_and_volumes(tmp_path: Path, rng) -> None:
     c1 = src[0].load()
     assert c1.image.shape == (3, 8, 9) and c1.image[:, 0, 0].tolist() == [0, 2, 10]
     assert c1.label[:, 0, 0].tolist() == [0, 2, 2]
-    assert c1.spacing == (1.0, 1.0, 1.0) and c1.meta["spacing_known"] is False and c1.meta["slice_indices"] == [0, 2, 10]
+    assert (
+        c1.spacing == (1.0, 1.0, 1.0) and c1.meta["spacing_known"] is False and c1.meta["slice_indices"] == [0, 2, 10]
+    )
     c2 = src[1].load()
     np.testing.assert_array_equal(c2.image, vol)
     assert c2.meta["source_kind"] == "volume"
@@ -196,7 +215,11 @@ def test_mmwhs_remap_and_modality(tmp_path: Path, rng) -> None:
     write_nii(tmp_path / "mr_train" / "mr_train_1003_image.nii.gz", xyz_volume(rng))
     write_nii(tmp_path / "mr_train" / "mr_train_1003_label.nii.gz", np.zeros((16, 12, 3), np.int16))
     src = scan_dataset("mmwhs", tmp_path)
-    assert [s.case_id for s in src] == ["ct_train_1001"] and src[0].patient_id == "ct_1001" and src[0].meta["paper_key"] == 1001
+    assert (
+        [s.case_id for s in src] == ["ct_train_1001"]
+        and src[0].patient_id == "ct_1001"
+        and src[0].meta["paper_key"] == 1001
+    )
     case = src[0].load()
     expected = np.searchsorted([0, 205, 420, 500, 550, 600, 820, 850], raw).transpose(2, 1, 0)
     np.testing.assert_array_equal(case.label, expected)
@@ -215,7 +238,10 @@ def test_hvsmr_full_and_crop(tmp_path: Path, rng) -> None:
     write_nii(tmp_path / "Training dataset" / "training_axial_crop_pat3.nii.gz", xyz_volume(rng, (8, 6, 3)))
     write_nii(tmp_path / "Ground truth" / "training_axial_crop_pat3-label.nii.gz", np.zeros((8, 6, 3), np.uint8))
     src = scan_dataset("hvsmr", tmp_path)
-    assert [(s.case_id, s.meta["paper_key"], s.meta["variant"]) for s in src] == [("pat0", 0, "full"), ("pat3", 3, "crop")]
+    assert [(s.case_id, s.meta["paper_key"], s.meta["variant"]) for s in src] == [
+        ("pat0", 0, "full"),
+        ("pat3", 3, "crop"),
+    ]
     case = src[0].load()
     np.testing.assert_array_equal(case.label, lab.transpose(2, 1, 0))
     assert case.spacing == pytest.approx((0.85, 0.9, 0.9))
@@ -286,7 +312,9 @@ def test_msd_task_json_4d_and_positions(tmp_path: Path, rng) -> None:
     img4 = rng.normal(size=(16, 12, 3, 2)).astype(np.float32)
     write_nii(heart / "imagesTr" / "la_003.nii.gz", img4)
     write_nii(heart / "labelsTr" / "la_003.nii.gz", xyz_labels(rng, [0, 1]).astype(np.uint8))
-    (heart / "dataset.json").write_text(json.dumps({"name": "LeftAtrium", "labels": {"0": "background", "1": "left atrium"}, "modality": {"0": "MRI"}}))
+    (heart / "dataset.json").write_text(
+        json.dumps({"name": "LeftAtrium", "labels": {"0": "background", "1": "left atrium"}, "modality": {"0": "MRI"}})
+    )
     spec = resolve_spec("msd", heart)
     assert (spec.class_names, spec.patch_size, spec.paper_split_key) == (("background", "left atrium"), 320, "Heart")
     case = scan_dataset("msd", heart, modality_index=1)[0].load()
@@ -313,7 +341,10 @@ def test_isic2018(tmp_path: Path, rng) -> None:
         m[3:6, 4:9] = 255
         Image.fromarray(m).save(mdir / f"ISIC_{num:07d}_segmentation.png")
     src = scan_dataset("isic2018", tmp_path)
-    assert [(s.case_id, s.meta["paper_key"], s.meta["position"]) for s in src] == [("ISIC_0000007", 7, 0), ("ISIC_0000043", 43, 1)]
+    assert [(s.case_id, s.meta["paper_key"], s.meta["position"]) for s in src] == [
+        ("ISIC_0000007", 7, 0),
+        ("ISIC_0000043", 43, 1),
+    ]
     case = src[1].load()
     assert case.image.shape == (1, 10, 14) and case.spacing == (1.0, 1.0, 1.0)
     dec = np.asarray(Image.open(idir / "ISIC_0000043.jpg").convert("RGB")).astype(np.float64)
@@ -381,7 +412,10 @@ def test_pretrain_readers(tmp_path: Path, rng) -> None:
 
 def _paper_section(key: str) -> str:
     root = Path(__file__).resolve().parents[1]
-    for cand in (root.parent / "shared" / "reference" / "paper_splits.txt", Path("/work/shared/reference/paper_splits.txt")):
+    for cand in (
+        root.parent / "shared" / "reference" / "paper_splits.txt",
+        Path("/work/shared/reference/paper_splits.txt"),
+    ):
         if cand.exists():
             text = cand.read_text()
             return text.split(f"# {key}\n", 1)[1].split("\n# ", 1)[0]

@@ -3,6 +3,7 @@
 Fake run folders with known numbers are built in tmp_path (a tiny prepared store, per-case
 metrics, logs, predictions); the published numbers come from a small CSV written here too.
 """
+
 from __future__ import annotations
 
 import csv
@@ -22,13 +23,13 @@ from medssl.reporting.figures import select_slices
 from medssl.reporting.report import load_paper_results, paper_comparison
 from medssl.reporting.stats import compare_methods, paired_samples, paired_wilcoxon, pairwise_markdown, pairwise_tests
 from medssl.reporting.tables import (
+    MetricSummary,
     collect_runs,
     format_mean_std,
     labels_sort_key,
     latex_escape,
     results_tables,
     run_metric_value,
-    MetricSummary,
 )
 
 CASES = [f"case{i:02d}" for i in range(8)]
@@ -37,18 +38,41 @@ D, H, W = 5, 32, 32
 
 # run-level DSC (fraction) per (method, labels, seed); JC = DSC - 0.1, HD95 = 10 - 10 * DSC, ASD = HD95 / 4
 DSC = {
-    ("scratch", "10%", 0): 0.80, ("scratch", "10%", 1): 0.82,
-    ("pcl", "10%", 0): 0.84, ("pcl", "10%", 1): 0.85,
-    ("supercl", "10%", 0): 0.86, ("supercl", "10%", 1): 0.88,
-    ("macl", "10%", 0): 0.87, ("macl", "10%", 1): 0.85,
-    ("scratch", "25%", 0): 0.85, ("scratch", "25%", 1): 0.86,
-    ("pcl", "25%", 0): 0.90, ("pcl", "25%", 1): 0.88,
-    ("supercl", "25%", 0): 0.89, ("supercl", "25%", 1): 0.89,
-    ("macl", "25%", 0): 0.91, ("macl", "25%", 1): 0.92,
+    ("scratch", "10%", 0): 0.80,
+    ("scratch", "10%", 1): 0.82,
+    ("pcl", "10%", 0): 0.84,
+    ("pcl", "10%", 1): 0.85,
+    ("supercl", "10%", 0): 0.86,
+    ("supercl", "10%", 1): 0.88,
+    ("macl", "10%", 0): 0.87,
+    ("macl", "10%", 1): 0.85,
+    ("scratch", "25%", 0): 0.85,
+    ("scratch", "25%", 1): 0.86,
+    ("pcl", "25%", 0): 0.90,
+    ("pcl", "25%", 1): 0.88,
+    ("supercl", "25%", 0): 0.89,
+    ("supercl", "25%", 1): 0.89,
+    ("macl", "25%", 0): 0.91,
+    ("macl", "25%", 1): 0.92,
     ("scratch", "100%", 0): 0.93,
 }
-METRICS_FIELDS = ["protocol", "case_id", "class_index", "class_name", "dsc", "jc", "hd95", "asd", "assd", "tp", "fp",
-                  "fn", "gt_empty", "pred_empty", "n_slices"]
+METRICS_FIELDS = [
+    "protocol",
+    "case_id",
+    "class_index",
+    "class_name",
+    "dsc",
+    "jc",
+    "hd95",
+    "asd",
+    "assd",
+    "tp",
+    "fp",
+    "fn",
+    "gt_empty",
+    "pred_empty",
+    "n_slices",
+]
 
 
 def _case_values(method: str, labels: str, seed: int) -> np.ndarray:
@@ -67,20 +91,40 @@ def make_store(root: Path) -> Path:
         lab = np.zeros((D, H, W), np.uint8)
         for z in range(D):
             r = 2 + z + (3 if z == 3 else 0) + (k == 5) * 4  # case05 the largest, slice 3 the largest
-            lab[z, 16 - r:16 + r, 16 - r:16] = 1
-            lab[z, 16 - r:16 + r, 16:16 + r] = 2
+            lab[z, 16 - r : 16 + r, 16 - r : 16] = 1
+            lab[z, 16 - r : 16 + r, 16 : 16 + r] = 2
         lab[0] = 0  # an empty slice
         np.save(root / "labels" / f"{cid}.npy", lab)
         np.save(root / "images" / f"{cid}.npy", (g.normal(size=(D, H, W)) + lab).astype(np.float32))
     return root
 
 
-def make_run(folder: Path, method: str, labels: str, seed: int, store: Path | None, *,
-             dataset_label: str = "ACDC", protocol: str = "paper", complete: bool = True) -> Path:
+def make_run(
+    folder: Path,
+    method: str,
+    labels: str,
+    seed: int,
+    store: Path | None,
+    *,
+    dataset_label: str = "ACDC",
+    protocol: str = "paper",
+    complete: bool = True,
+) -> Path:
     folder.mkdir(parents=True)
-    info = {"kind": "finetune", "method": method, "dataset": dataset_label.lower(), "dataset_label": dataset_label,
-            "labels": labels, "seed": seed, "protocol": protocol, "data": str(store) if store else None,
-            "class_names": ["background", *CLASSES], "git_commit": "abc", "versions": {}, "device": "cpu"}
+    info = {
+        "kind": "finetune",
+        "method": method,
+        "dataset": dataset_label.lower(),
+        "dataset_label": dataset_label,
+        "labels": labels,
+        "seed": seed,
+        "protocol": protocol,
+        "data": str(store) if store else None,
+        "class_names": ["background", *CLASSES],
+        "git_commit": "abc",
+        "versions": {},
+        "device": "cpu",
+    }
     (folder / "run.json").write_text(json.dumps(info))
     dsc = DSC.get((method, labels, seed), 0.5)
     vals = _case_values(method, labels, seed) if (method, labels, seed) in DSC else np.full((len(CASES), 2), dsc)
@@ -89,9 +133,25 @@ def make_run(folder: Path, method: str, labels: str, seed: int, store: Path | No
         w.writeheader()
         for i, cid in enumerate(CASES):
             for c, name in enumerate(CLASSES):
-                w.writerow({"protocol": protocol, "case_id": cid, "class_index": c + 1, "class_name": name,
-                            "dsc": vals[i, c], "jc": vals[i, c] - 0.1, "hd95": 3.0, "asd": 1.0, "assd": 1.0,
-                            "tp": 100, "fp": 10, "fn": 10, "gt_empty": False, "pred_empty": False, "n_slices": D})
+                w.writerow(
+                    {
+                        "protocol": protocol,
+                        "case_id": cid,
+                        "class_index": c + 1,
+                        "class_name": name,
+                        "dsc": vals[i, c],
+                        "jc": vals[i, c] - 0.1,
+                        "hd95": 3.0,
+                        "asd": 1.0,
+                        "assd": 1.0,
+                        "tp": 100,
+                        "fp": 10,
+                        "fn": 10,
+                        "gt_empty": False,
+                        "pred_empty": False,
+                        "n_slices": D,
+                    }
+                )
     with open(folder / "log.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["epoch", "step", "lr", "train_loss", "val_dice", "seconds"])
@@ -104,9 +164,11 @@ def make_run(folder: Path, method: str, labels: str, seed: int, store: Path | No
             lab = np.load(store / "labels" / f"{cid}.npy")
             np.save(pred_dir / f"{cid}.npy", np.roll(lab, 1 + (method == "scratch"), axis=2).astype(np.uint8))
     if complete:
-        summary = {"protocol": protocol, "mean": {"dsc": dsc, "jc": dsc - 0.1, "hd95": 10 - 10 * dsc,
-                                                  "asd": (10 - 10 * dsc) / 4},
-                   "per_class": {}}
+        summary = {
+            "protocol": protocol,
+            "mean": {"dsc": dsc, "jc": dsc - 0.1, "hd95": 10 - 10 * dsc, "asd": (10 - 10 * dsc) / 4},
+            "per_class": {},
+        }
         (folder / "summary.json").write_text(json.dumps(summary))
     return folder
 
@@ -115,7 +177,7 @@ def make_run(folder: Path, method: str, labels: str, seed: int, store: Path | No
 def grid(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("grid")
     store = make_store(root / "store")
-    for (m, lab, s) in DSC:
+    for m, lab, s in DSC:
         make_run(root / "runs" / lab.replace("%", "pct") / m / f"seed{s}", m, lab, s, store)
     # a method that is not published, one dataset without published numbers, an incomplete run
     make_run(root / "runs" / "extra" / "wcl", "wcl", "10%", 0, store)
@@ -145,7 +207,7 @@ def reference_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "MACL (JBHI 2026) Tables I-II,ACDC,10%,MACL,86.63,76.72,5.23,1.73\n"
         "MACL (JBHI 2026) Tables I-II,ACDC,25%,MACL,90.00,80.00,4.00,1.00\n"
         "MACL (JBHI 2026) Tables I-II,MMWHS,10%,MACL,70.00,60.00,6.00,2.00\n"
-        "\"SuperCL (TIP 2026) Table, as summarised\",ACDC,10%,SuperCL,86.06,75.79,4.68,1.80\n"
+        '"SuperCL (TIP 2026) Table, as summarised",ACDC,10%,SuperCL,86.06,75.79,4.68,1.80\n'
     )
     return p
 
@@ -202,20 +264,41 @@ def test_latex_escaping_and_booktabs(grid: Path) -> None:
     assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
     assert r"My\_Data \& Co" in tex and r"\textit{10\% labels}" in tex
     assert r"\textbf{87.00 $\pm$ 1.41}" in tex and r"\underline{86.00 $\pm$ 1.41}" in tex
-    body = [ln for ln in tex.splitlines() if ln.startswith("SuperCL")][0]
+    body = next(ln for ln in tex.splitlines() if ln.startswith("SuperCL"))
     assert body.count("&") == 2 * 4  # two datasets x four metrics
 
 
 def test_labels_sort_and_metric_recompute(tmp_path: Path) -> None:
     assert sorted(["100%", "10 cases", "25%", "10%", "5 cases"], key=labels_sort_key) == [
-        "10%", "25%", "100%", "5 cases", "10 cases"]
+        "10%",
+        "25%",
+        "100%",
+        "5 cases",
+        "10 cases",
+    ]
     run_dir = make_run(tmp_path / "r", "pcl", "10%", 0, None)
     (run_dir / "summary.json").write_text(json.dumps({"protocol": "paper"}))  # no "mean": recompute pooled
     rows = []
     for cid, (tp, fp, fn) in zip(["a", "b"], [(10, 0, 0), (0, 5, 5)]):
-        rows.append({"protocol": "paper", "case_id": cid, "class_index": 1, "class_name": "x", "dsc": "", "jc": "",
-                     "hd95": 2.0 if cid == "a" else 5.0, "asd": 1.0, "assd": 1.0, "tp": tp, "fp": fp, "fn": fn,
-                     "gt_empty": False, "pred_empty": False, "n_slices": 3 if cid == "a" else 1})
+        rows.append(
+            {
+                "protocol": "paper",
+                "case_id": cid,
+                "class_index": 1,
+                "class_name": "x",
+                "dsc": "",
+                "jc": "",
+                "hd95": 2.0 if cid == "a" else 5.0,
+                "asd": 1.0,
+                "assd": 1.0,
+                "tp": tp,
+                "fp": fp,
+                "fn": fn,
+                "gt_empty": False,
+                "pred_empty": False,
+                "n_slices": 3 if cid == "a" else 1,
+            }
+        )
     with open(run_dir / "metrics.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=METRICS_FIELDS)
         w.writeheader()
@@ -340,15 +423,27 @@ def _assert_real_png(path: Path, min_side: int = 150) -> np.ndarray:
 def test_report_writes_everything(grid: Path, reference_csv: Path, tmp_path: Path) -> None:
     out = tmp_path / "rep"
     res = report(grid, out_dir=out, reference_csv=reference_csv, n_slices=2, dpi=60)
-    for name in ("results.md", "results.csv", "results.tex", "stats.md", "stats.csv", "pairwise.md", "pairwise.csv",
-                 "paper_comparison.md", "paper_comparison.csv"):
+    for name in (
+        "results.md",
+        "results.csv",
+        "results.tex",
+        "stats.md",
+        "stats.csv",
+        "pairwise.md",
+        "pairwise.csv",
+        "paper_comparison.md",
+        "paper_comparison.csv",
+    ):
         assert (out / name).is_file(), name
     assert res.n_runs == len(DSC) + 3 and len(res.skipped) == 1 and res.n_pretrain == 1
     assert "1 skipped" in res.markdown and res.markdown == (out / "results.md").read_text()
     with open(out / "results.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    cell = next(r for r in rows if r["labels"] == "10%" and r["method"] == "Scratch" and r["dataset"] == "ACDC"
-                and r["metric"] == "DSC")
+    cell = next(
+        r
+        for r in rows
+        if r["labels"] == "10%" and r["method"] == "Scratch" and r["dataset"] == "ACDC" and r["metric"] == "DSC"
+    )
     assert float(cell["mean"]) == pytest.approx(81.0) and cell["n_seeds"] == "2" and cell["cell"] == "81.00 ± 1.41"
     with open(out / "paper_comparison.csv", newline="") as fh:
         comp = {(r["dataset"], r["labels"], r["method"]): r for r in csv.DictReader(fh)}
@@ -366,8 +461,11 @@ def test_report_writes_everything(grid: Path, reference_csv: Path, tmp_path: Pat
     # the validation curve's numbers beside its figure: mean over the seeds' own log.csv
     with open(out / "figures" / "curves_paper_acdc_25pct.csv", newline="") as fh:
         curve = {(r["method"], int(r["step"])): r for r in csv.DictReader(fh)}
-    sup = [r for r in collect_runs(grid).runs
-           if r.method == "supercl" and r.dataset_label == "ACDC" and r.labels == "25%" and r.protocol == "paper"]
+    sup = [
+        r
+        for r in collect_runs(grid).runs
+        if r.method == "supercl" and r.dataset_label == "ACDC" and r.labels == "25%" and r.protocol == "paper"
+    ]
     last = [float(next(x for x in r.log_rows() if x["step"] == "60")["val_dice"]) for r in sup]
     assert sup and int(curve[("SuperCL", 60)]["n"]) == len(sup)
     assert float(curve[("SuperCL", 60)]["val_dice_mean"]) == pytest.approx(np.mean(last), abs=1e-4)
@@ -410,8 +508,11 @@ def test_metric_summary_ignores_nan() -> None:
 def test_standard_protocol_uses_assd_and_nan_classes(tmp_path: Path) -> None:
     for m, v in (("scratch", 0.7), ("macl", 0.8)):
         d = make_run(tmp_path / m, m, "5 cases", 0, None, protocol="standard")
-        (d / "summary.json").write_text(json.dumps(
-            {"protocol": "standard", "mean": {"dsc": v, "jc": v - 0.1, "hd95": 4.0, "asd": 9.0, "assd": 2.0 * v}}))
+        (d / "summary.json").write_text(
+            json.dumps(
+                {"protocol": "standard", "mean": {"dsc": v, "jc": v - 0.1, "hd95": 4.0, "asd": 9.0, "assd": 2.0 * v}}
+            )
+        )
     with open(tmp_path / "macl" / "metrics.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     rows[0]["dsc"] = "nan"  # case00 class RV: empty ground truth -> NaN, the case keeps its Myo value
@@ -426,16 +527,25 @@ def test_standard_protocol_uses_assd_and_nan_classes(tmp_path: Path) -> None:
     macl = table.cell("5 cases", "macl", "ACDC")
     assert macl is not None and macl.metrics["assd"].mean == pytest.approx(1.6)
     assert table.marks[("5 cases", "scratch", "ACDC", "assd")] == "best"  # 1.4 < 1.6: lower is better
-    x, y, keys = paired_samples([r for r in runs if r.method == "macl"], [r for r in runs if r.method == "scratch"])
+    x, _y, keys = paired_samples([r for r in runs if r.method == "macl"], [r for r in runs if r.method == "scratch"])
     assert keys[0] == (0, "case00") and x[0] == pytest.approx(float(rows[1]["dsc"]))
 
 
 def test_evaluation_summary_layout_and_standard_recompute(tmp_path: Path) -> None:
     """summary.json as medssl.evaluation.write_results writes it (a "summary" list of rows)."""
     d = make_run(tmp_path / "a", "pcl", "10%", 0, None, protocol="standard")
-    (d / "summary.json").write_text(json.dumps({"protocol": "standard", "class_names": ["bg", *CLASSES], "summary": [
-        {"class_index": 1, "class_name": "RV", "dsc_mean": 0.5},
-        {"class_index": None, "class_name": "mean", "dsc_mean": 0.75, "jc_mean": 0.6, "hd95_mean": None}]}))
+    (d / "summary.json").write_text(
+        json.dumps(
+            {
+                "protocol": "standard",
+                "class_names": ["bg", *CLASSES],
+                "summary": [
+                    {"class_index": 1, "class_name": "RV", "dsc_mean": 0.5},
+                    {"class_index": None, "class_name": "mean", "dsc_mean": 0.75, "jc_mean": 0.6, "hd95_mean": None},
+                ],
+            }
+        )
+    )
     (run,) = collect_runs(tmp_path).runs
     assert run_metric_value(run, "dsc") == pytest.approx(0.75)
     assert math.isnan(run_metric_value(run, "hd95"))  # null -> NaN
@@ -466,7 +576,9 @@ def test_report_uses_the_packaged_table_by_default(grid: Path, reference_csv: Pa
     assert float(comp[("ACDC", "25%", "MACL")]["dsc_paper"]) == pytest.approx(90.00)
 
 
-def test_cli_report_compares_with_the_packaged_numbers(grid: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_report_compares_with_the_packaged_numbers(
+    grid: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from medssl.cli.main import main
 
     assert main(["report", str(grid), "--out", str(tmp_path / "rep")]) == 0
@@ -500,8 +612,17 @@ def test_loss_windows_known_means() -> None:
     from medssl.reporting.pretrain_losses import loss_windows
 
     # 120 steps logged every 10: windows (0, 10], (60, 70], (110, 120]
-    rows = [{"step": str(s), "epoch": "0", "lr": "0.1", "loss": str(1000 - s), "ins": str(s % 20),
-             "knn_position_mae": "0.5"} for s in range(10, 121, 10)]
+    rows = [
+        {
+            "step": str(s),
+            "epoch": "0",
+            "lr": "0.1",
+            "loss": str(1000 - s),
+            "ins": str(s % 20),
+            "knn_position_mae": "0.5",
+        }
+        for s in range(10, 121, 10)
+    ]
     got = loss_windows(rows, window=1 / 12)
     assert set(got) == {"loss", "ins"}  # step/epoch/lr and the diagnostics are not losses
     assert got["loss"] == (120, 990.0, 930.0, 880.0)
@@ -509,8 +630,10 @@ def test_loss_windows_known_means() -> None:
     # wider windows average more rows: (0, 30] -> steps 10, 20, 30
     assert loss_windows(rows, window=0.25)["loss"][1] == pytest.approx(980.0)
     # log.csv columns with the train_ prefix, named without it
-    log = [{"epoch": "0", "step": "50", "train_loss": "2.0", "seconds": "1"},
-           {"epoch": "1", "step": "100", "train_loss": "1.0", "seconds": "1"}]
+    log = [
+        {"epoch": "0", "step": "50", "train_loss": "2.0", "seconds": "1"},
+        {"epoch": "1", "step": "100", "train_loss": "1.0", "seconds": "1"},
+    ]
     assert loss_windows(log, window=0.5, prefix="train_") == {"loss": (100, 2.0, 1.0, 1.0)}
     with pytest.raises(ValueError, match="window"):
         loss_windows(rows, window=0.6)

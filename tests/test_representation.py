@@ -1,5 +1,6 @@
 """Representation diagnostics (medssl.evaluation.representation): closed forms on hand-made inputs,
 and the per-epoch diagnostics of a pre-training run."""
+
 from __future__ import annotations
 
 import json
@@ -41,7 +42,9 @@ def test_spread_closed_form(d: int) -> None:
 @pytest.mark.parametrize("k", [1, 3, 8])
 def test_effective_rank_closed_form(k: int) -> None:
     assert effective_rank(_axes(8, k)) == pytest.approx(k, rel=1e-9)
-    line = torch.randn(40, 1, generator=torch.Generator().manual_seed(1)) * torch.randn(1, 16, generator=torch.Generator().manual_seed(2))
+    line = torch.randn(40, 1, generator=torch.Generator().manual_seed(1)) * torch.randn(
+        1, 16, generator=torch.Generator().manual_seed(2)
+    )
     assert effective_rank(line) == pytest.approx(1.0, abs=1e-4)  # float32 rounding
     assert effective_rank(torch.zeros(5, 3)) == 1.0
 
@@ -76,7 +79,9 @@ def test_hypercolumns_shapes_and_standardisation() -> None:
     cols = hypercolumns(feats, (8, 8))
     assert cols.shape == (2, 12, 8, 8)
     first = cols[:, :4].transpose(0, 1).reshape(4, -1)  # a map at the output size: standardised per channel
-    assert torch.allclose(first.mean(1), torch.zeros(4), atol=1e-5) and torch.allclose(first.std(1), torch.ones(4), atol=1e-5)
+    assert torch.allclose(first.mean(1), torch.zeros(4), atol=1e-5) and torch.allclose(
+        first.std(1), torch.ones(4), atol=1e-5
+    )
     # the coarse map is upsampled: every 2 x 2 block of the output is interpolated from it
     assert torch.equal(cols[:, 4:, :, :], hypercolumns([feats[1]], (8, 8)))
 
@@ -88,14 +93,18 @@ def test_probe_set_and_diagnostics_on_a_store(synthetic_store: Path) -> None:
 
     store = SliceStore(synthetic_store)
     val = make_split(store, "100%", seed=0).val
-    probe = build_probe_set(store, 32, max_volumes=6, slices_per_volume=4, labelled_cases=val + [c.case_id for c in store.cases[:1]])
+    probe = build_probe_set(
+        store, 32, max_volumes=6, slices_per_volume=4, labelled_cases=val + [c.case_id for c in store.cases[:1]]
+    )
     n = probe.positions.shape[0]
     assert n == 24 and probe.images.shape[1:] == (1, 32, 32)
     assert float(probe.images[:n].min()) >= 0 and float(probe.images[:n].max()) <= 1
     assert probe.labels is not None and probe.probe_train.any() and not probe.probe_train.all()
     assert probe.images.shape[0] == n + probe.labels.shape[0]
     # only the cases given carry the probe's labels
-    assert set(probe.volumes["linear_probe_fit"] + probe.volumes["linear_probe_score"]) <= set(val + [store.cases[0].case_id])
+    assert set(probe.volumes["linear_probe_fit"] + probe.volumes["linear_probe_score"]) <= set(
+        val + [store.cases[0].case_id]
+    )
     net = UNet(1, 2, base_width=4)
     net.train()
     out = probe_diagnostics(net.encoder, probe)
@@ -107,15 +116,24 @@ def test_probe_set_and_diagnostics_on_a_store(synthetic_store: Path) -> None:
 
 
 def test_pretraining_logs_diagnostics(synthetic_store: Path, tmp_path: Path) -> None:
-    from medssl.config import PretrainConfig
+    from medssl.config import PretrainConfig, apply_overrides
     from medssl.pretrain import pretrain
-    from medssl.config import apply_overrides
 
-    cfg = apply_overrides(PretrainConfig(), {
-        "method": "simclr", "data.path": str(synthetic_store), "data.image_size": 32, "data.batch_size": 8,
-        "data.num_workers": 0, "model.base_width": 4, "train.epochs": 2, "train.progress": False,
-        "train.device": "cpu", "out": str(tmp_path / "pre"),
-    })
+    cfg = apply_overrides(
+        PretrainConfig(),
+        {
+            "method": "simclr",
+            "data.path": str(synthetic_store),
+            "data.image_size": 32,
+            "data.batch_size": 8,
+            "data.num_workers": 0,
+            "model.base_width": 4,
+            "train.epochs": 2,
+            "train.progress": False,
+            "train.device": "cpu",
+            "out": str(tmp_path / "pre"),
+        },
+    )
     pretrain(cfg, log_fn=lambda s: None)
     header = (tmp_path / "pre" / "log.csv").read_text().splitlines()[0].split(",")
     for col in ("embed_spread", "effective_rank", "knn_position_mae", "linear_probe_dice"):
@@ -136,7 +154,7 @@ def test_pretraining_logs_diagnostics(synthetic_store: Path, tmp_path: Path) -> 
 def test_collapse_is_a_fall_not_a_small_spread() -> None:
     from medssl.evaluation.representation import collapsed
 
-    assert collapsed(0.01, peak=0.30)            # spread fell from 0.30 to 0.01
-    assert not collapsed(0.04, peak=0.064)       # a He-initialised encoder's own small spread
-    assert not collapsed(0.0, peak=0.0)          # never spread (PyTorch default init): nothing fell
-    assert not collapsed(0.2, peak=0.9)          # above the floor
+    assert collapsed(0.01, peak=0.30)  # spread fell from 0.30 to 0.01
+    assert not collapsed(0.04, peak=0.064)  # a He-initialised encoder's own small spread
+    assert not collapsed(0.0, peak=0.0)  # never spread (PyTorch default init): nothing fell
+    assert not collapsed(0.2, peak=0.9)  # above the floor

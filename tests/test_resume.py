@@ -1,6 +1,7 @@
 """Interrupted jobs: a fine-tuning process killed with SIGKILL resumes from its last complete epoch
 and finishes with the same metrics as an uninterrupted run (CPU, deterministic mode); a benchmark
 grid rerun skips its finished cells."""
+
 from __future__ import annotations
 
 import json
@@ -17,9 +18,30 @@ import torch
 
 def _cmd(store: Path, out: Path) -> list[str]:
     return [
-        sys.executable, "-m", "medssl.cli.main", "finetune", "--data", str(store), "--out", str(out),
-        "--labels", "50%", "--epochs", "8", "--batch-size", "4", "--workers", "0", "--device", "cpu",
-        "--deterministic", "--no-progress", "--set", "model.base_width=4", "--set", "train.val_every=1",
+        sys.executable,
+        "-m",
+        "medssl.cli.main",
+        "finetune",
+        "--data",
+        str(store),
+        "--out",
+        str(out),
+        "--labels",
+        "50%",
+        "--epochs",
+        "8",
+        "--batch-size",
+        "4",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--deterministic",
+        "--no-progress",
+        "--set",
+        "model.base_width=4",
+        "--set",
+        "train.val_every=1",
     ]
 
 
@@ -28,11 +50,15 @@ def _env() -> dict[str, str]:
 
 
 def test_sigkill_then_rerun_gives_the_same_metrics(synthetic_store, tmp_path):
-    ref = subprocess.run(_cmd(synthetic_store, tmp_path / "ref"), env=_env(), capture_output=True, text=True, timeout=300)
+    ref = subprocess.run(
+        _cmd(synthetic_store, tmp_path / "ref"), env=_env(), capture_output=True, text=True, timeout=300
+    )
     assert ref.returncode == 0, ref.stderr[-2000:]
 
     run = tmp_path / "killed"
-    proc = subprocess.Popen(_cmd(synthetic_store, run), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _cmd(synthetic_store, run), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     ckpt = run / "checkpoint_latest.pt"
     deadline = time.time() + 240
     killed_at = None
@@ -40,7 +66,7 @@ def test_sigkill_then_rerun_gives_the_same_metrics(synthetic_store, tmp_path):
         if ckpt.is_file():
             try:
                 epoch = torch.load(ckpt, weights_only=False)["epoch"]
-            except Exception:  # noqa: BLE001 - being replaced right now; the rename is atomic
+            except Exception:
                 continue
             if epoch >= 2:
                 proc.send_signal(signal.SIGKILL)
@@ -65,10 +91,21 @@ def test_benchmark_rerun_skips_finished_cells(tmp_path):
 
     quick = [
         "datasets=[{name: synthetic, dataset: synthetic, src: builtin, prepare: {reader_options: {n_patients: 5, frames: 1, slices: 6, size: 32, seed: 0}}}]",
-        "pretrain.train.max_steps=2", "pretrain.train.epochs=1", "pretrain.data.image_size=32", "pretrain.data.batch_size=4",
-        "pretrain.model.base_width=4", "finetune.model.base_width=4", "finetune.train.max_steps=2", "finetune.train.epochs=1",
-        "finetune.data.image_size=32", "pretrain.train.device=cpu", "finetune.train.device=cpu",
-        "pretrain.train.progress=false", "finetune.train.progress=false", "seeds=[0, 1]", "methods=[scratch, supercl]",
+        "pretrain.train.max_steps=2",
+        "pretrain.train.epochs=1",
+        "pretrain.data.image_size=32",
+        "pretrain.data.batch_size=4",
+        "pretrain.model.base_width=4",
+        "finetune.model.base_width=4",
+        "finetune.train.max_steps=2",
+        "finetune.train.epochs=1",
+        "finetune.data.image_size=32",
+        "pretrain.train.device=cpu",
+        "finetune.train.device=cpu",
+        "pretrain.train.progress=false",
+        "finetune.train.progress=false",
+        "seeds=[0, 1]",
+        "methods=[scratch, supercl]",
     ]
     cells = run_benchmark(demo_config_path(), tmp_path, dry_run=True, overrides=quick)
     assert cells.splitlines()[-1] == "4 of 4 cells"

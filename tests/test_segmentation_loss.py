@@ -1,4 +1,5 @@
 """Fine-tuning losses (medssl.losses.segmentation): closed forms and MONAI as an oracle."""
+
 from __future__ import annotations
 
 import math
@@ -40,7 +41,9 @@ def test_sample_mode_equals_monai_dicece(k: int) -> None:
     ours = segmentation_loss(logits, target, "dicece", "sample")
     ref = DiceCELoss(to_onehot_y=True, softmax=True)(logits, target[:, None])
     assert float(ours) == pytest.approx(float(ref), rel=1e-5)
-    assert float(segmentation_loss(logits, target, "ce")) == pytest.approx(float(F.cross_entropy(logits, target)), rel=1e-6)
+    assert float(segmentation_loss(logits, target, "ce")) == pytest.approx(
+        float(F.cross_entropy(logits, target)), rel=1e-6
+    )
 
 
 def test_unknown_names() -> None:

@@ -5,6 +5,7 @@ from the same weights and batch, for the two flagship methods.
 torch.compile is exercised where it is quick (``MEDSSL_TEST_COMPILE=1``: the GPU check script sets
 it); on a 2-core CPU its inductor build takes minutes per method.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,21 +13,21 @@ import sys
 
 import pytest
 import torch
-
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from gpu_throughput import VARIANTS, batch_for, build, grads, make_step  # noqa: E402
+from gpu_throughput import VARIANTS, batch_for, build, grads, make_step
 
-from medssl.methods.catalog import load_all_methods  # noqa: E402
+from medssl.methods.catalog import load_all_methods
 
 load_all_methods()
 
 SIZE, BATCH, WIDTH = 32, 4, 4
 
 
-def first_step(name: str, dtype: torch.dtype | None, channels_last: bool, compile_mode: str | None
-               ) -> tuple[float, torch.Tensor]:
+def first_step(
+    name: str, dtype: torch.dtype | None, channels_last: bool, compile_mode: str | None
+) -> tuple[float, torch.Tensor]:
     """Loss and flattened gradient of one step from the seeded weights (no optimiser update)."""
     device = torch.device("cpu")
     method = build(name, WIDTH, device, channels_last)
@@ -63,5 +64,7 @@ def test_bf16_autocast_stays_within_bf16_noise(name: str) -> None:
 @pytest.mark.parametrize("name", ["supercl", "macl"])
 def test_compile_is_the_same_step(name: str) -> None:
     if os.environ.get("MEDSSL_TEST_COMPILE") != "1":
-        pytest.skip("torch.compile builds for minutes on a small CPU; set MEDSSL_TEST_COMPILE=1 (benchmarks/gpu_check.sh does)")
+        pytest.skip(
+            "torch.compile builds for minutes on a small CPU; set MEDSSL_TEST_COMPILE=1 (benchmarks/gpu_check.sh does)"
+        )
     _compare(name, (None, False, "default"), loss_rel=1e-4, min_cos=0.9999)

@@ -1,4 +1,5 @@
 """Patient-level splits: reproducible, disjoint, label fractions, the papers' published lists."""
+
 import pytest
 
 from medssl.data.splits import load_paper_splits, make_split, parse_labels
@@ -42,9 +43,9 @@ def test_published_lists_parse():
 
 
 def test_paper_split_on_real_hippocampus(shared_data, tmp_path):
-    from medssl.data.store import prepare
-
     from conftest import _subset_msd
+
+    from medssl.data.store import prepare
 
     src = _subset_msd(shared_data / "msd_hippocampus", tmp_path / "Task04_Hippocampus", 260)
     store = SliceStore(prepare("msd", src, tmp_path / "prep", progress=False).root)

@@ -1,4 +1,5 @@
 """SupCon with masks: values computed by hand."""
+
 import math
 
 import pytest
@@ -24,9 +25,11 @@ def test_anchor_without_positive_is_ignored_and_mask_diagonal_ignored():
     m[2, 2] = True  # the diagonal never counts
     full = supcon_loss(z, m)
     logits = torch.nn.functional.normalize(z, dim=1) @ torch.nn.functional.normalize(z, dim=1).T / 0.1
+
     def l(a, p):
         others = [b for b in range(4) if b != a]
         return -(0.1 / 0.07) * (logits[a, p] - torch.logsumexp(logits[a, others], 0))
+
     assert full.item() == pytest.approx(((l(0, 1) + l(1, 0)) / 2).item(), rel=1e-5)
 
 

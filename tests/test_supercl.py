@@ -1,4 +1,5 @@
 """SuperCL losses, method, reference-checkpoint compatibility and figure (METHODS.md section 3)."""
+
 from __future__ import annotations
 
 import math
@@ -73,7 +74,9 @@ def test_intra_matches_reference_oracle(rng: np.random.Generator) -> None:
     f1, f2 = torch.randn(3, 8, 4, 6), torch.randn(3, 8, 4, 6)
     sp = torch.from_numpy(rng.integers(0, 4, size=(3, 16, 24)))
     for stride in (1, 5):
-        assert intra_loss(f1, f2, sp, stride=stride).item() == pytest.approx(_ref_intra(f1, f2, sp, stride).item(), rel=1e-5)
+        assert intra_loss(f1, f2, sp, stride=stride).item() == pytest.approx(
+            _ref_intra(f1, f2, sp, stride).item(), rel=1e-5
+        )
 
 
 def test_downsample_superpixels_is_reference_nearest() -> None:
@@ -194,7 +197,9 @@ def test_supercl_loss_parts_and_one_similarity(monkeypatch: pytest.MonkeyPatch, 
     assert out["loss"].item() == pytest.approx((out["ins"] + out["intra"] + 0.5 * out["inter"]).item(), rel=1e-6)
     z = torch.cat([z3, z4])
     assert out["ins"].item() == pytest.approx(supcon_loss(z, positional_mask(pos, 0.1)).item(), rel=1e-5)
-    assert out["ins"].item() == pytest.approx(_ref_supcon(torch.stack([z3, z4], 1), (pos[:, None] - pos[None]).abs() < 0.1).item(), rel=1e-5)
+    assert out["ins"].item() == pytest.approx(
+        _ref_supcon(torch.stack([z3, z4], 1), (pos[:, None] - pos[None]).abs() < 0.1).item(), rel=1e-5
+    )
     a = torch.cat([average_superpixel_map(f1, sp).reshape(4, -1), average_superpixel_map(f2, sp).reshape(4, -1)])
     assert out["inter"].item() == pytest.approx(_ref_supcon(torch.stack([z3, z4], 1), ccl_mask(a)).item(), rel=1e-5)
     assert out["intra"].item() == pytest.approx(_ref_intra(f1, f2, sp, 2).item(), rel=1e-5)
@@ -245,7 +250,9 @@ def test_method_step_gradients_and_bare_forward() -> None:
     assert all(g is not None and torch.isfinite(g).all() for g in enc)
     assert all(p.grad is None for p in method.backbone.decoder.parameters())
     assert all(p.grad is not None for p in method.head.parameters())
-    assert method.head.mlp[0].in_features == 64 and method.head.mlp[-1].out_features == 512  # the reference's --classes 512
+    assert (
+        method.head.mlp[0].in_features == 64 and method.head.mlp[-1].out_features == 512
+    )  # the reference's --classes 512
     assert torch.isfinite(method.bare_forward(batch))
     assert set(method.pretrained_state_dict()) == {"encoder." + k for k in method.backbone.encoder.state_dict()}
 
@@ -327,13 +334,25 @@ def test_reference_checkpoint_loads_into_encoder(prefix: str) -> None:
     assert torch.equal(net.encoder.stages[0][1][1].running_mean, sd[f"{prefix}encoder.contr_1_2.1.running_mean"])
     assert torch.equal(net.encoder.stages[3][1][1].weight, sd[f"{prefix}encoder.contr_4_2.1.weight"])
     assert torch.equal(net.encoder.center[2].bias, sd[f"{prefix}encoder.center.2.bias"])
-    assert {k for k in converted if not k.startswith("encoder.")} == {"head.2.weight", "head.2.bias", "head.4.weight", "head.4.bias"}
+    assert {k for k in converted if not k.startswith("encoder.")} == {
+        "head.2.weight",
+        "head.2.bias",
+        "head.4.weight",
+        "head.4.bias",
+    }
     # the loaded encoder computes what the reference encoder computes: conv -> BN -> LeakyReLU twice, ...
     net.eval()
     x = torch.randn(1, 1, 16, 16)
-    y = F.leaky_relu(F.batch_norm(F.conv2d(x, sd[f"{prefix}encoder.contr_1_1.0.weight"], sd[f"{prefix}encoder.contr_1_1.0.bias"], padding=1),
-                                  sd[f"{prefix}encoder.contr_1_1.1.running_mean"], sd[f"{prefix}encoder.contr_1_1.1.running_var"],
-                                  sd[f"{prefix}encoder.contr_1_1.1.weight"], sd[f"{prefix}encoder.contr_1_1.1.bias"]), 0.01)
+    y = F.leaky_relu(
+        F.batch_norm(
+            F.conv2d(x, sd[f"{prefix}encoder.contr_1_1.0.weight"], sd[f"{prefix}encoder.contr_1_1.0.bias"], padding=1),
+            sd[f"{prefix}encoder.contr_1_1.1.running_mean"],
+            sd[f"{prefix}encoder.contr_1_1.1.running_var"],
+            sd[f"{prefix}encoder.contr_1_1.1.weight"],
+            sd[f"{prefix}encoder.contr_1_1.1.bias"],
+        ),
+        0.01,
+    )
     assert torch.allclose(net.encoder.stages[0][0](x), y, atol=1e-5)
 
 
@@ -343,7 +362,9 @@ class _FakeStore:
         self.root = root
         self._v = volumes
         self.cases = [
-            SimpleNamespace(case_id=k, patient_id=k, num_slices=v.shape[0], shape=v.shape, spacing=(1.0, 1.0, 1.0), has_label=False)
+            SimpleNamespace(
+                case_id=k, patient_id=k, num_slices=v.shape[0], shape=v.shape, spacing=(1.0, 1.0, 1.0), has_label=False
+            )
             for k, v in volumes.items()
         ]
 
@@ -394,8 +415,15 @@ def _real_views(store_path, n: int = 8, size: int = 128, mode: str = "online"):
     cfg = SuperpixelConfig(mode=mode, view_size=size)
     if mode == "cache":
         build_superpixel_cache(store, cfg, progress=False)
-    ds = PretrainSlices(store, [c.case_id for c in store.cases], size, MultiViewTransform(views=SuperCL.views),
-                        SuperCL.needs, SuperpixelProvider(cfg, store), seed=0)
+    ds = PretrainSlices(
+        store,
+        [c.case_id for c in store.cases],
+        size,
+        MultiViewTransform(views=SuperCL.views),
+        SuperCL.needs,
+        SuperpixelProvider(cfg, store),
+        seed=0,
+    )
     idx = np.linspace(0, len(ds) - 1, n).round().astype(int)
     items = [ds[int(i)] for i in idx]
     return {k: torch.stack([it[k] for it in items]) for k in items[0]}
@@ -422,7 +450,7 @@ def test_short_supercl_pretraining_lowers_its_three_losses_at_128px(cardiac_stor
     method = SuperCL(UNet(1, 2, base_width=8))
     opt = torch.optim.SGD(method.parameters(), lr=0.05, momentum=0.9)
     first = last = None
-    for step in range(12):
+    for _step in range(12):
         out = method(batch)
         opt.zero_grad()
         out["loss"].backward()

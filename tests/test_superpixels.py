@@ -1,4 +1,5 @@
 """Superpixel maps, the per-slice cache and the provider (METHODS.md section 3, SuperCL)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -70,7 +71,14 @@ class FakeStore:
         self._v = volumes
         self.reads: list[str] = []
         self.cases = [
-            SimpleNamespace(case_id=k, patient_id=k, num_slices=v.shape[0], shape=tuple(v.shape), spacing=(1.0, 1.0, 1.0), has_label=False)
+            SimpleNamespace(
+                case_id=k,
+                patient_id=k,
+                num_slices=v.shape[0],
+                shape=tuple(v.shape),
+                spacing=(1.0, 1.0, 1.0),
+                has_label=False,
+            )
             for k, v in volumes.items()
         ]
 
@@ -264,8 +272,15 @@ def test_cached_map_agrees_with_online_after_intensity_transform() -> None:
         vol = img[None]
         v1 = intensity_view(minmax(img.astype(np.float64)), rng)
         online = compute_superpixels(v1, SuperpixelConfig(n_segments=100))
-        with_blur.append(ari(compute_volume_superpixels(vol, SuperpixelConfig(mode="cache", n_segments=100))[0], online))
-        without.append(ari(compute_volume_superpixels(vol, SuperpixelConfig(mode="cache", cache_blur_sigma=0, n_segments=100))[0], online))
+        with_blur.append(
+            ari(compute_volume_superpixels(vol, SuperpixelConfig(mode="cache", n_segments=100))[0], online)
+        )
+        without.append(
+            ari(
+                compute_volume_superpixels(vol, SuperpixelConfig(mode="cache", cache_blur_sigma=0, n_segments=100))[0],
+                online,
+            )
+        )
     assert np.mean(with_blur) >= 0.8, with_blur
     assert np.mean(with_blur) > np.mean(without) + 0.05, (with_blur, without)
 

@@ -1,4 +1,5 @@
 """Tests of medssl.data.synthetic: determinism, anatomy, registry entry, NIfTI round trip."""
+
 from __future__ import annotations
 
 import json
@@ -62,7 +63,7 @@ def test_anatomy_base_to_apex(cases):
         lv = lab == 3
         inner = lv[:, 1:-1, 1:-1]
         for dy, dx in ((0, 1), (1, 0), (2, 1), (1, 2)):
-            nb = lab[:, dy:dy + lab.shape[1] - 2, dx:dx + lab.shape[2] - 2]
+            nb = lab[:, dy : dy + lab.shape[1] - 2, dx : dx + lab.shape[2] - 2]
             assert np.isin(nb[inner], (2, 3)).all()
         # smooth: the LV centre moves little between adjacent slices
         cents = np.array([np.argwhere(lv[k]).mean(0) for k in present])

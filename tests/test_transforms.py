@@ -1,4 +1,5 @@
 """Tests of medssl.data.transforms: closed forms, oracles and alignment of image and label."""
+
 from __future__ import annotations
 
 import math
@@ -30,7 +31,7 @@ def _disc_label(n: int = 48) -> np.ndarray:
     lab = np.zeros((n, n), np.uint8)
     lab[r <= 0.25 * n] = 1
     lab[r <= 0.15 * n] = 2
-    lab[int(0.7 * n):int(0.8 * n), int(0.15 * n):int(0.3 * n)] = 3
+    lab[int(0.7 * n) : int(0.8 * n), int(0.15 * n) : int(0.3 * n)] = 3
     return lab
 
 
@@ -84,7 +85,7 @@ def test_constant_input_no_nan(method):
     out = normalize(v, method)
     assert np.isfinite(out).all()
     if method != "none":
-        assert (out == 0).all() or method == "max" and np.allclose(out, 1.0)
+        assert (out == 0).all() or (method == "max" and np.allclose(out, 1.0))
 
 
 def test_slice_minmax_constant_slice_is_zero():
@@ -133,7 +134,7 @@ def test_resample_shape_spacing_and_labels():
 def test_resample_cubic_reproduces_linear_ramp():
     h, w = 20, 30
     ramp = np.tile(np.arange(w, dtype=np.float64), (1, h, 1))  # intensity = column index
-    i2, _, sp = resample_inplane(ramp, None, (1.0, 1.0, 1.0), 0.5)
+    i2, _, _sp = resample_inplane(ramp, None, (1.0, 1.0, 1.0), 0.5)
     assert i2.shape == (1, 40, 60)
     # pixel centres of the new grid map to x = (j + 0.5) * 0.5 - 0.5 in old pixel units
     expected = (np.arange(60) + 0.5) * 0.5 - 0.5
@@ -163,8 +164,8 @@ def test_pad_or_crop_random_shared_window(rng):
         i2, l2 = pad_or_crop(img, lab, size=16, rng=rng)
         assert i2.shape == l2.shape == (16, 16)
         r0, c0 = divmod(int(i2[0, 0]), 30)
-        np.testing.assert_array_equal(i2, img[r0:r0 + 16, c0:c0 + 16])
-        np.testing.assert_array_equal(l2, lab[r0:r0 + 16, c0:c0 + 16])
+        np.testing.assert_array_equal(i2, img[r0 : r0 + 16, c0 : c0 + 16])
+        np.testing.assert_array_equal(l2, lab[r0 : r0 + 16, c0 : c0 + 16])
         assert 0 <= r0 <= 24 and 0 <= c0 <= 14
         starts.add((r0, c0))
     assert len(starts) > 30  # random, not a fixed window
@@ -232,8 +233,12 @@ def test_elastic_displacement_matches_gaussian_filter():
     sh, alpha, sigma = (40, 52), 120.0, 5.3
     d = elastic_displacement(np.random.default_rng(3), sh, alpha, sigma)
     noise = np.random.default_rng(3).random((2,) + sh, dtype=np.float32) * 2.0 - 1.0
-    ref = np.stack([ndimage.gaussian_filter(noise[i].astype(np.float64), sigma, mode="constant", cval=0.0) * alpha
-                    for i in range(2)])
+    ref = np.stack(
+        [
+            ndimage.gaussian_filter(noise[i].astype(np.float64), sigma, mode="constant", cval=0.0) * alpha
+            for i in range(2)
+        ]
+    )
     assert d.shape == (2,) + sh and d.dtype == np.float32
     np.testing.assert_allclose(d, ref, atol=1e-4 * np.abs(ref).max())
 
@@ -276,10 +281,10 @@ def test_lattice_elastic_field_samples_have_the_predicted_variance():
     assert d.shape == (1000, 2) + sh and d.dtype == np.float32
     rows = transforms._lattice_basis(sh[0], sigma, 4.0).astype(np.float64)
     cols = transforms._lattice_basis(sh[1], sigma, 4.0).astype(np.float64)
-    pred = alpha ** 2 / 3.0 * np.outer((rows ** 2).sum(1), (cols ** 2).sum(1))
+    pred = alpha**2 / 3.0 * np.outer((rows**2).sum(1), (cols**2).sum(1))
     emp = (d.astype(np.float64) ** 2).mean(axis=(0, 1))
     emp_ref = (ref.astype(np.float64) ** 2).mean(axis=(0, 1))  # the per-pixel field, for scale
-    for (i, j) in [(24, 32), (0, 0), (0, 32), (47, 63), (24, 0)]:
+    for i, j in [(24, 32), (0, 0), (0, 32), (47, 63), (24, 0)]:
         assert emp[i, j] == pytest.approx(pred[i, j], rel=0.12), (i, j)
         assert emp_ref[i, j] == pytest.approx(pred[i, j], rel=0.12), (i, j)
     assert pred[0, 0] < 0.4 * pred[24, 32]  # the border fade is there
@@ -420,7 +425,9 @@ def test_fill_min_pads_and_rotates_in_the_background() -> None:
     with pytest.raises(ValueError, match="padding values"):
         pad_or_crop(img, lab, size=32, values=(1.0,))
     # a rotation by 45 degrees brings corners in from outside: the image's minimum there, label 0
-    aug = JointAugment(32, p_spatial=1.0, mirror=False, fill="min", elastic=False, scaling=False, angle=(np.pi / 4, np.pi / 4))
+    aug = JointAugment(
+        32, p_spatial=1.0, mirror=False, fill="min", elastic=False, scaling=False, angle=(np.pi / 4, np.pi / 4)
+    )
     a_img, a_lab = aug(img, lab, np.random.default_rng(0))
     assert np.isclose(a_img[0, 0], -0.8, atol=1e-5) and a_lab[0, 0] == 0
     ref = JointAugment(32, p_spatial=1.0, mirror=False, elastic=False, scaling=False, angle=(np.pi / 4, np.pi / 4))

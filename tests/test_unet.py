@@ -1,4 +1,5 @@
 """The papers' U-Net: shapes, parts, initialisation and reference-checkpoint key conversion."""
+
 import pytest
 import torch
 
@@ -49,12 +50,24 @@ def _reference_names(net: UNet) -> dict:
 def test_reference_state_dict_round_trip():
     src = UNet(1, 3, base_width=4)
     ref = _reference_names(src)
-    assert "encoder.contr_1_1.0.weight" in ref and "decoder.upscale5.weight" in ref and "decoder.expand_1_2.1.running_mean" in ref
+    assert (
+        "encoder.contr_1_1.0.weight" in ref
+        and "decoder.upscale5.weight" in ref
+        and "decoder.expand_1_2.1.running_mean" in ref
+    )
     dst = UNet(1, 3, base_width=4)
     dst.load_state_dict(convert_reference_state_dict(ref), strict=True)
     for k, v in src.state_dict().items():
         assert torch.equal(v, dst.state_dict()[k]), k
-    macl = {("share_encoder." + k[len("encoder."):] if k.startswith("encoder.") else "online_decoder." + k[len("decoder."):]): v for k, v in ref.items() if not k.startswith("decoder.head")}
+    macl = {
+        (
+            "share_encoder." + k[len("encoder.") :]
+            if k.startswith("encoder.")
+            else "online_decoder." + k[len("decoder.") :]
+        ): v
+        for k, v in ref.items()
+        if not k.startswith("decoder.head")
+    }
     conv = convert_reference_state_dict(macl)
     assert set(conv) == {k for k in src.state_dict() if not k.startswith("head")}
 

@@ -1,5 +1,6 @@
 """Data without a voxel spacing (the semi-supervised ACDC HDF5 layout): said on the console, in
 fingerprint.json and in every summary; HD95/ASD labelled as voxels; resampling to mm refused."""
+
 from __future__ import annotations
 
 import json
@@ -53,8 +54,13 @@ def test_known_spacing_is_quiet(synthetic_store: Path, tmp_path: Path) -> None:
     assert SliceStore(synthetic_store).spacing_known is True
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        prepare("synthetic", "builtin", tmp_path / "s", progress=False,
-                reader_options=dict(n_patients=2, frames=1, slices=3, size=16))
+        prepare(
+            "synthetic",
+            "builtin",
+            tmp_path / "s",
+            progress=False,
+            reader_options=dict(n_patients=2, frames=1, slices=3, size=16),
+        )
 
 
 def test_resampling_without_a_spacing_is_refused(h5_src: Path, tmp_path: Path) -> None:
@@ -63,23 +69,53 @@ def test_resampling_without_a_spacing_is_refused(h5_src: Path, tmp_path: Path) -
     assert not (tmp_path / "p" / "plan.json").exists()
 
 
-def test_cli_prepare_says_it_and_refuses_spacing(h5_src: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_prepare_says_it_and_refuses_spacing(
+    h5_src: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["prepare", "acdc-h5", str(h5_src), str(tmp_path / "p"), "--no-progress"]) == 0
     assert f"{NOTE} (8 of 8 cases" in capsys.readouterr().out
     assert main(["prepare", "acdc-h5", str(h5_src), str(tmp_path / "q"), "--spacing", "2.0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == (f"medssl: error: {h5_src}: acdc-h5 stores no voxel spacing, so it cannot be resampled to 2.0 mm; "
-                       "prepare it with --spacing keep (the default): distances are then in voxels")
+    assert err[-1] == (
+        f"medssl: error: {h5_src}: acdc-h5 stores no voxel spacing, so it cannot be resampled to 2.0 mm; "
+        "prepare it with --spacing keep (the default): distances are then in voxels"
+    )
 
 
-def test_cli_finetune_and_evaluate_label_distances_in_voxels(h5_src: Path, tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_finetune_and_evaluate_label_distances_in_voxels(
+    h5_src: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     store = tmp_path / "p"
     assert main(["prepare", "acdc-h5", str(h5_src), str(store), "--no-progress"]) == 0
     run = tmp_path / "ft"
-    assert main(["finetune", "--data", str(store), "--labels", "2", "--out", str(run), "--epochs", "1",
-                 "--max-steps", "2", "--batch-size", "4", "--image-size", "32", "--device", "cpu",
-                 "--set", "model.base_width=4", "--set", "data.num_workers=0"]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--data",
+                str(store),
+                "--labels",
+                "2",
+                "--out",
+                str(run),
+                "--epochs",
+                "1",
+                "--max-steps",
+                "2",
+                "--batch-size",
+                "4",
+                "--image-size",
+                "32",
+                "--device",
+                "cpu",
+                "--set",
+                "model.base_width=4",
+                "--set",
+                "data.num_workers=0",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "HD95 (voxels)" in out and "ASD (voxels)" in out and NOTE in out
     summary = json.loads((run / "summary.json").read_text())

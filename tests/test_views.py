@@ -1,5 +1,6 @@
 """Tests of medssl.data.views: T_int against PIL (the reference's arithmetic), view geometry,
 lazy computation of the requested views only."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,12 +42,13 @@ def test_intensity_matches_pil_pipeline(seed):
 def test_intensity_blur_closed_form():
     """Float path with brightness = contrast = 1: min-max of a 3x3 Gaussian blur with reflect border."""
     x = np.random.default_rng(0).random((9, 11)).astype(np.float32)
-    out = intensity_transform(x, np.random.default_rng(4), brightness=(1, 1), contrast=(1, 1),
-                              blur_sigma=(2.0, 2.0), quantize=False)
+    out = intensity_transform(
+        x, np.random.default_rng(4), brightness=(1, 1), contrast=(1, 1), blur_sigma=(2.0, 2.0), quantize=False
+    )
     k = np.exp(-0.5 * (np.array([-1.0, 0.0, 1.0]) / 2.0) ** 2)
     k /= k.sum()
     p = np.pad(x.astype(np.float64), 1, mode="reflect")
-    blur = sum(k[i] * k[j] * p[i:i + 9, j:j + 11] for i in range(3) for j in range(3))
+    blur = sum(k[i] * k[j] * p[i : i + 9, j : j + 11] for i in range(3) for j in range(3))
     expected = (blur - blur.min()) / (blur.max() - blur.min() + 1e-8)
     np.testing.assert_allclose(out, expected, atol=1e-5)
 
@@ -133,8 +135,14 @@ def test_identity_t_fix_and_real_slice(shared_data):
 
 @pytest.mark.parametrize(
     "views, n_int, n_sp",
-    [(("v1",), 1, 0), (("v1", "v2"), 2, 0), (("v3",), 1, 1), (("v3", "v4"), 2, 2), (("v1", "v2", "v3", "v4"), 2, 2),
-     (("v4",), 1, 1)],
+    [
+        (("v1",), 1, 0),
+        (("v1", "v2"), 2, 0),
+        (("v3",), 1, 1),
+        (("v3", "v4"), 2, 2),
+        (("v1", "v2", "v3", "v4"), 2, 2),
+        (("v4",), 1, 1),
+    ],
 )
 def test_only_requested_views_computed(monkeypatch, views, n_int, n_sp):
     calls = {"int": 0, "sp": 0}
@@ -158,8 +166,9 @@ def test_only_requested_views_computed(monkeypatch, views, n_int, n_sp):
 def test_neighbor_view_and_patch_window():
     x = _slice(5)
     nb = _slice(5)[::-1].copy()
-    tf = MultiViewTransform(views=("v1",), t_fix="identity", neighbor=True, patch_size=40, p_spatial=0.0,
-                            spatial_kwargs={"mirror": False})
+    tf = MultiViewTransform(
+        views=("v1",), t_fix="identity", neighbor=True, patch_size=40, p_spatial=0.0, spatial_kwargs={"mirror": False}
+    )
     with pytest.raises(ValueError, match="neighbor_image"):
         tf(x, np.random.default_rng(0))
     out = tf(x, np.random.default_rng(0), neighbor_image=nb)
@@ -167,9 +176,9 @@ def test_neighbor_view_and_patch_window():
     # same random window for the slice and its neighbour: find it from v1, check it on the neighbour
     r = np.random.default_rng(0)
     r0, c0 = int(r.integers(0, 25)), int(r.integers(0, 25))
-    crop = x[r0:r0 + 40, c0:c0 + 40]
+    crop = x[r0 : r0 + 40, c0 : c0 + 40]
     np.testing.assert_allclose(out["v1"], (crop - crop.min()) / (crop.max() - crop.min() + 1e-8), atol=1e-6)
-    ncrop = nb[r0:r0 + 40, c0:c0 + 40]
+    ncrop = nb[r0 : r0 + 40, c0 : c0 + 40]
     np.testing.assert_allclose(out["neighbor"], (ncrop - ncrop.min()) / (ncrop.max() - ncrop.min() + 1e-8), atol=1e-6)
 
 

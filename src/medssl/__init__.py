@@ -8,6 +8,7 @@ Public API (each command of the ``medssl`` CLI is a thin layer over one of these
     res = medssl.finetune(medssl.FinetuneConfig(data=medssl.DataCfg(path="prepared/hippo"), init=str(run.checkpoint)))
     medssl.evaluate_run(res.out)
 """
+
 from __future__ import annotations
 
 from typing import Any

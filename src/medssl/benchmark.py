@@ -32,6 +32,7 @@ device, optimiser, loss), and runs already in the benchmark folder against their
 A real run then prepares the stores its cells need and checks every cell's split (a count of
 labelled patients larger than the training pool) before the first training starts.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -39,22 +40,34 @@ import copy
 import inspect
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import yaml
 
 from .config import SEED_MAX, FinetuneConfig, PretrainConfig, config_from_dict
-from .recipes import resolve_recipe
 from .engine.rundir import bind_run_dir, is_done, read_run
 from .errors import ConfigError, DataError
+from .recipes import resolve_recipe
 from .utils.files import atomic_write_json
 
-__all__ = ["GridCell", "CellPlan", "load_grid", "plan_cells", "validate_grid", "run_benchmark"]
+__all__ = ["CellPlan", "GridCell", "load_grid", "plan_cells", "run_benchmark", "validate_grid"]
 
 #: the keys a grid file may have
-GRID_KEYS = ("name", "protocol", "methods", "labels", "seeds", "datasets", "pretrain", "pretrain_methods", "finetune", "progress")
+GRID_KEYS = (
+    "name",
+    "protocol",
+    "methods",
+    "labels",
+    "seeds",
+    "datasets",
+    "pretrain",
+    "pretrain_methods",
+    "finetune",
+    "progress",
+)
 #: the keys of one ``datasets`` entry
 DATASET_KEYS = ("name", "dataset", "src", "prepare", "prepared", "pretrain", "finetune")
 #: the method name of the fine-tuning row without pre-training
@@ -140,14 +153,18 @@ def _check_grid_shape(grid: dict[str, Any], p: Path) -> None:
         raise ConfigError(f"{p}: methods must be a list of method names, got {grid['methods']!r}")
     if "labels" in grid:
         if not isinstance(grid["labels"], list) or not grid["labels"]:
-            raise ConfigError(f"{p}: labels must be a non-empty list such as [\"10%\", \"25%\"], got {grid['labels']!r}")
+            raise ConfigError(f'{p}: labels must be a non-empty list such as ["10%", "25%"], got {grid["labels"]!r}')
         try:
             grid["labels"] = list(dict.fromkeys(canonical_labels(v) for v in grid["labels"]))
         except ConfigError as e:
             raise ConfigError(f"{p}: {e}") from None
     if "seeds" in grid:
         seeds = grid["seeds"]
-        if not isinstance(seeds, list) or not seeds or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= SEED_MAX for x in seeds):
+        if (
+            not isinstance(seeds, list)
+            or not seeds
+            or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= SEED_MAX for x in seeds)
+        ):
             raise ConfigError(f"{p}: seeds must be a non-empty list of integers in [0, {SEED_MAX}], got {seeds!r}")
     if grid.get("protocol", "standard") not in ("paper", "standard"):
         raise ConfigError(f"{p}: protocol must be paper or standard, got {grid.get('protocol')!r}")
@@ -166,7 +183,9 @@ def _check_grid_shape(grid: dict[str, Any], p: Path) -> None:
             raise ConfigError(f"{where}: the name '{name}' is used twice")
         names.add(name)
         if not ds.get("prepared") and not (ds.get("dataset") and ds.get("src")):
-            raise ConfigError(f"{where} ({name}): give 'dataset' and 'src' (prepared by the benchmark) or 'prepared' (a prepared store)")
+            raise ConfigError(
+                f"{where} ({name}): give 'dataset' and 'src' (prepared by the benchmark) or 'prepared' (a prepared store)"
+            )
         for key in ("prepare", "pretrain", "finetune"):
             if ds.get(key) is not None and not isinstance(ds[key], dict):
                 raise ConfigError(f"{where} ({name}): '{key}' must be a mapping, got {ds[key]!r}")
@@ -214,13 +233,21 @@ def _check_dataset(ds: dict[str, Any], where: str) -> None:
             raise DataError(None, f"{where}: prepared: {e}") from None
         return
     opts = dict(ds.get("prepare") or {})
-    allowed = [n for n, prm in inspect.signature(prepare).parameters.items() if prm.kind is inspect.Parameter.KEYWORD_ONLY and n != "log"]
+    allowed = [
+        n
+        for n, prm in inspect.signature(prepare).parameters.items()
+        if prm.kind is inspect.Parameter.KEYWORD_ONLY and n != "log"
+    ]
     bad = sorted(set(opts) - set(allowed))
     if bad:
         raise ConfigError(f"{where}: prepare: unknown option '{bad[0]}'; known: {', '.join(allowed)}")
     spacing = opts.get("target_spacing", "default")
-    if spacing not in ("default", None) and (isinstance(spacing, bool) or not isinstance(spacing, (int, float)) or not spacing > 0):
-        raise ConfigError(f"{where}: prepare: target_spacing must be a positive number of mm, null (keep) or default, got {spacing!r}")
+    if spacing not in ("default", None) and (
+        isinstance(spacing, bool) or not isinstance(spacing, (int, float)) or not spacing > 0
+    ):
+        raise ConfigError(
+            f"{where}: prepare: target_spacing must be a positive number of mm, null (keep) or default, got {spacing!r}"
+        )
     reader_options = opts.get("reader_options") or {}
     if not isinstance(reader_options, dict):
         raise ConfigError(f"{where}: prepare: reader_options must be a mapping, got {reader_options!r}")
@@ -299,8 +326,14 @@ def _cell_configs(grid: dict[str, Any], ds: dict[str, Any], cell: GridCell, root
         except ConfigError as e:
             raise ConfigError(f"pre-training of {cell.method} on {cell.dataset}: {e}") from None
     fdict = _deep_update(grid.get("finetune") or {}, ds.get("finetune") or {})
-    fdict.update({"out": str(root / "finetune" / cell.name), "init": str(pre_dir / "pretrain.pt") if pre_dir else None,
-                  "protocol": grid["protocol"], "method": cell.method})
+    fdict.update(
+        {
+            "out": str(root / "finetune" / cell.name),
+            "init": str(pre_dir / "pretrain.pt") if pre_dir else None,
+            "protocol": grid["protocol"],
+            "method": cell.method,
+        }
+    )
     fdict.setdefault("data", {}).update({"path": str(store), "labels": cell.labels})
     fdict.setdefault("train", {})["seed"] = cell.seed
     try:
@@ -345,7 +378,9 @@ def validate_grid(grid: dict[str, Any], root: str | Path, cells: list[GridCell] 
     datasets = {d["name"]: d for d in grid["datasets"]}
     for name, ds in datasets.items():
         _check_dataset(ds, f"datasets: {name}")
-    plans = [_cell_configs(grid, datasets[c.dataset], c, root) for c in (cells if cells is not None else plan_cells(grid))]
+    plans = [
+        _cell_configs(grid, datasets[c.dataset], c, root) for c in (cells if cells is not None else plan_cells(grid))
+    ]
     seen: set[Path] = set()
     for plan in plans:
         pairs = [(plan.finetune.out, plan.finetune, "finetune")]
@@ -353,7 +388,9 @@ def validate_grid(grid: dict[str, Any], root: str | Path, cells: list[GridCell] 
             seen.add(plan.pretrain_dir)  # type: ignore[arg-type]
             pairs.insert(0, (plan.pretrain.out, plan.pretrain, "pretrain"))
         for out, cfg, kind in pairs:
-            bind_run_dir(out, cfg, kind, resume=True, remedy="change the grid back, or delete that run folder to run it again")
+            bind_run_dir(
+                out, cfg, kind, resume=True, remedy="change the grid back, or delete that run folder to run it again"
+            )
     stores = {name: _store_path(ds, root) for name, ds in datasets.items()}
     ready = {name for name, path in stores.items() if (path / "plan.json").is_file()}
     check_splits([p for p in plans if p.cell.dataset in ready])
@@ -373,8 +410,15 @@ def check_splits(plans: list[CellPlan]) -> None:
         if f.data.path not in stores:
             stores[f.data.path] = SliceStore(f.data.path)
         try:
-            make_split(stores[f.data.path], f.data.labels, seed=f.data.split_seed if f.data.split_seed is not None else f.train.seed,
-                       protocol=f.protocol, kind=f.data.split, test_fraction=f.data.test_fraction, val_fraction=f.data.val_fraction)
+            make_split(
+                stores[f.data.path],
+                f.data.labels,
+                seed=f.data.split_seed if f.data.split_seed is not None else f.train.seed,
+                protocol=f.protocol,
+                kind=f.data.split,
+                test_fraction=f.data.test_fraction,
+                val_fraction=f.data.val_fraction,
+            )
             if plan.pretrain is not None:
                 check_pretrain(plan.pretrain)
         except ConfigError as e:
@@ -441,7 +485,13 @@ def run_benchmark(
     with _named(config):
         plans = validate_grid(grid, root)  # every cell, before any work
     if dry_run:
-        return "\n".join([*(c.name for c in mine), f"all {len(plans)} cells of the grid are valid", f"{len(mine)} of {len(all_cells)} cells"])
+        return "\n".join(
+            [
+                *(c.name for c in mine),
+                f"all {len(plans)} cells of the grid are valid",
+                f"{len(mine)} of {len(all_cells)} cells",
+            ]
+        )
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_json(root / "grid.json", grid)
     datasets = {d["name"]: d for d in grid["datasets"]}
@@ -454,13 +504,12 @@ def run_benchmark(
     ran, skipped = 0, len(mine) - len(todo)
     for plan in todo:
         cell, k = plan.cell, mine.index(plan.cell) + 1
-        if plan.pretrain is not None and plan.pretrain_dir is not None:
-            if _wait_or_lock(plan.pretrain_dir):
-                try:
-                    say(f"[pretrain] {cell.method} on {cell.dataset}")
-                    pretrain(plan.pretrain, log_fn=say)
-                finally:
-                    (plan.pretrain_dir / ".lock").unlink(missing_ok=True)
+        if plan.pretrain is not None and plan.pretrain_dir is not None and _wait_or_lock(plan.pretrain_dir):
+            try:
+                say(f"[pretrain] {cell.method} on {cell.dataset}")
+                pretrain(plan.pretrain, log_fn=say)
+            finally:
+                (plan.pretrain_dir / ".lock").unlink(missing_ok=True)
         if pretrain_only:
             continue
         say(f"[finetune {k}/{len(mine)}] {cell.name}")
@@ -469,7 +518,9 @@ def run_benchmark(
     text = f"grid '{grid.get('name', Path(config).stem)}': {ran} cells run, {skipped} already done, {len(all_cells) - len(mine)} left to other processes"
     if pretrain_only:
         text = f"grid '{grid.get('name', Path(config).stem)}': the pre-trainings of {len(todo)} cells are done (fine-tuning not run: --pretrain-only)"
-    walls = [(read_run(d) or {}).get("wall_s") for d in [*(root / "pretrain").glob("*"), *(root / "finetune").glob("*")]]
+    walls = [
+        (read_run(d) or {}).get("wall_s") for d in [*(root / "pretrain").glob("*"), *(root / "finetune").glob("*")]
+    ]
     timed = [w for w in walls if isinstance(w, (int, float))]
     if timed:
         text += f"\ncompute: {sum(timed) / 60:.1f} min over {len(timed)} timed runs (pre-training + fine-tuning, wall_s in run.json)"

@@ -4,6 +4,7 @@ Resolution order (as timm's train.py): dataclass defaults -> YAML file (``--conf
 flags -> ``--set key=value`` overrides. The resolved configuration is written to ``config.yaml`` in
 every run folder.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,9 +12,10 @@ import math
 import re
 import types
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal
 
 import yaml
 
@@ -21,19 +23,19 @@ from .errors import ConfigError
 
 __all__ = [
     "DataCfg",
+    "FinetuneConfig",
     "ModelCfg",
     "OptimCfg",
-    "TrainCfg",
-    "FinetuneConfig",
     "PretrainConfig",
-    "apply_overrides",
-    "load_config",
-    "config_to_dict",
-    "config_from_dict",
     "Range",
-    "in_range",
-    "checked",
+    "TrainCfg",
+    "apply_overrides",
     "check_config",
+    "checked",
+    "config_from_dict",
+    "config_to_dict",
+    "in_range",
+    "load_config",
     "numeric_fields_without_range",
 ]
 
@@ -63,9 +65,7 @@ class Range:
         """Whether ``value`` (a finite real number) lies in the interval."""
         if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
             return False
-        if self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi):
-            return False
-        return True
+        return not (self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi))
 
     def __str__(self) -> str:
         def num(v: float) -> str:
@@ -80,8 +80,9 @@ class Range:
         return "any number"
 
 
-def in_range(*, ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None,
-             why: str = "") -> dict[str, Any]:
+def in_range(
+    *, ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None, why: str = ""
+) -> dict[str, Any]:
     """``field`` metadata declaring the range of a numeric setting.
 
     Args:
@@ -93,7 +94,7 @@ def in_range(*, ge: float | None = None, gt: float | None = None, le: float | No
 
         lr: float = field(default=5e-4, metadata=in_range(gt=0))
     """
-    if ge is not None and gt is not None or le is not None and lt is not None:
+    if (ge is not None and gt is not None) or (le is not None and lt is not None):
         raise ValueError("give at most one lower bound (ge/gt) and one upper bound (le/lt)")
     rng = Range(ge if gt is None else gt, le if lt is None else lt, gt is not None, lt is not None)
     return {"range": rng, "why": why}
@@ -199,7 +200,9 @@ SEED_MAX = 2**32 - 1
 def _recipe_problem(value: Any) -> str | None:
     from .recipes import RECIPES
 
-    return None if value == "auto" or value in RECIPES else f"expected auto or one of {', '.join(RECIPES)}, got {value!r}"
+    return (
+        None if value == "auto" or value in RECIPES else f"expected auto or one of {', '.join(RECIPES)}, got {value!r}"
+    )
 
 
 def _init_parts_problem(value: Any) -> str | None:
@@ -219,8 +222,12 @@ def _fill_problem(value: Any) -> str | None:
 
 
 def _scale_problem(value: Any) -> str | None:
-    ok = (isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-          and 0 < value[0] <= value[1])
+    ok = (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        and 0 < value[0] <= value[1]
+    )
     return None if ok else f"expected [low, high] with 0 < low <= high, got {value!r}"
 
 
@@ -477,7 +484,11 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if hints is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if hints is str:
-        return str(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else _bad(key, value, hints)
+        return (
+            str(value)
+            if isinstance(value, (str, int, float)) and not isinstance(value, bool)
+            else _bad(key, value, hints)
+        )
     if hints is bool:
         return value if isinstance(value, bool) else _bad(key, value, hints)
     if origin is list:
@@ -564,7 +575,9 @@ def apply_overrides(cfg: Any, overrides: Mapping[str, Any] | list[str]) -> Any:
     return config_from_dict(type(cfg), data)
 
 
-def load_config(cls: type, path: str | Path | None = None, overrides: Mapping[str, Any] | list[str] | None = None) -> Any:
+def load_config(
+    cls: type, path: str | Path | None = None, overrides: Mapping[str, Any] | list[str] | None = None
+) -> Any:
     """Defaults of ``cls``, updated by a YAML file, then by ``overrides``."""
     cfg = cls()
     if path:
@@ -576,7 +589,9 @@ def load_config(cls: type, path: str | Path | None = None, overrides: Mapping[st
         except yaml.YAMLError as e:
             raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(data, Mapping):
-            raise ConfigError(f"{p}: expected a mapping of settings (key: value) at the top level, got a {type(data).__name__}")
+            raise ConfigError(
+                f"{p}: expected a mapping of settings (key: value) at the top level, got a {type(data).__name__}"
+            )
         flat = _flatten(data)
         cfg = apply_overrides(cfg, flat)
     if overrides:

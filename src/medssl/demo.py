@@ -5,20 +5,26 @@ MACL on two labelled patients with the default recipe, evaluates them, and print
 paths of the figures (the pre-training diagnostics among them) and :func:`demo_story`: what the
 numbers of this very run show, and how far they can be trusted.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
-__all__ = ["run_demo", "demo_config_path", "demo_story"]
+__all__ = ["demo_config_path", "demo_story", "run_demo"]
 
 
 def demo_config_path() -> Path:
     return Path(str(resources.files("medssl.configs").joinpath("demo.yaml")))
 
 
-def run_demo(out: str | Path = "medssl_demo", quick: bool = False, log_fn: Callable[[str], None] | None = None, device: str = "auto") -> Path:
+def run_demo(
+    out: str | Path = "medssl_demo",
+    quick: bool = False,
+    log_fn: Callable[[str], None] | None = None,
+    device: str = "auto",
+) -> Path:
     """Run the demo grid into ``out`` and print its report.
 
     Args:
@@ -92,22 +98,39 @@ def demo_story(root: str | Path) -> str:
             continue
         tested = t.p_value == t.p_value
         p_ok = tested and t.p_value < 0.05
-        verdict = ("better than Scratch" if p_ok and t.mean_diff > 0 else
-                   "worse than Scratch" if p_ok and t.mean_diff < 0 else
-                   "not distinguishable from Scratch" if tested else "no conclusion possible")
+        verdict = (
+            "better than Scratch"
+            if p_ok and t.mean_diff > 0
+            else "worse than Scratch"
+            if p_ok and t.mean_diff < 0
+            else "not distinguishable from Scratch"
+            if tested
+            else "no conclusion possible"
+        )
         p_txt = f"p = {t.p_value:.2g}" if t.p_value == t.p_value else (t.note or "no test")
-        lines.append(f"- {name}: DSC {r.mean_dsc:.1f}%, {t.mean_diff:+.1f} points vs Scratch "
-                     f"(paired Wilcoxon over {t.n_pairs} test volumes, {p_txt}): {verdict}.")
+        lines.append(
+            f"- {name}: DSC {r.mean_dsc:.1f}%, {t.mean_diff:+.1f} points vs Scratch "
+            f"(paired Wilcoxon over {t.n_pairs} test volumes, {p_txt}): {verdict}."
+        )
         for pre in coll.pretrain:
             diag = pre.path / "diagnostics.json"
             if pre.method == r.method and pre.dataset.lower() == r.dataset.lower() and diag.is_file():
                 d = json.loads(diag.read_text())
-                moved = [f"{label} {d['initial'][k]:.2f} -> {d['final'][k]:.2f}"
-                         for k, label in (("linear_probe_dice", "linear-probe Dice"), ("knn_position_mae", "k-NN position error"))
-                         if k in d.get("initial", {}) and k in d.get("final", {})]
+                moved = [
+                    f"{label} {d['initial'][k]:.2f} -> {d['final'][k]:.2f}"
+                    for k, label in (
+                        ("linear_probe_dice", "linear-probe Dice"),
+                        ("knn_position_mae", "k-NN position error"),
+                    )
+                    if k in d.get("initial", {}) and k in d.get("final", {})
+                ]
                 if moved:
-                    lines.append(f"  its pre-training moved the diagnostics from the random encoder's: {', '.join(moved)}.")
-    lines.append("One seed on synthetic phantoms after a short pre-training: a check that the whole pipeline works and "
-                 "how to read it, not evidence about the methods; the README's grids on real MRI (MS-CMRSeg, CHAOS, "
-                 "3 seeds, paired tests) are.")
+                    lines.append(
+                        f"  its pre-training moved the diagnostics from the random encoder's: {', '.join(moved)}."
+                    )
+    lines.append(
+        "One seed on synthetic phantoms after a short pre-training: a check that the whole pipeline works and "
+        "how to read it, not evidence about the methods; the README's grids on real MRI (MS-CMRSeg, CHAOS, "
+        "3 seeds, paired tests) are."
+    )
     return "\n".join(lines)

@@ -5,11 +5,12 @@ argument, setting, path or input file: :class:`ConfigError`, :class:`DataError`,
 usage errors), **1** when it ran and failed (:class:`TrainingError`, an I/O error, an internal error),
 **130** when interrupted (Ctrl-C).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["MedsslError", "DataError", "ConfigError", "TrainingError", "EXIT_USAGE", "EXIT_FAILURE", "EXIT_INTERRUPTED"]
+__all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_USAGE", "ConfigError", "DataError", "MedsslError", "TrainingError"]
 
 #: the command cannot run as given: fix the arguments, settings or input data
 EXIT_USAGE = 2

@@ -4,13 +4,15 @@
 selects the best epoch (on validation for ``standard``; on test for ``paper``, as the papers did, and
 says so), predicts the test volumes and evaluates them. Everything lands in ``cfg.out``.
 """
+
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +36,7 @@ from .recipes import describe_recipe, resolve_recipe
 from .utils import distributed as du
 from .utils.files import atomic_save_npy, atomic_write_json
 
-__all__ = ["finetune", "FinetuneResult", "SegmentationTask", "segmentation_loss", "joint_augment"]
+__all__ = ["FinetuneResult", "SegmentationTask", "finetune", "joint_augment", "segmentation_loss"]
 
 log = logging.getLogger("medssl")
 
@@ -56,9 +58,19 @@ def joint_augment(cfg: FinetuneConfig, patch: int) -> Any:
 
     rot = math.radians(cfg.rotation or 0.0)
     angle = (0.0, 2.0 * math.pi) if cfg.rotation is not None and cfg.rotation >= 180 else (-rot, rot)
-    return JointAugment(patch, p_spatial=cfg.p_spatial, mirror=cfg.mirror, backend=cfg.data.spatial_backend, fill=cfg.fill,
-                        noise_stride=cfg.data.elastic_noise_stride, rotation=bool(cfg.rotation), angle=angle,
-                        scaling=tuple(cfg.scale) != (1.0, 1.0), scale=tuple(cfg.scale), elastic=bool(cfg.elastic))
+    return JointAugment(
+        patch,
+        p_spatial=cfg.p_spatial,
+        mirror=cfg.mirror,
+        backend=cfg.data.spatial_backend,
+        fill=cfg.fill,
+        noise_stride=cfg.data.elastic_noise_stride,
+        rotation=bool(cfg.rotation),
+        angle=angle,
+        scaling=tuple(cfg.scale) != (1.0, 1.0),
+        scale=tuple(cfg.scale),
+        elastic=bool(cfg.elastic),
+    )
 
 
 class SegmentationTask:
@@ -66,16 +78,25 @@ class SegmentationTask:
 
     find_unused_parameters = False
 
-    def __init__(self, cfg: FinetuneConfig, store: SliceStore, split: Split, model: nn.Module, in_channels: int, device: torch.device) -> None:
+    def __init__(
+        self,
+        cfg: FinetuneConfig,
+        store: SliceStore,
+        split: Split,
+        model: nn.Module,
+        in_channels: int,
+        device: torch.device,
+    ) -> None:
         self.cfg, self.store, self.split, self.model = cfg, store, split, model
         self.device, self.in_channels = device, in_channels
         self.patch = cfg.data.image_size or store.patch_size
-        multiple = 2 ** cfg.model.depth
+        multiple = 2**cfg.model.depth
         if self.patch % multiple:
             raise ConfigError(f"image size {self.patch} must be divisible by {multiple} (2**depth)")
         aug = joint_augment(cfg, self.patch) if cfg.augment else None
-        self.dataset = LabelledSlices(store, split.train, self.patch, aug, seed=cfg.train.seed, in_channels=in_channels,
-                                      fill=cfg.fill)
+        self.dataset = LabelledSlices(
+            store, split.train, self.patch, aug, seed=cfg.train.seed, in_channels=in_channels, fill=cfg.fill
+        )
         self.select_on = split.val if cfg.protocol == "standard" else split.test
         self.monitor = "val_dice" if cfg.protocol == "standard" else "test_dice"
         #: the papers score the centre pad/crop of each slice at the patch size; standard, the whole slice
@@ -119,8 +140,15 @@ class SegmentationTask:
 
     def predict(self, model: nn.Module, case_id: str) -> np.ndarray:
         """The prediction of a whole volume (0 outside the scored window under the ``paper`` protocol)."""
-        return predict_volume(model, np.asarray(self.store.image(case_id)), self.device, in_channels=self.in_channels,
-                              multiple=2**self.cfg.model.depth, window=self.window, fill=self.cfg.fill)
+        return predict_volume(
+            model,
+            np.asarray(self.store.image(case_id)),
+            self.device,
+            in_channels=self.in_channels,
+            multiple=2**self.cfg.model.depth,
+            window=self.window,
+            fill=self.cfg.fill,
+        )
 
     def reference(self, case_id: str) -> np.ndarray:
         """The label a prediction is scored against (0 outside the window under the ``paper`` protocol)."""
@@ -150,8 +178,9 @@ class SegmentationTask:
         return {self.monitor: value}
 
 
-def _decide_postprocessing(cfg: FinetuneConfig, task: SegmentationTask, model: nn.Module, split: Split, out: Path,
-                           say: Callable[[str], None]) -> list[int]:
+def _decide_postprocessing(
+    cfg: FinetuneConfig, task: SegmentationTask, model: nn.Module, split: Split, out: Path, say: Callable[[str], None]
+) -> list[int]:
     """The classes whose largest connected component is kept in the test predictions (decided on the
     validation volumes; written to ``postprocessing.json``)."""
     if cfg.postprocess != "largest_component":
@@ -163,8 +192,10 @@ def _decide_postprocessing(cfg: FinetuneConfig, task: SegmentationTask, model: n
     refs = [task.reference(c) for c in split.val]
     classes = choose_largest_component_classes(preds, refs, task.store.num_classes)
     names = [task.store.class_names[k] for k in classes]
-    atomic_write_json(out / "postprocessing.json", {"largest_component": classes, "class_names": names,
-                                                      "decided_on": "validation", "cases": list(split.val)})
+    atomic_write_json(
+        out / "postprocessing.json",
+        {"largest_component": classes, "class_names": names, "decided_on": "validation", "cases": list(split.val)},
+    )
     if classes:
         say(f"postprocess: keeping the largest connected component of {', '.join(names)} (raises the validation Dice)")
     return classes
@@ -193,8 +224,13 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
     if bound.done:
         say(bound.message)
         summary = bound.summary()
-        return FinetuneResult(bound.out, summary, format_summary_table(summary), bound.info.get("best_epoch"),
-                              "val_dice" if cfg.protocol == "standard" else "test_dice")
+        return FinetuneResult(
+            bound.out,
+            summary,
+            format_summary_table(summary),
+            bound.info.get("best_epoch"),
+            "val_dice" if cfg.protocol == "standard" else "test_dice",
+        )
     check_finetune(cfg)
     store = SliceStore(cfg.data.path)
     out = Path(cfg.out)
@@ -260,7 +296,9 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
         if report is not None:
             atomic_write_json(out / "load_report.json", report.to_dict())
     if cfg.protocol == "paper":
-        say("protocol 'paper': the best epoch is selected on the TEST set, as the papers did; use --protocol standard for a sound estimate")
+        say(
+            "protocol 'paper': the best epoch is selected on the TEST set, as the papers did; use --protocol standard for a sound estimate"
+        )
     say(describe_recipe(cfg))
 
     fit = engine.fit(task)

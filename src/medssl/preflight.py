@@ -10,6 +10,7 @@ for the method. :func:`medssl.finetune.finetune`, :func:`medssl.pretrain.pretrai
 Names are checked by calling the functions that use them on tiny dummies, so an optimiser, schedule
 or loss added later is accepted without changes here.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -18,8 +19,16 @@ from typing import Any
 
 from .errors import ConfigError, DataError
 
-__all__ = ["check_store_path", "check_device", "check_engine_settings", "check_finetune_settings", "check_finetune",
-           "check_pretrain_settings", "check_pretrain", "check_method_args"]
+__all__ = [
+    "check_device",
+    "check_engine_settings",
+    "check_finetune",
+    "check_finetune_settings",
+    "check_method_args",
+    "check_pretrain",
+    "check_pretrain_settings",
+    "check_store_path",
+]
 
 
 def check_store_path(path: str) -> None:
@@ -53,14 +62,18 @@ def check_device(name: str) -> Any:
     if name == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            raise ConfigError("train.device: 'mps' asked for but this PyTorch has no usable MPS device; use --device cpu")
+            raise ConfigError(
+                "train.device: 'mps' asked for but this PyTorch has no usable MPS device; use --device cpu"
+            )
         return torch.device("mps")
     try:
         dev = resolve_device(name)
     except RuntimeError as e:
         raise ConfigError(f"train.device: {name!r} cannot be used ({' '.join(str(e).split())[:120]})") from None
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ConfigError(f"train.device: {name!r} asked for but this machine has {torch.cuda.device_count()} CUDA device(s)")
+        raise ConfigError(
+            f"train.device: {name!r} asked for but this machine has {torch.cuda.device_count()} CUDA device(s)"
+        )
     return dev
 
 
@@ -122,10 +135,14 @@ def check_method_args(method: str, cls: type, args: dict[str, Any]) -> None:
     params = inspect.signature(cls.__init__).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
-    known = [n for n, p in params.items() if n not in ("self", "backbone") and p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    known = [
+        n for n, p in params.items() if n not in ("self", "backbone") and p.kind is not inspect.Parameter.VAR_POSITIONAL
+    ]
     for key in args:
         if key not in known:
-            raise ConfigError(f"method_args.{key}: not an argument of {method}; its arguments: {', '.join(known) or 'none'}")
+            raise ConfigError(
+                f"method_args.{key}: not an argument of {method}; its arguments: {', '.join(known) or 'none'}"
+            )
 
 
 def check_pretrain_settings(cfg: Any) -> None:
@@ -145,7 +162,9 @@ def check_pretrain_settings(cfg: Any) -> None:
     if cfg.model.name != "unet":
         raise ConfigError("model.name: pre-training supports model.name=unet only")
     if cfg.variant and cfg.variant not in cls.variants:
-        raise ConfigError(f"variant: method '{cfg.method}' has no variant '{cfg.variant}' (known: {', '.join(sorted(cls.variants)) or 'none'})")
+        raise ConfigError(
+            f"variant: method '{cfg.method}' has no variant '{cfg.variant}' (known: {', '.join(sorted(cls.variants)) or 'none'})"
+        )
     check_method_args(cfg.method, cls, cfg.method_args)
     need = int(getattr(cls, "min_batch_size", 1))
     if cfg.data.batch_size < need:
@@ -169,4 +188,6 @@ def check_pretrain(cfg: Any) -> None:
     store = SliceStore(cfg.data.path)
     slices = sum(c.num_slices for c in store.cases)
     if slices < cfg.data.batch_size:
-        raise ConfigError(f"data.batch_size: {cfg.data.batch_size} is larger than the {slices} slices of {cfg.data.path}")
+        raise ConfigError(
+            f"data.batch_size: {cfg.data.batch_size} is larger than the {slices} slices of {cfg.data.path}"
+        )

@@ -4,14 +4,16 @@
 (views, superpixels, neighbours), trains it and writes ``pretrain.pt``: the pre-trained parts of the
 U-Net (``encoder`` and, for MACL/GCL/DiRA, ``decoder``), which ``medssl finetune --init`` loads.
 """
+
 from __future__ import annotations
 
 import logging
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -31,7 +33,7 @@ from .registry import METHODS
 from .utils import distributed as du
 from .utils.files import atomic_write, atomic_write_json
 
-__all__ = ["pretrain", "PretrainResult", "PretrainTask", "build_method", "apply_variant"]
+__all__ = ["PretrainResult", "PretrainTask", "apply_variant", "build_method", "pretrain"]
 
 log = logging.getLogger("medssl")
 
@@ -99,20 +101,22 @@ class PretrainTask:
     monitor = None
     find_unused_parameters = True
 
-    def __init__(self, cfg: PretrainConfig, store: SliceStore, method: Method, device: torch.device, say: Callable[[str], None]) -> None:
+    def __init__(
+        self, cfg: PretrainConfig, store: SliceStore, method: Method, device: torch.device, say: Callable[[str], None]
+    ) -> None:
         from .data.views import MultiViewTransform
 
         self.cfg, self.store, self.model, self.device = cfg, store, method, device
         size = cfg.data.image_size or 128
-        if size % (2 ** cfg.model.depth):
-            raise ConfigError(f"image size {size} must be divisible by {2 ** cfg.model.depth} (2**depth)")
+        if size % (2**cfg.model.depth):
+            raise ConfigError(f"image size {size} must be divisible by {2**cfg.model.depth} (2**depth)")
         cases = [c.case_id for c in store.cases]
         provider = None
         if "superpixels" in method.needs:
             from .data.superpixels import SuperpixelConfig, SuperpixelProvider, build_superpixel_cache
 
             try:
-                sp_cfg = SuperpixelConfig(**{"cell_size": 2 ** cfg.model.depth, "view_size": size, **cfg.superpixels})
+                sp_cfg = SuperpixelConfig(**{"cell_size": 2**cfg.model.depth, "view_size": size, **cfg.superpixels})
             except TypeError as e:
                 raise ConfigError(f"superpixels: {e}") from None
             if sp_cfg.mode == "cache" and du.rank() == 0:
@@ -120,9 +124,13 @@ class PretrainTask:
             if du.is_distributed():
                 torch.distributed.barrier()
             provider = SuperpixelProvider(sp_cfg, store)
-        views = MultiViewTransform(views=method.views, neighbor="neighbor" in method.needs,
-                                   backend=cfg.data.spatial_backend, noise_stride=cfg.data.elastic_noise_stride,
-                                   **method.view_options())
+        views = MultiViewTransform(
+            views=method.views,
+            neighbor="neighbor" in method.needs,
+            backend=cfg.data.spatial_backend,
+            noise_stride=cfg.data.elastic_noise_stride,
+            **method.view_options(),
+        )
         self.dataset = PretrainSlices(store, cases, size, views, method.needs, provider, seed=cfg.train.seed)
         self._gen = torch.Generator()
         self.probe = build_probe_set(store, size, labelled_cases=_probe_label_cases(cfg, store))
@@ -143,7 +151,9 @@ class PretrainTask:
             self._gen.manual_seed(self.cfg.train.seed * 1000 + epoch)
             sampler = RandomSampler(self.dataset, generator=self._gen)
         if len(self.dataset) < self.cfg.data.batch_size:
-            raise ConfigError(f"batch size {self.cfg.data.batch_size} is larger than the {len(self.dataset)} slices available")
+            raise ConfigError(
+                f"batch size {self.cfg.data.batch_size} is larger than the {len(self.dataset)} slices available"
+            )
         return DataLoader(
             self.dataset,
             batch_size=self.cfg.data.batch_size,
@@ -178,8 +188,11 @@ class PretrainTask:
         out = probe_diagnostics(self.model.backbone.encoder, self.probe, self.device)
         spread = out["embed_spread"]
         if collapsed(spread, self._peak_spread):
-            warnings.warn(f"epoch {epoch}: embedding spread {out['embed_spread']:.3f} (1 = spread, 0 = one point): "
-                          f"the representation may have collapsed (it reached {self._peak_spread:.3f})", stacklevel=2)
+            warnings.warn(
+                f"epoch {epoch}: embedding spread {out['embed_spread']:.3f} (1 = spread, 0 = one point): "
+                f"the representation may have collapsed (it reached {self._peak_spread:.3f})",
+                stacklevel=2,
+            )
         self._peak_spread = max(self._peak_spread, spread)
         return out
 
@@ -195,8 +208,14 @@ def _probe_label_cases(cfg: PretrainConfig, store: SliceStore) -> list[str]:
 
     try:
         seed = cfg.data.split_seed if cfg.data.split_seed is not None else cfg.train.seed
-        return make_split(store, "100%", seed=seed, protocol="standard", test_fraction=cfg.data.test_fraction,
-                          val_fraction=cfg.data.val_fraction).val
+        return make_split(
+            store,
+            "100%",
+            seed=seed,
+            protocol="standard",
+            test_fraction=cfg.data.test_fraction,
+            val_fraction=cfg.data.val_fraction,
+        ).val
     except (ConfigError, DataError):
         return []
 
@@ -218,7 +237,13 @@ def pretrain(cfg: PretrainConfig, resume: bool = True, log_fn: Callable[[str], N
     bound = bind_run_dir(cfg.out, cfg, "pretrain", resume)  # compares with a previous run; writes nothing
     if bound.done:
         say(bound.message)
-        return PretrainResult(bound.out, bound.out / "pretrain.pt", cfg.method, tuple(bound.info.get("pretrains", ())), bound.last_metrics())
+        return PretrainResult(
+            bound.out,
+            bound.out / "pretrain.pt",
+            cfg.method,
+            tuple(bound.info.get("pretrains", ())),
+            bound.last_metrics(),
+        )
     if not cfg.data.path:
         raise ConfigError("data.path is empty: give the prepared store (--data)")
     store = SliceStore(cfg.data.path)
@@ -228,8 +253,20 @@ def pretrain(cfg: PretrainConfig, resume: bool = True, log_fn: Callable[[str], N
     method = build_method(cfg)
     out = Path(cfg.out)
     task = PretrainTask(cfg, store, method, device, say)
-    init_run_dir(out, cfg, "pretrain", str(device), {"method": cfg.method, "dataset": store.plan.get("dataset"), "data": str(Path(cfg.data.path).resolve()), "pretrains": list(method.pretrains), "variant": cfg.variant},
-                 start_over=bound.status == "start_over")
+    init_run_dir(
+        out,
+        cfg,
+        "pretrain",
+        str(device),
+        {
+            "method": cfg.method,
+            "dataset": store.plan.get("dataset"),
+            "data": str(Path(cfg.data.path).resolve()),
+            "pretrains": list(method.pretrains),
+            "variant": cfg.variant,
+        },
+        start_over=bound.status == "start_over",
+    )
     fit = Engine(cfg.train, cfg.optim, out, resume=resume).fit(task)
     ckpt = out / "pretrain.pt"
     payload = {
@@ -244,8 +281,10 @@ def pretrain(cfg: PretrainConfig, resume: bool = True, log_fn: Callable[[str], N
     if du.rank() == 0:
         atomic_write(ckpt, lambda tmp: torch.save(payload, tmp))
         final = {k: v for k, v in fit.last_metrics.items() if k in task.initial_diagnostics}
-        atomic_write_json(out / "diagnostics.json", {"initial": task.initial_diagnostics, "final": final,
-                                                     "probe_volumes": task.probe.volumes})
+        atomic_write_json(
+            out / "diagnostics.json",
+            {"initial": task.initial_diagnostics, "final": final, "probe_volumes": task.probe.volumes},
+        )
         say(format_diagnostics(task.initial_diagnostics, final))
         mark_done(out, steps=fit.steps, checkpoint=str(ckpt))
     return PretrainResult(out, ckpt, cfg.method, tuple(method.pretrains), fit.last_metrics)

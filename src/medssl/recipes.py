@@ -23,6 +23,7 @@ Example::
     cfg = resolve_recipe(FinetuneConfig(data=DataCfg(path="prepared/acdc")))
     cfg.loss, cfg.optim.lr      # ('dicece', 0.001)
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,7 +32,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["Recipe", "RECIPES", "recipe_name", "resolve_recipe", "describe_recipe"]
+__all__ = ["RECIPES", "Recipe", "describe_recipe", "recipe_name", "resolve_recipe"]
 
 
 @dataclass(frozen=True)
@@ -80,15 +81,36 @@ RECIPES: dict[str, Recipe] = {
     "paper": Recipe(
         name="paper",
         description="the papers' recipe: CE, Adam 5e-4 cosine, mirror + p=0.67 elastic/rotation/scale, scored every 10 epochs",
-        loss="ce", dice_mode="batch", lr=5e-4, min_lr=5e-6, warmup_steps=0,
-        mirror=True, p_spatial=0.67, rotation=180.0, scale=(0.7, 1.3), elastic=True, fill="zero", val_every=10,
+        loss="ce",
+        dice_mode="batch",
+        lr=5e-4,
+        min_lr=5e-6,
+        warmup_steps=0,
+        mirror=True,
+        p_spatial=0.67,
+        rotation=180.0,
+        scale=(0.7, 1.3),
+        elastic=True,
+        fill="zero",
+        val_every=10,
     ),
     "standard": Recipe(
         name="standard",
         description="converges at small budgets: Dice+CE, Adam 1e-3 with warm-up, +-15 deg rotation and 0.85-1.25 scale, no flips",
-        loss="dicece", dice_mode="batch", lr=1e-3, min_lr=1e-5, warmup_steps=50,
-        mirror=False, p_spatial=0.5, rotation=15.0, scale=(0.85, 1.25), elastic=False, fill="min", postprocess="largest_component",
-        val_every=None, val_every_steps=50,
+        loss="dicece",
+        dice_mode="batch",
+        lr=1e-3,
+        min_lr=1e-5,
+        warmup_steps=50,
+        mirror=False,
+        p_spatial=0.5,
+        rotation=15.0,
+        scale=(0.85, 1.25),
+        elastic=False,
+        fill="min",
+        postprocess="largest_component",
+        val_every=None,
+        val_every_steps=50,
     ),
 }
 
@@ -142,11 +164,23 @@ def resolve_recipe(cfg: Any) -> Any:
 
 def describe_recipe(cfg: Any) -> str:
     """One line: the resolved fine-tuning settings that a recipe decides."""
-    aug = "none" if not cfg.augment else (
-        f"{'mirror, ' if cfg.mirror else ''}p {cfg.p_spatial:g}: rotation +-{cfg.rotation:g} deg, scale {cfg.scale[0]:g}-{cfg.scale[1]:g}"
-        f"{', elastic' if cfg.elastic else ''}; fill {cfg.fill}")
-    every = (f"every {cfg.train.val_every} epochs" if cfg.train.val_every else
-             f"every {cfg.train.val_every_steps} steps" if cfg.train.val_every_steps else "every epoch")
-    return (f"recipe '{cfg.recipe}': loss {cfg.loss}{f' ({cfg.dice_mode} Dice)' if cfg.loss != 'ce' else ''}, "
-            f"{cfg.optim.name} lr {cfg.optim.lr:g} (warm-up {cfg.optim.warmup_steps}, cosine to {cfg.optim.min_lr:g}), "
-            f"augmentation {aug}, scored {every}, post-processing {cfg.postprocess}")
+    aug = (
+        "none"
+        if not cfg.augment
+        else (
+            f"{'mirror, ' if cfg.mirror else ''}p {cfg.p_spatial:g}: rotation +-{cfg.rotation:g} deg, scale {cfg.scale[0]:g}-{cfg.scale[1]:g}"
+            f"{', elastic' if cfg.elastic else ''}; fill {cfg.fill}"
+        )
+    )
+    every = (
+        f"every {cfg.train.val_every} epochs"
+        if cfg.train.val_every
+        else f"every {cfg.train.val_every_steps} steps"
+        if cfg.train.val_every_steps
+        else "every epoch"
+    )
+    return (
+        f"recipe '{cfg.recipe}': loss {cfg.loss}{f' ({cfg.dice_mode} Dice)' if cfg.loss != 'ce' else ''}, "
+        f"{cfg.optim.name} lr {cfg.optim.lr:g} (warm-up {cfg.optim.warmup_steps}, cosine to {cfg.optim.min_lr:g}), "
+        f"augmentation {aug}, scored {every}, post-processing {cfg.postprocess}"
+    )

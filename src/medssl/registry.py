@@ -2,14 +2,16 @@
 
 Registry key = module file name = command-line value (``supercl``, ``macl``, ``acdc``...).
 """
+
 from __future__ import annotations
 
 import fnmatch
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import Any, Generic, TypeVar
 
-__all__ = ["Registry", "RegistryEntry", "METHODS", "MODELS", "DATASETS"]
+__all__ = ["DATASETS", "METHODS", "MODELS", "Registry", "RegistryEntry"]
 
 T = TypeVar("T")
 

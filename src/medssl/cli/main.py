@@ -5,6 +5,7 @@ Errors in the input are reported on one line (``medssl: error: <file or setting>
 traceback (``-v`` shows it). Exit status: 0 success, 2 usage (a bad argument, setting, path or input
 file), 1 failure (training failed, an I/O or internal error), 130 interrupted (:mod:`medssl.errors`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,12 +13,13 @@ import logging
 import math
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import EXIT_FAILURE, EXIT_INTERRUPTED, ConfigError, DataError, MedsslError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 EPILOG = "Docs: README.md. Every training command writes its resolved config, git commit, seed and environment into its run folder."
 
@@ -44,9 +46,20 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float, help="learning rate")
     g.add_argument("--amp", choices=["auto", "none", "bf16", "fp16"], help="mixed precision")
     g.add_argument("--deterministic", action="store_true", help="deterministic kernels (identical CPU results)")
-    g.add_argument("--no-resume", action="store_true", help="start over: replace the run already in --out (needed when its configuration differs)")
+    g.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="start over: replace the run already in --out (needed when its configuration differs)",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
-    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override any configuration field, e.g. optim.lr=0.1 (repeatable)")
+    g.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any configuration field, e.g. optim.lr=0.1 (repeatable)",
+    )
 
 
 def _training_overrides(a: argparse.Namespace) -> list[str]:
@@ -87,7 +100,9 @@ def cmd_datasets(a: argparse.Namespace) -> int:
         if a.verbose:
             for line in spec.layout.strip().splitlines():
                 _say(f"{'':<13}{line}")
-            _say(f"{'':<13}classes: {', '.join(spec.class_names)}; spacing {spec.target_spacing}; normalisation {spec.normalization}; patch {spec.patch_size}")
+            _say(
+                f"{'':<13}classes: {', '.join(spec.class_names)}; spacing {spec.target_spacing}; normalisation {spec.normalization}; patch {spec.patch_size}"
+            )
     return 0
 
 
@@ -106,14 +121,25 @@ LABEL_MAP_EXAMPLE = '--option "label_map={0: 0, 205: 1, 420: 2}"'
 
 def _check_label_map(value: Any) -> None:
     """``label_map``: a mapping of raw label values (integers) to class indices (integers >= 0)."""
-    ok = isinstance(value, dict) and value and all(
-        (isinstance(k, int) and not isinstance(k, bool) or isinstance(k, str) and re.fullmatch(r"-?\d+", k.strip()))
-        and isinstance(v, int) and not isinstance(v, bool) and v >= 0
-        for k, v in value.items()
+    ok = (
+        isinstance(value, dict)
+        and value
+        and all(
+            (
+                (isinstance(k, int) and not isinstance(k, bool))
+                or (isinstance(k, str) and re.fullmatch(r"-?\d+", k.strip()))
+            )
+            and isinstance(v, int)
+            and not isinstance(v, bool)
+            and v >= 0
+            for k, v in value.items()
+        )
     )
     if not ok:
-        raise ConfigError(f"--option label_map: expected a mapping of raw label values to class indices (integers >= 0), "
-                          f"e.g. {LABEL_MAP_EXAMPLE}, got {value!r}")
+        raise ConfigError(
+            f"--option label_map: expected a mapping of raw label values to class indices (integers >= 0), "
+            f"e.g. {LABEL_MAP_EXAMPLE}, got {value!r}"
+        )
 
 
 def parse_reader_options(items: Sequence[str]) -> dict[str, Any]:
@@ -137,9 +163,13 @@ def parse_reader_options(items: Sequence[str]) -> dict[str, Any]:
     if "label_map" in options:
         _check_label_map(options["label_map"])
     names = options.get("class_names")
-    if names is not None and not (isinstance(names, list) and len(names) >= 2 and all(isinstance(n, (str, int)) for n in names)):
-        raise ConfigError(f"--option class_names: expected a list of at least 2 names, background first, e.g. "
-                          f"--option class_names=[background,liver], got {names!r}")
+    if names is not None and not (
+        isinstance(names, list) and len(names) >= 2 and all(isinstance(n, (str, int)) for n in names)
+    ):
+        raise ConfigError(
+            f"--option class_names: expected a list of at least 2 names, background first, e.g. "
+            f"--option class_names=[background,liver], got {names!r}"
+        )
     return options
 
 
@@ -174,7 +204,18 @@ def cmd_prepare(a: argparse.Namespace) -> int:
     options = parse_reader_options(a.option)
     spacing = parse_spacing(a.spacing)
     try:
-        res = prepare(a.dataset, a.src, a.out, target_spacing=spacing, normalization=a.normalization, skip_bad=a.skip_bad, overwrite=a.overwrite, progress=not a.no_progress, reader_options=options, log=_say)
+        res = prepare(
+            a.dataset,
+            a.src,
+            a.out,
+            target_spacing=spacing,
+            normalization=a.normalization,
+            skip_bad=a.skip_bad,
+            overwrite=a.overwrite,
+            progress=not a.no_progress,
+            reader_options=options,
+            log=_say,
+        )
     except DataError as e:
         for p in getattr(e, "problems", []):
             print(f"  {p}", file=sys.stderr)
@@ -184,9 +225,17 @@ def cmd_prepare(a: argparse.Namespace) -> int:
     fp = res.fingerprint
     _say(f"{fp['num_cases']} cases, {fp['num_patients']} patients, {fp['num_slices']} slices")
     _say(f"source:   median shape {_fmt_list(fp['median_shape'])}, median spacing {_fmt_list(fp['median_spacing'])}")
-    target = "kept (no resampling)" if spacing is None else f"in-plane {spacing:g} mm" if spacing != "default" else "the dataset's default"
-    _say(f"prepared: median shape {_fmt_list(np.median([c.shape for c in res.cases], 0))}, "
-         f"median spacing {_fmt_list(np.median([c.spacing for c in res.cases], 0))} (spacing: {target})")
+    target = (
+        "kept (no resampling)"
+        if spacing is None
+        else f"in-plane {spacing:g} mm"
+        if spacing != "default"
+        else "the dataset's default"
+    )
+    _say(
+        f"prepared: median shape {_fmt_list(np.median([c.shape for c in res.cases], 0))}, "
+        f"median spacing {_fmt_list(np.median([c.spacing for c in res.cases], 0))} (spacing: {target})"
+    )
     _say(f"fingerprint: {Path(a.out) / 'fingerprint.json'}")
     return 0
 
@@ -216,7 +265,9 @@ def cmd_finetune(a: argparse.Namespace) -> int:
     cfg = _finetune_cfg(a)
     res = finetune(cfg, resume=not a.no_resume, log_fn=_say)
     _say(res.table)
-    _say(f"best epoch {res.best_epoch} (selected on {'validation' if cfg.protocol == 'standard' else 'TEST, as the papers did'}); results in {res.out}")
+    _say(
+        f"best epoch {res.best_epoch} (selected on {'validation' if cfg.protocol == 'standard' else 'TEST, as the papers did'}); results in {res.out}"
+    )
     return 0
 
 
@@ -253,8 +304,10 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if a.labels is not None:
         names = [n.strip() for n in a.labels.split(",") if n.strip()]
         if len(names) < 2:
-            raise ConfigError(f"--labels: give the class names, background first and at least one foreground class, "
-                              f"comma-separated (e.g. background,liver), got '{a.labels}'")
+            raise ConfigError(
+                f"--labels: give the class names, background first and at least one foreground class, "
+                f"comma-separated (e.g. background,liver), got '{a.labels}'"
+            )
     result = evaluate_folders(a.pred, a.gt, class_names=names, protocol=a.protocol or "standard")
     out = Path(a.out or a.pred)
     write_results(result, out)
@@ -273,8 +326,11 @@ def _check_evaluable_run(run: Path) -> None:
     if info is None:
         raise DataError(run, "not a medssl run folder (no readable run.json)")
     if info.get("kind") == "pretrain":
-        raise DataError(run, "is a pre-training run: it has no predictions to evaluate; fine-tune from it "
-                             f"(medssl finetune --init {run} ...) and evaluate that run")
+        raise DataError(
+            run,
+            "is a pre-training run: it has no predictions to evaluate; fine-tune from it "
+            f"(medssl finetune --init {run} ...) and evaluate that run",
+        )
     if not (run / "splits.json").is_file():
         raise DataError(run, "this fine-tuning run has not started (no splits.json); rerun its finetune command")
 
@@ -290,8 +346,16 @@ def cmd_report(a: argparse.Namespace) -> int:
 def cmd_benchmark(a: argparse.Namespace) -> int:
     from ..benchmark import run_benchmark
 
-    res = run_benchmark(a.config, a.out, cells=a.cells, dry_run=a.dry_run, overrides=a.overrides, log_fn=_say, report=not a.no_report,
-                        pretrain_only=a.pretrain_only)
+    res = run_benchmark(
+        a.config,
+        a.out,
+        cells=a.cells,
+        dry_run=a.dry_run,
+        overrides=a.overrides,
+        log_fn=_say,
+        report=not a.no_report,
+        pretrain_only=a.pretrain_only,
+    )
     _say(res)
     return 0
 
@@ -318,7 +382,11 @@ MAX_FIGURE_SLICES = 32
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="medssl", description="Self-supervised pre-training (SuperCL, MACL and 11 baselines) and few-label fine-tuning of a 2D U-Net for medical image segmentation.", epilog=EPILOG)
+    p = argparse.ArgumentParser(
+        prog="medssl",
+        description="Self-supervised pre-training (SuperCL, MACL and 11 baselines) and few-label fine-tuning of a 2D U-Net for medical image segmentation.",
+        epilog=EPILOG,
+    )
     p.add_argument("--version", action="version", version="medssl 0.1.0")
     p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks of errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -334,13 +402,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dataset", help="dataset name (see `medssl datasets`)")
     s.add_argument("src", help="the dataset folder in its official layout (`builtin` for synthetic)")
     s.add_argument("out", help="output folder of the prepared store")
-    s.add_argument("--spacing", help="in-plane spacing in mm, a positive number (default: the papers'; `keep` = no resampling)")
-    s.add_argument("--normalization", choices=["zscore", "clip_zscore", "minmax", "slice_minmax", "max", "none"], help="override the dataset's normalisation")
-    s.add_argument("--skip-bad", action="store_true", help="prepare the good cases and record the bad ones in skipped.json")
-    s.add_argument("--overwrite", action="store_true", help="replace the store already in OUT (another dataset or settings), or write into a non-empty folder")
-    s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="reader option (YAML value; repeatable), e.g. modality=flair, class_names=[bg,liver], "
-                        "label_map={0: 0, 205: 1, 420: 2} (raw label value: class index; nifti-folder)")
+    s.add_argument(
+        "--spacing", help="in-plane spacing in mm, a positive number (default: the papers'; `keep` = no resampling)"
+    )
+    s.add_argument(
+        "--normalization",
+        choices=["zscore", "clip_zscore", "minmax", "slice_minmax", "max", "none"],
+        help="override the dataset's normalisation",
+    )
+    s.add_argument(
+        "--skip-bad", action="store_true", help="prepare the good cases and record the bad ones in skipped.json"
+    )
+    s.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the store already in OUT (another dataset or settings), or write into a non-empty folder",
+    )
+    s.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="reader option (YAML value; repeatable), e.g. modality=flair, class_names=[bg,liver], "
+        "label_map={0: 0, 205: 1, 420: 2} (raw label value: class index; nifti-folder)",
+    )
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(fn=cmd_prepare)
 
@@ -350,26 +435,49 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_args(s)
     s.set_defaults(fn=cmd_pretrain)
 
-    s = sub.add_parser("finetune", help="fine-tune the U-Net with a share of the labels, then evaluate on the test patients")
-    s.add_argument("--labels", help="labelled training patients: a count is an integer (1 = one patient), a fraction has "
-                                    "%% or a decimal point (10%%, 0.1; 100%% or 1.0 = all); default 10%%")
-    s.add_argument("--init", help="pre-trained weights: a pre-training run folder (its pretrain.pt), a checkpoint file "
-                                  "(pretrain.pt or a reference-code checkpoint), or `none`")
-    s.add_argument("--protocol", choices=["paper", "standard"], help="paper: select on test, pooled 2D Dice, pixel distances; standard (default): validation split, per-volume 3D metrics in mm")
-    s.add_argument("--recipe", choices=["auto", "paper", "standard"],
-                   help="settings left unset: paper (the papers' CE, Adam 5e-4, heavy augmentation), standard (Dice+CE, "
-                        "Adam 1e-3, mild augmentation: converges in hundreds of steps); auto (default) = the protocol's")
-    s.add_argument("--split", choices=["seeded", "paper"], help="seeded patient split (default) or the papers' published lists")
-    s.add_argument("--method-name", dest="method_name", help="name shown in reports (default: the checkpoint's method, or scratch)")
+    s = sub.add_parser(
+        "finetune", help="fine-tune the U-Net with a share of the labels, then evaluate on the test patients"
+    )
+    s.add_argument(
+        "--labels",
+        help="labelled training patients: a count is an integer (1 = one patient), a fraction has "
+        "%% or a decimal point (10%%, 0.1; 100%% or 1.0 = all); default 10%%",
+    )
+    s.add_argument(
+        "--init",
+        help="pre-trained weights: a pre-training run folder (its pretrain.pt), a checkpoint file "
+        "(pretrain.pt or a reference-code checkpoint), or `none`",
+    )
+    s.add_argument(
+        "--protocol",
+        choices=["paper", "standard"],
+        help="paper: select on test, pooled 2D Dice, pixel distances; standard (default): validation split, per-volume 3D metrics in mm",
+    )
+    s.add_argument(
+        "--recipe",
+        choices=["auto", "paper", "standard"],
+        help="settings left unset: paper (the papers' CE, Adam 5e-4, heavy augmentation), standard (Dice+CE, "
+        "Adam 1e-3, mild augmentation: converges in hundreds of steps); auto (default) = the protocol's",
+    )
+    s.add_argument(
+        "--split", choices=["seeded", "paper"], help="seeded patient split (default) or the papers' published lists"
+    )
+    s.add_argument(
+        "--method-name", dest="method_name", help="name shown in reports (default: the checkpoint's method, or scratch)"
+    )
     _add_training_args(s)
     s.set_defaults(fn=cmd_finetune)
 
-    s = sub.add_parser("evaluate", help="DSC, JC, HD95, ASD, ASSD per case and class: of a run, or of two NIfTI folders")
+    s = sub.add_parser(
+        "evaluate", help="DSC, JC, HD95, ASD, ASSD per case and class: of a run, or of two NIfTI folders"
+    )
     s.add_argument("run", nargs="?", help="a fine-tuning run folder")
     s.add_argument("--pred", help="folder of predicted NIfTI label maps")
     s.add_argument("--gt", help="folder of ground-truth NIfTI label maps with the same file names")
     s.add_argument("--labels", help="class names, comma-separated, background first")
-    s.add_argument("--protocol", choices=["paper", "standard"], help="metric protocol (default: the run's, or standard)")
+    s.add_argument(
+        "--protocol", choices=["paper", "standard"], help="metric protocol (default: the run's, or standard)"
+    )
     s.add_argument("--out", help="where to write metrics.csv and summary.* (default: the prediction folder)")
     s.set_defaults(fn=cmd_evaluate)
 
@@ -379,14 +487,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reference", help="published numbers CSV (default: the papers' numbers shipped with medssl)")
     s.set_defaults(fn=cmd_report)
 
-    s = sub.add_parser("benchmark", help="run a grid of methods x datasets x label fractions x seeds, reusing pre-trainings and skipping finished cells")
+    s = sub.add_parser(
+        "benchmark",
+        help="run a grid of methods x datasets x label fractions x seeds, reusing pre-trainings and skipping finished cells",
+    )
     s.add_argument("--config", required=True, help="grid YAML (see configs/benchmark_*.yaml)")
     s.add_argument("--out", required=True, help="benchmark folder")
-    s.add_argument("--cells", help="run only part of the grid: `i/n` (cells i, i+n, ...) to split across machines or GPUs")
+    s.add_argument(
+        "--cells", help="run only part of the grid: `i/n` (cells i, i+n, ...) to split across machines or GPUs"
+    )
     s.add_argument("--dry-run", action="store_true", help="list the cells and exit")
     s.add_argument("--no-report", action="store_true", help="do not write the report at the end")
-    s.add_argument("--pretrain-only", action="store_true", help="run only the pre-trainings of these cells (fine-tune later with the same command)")
-    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a grid setting")
+    s.add_argument(
+        "--pretrain-only",
+        action="store_true",
+        help="run only the pre-trainings of these cells (fine-tune later with the same command)",
+    )
+    s.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a grid setting"
+    )
     s.set_defaults(fn=cmd_benchmark)
 
     s = sub.add_parser("demo", help="the whole pipeline on built-in synthetic data, in a few minutes on a CPU")
@@ -397,7 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("figure", help="show what SuperCL does: image, superpixels, ASP map and CCL groups of a batch")
     s.add_argument("data", help="prepared store")
-    s.add_argument("--out", default="supercl_figure.png", help="image file; its suffix sets the format (png, pdf, svg, jpg...)")
+    s.add_argument(
+        "--out", default="supercl_figure.png", help="image file; its suffix sets the format (png, pdf, svg, jpg...)"
+    )
     s.add_argument("-n", type=int, default=6, help="number of slices (rows), 1..32")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(fn=cmd_figure)
@@ -442,7 +563,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{e.filename}: " if getattr(e, "filename", None) else ""
         _error(f"{where}{e.strerror or e}")
         return EXIT_FAILURE
-    except Exception as e:  # noqa: BLE001 - a bug: one line, the traceback with -v
+    except Exception as e:
         if a.verbose:
             raise
         _error(f"internal error ({e.__class__.__name__}: {e}); rerun with -v for the traceback and report it")

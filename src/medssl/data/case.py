@@ -5,10 +5,12 @@ Array convention: volumes are ``(D, H, W)`` = (slices, rows, columns); a NIfTI a
 ``[i, j, k]`` becomes ``arr.transpose(2, 1, 0)`` and its zooms ``(sx, sy, sz)`` become
 ``spacing = (sz, sy, sx)``. A 2D image (ISIC) is a volume with ``D = 1``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -2,9 +2,11 @@
 pre-training. Randomness is drawn per sample from ``(seed, epoch, index)``, so a run gives the same
 batches whatever the number of workers, and a resumed run continues the same sequence.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +25,7 @@ def minmax01(x: np.ndarray) -> np.ndarray:
     return ((x - lo) / (hi - lo)).astype(np.float32)
 
 
-def seed_worker(worker_id: int) -> None:  # noqa: ARG001 - DataLoader signature
+def seed_worker(worker_id: int) -> None:
     """Worker init: torch's own per-worker seed also seeds numpy (we draw from explicit generators anyway)."""
     np.random.seed(torch.initial_seed() % 2**32)
 
@@ -56,8 +58,16 @@ class LabelledSlices(_EpochDataset):
     Returns (per item): ``{"image": (C, P, P) float32, "label": (P, P) int64}``.
     """
 
-    def __init__(self, store: SliceStore, case_ids: Sequence[str], patch_size: int, augment: Any | None = None, seed: int = 0,
-                 in_channels: int = 1, fill: str = "zero") -> None:
+    def __init__(
+        self,
+        store: SliceStore,
+        case_ids: Sequence[str],
+        patch_size: int,
+        augment: Any | None = None,
+        seed: int = 0,
+        in_channels: int = 1,
+        fill: str = "zero",
+    ) -> None:
         super().__init__(seed)
         self.store, self.patch_size, self.augment, self.in_channels = store, patch_size, augment, in_channels
         self.fill = fill
@@ -149,8 +159,14 @@ class PretrainSlices(_EpochDataset):
         if "neighbor" in self.needs:
             nz = z + (1 if z + 1 < d and (z == 0 or rng.random() < 0.5) else -1) if d > 1 else z
             neighbor = minmax01(window(np.asarray(vol[nz], dtype=np.float32)))
-        views = self.view_transform(x, rng, neighbor_image=neighbor) if neighbor is not None else self.view_transform(x, rng)
-        sample: dict[str, Any] = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32))[None] for k, v in views.items()}
+        views = (
+            self.view_transform(x, rng, neighbor_image=neighbor)
+            if neighbor is not None
+            else self.view_transform(x, rng)
+        )
+        sample: dict[str, Any] = {
+            k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32))[None] for k, v in views.items()
+        }
         sample["image"] = torch.from_numpy(x)[None]
         # 2D data sets (ISIC: one slice per "volume") have no slice position: a distinct value per
         # sample (|p_i - p_j| >= 1 > delta) turns positional positives into instance positives,

@@ -12,13 +12,14 @@ Example::
     arrays = load_h5("patient001_frame01_slice_3.h5", ("image", "label"))
     volume, spacing, files = load_dicom_series("MR/1/T2SPIR/DICOM_anon")  # (D, H, W), (sz, sy, sx)
 """
+
 from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -27,13 +28,13 @@ from medssl.errors import DataError
 __all__ = [
     "NiftiHeader",
     "check_file",
-    "load_nifti",
-    "read_nifti_header",
-    "load_h5",
-    "load_png",
-    "load_jpeg",
     "load_dicom_series",
+    "load_h5",
+    "load_jpeg",
+    "load_nifti",
+    "load_png",
     "one_line",
+    "read_nifti_header",
 ]
 
 _MAX_MSG = 200
@@ -114,7 +115,7 @@ class NiftiHeader:
     dtype: np.dtype
 
 
-def _open_nifti(p: Path):  # noqa: ANN202 - nibabel image
+def _open_nifti(p: Path):
     import nibabel as nib
     from nibabel.filebasedimages import ImageFileError
 
@@ -276,7 +277,7 @@ def load_jpeg(path: str | Path, grey: bool = False) -> np.ndarray:
     return _load_pil(path, "JPEG", grey)
 
 
-def _slice_normal(ds) -> np.ndarray | None:  # noqa: ANN001 - pydicom Dataset
+def _slice_normal(ds) -> np.ndarray | None:
     iop = getattr(ds, "ImageOrientationPatient", None)
     if iop is None or len(iop) != 6:
         return None
@@ -338,7 +339,10 @@ def load_dicom_series(folder: str | Path) -> tuple[np.ndarray, tuple[float, floa
     shape0 = entries[0][2].shape
     for f, _, pix in entries:
         if pix.shape != shape0:
-            raise DataError(f, f"slice size {pix.shape[0]}x{pix.shape[1]} differs from {shape0[0]}x{shape0[1]} of {entries[0][0].name}")
+            raise DataError(
+                f,
+                f"slice size {pix.shape[0]}x{pix.shape[1]} differs from {shape0[0]}x{shape0[1]} of {entries[0][0].name}",
+            )
 
     normal = _slice_normal(entries[0][1])
     positions: list[float] | None = None

@@ -8,6 +8,7 @@ patient, ``"8"`` eight); a **fraction** has a ``%`` or a decimal point (``"10%"`
 ``"100%"`` = ``"1.0"`` = every training patient). A count larger than the training patients left
 after the test and validation sets is an error; a fraction is rounded up to whole patients.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,7 +23,15 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from .store import SliceStore
 
-__all__ = ["Split", "LabelSpec", "parse_label_spec", "canonical_labels", "parse_labels", "make_split", "load_paper_splits"]
+__all__ = [
+    "LabelSpec",
+    "Split",
+    "canonical_labels",
+    "load_paper_splits",
+    "make_split",
+    "parse_label_spec",
+    "parse_labels",
+]
 
 
 @dataclass
@@ -63,7 +72,9 @@ class LabelSpec:
         return max(1, min(pool_size, math.ceil(round(float(self.fraction or 0) * pool_size, 6))))
 
 
-_GRAMMAR = "a count is an integer such as 8; a fraction has a % or a decimal point, such as 10% or 0.1; 100% or 1.0 means all"
+_GRAMMAR = (
+    "a count is an integer such as 8; a fraction has a % or a decimal point, such as 10% or 0.1; 100% or 1.0 means all"
+)
 
 
 def parse_label_spec(labels: Any) -> LabelSpec:
@@ -96,7 +107,11 @@ def parse_label_spec(labels: Any) -> LabelSpec:
     else:
         raise ConfigError(f"labels: '{text}' is neither a count nor a fraction; {_GRAMMAR}")
     if not 0 < frac <= 1:
-        hint = f" (for {int(frac)} patients write {int(frac)})" if "%" not in text and frac > 1 and frac.is_integer() else ""
+        hint = (
+            f" (for {int(frac)} patients write {int(frac)})"
+            if "%" not in text and frac > 1 and frac.is_integer()
+            else ""
+        )
         raise ConfigError(f"labels: the fraction '{text}' must be in (0%, 100%]{hint}")
     return LabelSpec(fraction=frac)
 
@@ -122,12 +137,16 @@ def parse_labels(labels: str | float | int, pool_size: int) -> int:
 
 def load_paper_splits(path: str | Path | None = None) -> dict[str, dict[str, list]]:
     """Parse ``paper_splits.txt``: ``{section: {"train": [[keys 10%], [keys 25%]], "test": [keys]}}``."""
-    text = Path(path).read_text() if path else resources.files("medssl.resources").joinpath("paper_splits.txt").read_text()
+    text = (
+        Path(path).read_text() if path else resources.files("medssl.resources").joinpath("paper_splits.txt").read_text()
+    )
     sections: dict[str, dict[str, list]] = {}
     for block in re.split(r"^#\s*", text, flags=re.M):
         name, _, body = block.partition("\n")
         name = name.strip()
-        trains = [[int(v) for v in re.findall(r"\d+", m)] for m in re.findall(r"train_keys:\s*\[([^\]]*)\]", body, flags=re.S)]
+        trains = [
+            [int(v) for v in re.findall(r"\d+", m)] for m in re.findall(r"train_keys:\s*\[([^\]]*)\]", body, flags=re.S)
+        ]
         tests = re.findall(r"test:\s*\[([^\]]*)\]", body, flags=re.S)
         if trains or tests:
             sections[name] = {"train": trains, "test": [int(v) for v in re.findall(r"\d+", tests[0])] if tests else []}
@@ -185,7 +204,9 @@ def make_split(
         sec = table[key]
         missing = [k for k in sec["test"] + [k for t in sec["train"] for k in t] if k not in by_key]
         if missing:
-            raise DataError(store.root, f"the published {key} split names cases not in the store (keys {sorted(set(missing))[:10]})")
+            raise DataError(
+                store.root, f"the published {key} split names cases not in the store (keys {sorted(set(missing))[:10]})"
+            )
         test = sorted(c for k in sec["test"] for c in by_key[k])
         pool = sorted(c for c in labelled if c not in set(test))
         if spec.fraction == 1.0:

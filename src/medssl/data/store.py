@@ -18,13 +18,15 @@ Data sets that store no voxel spacing (``acdc-h5``, ISIC) keep a placeholder spa
 said on the console and in ``fingerprint.json`` (``spacing_known: false``, ``distance_unit:
 voxels``), evaluations label HD95/ASD as voxels, and resampling them to a spacing in mm is refused.
 """
+
 from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +34,7 @@ from ..errors import DataError
 from ..utils.files import atomic_save_npy, atomic_write_json, atomic_write_text
 from .store_folder import begin_store_folder, check_prepare_target
 
-__all__ = ["CaseInfo", "SliceStore", "PrepareResult", "prepare", "STORE_VERSION", "num_partitions"]
+__all__ = ["STORE_VERSION", "CaseInfo", "PrepareResult", "SliceStore", "num_partitions", "prepare"]
 
 STORE_VERSION = 1
 num_partitions = 4
@@ -72,7 +74,9 @@ class SliceStore:
             self.plan: dict[str, Any] = json.loads(plan_path.read_text())
             raw = json.loads((self.root / "cases.json").read_text())
         except (OSError, json.JSONDecodeError) as e:
-            raise DataError(self.root, f"prepared store is incomplete or corrupt ({e.__class__.__name__}); prepare it again") from None
+            raise DataError(
+                self.root, f"prepared store is incomplete or corrupt ({e.__class__.__name__}); prepare it again"
+            ) from None
         self.cases: list[CaseInfo] = [
             CaseInfo(**{**c, "shape": tuple(c["shape"]), "spacing": tuple(c["spacing"])}) for c in raw
         ]
@@ -158,7 +162,7 @@ def prepare(
     src: str | Path,
     out: str | Path,
     *,
-    target_spacing: float | None | str = "default",
+    target_spacing: float | str | None = "default",
     normalization: str | None = None,
     skip_bad: bool = False,
     verify: bool = True,
@@ -200,7 +204,9 @@ def prepare(
     _refuse_unknown_spacing(src, dataset, [s.meta for s in sources], spacing_target)
     norm = normalization or spec.normalization
     plan = _make_plan(dataset, src, spec, spacing_target, norm, options)
-    target = check_prepare_target(out, plan, overwrite)  # writes nothing: a non-empty folder or another store is refused
+    target = check_prepare_target(
+        out, plan, overwrite
+    )  # writes nothing: a non-empty folder or another store is refused
     bad = _verify(sources, spec, src, skip_bad) if verify else {}
 
     begin_store_folder(out, plan, target)  # "replace" (--overwrite) deletes the previous store's files first
@@ -216,7 +222,9 @@ def prepare(
     fingerprint = _fingerprint(dataset, got)
     _write_store(out, plan, fingerprint, got)
     if log:
-        log(f"prepared {len(got.infos)} cases ({fingerprint['num_slices']} slices) into {out}; skipped {len(got.skipped)}")
+        log(
+            f"prepared {len(got.infos)} cases ({fingerprint['num_slices']} slices) into {out}; skipped {len(got.skipped)}"
+        )
     for note in fingerprint["notes"]:  # said aloud: the CLI prints it, the Python API warns
         if log:
             log(note)
@@ -243,12 +251,16 @@ def _spacing_known(meta: dict[str, Any]) -> bool:
     return meta.get("spacing_known", True) is not False
 
 
-def _refuse_unknown_spacing(where: str | Path, what: str, metas: Sequence[dict[str, Any]],
-                            spacing_target: float | None) -> None:
+def _refuse_unknown_spacing(
+    where: str | Path, what: str, metas: Sequence[dict[str, Any]], spacing_target: float | None
+) -> None:
     """Resampling to a spacing in mm needs the spacing: refuse it (one line) for files without one."""
     if spacing_target is not None and not all(_spacing_known(m) for m in metas):
-        raise DataError(where, f"{what} stores no voxel spacing, so it cannot be resampled to {spacing_target} mm; "
-                               "prepare it with --spacing keep (the default): distances are then in voxels")
+        raise DataError(
+            where,
+            f"{what} stores no voxel spacing, so it cannot be resampled to {spacing_target} mm; "
+            "prepare it with --spacing keep (the default): distances are then in voxels",
+        )
 
 
 def _verify(sources: Sequence[Any], spec: Any, src: str | Path, skip_bad: bool) -> dict[str, list[str]]:
@@ -266,8 +278,9 @@ def _verify(sources: Sequence[Any], spec: Any, src: str | Path, skip_bad: bool) 
     return bad
 
 
-def _make_plan(dataset: str, src: str | Path, spec: Any, spacing_target: float | None, norm: str,
-               options: dict[str, Any]) -> dict[str, Any]:
+def _make_plan(
+    dataset: str, src: str | Path, spec: Any, spacing_target: float | None, norm: str, options: dict[str, Any]
+) -> dict[str, Any]:
     """What is done to the data (``plan.json``); a store prepared with another plan is rewritten."""
     return {
         "store_version": STORE_VERSION,
@@ -301,8 +314,9 @@ def _load_case(src_case: Any, got: _Collected, skip_bad: bool) -> Any:
         return None
 
 
-def _prepare_case(case: Any, src_case: Any, out: Path, spacing_target: float | None, norm: str, overwrite: bool,
-                  got: _Collected) -> None:
+def _prepare_case(
+    case: Any, src_case: Any, out: Path, spacing_target: float | None, norm: str, overwrite: bool, got: _Collected
+) -> None:
     """Resample, normalise and write one case; record its info, slice rows and fingerprint entry."""
     from .transforms import normalize, resample_inplane
 
@@ -336,7 +350,9 @@ def _prepare_case(case: Any, src_case: Any, out: Path, spacing_target: float | N
     fg = np.count_nonzero(label.reshape(label.shape[0], -1), axis=1) if label is not None else None
     for z in range(info.num_slices):
         part = min(z * num_partitions // info.num_slices, num_partitions - 1)
-        got.slice_rows.append(f"{info.case_id},{z},{(z + 1) / info.num_slices:.6f},{part},{int(fg[z]) if fg is not None else -1}")
+        got.slice_rows.append(
+            f"{info.case_id},{z},{(z + 1) / info.num_slices:.6f},{part},{int(fg[z]) if fg is not None else -1}"
+        )
     got.fp_cases.append(
         {
             "case_id": case.case_id,
@@ -376,22 +392,38 @@ def _fingerprint(dataset: str, got: _Collected) -> dict[str, Any]:
         },
         "spacing_known": not unknown,
         "distance_unit": "voxels" if unknown else "mm",
-        "notes": [f"{SPACING_UNKNOWN_NOTE} ({len(unknown)} of {len(fp_cases)} cases store no voxel spacing; "
-                  "HD95/ASD/ASSD are reported in voxels)"] if unknown else [],
+        "notes": [
+            f"{SPACING_UNKNOWN_NOTE} ({len(unknown)} of {len(fp_cases)} cases store no voxel spacing; "
+            "HD95/ASD/ASSD are reported in voxels)"
+        ]
+        if unknown
+        else [],
         "cases": fp_cases,
     }
 
 
 def _write_store(out: Path, plan: dict[str, Any], fingerprint: dict[str, Any], got: _Collected) -> None:
     """The index files of the store; ``plan.json`` last: its presence marks a complete store."""
-    atomic_write_text(out / "slices.csv", "\n".join(["case_id,z,position,partition,foreground", *got.slice_rows]) + "\n")
+    atomic_write_text(
+        out / "slices.csv", "\n".join(["case_id,z,position,partition,foreground", *got.slice_rows]) + "\n"
+    )
     atomic_write_json(out / "fingerprint.json", fingerprint)
     atomic_write_json(out / "cases.json", [asdict(i) for i in got.infos])
     atomic_write_json(out / "skipped.json", got.skipped)
     atomic_write_json(out / "plan.json", plan)
 
 
-_LABELS = {"acdc": "ACDC", "acdc-h5": "ACDC", "mmwhs": "MMWHS", "hvsmr": "HVSMR", "chaos": "CHAOS", "chaos-nifti": "CHAOS", "isic2018": "ISIC", "mscmrseg": "MS-CMRSeg", "synthetic": "Synthetic"}
+_LABELS = {
+    "acdc": "ACDC",
+    "acdc-h5": "ACDC",
+    "mmwhs": "MMWHS",
+    "hvsmr": "HVSMR",
+    "chaos": "CHAOS",
+    "chaos-nifti": "CHAOS",
+    "isic2018": "ISIC",
+    "mscmrseg": "MS-CMRSeg",
+    "synthetic": "Synthetic",
+}
 
 
 def dataset_label(name: str, spec: Any) -> str:

@@ -6,16 +6,18 @@ A prepared store marks itself complete with ``plan.json`` (written last); while 
 same settings. Nothing is written or deleted until :func:`begin_store_folder`, which ``prepare()``
 calls only after the data has passed its integrity check.
 """
+
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import ConfigError, DataError
 
-__all__ = ["check_prepare_target", "begin_store_folder", "STORE_FILES", "PARTIAL_PLAN"]
+__all__ = ["PARTIAL_PLAN", "STORE_FILES", "begin_store_folder", "check_prepare_target"]
 
 #: the files and folders of a prepared store (what ``overwrite`` replaces; other files are left alone)
 STORE_FILES = ("plan.json", "fingerprint.json", "cases.json", "slices.csv", "skipped.json", "images", "labels", "cache")
@@ -68,13 +70,18 @@ def check_prepare_target(out: str | Path, plan: Mapping[str, Any], overwrite: bo
         old, what = _read(out / PARTIAL_PLAN), "an unfinished prepared store"
     if not isinstance(old, dict):
         names = ", ".join(sorted(p.name for p in out.iterdir())[:5])
-        raise DataError(out, f"folder is not empty and is not a prepared store ({names}); give a new or empty folder, "
-                             "or --overwrite to write the store into it")
+        raise DataError(
+            out,
+            f"folder is not empty and is not a prepared store ({names}); give a new or empty folder, "
+            "or --overwrite to write the store into it",
+        )
     diffs = _differences(old, plan)
     if diffs:
         shown = "; ".join(diffs[:4]) + (f"; ... ({len(diffs) - 4} more)" if len(diffs) > 4 else "")
-        raise DataError(out, f"holds {what} of another dataset or settings ({shown}); give another folder, "
-                             "or --overwrite to replace it")
+        raise DataError(
+            out,
+            f"holds {what} of another dataset or settings ({shown}); give another folder, or --overwrite to replace it",
+        )
     return "reuse"
 
 

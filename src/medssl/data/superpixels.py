@@ -31,12 +31,14 @@ Example::
     provider = SuperpixelProvider(cfg, store)
     sp = provider("patient001_frame01", 4, v1, geometry=lambda a: a[16:208, 16:208])
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -44,12 +46,12 @@ from ..errors import ConfigError, DataError
 
 __all__ = [
     "SuperpixelConfig",
+    "SuperpixelProvider",
+    "build_superpixel_cache",
     "compute_superpixels",
     "compute_volume_superpixels",
-    "superpixel_cache_dir",
-    "build_superpixel_cache",
-    "SuperpixelProvider",
     "relabel_consecutive",
+    "superpixel_cache_dir",
 ]
 
 _METHODS = ("slic_lab", "slic_grey", "felzenszwalb")
@@ -124,7 +126,9 @@ class SuperpixelConfig:
         if self.n_segments is not None and self.n_segments < 1:
             raise ConfigError(f"n_segments must be >= 1, got {self.n_segments}")
         if not self.cells_per_segment > 0 or self.cell_size < 1:
-            raise ConfigError(f"cells_per_segment must be > 0 and cell_size >= 1, got {self.cells_per_segment} and {self.cell_size}")
+            raise ConfigError(
+                f"cells_per_segment must be > 0 and cell_size >= 1, got {self.cells_per_segment} and {self.cell_size}"
+            )
         if self.min_segments < 1 or (self.view_size is not None and self.view_size < 1):
             raise ConfigError(f"min_segments and view_size must be >= 1, got {self.min_segments} and {self.view_size}")
         if not 0.0 < self.scale <= 1.0:
@@ -158,8 +162,11 @@ class SuperpixelConfig:
         if self.method == "felzenszwalb":
             core = f"fz-s{self.fz_scale:g}-g{self.fz_sigma:g}-m{self.fz_min_size}"
         else:
-            count = (f"n{self.n_segments}" if self.n_segments is not None else
-                     f"cells{self.cells_per_segment:g}x{self.cell_size}-min{self.min_segments}-v{self.view_size or 0}")
+            count = (
+                f"n{self.n_segments}"
+                if self.n_segments is not None
+                else f"cells{self.cells_per_segment:g}x{self.cell_size}-min{self.min_segments}-v{self.view_size or 0}"
+            )
             core = (
                 f"{self.method}-{count}-c{self.effective_compactness:g}-it{self.max_num_iter}"
                 f"-s{self.sigma:g}-cc{int(self.enforce_connectivity)}"
@@ -349,7 +356,9 @@ def build_superpixel_cache(store: Any, cfg: SuperpixelConfig, workers: int = 0, 
                 pending: list[Future[str]] = []
                 for c in todo:
                     # bounded number of volumes in flight: read, submit, collect the oldest
-                    pending.append(pool.submit(_build_one, np.array(store.image(c.case_id)), cfg, str(out / f"{c.case_id}.npy")))
+                    pending.append(
+                        pool.submit(_build_one, np.array(store.image(c.case_id)), cfg, str(out / f"{c.case_id}.npy"))
+                    )
                     if len(pending) >= 2 * workers:
                         pending.pop(0).result()
                         bar.update(1)
@@ -403,7 +412,10 @@ class SuperpixelProvider:
             assert self.cache_dir is not None
             path = self.cache_dir / f"{case_id}.npy"
             if not path.is_file():
-                raise DataError(path, "superpixel cache missing; build it first (build_superpixel_cache / `medssl prepare --superpixels`)")
+                raise DataError(
+                    path,
+                    "superpixel cache missing; build it first (build_superpixel_cache / `medssl prepare --superpixels`)",
+                )
             try:
                 arr = np.load(path, mmap_mode="r")
             except (OSError, ValueError) as e:
@@ -447,4 +459,3 @@ class SuperpixelProvider:
         if crop.min() < 0:
             raise ValueError("geometry produced negative labels")
         return relabel_consecutive(crop)
-

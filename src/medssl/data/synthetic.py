@@ -12,13 +12,15 @@ end-systole: smaller cavities, thicker wall) and differ in noise.
 The dataset is registered as ``synthetic`` in :data:`medssl.registry.DATASETS`; its SRC is
 ``builtin`` (keyword defaults) or a JSON/YAML file of generator parameters.
 """
+
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -28,13 +30,13 @@ from ..registry import DATASETS
 from .case import Case, CaseSource, DatasetSpec
 
 __all__ = [
-    "SYNTHETIC_SPACING",
+    "SYNTHETIC",
     "SYNTHETIC_CLASSES",
-    "make_phantom",
+    "SYNTHETIC_SPACING",
     "generate_cases",
+    "make_phantom",
     "scan_synthetic",
     "write_nifti_folder",
-    "SYNTHETIC",
 ]
 
 #: voxel spacing (sz, sy, sx) of every synthetic case, in mm
@@ -104,19 +106,19 @@ def make_phantom(
 class _Heart:
     """Per-slice geometry of the heart (arrays of length D), smooth from base to apex."""
 
-    t: np.ndarray           # 0 = base, 1 = apex
-    k0: int                 # first and last slice inside the heart
+    t: np.ndarray  # 0 = base, 1 = apex
+    k0: int  # first and last slice inside the heart
     k1: int
-    cy: np.ndarray          # LV centre
+    cy: np.ndarray  # LV centre
     cx: np.ndarray
-    r_lv: np.ndarray        # LV cavity radius, myocardium thickness
+    r_lv: np.ndarray  # LV cavity radius, myocardium thickness
     th: np.ndarray
-    rv_dir: float           # RV direction, radius, offset from the LV centre, presence
+    rv_dir: float  # RV direction, radius, offset from the LV centre, presence
     r_rv: np.ndarray
     rv_off: np.ndarray
     rv_present: np.ndarray
-    ecc: float              # LV ellipticity
-    pap_ang: np.ndarray     # angles of the papillary-muscle-like specks
+    ecc: float  # LV ellipticity
+    pap_ang: np.ndarray  # angles of the papillary-muscle-like specks
 
 
 @dataclass
@@ -138,23 +140,23 @@ def _draw_heart(rng: np.random.Generator, d: int, n: int, phase: float) -> _Hear
     """Centre, radii and wall thickness per slice, shrinking from base to apex (end-systole: smaller
     cavities, thicker wall); the first and/or last slice sometimes lies outside the heart."""
     t = np.linspace(0.0, 1.0, d)
-    k0 = int(rng.uniform() < 0.35)                    # base slice above the heart sometimes
-    k1 = d - 1 - int(rng.uniform() < 0.5)             # apex slice below the heart sometimes
+    k0 = int(rng.uniform() < 0.35)  # base slice above the heart sometimes
+    k1 = d - 1 - int(rng.uniform() < 0.5)  # apex slice below the heart sometimes
     cy0, cx0 = n * (0.5 + rng.uniform(-0.06, 0.06)), n * (0.52 + rng.uniform(-0.06, 0.06))
-    drift = rng.uniform(-0.05, 0.05, size=2) * n      # centre moves linearly base -> apex
-    wob = rng.uniform(-0.015, 0.015, size=2) * n      # and a little sinusoidally
+    drift = rng.uniform(-0.05, 0.05, size=2) * n  # centre moves linearly base -> apex
+    wob = rng.uniform(-0.015, 0.015, size=2) * n  # and a little sinusoidally
     wob_f = rng.uniform(0.5, 1.5)
     cy = cy0 + drift[0] * t + wob[0] * np.sin(2 * np.pi * wob_f * t)
     cx = cx0 + drift[1] * t + wob[1] * np.sin(2 * np.pi * wob_f * t + 1.0)
     r_base = n * rng.uniform(0.10, 0.14) * (1.0 - 0.3 * phase)
-    r_lv = r_base * (1.0 - 0.55 * t ** 1.3)
+    r_lv = r_base * (1.0 - 0.55 * t**1.3)
     th = n * rng.uniform(0.035, 0.05) * (1.0 + 0.35 * phase) * (1.0 - 0.25 * t)
-    rv_dir = rng.uniform(0.8, 1.2) * np.pi             # RV on the image's left of the LV
+    rv_dir = rng.uniform(0.8, 1.2) * np.pi  # RV on the image's left of the LV
     rv_scale = rng.uniform(1.0, 1.3) * (1.0 - 0.25 * phase)
     r_rv = (r_lv + th) * rv_scale * (1.0 - 0.35 * t)
     rv_off = (r_lv + th) * rng.uniform(0.55, 0.8)
-    rv_present = t <= rng.uniform(0.75, 0.95)         # RV ends before the apex
-    ecc = rng.uniform(0.85, 1.0)                      # slightly elliptic LV
+    rv_present = t <= rng.uniform(0.75, 0.95)  # RV ends before the apex
+    ecc = rng.uniform(0.85, 1.0)  # slightly elliptic LV
     pap_ang = rng.uniform(0, 2 * np.pi, size=int(rng.integers(1, 3)))
     return _Heart(t, k0, k1, cy, cx, r_lv, th, rv_dir, r_rv, rv_off, rv_present, ecc, pap_ang)
 
@@ -165,20 +167,25 @@ def _draw_scene(rng: np.random.Generator, n: int, yy: np.ndarray, xx: np.ndarray
     body_ry, body_rx = n * rng.uniform(0.40, 0.46), n * rng.uniform(0.44, 0.49)
     body = ((yy - n / 2) / body_ry) ** 2 + ((xx - n / 2) / body_rx) ** 2 <= 1.0
     i_tissue = rng.uniform(0.30, 0.40)
-    i_myo = i_tissue + rng.uniform(-0.06, 0.02)        # overlaps the tissue
+    i_myo = i_tissue + rng.uniform(-0.06, 0.02)  # overlaps the tissue
     i_lv = rng.uniform(0.80, 0.95)
-    i_rv = i_lv - rng.uniform(0.0, 0.12)               # overlaps the LV
+    i_rv = i_lv - rng.uniform(0.0, 0.12)  # overlaps the LV
     blobs = []
     for _ in range(int(rng.integers(2, 6))):
         ang = rng.uniform(0, 2 * np.pi)
         dist = rng.uniform(0.22, 0.36) * n
-        blobs.append({
-            "cy": n / 2 + dist * np.sin(ang), "cx": n / 2 + dist * np.cos(ang),
-            "ry": rng.uniform(0.04, 0.10) * n, "rx": rng.uniform(0.04, 0.12) * n,
-            "rot": rng.uniform(0, np.pi),
-            "z0": rng.uniform(-0.3, 0.6), "z1": rng.uniform(0.5, 1.3),
-            "val": rng.choice([rng.uniform(0.05, 0.2), rng.uniform(0.45, 0.7), rng.uniform(0.75, 0.95)]),
-        })
+        blobs.append(
+            {
+                "cy": n / 2 + dist * np.sin(ang),
+                "cx": n / 2 + dist * np.cos(ang),
+                "ry": rng.uniform(0.04, 0.10) * n,
+                "rx": rng.uniform(0.04, 0.12) * n,
+                "rot": rng.uniform(0, np.pi),
+                "z0": rng.uniform(-0.3, 0.6),
+                "z1": rng.uniform(0.5, 1.3),
+                "val": rng.choice([rng.uniform(0.05, 0.2), rng.uniform(0.45, 0.7), rng.uniform(0.75, 0.95)]),
+            }
+        )
     # smooth multiplicative bias field, low order in-plane, slowly varying in z
     b = rng.uniform(-0.25, 0.25, size=5)
     gain = rng.uniform(200.0, 800.0)
@@ -186,7 +193,9 @@ def _draw_scene(rng: np.random.Generator, n: int, yy: np.ndarray, xx: np.ndarray
     return _Scene(body, i_tissue, i_myo, i_lv, i_rv, blobs, b, gain, sigma_noise)
 
 
-def _render_slice(k: int, heart: _Heart, scene: _Scene, yy: np.ndarray, xx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _render_slice(
+    k: int, heart: _Heart, scene: _Scene, yy: np.ndarray, xx: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Slice ``k``: noiseless intensities (float64 ``(H, W)``) and its 4-class label (uint8)."""
     n = yy.shape[0]
     img = np.where(scene.body, scene.i_tissue, 0.02)
@@ -201,7 +210,7 @@ def _render_slice(k: int, heart: _Heart, scene: _Scene, yy: np.ndarray, xx: np.n
     if heart.k0 <= k <= heart.k1:
         cy, cx, r_lv, th = heart.cy[k], heart.cx[k], heart.r_lv[k], heart.th[k]
         dy, dx = yy - cy, xx - cx
-        r = np.sqrt((dy / heart.ecc) ** 2 + dx ** 2)
+        r = np.sqrt((dy / heart.ecc) ** 2 + dx**2)
         lv = r <= r_lv
         myo = (r <= r_lv + th) & ~lv
         rv = np.zeros_like(lv)
@@ -224,8 +233,9 @@ def _render_slice(k: int, heart: _Heart, scene: _Scene, yy: np.ndarray, xx: np.n
     return img, lab
 
 
-def _texture_bias_noise(image: np.ndarray, nrng: np.random.Generator, scene: _Scene, yy: np.ndarray,
-                        xx: np.ndarray) -> np.ndarray:
+def _texture_bias_noise(
+    image: np.ndarray, nrng: np.random.Generator, scene: _Scene, yy: np.ndarray, xx: np.ndarray
+) -> np.ndarray:
     """Texture, partial volume, the bias field and Rician noise (texture and noise drawn from ``nrng``)."""
     d, n = image.shape[0], yy.shape[0]
     b = scene.bias_coef
@@ -234,11 +244,11 @@ def _texture_bias_noise(image: np.ndarray, nrng: np.random.Generator, scene: _Sc
     image = ndimage.gaussian_filter(image, (0.0, 0.7, 0.7))
     zz = np.linspace(-1, 1, d)[:, None, None]
     yn, xn = (yy / n - 0.5)[None], (xx / n - 0.5)[None]
-    bias = np.exp(b[0] * yn + b[1] * xn + b[2] * yn * xn + b[3] * (yn ** 2 - xn ** 2) + b[4] * 0.3 * zz)
+    bias = np.exp(b[0] * yn + b[1] * xn + b[2] * yn * xn + b[3] * (yn**2 - xn**2) + b[4] * 0.3 * zz)
     image = image * bias
     n1 = nrng.normal(0.0, scene.sigma_noise, image.shape)
     n2 = nrng.normal(0.0, scene.sigma_noise, image.shape)
-    return np.sqrt((image + n1) ** 2 + n2 ** 2) * scene.gain      # Rician magnitude
+    return np.sqrt((image + n1) ** 2 + n2**2) * scene.gain  # Rician magnitude
 
 
 def _merge_classes(label: np.ndarray, num_classes: int) -> np.ndarray:
@@ -260,12 +270,20 @@ def _case_seeds(seed: int, patient: int, frame: int) -> tuple[np.random.SeedSequ
 def _make_case(patient: int, frame: int, frames: int, slices: int, size: int, seed: int, source: str) -> Case:
     anat, noise = _case_seeds(seed, patient, frame)
     phase = frame / (frames - 1) if frames > 1 else 0.0
-    image, label = make_phantom(np.random.default_rng(anat), slices, size, 4, phase=phase,
-                                noise_rng=np.random.default_rng(noise))
+    image, label = make_phantom(
+        np.random.default_rng(anat), slices, size, 4, phase=phase, noise_rng=np.random.default_rng(noise)
+    )
     pid = f"synth{patient:03d}"
     cid = f"{pid}_f{frame}"
-    return Case(cid, pid, image, label, SYNTHETIC_SPACING, f"{source}:{cid}",
-                {"frame": frame, "phase": phase, "generator": "medssl.data.synthetic", "seed": int(seed)})
+    return Case(
+        cid,
+        pid,
+        image,
+        label,
+        SYNTHETIC_SPACING,
+        f"{source}:{cid}",
+        {"frame": frame, "phase": phase, "generator": "medssl.data.synthetic", "seed": int(seed)},
+    )
 
 
 def _check_options(opts: dict[str, Any], where: str) -> dict[str, int]:
@@ -293,7 +311,7 @@ def _read_options(path: Path) -> dict[str, Any]:
             data = yaml.safe_load(text)
         else:
             data = json.loads(text)
-    except Exception as e:  # noqa: BLE001 - any parse error becomes one DataError line
+    except Exception as e:
         raise DataError(path, f"cannot parse synthetic generator parameters: {e}") from None
     if data is None:
         return {}
@@ -338,6 +356,7 @@ def scan_synthetic(
     sources = []
     for pat in range(o["n_patients"]):
         for fr in range(o["frames"]):
+
             def loader(pat: int = pat, fr: int = fr) -> Case:
                 return _make_case(pat, fr, o["frames"], o["slices"], o["size"], o["seed"], src)
 
@@ -409,7 +428,7 @@ SYNTHETIC = DatasetSpec(
     layout=(
         "SRC is 'builtin' (no files: cases are generated from the keyword defaults "
         "n_patients=8, frames=2, slices=12, size=64, seed=0) or a JSON/YAML file holding any of "
-        "those keys to override them, e.g. {\"n_patients\": 20, \"size\": 128}. Case ids "
+        'those keys to override them, e.g. {"n_patients": 20, "size": 128}. Case ids '
         "synthPPP_fF, patient ids synthPPP, spacing (8.0, 1.5, 1.5) mm."
     ),
     class_names=SYNTHETIC_CLASSES,

@@ -28,11 +28,12 @@ batchgenerators 0.23/0.25 as::
                                   random_crop=False),
                  prob=0.67, alternative_transform=RandomCropTransform(patch_size))
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy import fft as sp_fft
@@ -41,21 +42,21 @@ from scipy import ndimage
 from ..errors import ConfigError
 
 __all__ = [
-    "NORMALIZATIONS",
-    "normalize",
-    "resample_inplane",
-    "pad_or_crop",
-    "SpatialParams",
-    "spatial_coords",
-    "elastic_displacement",
-    "spatial_params",
-    "apply_spatial",
-    "SPATIAL_BACKENDS",
-    "check_spatial_backend",
     "FILLS",
-    "check_fill",
-    "fill_value",
+    "NORMALIZATIONS",
+    "SPATIAL_BACKENDS",
     "JointAugment",
+    "SpatialParams",
+    "apply_spatial",
+    "check_fill",
+    "check_spatial_backend",
+    "elastic_displacement",
+    "fill_value",
+    "normalize",
+    "pad_or_crop",
+    "resample_inplane",
+    "spatial_coords",
+    "spatial_params",
 ]
 
 #: names accepted by :func:`normalize` (also ``DatasetSpec.normalization``)
@@ -195,11 +196,19 @@ def resample_inplane(
             lab = lab.astype(label.dtype)
         else:
             values = np.unique(label)
-            scores = np.stack([
-                resize((label == v).astype(np.float32), new_shape, order=1, mode="edge",
-                       preserve_range=True, anti_aliasing=False)
-                for v in values
-            ])
+            scores = np.stack(
+                [
+                    resize(
+                        (label == v).astype(np.float32),
+                        new_shape,
+                        order=1,
+                        mode="edge",
+                        preserve_range=True,
+                        anti_aliasing=False,
+                    )
+                    for v in values
+                ]
+            )
             lab = values[scores.argmax(0)].astype(label.dtype)
     return img, lab, (sz, h * sy / nh, w * sx / nw)
 
@@ -266,7 +275,7 @@ def pad_or_crop(
         raise ValueError(f"{len(fills)} padding values for {len(arrays)} arrays")
     out = []
     for a, fill in zip(arrays, fills):
-        a = a[..., st_h:st_h + min(h, th), st_w:st_w + min(w, tw)]
+        a = a[..., st_h : st_h + min(h, th), st_w : st_w + min(w, tw)]
         if pt_h or pt_w:
             pad = [(0, 0)] * (a.ndim - 2) + [(pb_h, pt_h - pb_h), (pb_w, pt_w - pb_w)]
             a = np.pad(a, pad, mode="constant", constant_values=fill)
@@ -390,7 +399,7 @@ def elastic_displacement(
     spec = (np.fft.fft(k, hp)[:, None] * np.fft.rfft(k, wp)[None, :]).astype(np.complex64)
     spec *= np.float32(alpha)
     field = sp_fft.irfft2(sp_fft.rfft2(noise, s=(hp, wp)) * spec, s=(hp, wp))
-    return np.ascontiguousarray(field[:, r:r + h, r:r + w], dtype=np.float32)
+    return np.ascontiguousarray(field[:, r : r + h, r : r + w], dtype=np.float32)
 
 
 def spatial_coords(
@@ -535,8 +544,11 @@ def _grid_sample(image: np.ndarray, coords: np.ndarray, order: int, cval: float,
     if cval:
         src = src - np.float32(cval)
     out = torch.nn.functional.grid_sample(
-        torch.from_numpy(np.ascontiguousarray(src))[None, None], torch.from_numpy(grid),
-        mode=_TORCH_MODES[order], padding_mode="zeros", align_corners=True,
+        torch.from_numpy(np.ascontiguousarray(src))[None, None],
+        torch.from_numpy(grid),
+        mode=_TORCH_MODES[order],
+        padding_mode="zeros",
+        align_corners=True,
     )[0, 0].numpy()
     if cval:
         out = out + np.float32(cval)
@@ -548,7 +560,11 @@ def _grid_sample(image: np.ndarray, coords: np.ndarray, order: int, cval: float,
 
 
 def apply_spatial(
-    image: np.ndarray, params: SpatialParams, order: int, cval: float = 0.0, backend: str = "scipy",
+    image: np.ndarray,
+    params: SpatialParams,
+    order: int,
+    cval: float = 0.0,
+    backend: str = "scipy",
 ) -> np.ndarray:
     """Apply a drawn transform to one array: ONE interpolation call (or only flips).
 
@@ -636,8 +652,13 @@ class JointAugment:
     """
 
     def __init__(
-        self, patch_size: int, p_spatial: float = 0.67, mirror: bool = True, backend: str = "scipy",
-        fill: str = "zero", **spatial_kwargs: object,
+        self,
+        patch_size: int,
+        p_spatial: float = 0.67,
+        mirror: bool = True,
+        backend: str = "scipy",
+        fill: str = "zero",
+        **spatial_kwargs: object,
     ) -> None:
         if patch_size <= 0:
             raise ValueError(f"patch_size must be positive, got {patch_size}")
@@ -661,11 +682,16 @@ class JointAugment:
         """
         value = fill_value(image, self.fill)
         image, label = pad_or_crop(image, label, size=self.patch_size, rng=rng, values=(value, 0))
-        params = spatial_params(rng, (self.patch_size, self.patch_size), self.p_spatial,
-                                mirror=self.mirror, **self.spatial_kwargs)  # type: ignore[arg-type]
-        return (apply_spatial(image, params, order=3, cval=value, backend=self.backend),
-                apply_spatial(label, params, order=0, backend=self.backend))
+        params = spatial_params(
+            rng, (self.patch_size, self.patch_size), self.p_spatial, mirror=self.mirror, **self.spatial_kwargs
+        )  # type: ignore[arg-type]
+        return (
+            apply_spatial(image, params, order=3, cval=value, backend=self.backend),
+            apply_spatial(label, params, order=0, backend=self.backend),
+        )
 
     def __repr__(self) -> str:
-        return (f"JointAugment(patch_size={self.patch_size}, p_spatial={self.p_spatial}, mirror={self.mirror}, "
-                f"backend='{self.backend}', fill='{self.fill}')")
+        return (
+            f"JointAugment(patch_size={self.patch_size}, p_spatial={self.p_spatial}, mirror={self.mirror}, "
+            f"backend='{self.backend}', fill='{self.fill}')"
+        )

@@ -13,12 +13,13 @@ Example::
     for p in problems:
         print(p)            # /data/mscmrseg_bssfp/label_3.nii.gz: unknown label values [7] (expected {0, 200, 500, 600})
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -64,14 +65,19 @@ def _case_problems(src: CaseSource, spec: DatasetSpec, affine_tol: float) -> lis
         k = loader.label_map.k if loader.label_map is not None else None
         declared = tuple(src.meta.get("class_names") or spec.class_names)
         if k is not None and not spec.pretrain_only and k != len(declared):
-            probs.append((src.paths[-1], f"reader maps labels to {k} classes but the dataset declares {len(declared)} ({', '.join(declared)})"))
+            probs.append(
+                (
+                    src.paths[-1],
+                    f"reader maps labels to {k} classes but the dataset declares {len(declared)} ({', '.join(declared)})",
+                )
+            )
         return probs
     # any other loader: load it and check the result
     try:
         case = src.load()
     except DataError as exc:
         return [(exc.path or src.paths[0], exc.problem)]
-    except Exception as exc:  # noqa: BLE001 - a verifier must survive any reader failure
+    except Exception as exc:
         return [(src.paths[0] if src.paths else src.case_id, f"unreadable ({one_line(exc)})")]
     probs: list[tuple[str, str]] = []
     where = case.source or (src.paths[0] if src.paths else src.case_id)
@@ -128,7 +134,13 @@ def verify_dataset(
     for src in sources:
         if src.case_id in seen:
             first = seen[src.case_id]
-            problems.append(Problem(src.paths[0] if src.paths else src.case_id, src.case_id, f"duplicate case id '{src.case_id}' (also {first.paths[0] if first.paths else '?'})"))
+            problems.append(
+                Problem(
+                    src.paths[0] if src.paths else src.case_id,
+                    src.case_id,
+                    f"duplicate case id '{src.case_id}' (also {first.paths[0] if first.paths else '?'})",
+                )
+            )
         else:
             seen[src.case_id] = src
     if split_case_ids is not None:
@@ -146,14 +158,20 @@ def verify_dataset(
     for src in sources:
         if not spec.pretrain_only and not src.has_label:
             expected = src.meta.get("expected_label")
-            problems.append(Problem(src.paths[0] if src.paths else src.case_id, src.case_id, f"no label file{f' (expected {expected})' if expected else ''}"))
+            problems.append(
+                Problem(
+                    src.paths[0] if src.paths else src.case_id,
+                    src.case_id,
+                    f"no label file{f' (expected {expected})' if expected else ''}",
+                )
+            )
         file_probs = [(p, r) for p in src.paths if (r := _file_problems(p)) is not None]
         if file_probs:
             problems.extend(Problem(p, src.case_id, r) for p, r in file_probs)
             continue
         try:
             case_probs = _case_problems(src, spec, affine_tol)
-        except Exception as exc:  # noqa: BLE001 - never stop at one case
+        except Exception as exc:
             case_probs = [(src.paths[0] if src.paths else src.case_id, f"unreadable ({one_line(exc)})")]
         problems.extend(Problem(str(p), src.case_id, r) for p, r in case_probs)
     return problems

@@ -16,17 +16,18 @@ shares: the min-max'd slice is made an 8-bit PIL image, then torchvision's
 the result min-max'd back to [0, 1]. :func:`intensity_transform` re-implements these operations
 on numpy arrays, including (``quantize=True``, the default) the 8-bit rounding of the PIL path.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
 
 from .transforms import apply_spatial, check_spatial_backend, pad_or_crop, spatial_params
 
-__all__ = ["VIEW_NAMES", "intensity_transform", "spatial_transform", "MultiViewTransform"]
+__all__ = ["VIEW_NAMES", "MultiViewTransform", "intensity_transform", "spatial_transform"]
 
 #: the view keys a method may request (``Method.views``)
 VIEW_NAMES: tuple[str, ...] = ("v1", "v2", "v3", "v4")
@@ -257,6 +258,8 @@ class MultiViewTransform:
         return out
 
     def __repr__(self) -> str:
-        return (f"MultiViewTransform(views={self.views}, t_fix='{self.t_fix}', neighbor={self.neighbor}, "
-                f"patch_size={self.patch_size}, p_spatial={self.p_spatial}, backend='{self.backend}', "
-                f"noise_stride={self.spatial_kwargs['noise_stride']})")
+        return (
+            f"MultiViewTransform(views={self.views}, t_fix='{self.t_fix}', neighbor={self.neighbor}, "
+            f"patch_size={self.patch_size}, p_spatial={self.p_spatial}, backend='{self.backend}', "
+            f"noise_stride={self.spatial_kwargs['noise_stride']})"
+        )

@@ -1,4 +1,5 @@
 """Slice-by-slice prediction of whole volumes (and of the papers' centre window)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["predict_volume", "center_window", "outside_window_to_zero"]
+__all__ = ["center_window", "outside_window_to_zero", "predict_volume"]
 
 
 def center_window(shape: tuple[int, int], size: int) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
@@ -45,8 +46,14 @@ def outside_window_to_zero(volume: np.ndarray, size: int) -> np.ndarray:
 
 @torch.no_grad()
 def predict_volume(
-    model: nn.Module, image: np.ndarray, device: torch.device, batch_size: int = 16, multiple: int = 16, in_channels: int = 1,
-    window: int | None = None, fill: str = "zero",
+    model: nn.Module,
+    image: np.ndarray,
+    device: torch.device,
+    batch_size: int = 16,
+    multiple: int = 16,
+    in_channels: int = 1,
+    window: int | None = None,
+    fill: str = "zero",
 ) -> np.ndarray:
     """Predict a ``(D, H, W)`` volume slice by slice with a 2D segmentation network.
 

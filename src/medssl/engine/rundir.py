@@ -13,16 +13,18 @@ Fields that do not change the result may differ between attempts (:data:`RESULT_
 where it runs and how it reports progress). A folder holding another kind of run (pre-training vs
 fine-tuning) or files that are not a medssl run is refused in every case.
 """
+
 from __future__ import annotations
 
 import csv
 import json
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -31,16 +33,16 @@ from ..errors import ConfigError, DataError, MedsslError
 from ..utils.files import atomic_write_json, atomic_write_text, environment_info
 
 __all__ = [
-    "init_run_dir",
-    "mark_done",
-    "is_done",
-    "read_run",
-    "bind_run_dir",
-    "BoundRun",
-    "config_differences",
     "RESULT_NEUTRAL_FIELDS",
     "RUN_FILES",
+    "BoundRun",
+    "bind_run_dir",
+    "config_differences",
     "init_load_problem",
+    "init_run_dir",
+    "is_done",
+    "mark_done",
+    "read_run",
 ]
 
 #: settings that may change between attempts of one run: they do not change its result
@@ -50,9 +52,23 @@ RESULT_NEUTRAL_FIELDS: frozenset[str] = frozenset(
 
 #: what a run writes into its folder (deleted when a run starts over; other files are left alone)
 RUN_FILES: tuple[str, ...] = (
-    "config.yaml", "run.json", "splits.json", "load_report.json", "log.csv", "steps.csv",
-    "checkpoint_latest.pt", "checkpoint_best.pt", "pretrain.pt", "diagnostics.json",
-    "metrics.csv", "summary.md", "summary.csv", "summary.json", "predictions", "tensorboard", "postprocessing.json",
+    "config.yaml",
+    "run.json",
+    "splits.json",
+    "load_report.json",
+    "log.csv",
+    "steps.csv",
+    "checkpoint_latest.pt",
+    "checkpoint_best.pt",
+    "pretrain.pt",
+    "diagnostics.json",
+    "metrics.csv",
+    "summary.md",
+    "summary.csv",
+    "summary.json",
+    "predictions",
+    "tensorboard",
+    "postprocessing.json",
 )
 
 _KIND_NAMES = {"finetune": "fine-tuning", "pretrain": "pre-training"}
@@ -163,8 +179,11 @@ def config_differences(old: Mapping[str, Any], new: Any, neutral: frozenset[str]
             continue
         va, vb = _normalise(key, a.get(key)), _normalise(key, b.get(key))
         if va != vb:
-            diffs.append(f"{key}: {a.get(key)!r} -> {b.get(key)!r}" if key in a and key in b else
-                         f"{key}: {'added' if key in b else 'removed'}")
+            diffs.append(
+                f"{key}: {a.get(key)!r} -> {b.get(key)!r}"
+                if key in a and key in b
+                else f"{key}: {'added' if key in b else 'removed'}"
+            )
     return diffs
 
 
@@ -172,7 +191,9 @@ def _visible(out: Path) -> list[Path]:
     return [p for p in out.iterdir() if not p.name.startswith(".")]
 
 
-_REMEDY = "rerun with --no-resume (Python: resume=False) to start over in it, deleting its results, or give another --out"
+_REMEDY = (
+    "rerun with --no-resume (Python: resume=False) to start over in it, deleting its results, or give another --out"
+)
 
 
 def bind_run_dir(out: str | Path, cfg: Any, kind: str, resume: bool = True, remedy: str = _REMEDY) -> BoundRun:
@@ -209,20 +230,30 @@ def bind_run_dir(out: str | Path, cfg: Any, kind: str, resume: bool = True, reme
         if (out / "run.json").is_file() or cfg_path.is_file():
             if not resume:
                 return BoundRun(out, "start_over")
-            raise DataError(out, "its run.json / config.yaml are unreadable; rerun with --no-resume (Python: resume=False) to start over in it, or give another --out")
+            raise DataError(
+                out,
+                "its run.json / config.yaml are unreadable; rerun with --no-resume (Python: resume=False) to start over in it, or give another --out",
+            )
         names = ", ".join(sorted(p.name for p in _visible(out))[:5])
         raise DataError(out, f"is not empty and holds no medssl run ({names}); give a new or empty folder (--out)")
     info = info or {}
     old_kind = info.get("kind", kind)
     if old_kind != kind:
-        raise DataError(out, f"holds a {_KIND_NAMES.get(old_kind, old_kind)} run; give another folder (--out) for this {_KIND_NAMES.get(kind, kind)} run")
+        raise DataError(
+            out,
+            f"holds a {_KIND_NAMES.get(old_kind, old_kind)} run; give another folder (--out) for this {_KIND_NAMES.get(kind, kind)} run",
+        )
     diffs = config_differences(stored, cfg) if isinstance(stored, Mapping) else ["config.yaml: missing"]
     if not resume:
         return BoundRun(out, "start_over", info, diffs)
     if diffs:
         shown = "; ".join(diffs[:6]) + (f"; ... ({len(diffs) - 6} more)" if len(diffs) > 6 else "")
-        raise ConfigError(f"{out}: holds a {_KIND_NAMES.get(kind, kind)} run with another configuration ({shown}); {remedy}")
-    finished = info.get("status") == "done" and (out / ("summary.json" if kind == "finetune" else "pretrain.pt")).is_file()
+        raise ConfigError(
+            f"{out}: holds a {_KIND_NAMES.get(kind, kind)} run with another configuration ({shown}); {remedy}"
+        )
+    finished = (
+        info.get("status") == "done" and (out / ("summary.json" if kind == "finetune" else "pretrain.pt")).is_file()
+    )
     return BoundRun(out, "done" if finished else "resume", info)
 
 
@@ -238,8 +269,9 @@ def _clear(out: Path) -> None:
             shutil.rmtree(p)
 
 
-def init_run_dir(out: str | Path, cfg: Any, kind: str, device: str, extra: dict[str, Any] | None = None,
-                 start_over: bool = False) -> Path:
+def init_run_dir(
+    out: str | Path, cfg: Any, kind: str, device: str, extra: dict[str, Any] | None = None, start_over: bool = False
+) -> Path:
     """Create ``out`` and write ``config.yaml`` and ``run.json`` (kind, seed, git commit, versions, device).
 
     Call it only once the run is known to be valid (:func:`bind_run_dir` first). A resumed run keeps
@@ -326,6 +358,8 @@ def init_load_problem(run_dir: str | Path) -> str | None:
     missing = [k for k in doc.get("missing") or [] if not str(k).endswith("num_batches_tracked")]
     loaded = [k for k in doc.get("loaded") or [] if not str(k).endswith("num_batches_tracked")]
     if shape or missing or not loaded:
-        return (f"the pre-trained weights did not load: {len(loaded)} tensors loaded, {len(shape)} shape mismatches, "
-                f"{len(missing)} missing (load_report.json)")
+        return (
+            f"the pre-trained weights did not load: {len(loaded)} tensors loaded, {len(shape)} shape mismatches, "
+            f"{len(missing)} missing (load_report.json)"
+        )
     return None

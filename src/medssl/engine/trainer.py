@@ -5,6 +5,7 @@ The engine owns: device and AMP, DDP (``torchrun``), the optimiser and its per-i
 schedule, gradient clipping, EMA updates of target networks, non-finite loss detection, CSV (and
 TensorBoard) logs, a progress bar with rate and ETA, atomic per-epoch checkpoints and resume.
 """
+
 from __future__ import annotations
 
 import csv
@@ -12,9 +13,10 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
@@ -25,8 +27,16 @@ from ..errors import ConfigError, TrainingError
 from ..utils import distributed as du
 from ..utils.files import atomic_write
 
-__all__ = ["Engine", "Task", "build_optimizer", "lr_at", "resolve_device", "seed_everything", "autocast_dtype",
-           "cpu_has_bf16_matmul"]
+__all__ = [
+    "Engine",
+    "Task",
+    "autocast_dtype",
+    "build_optimizer",
+    "cpu_has_bf16_matmul",
+    "lr_at",
+    "resolve_device",
+    "seed_everything",
+]
 
 
 class Task(Protocol):
@@ -217,7 +227,7 @@ class _State:
 class _Logs:
     """``log.csv`` (one row per epoch), ``steps.csv`` (every ``log_every`` steps) and TensorBoard."""
 
-    def __init__(self, engine: "Engine", state: _State) -> None:
+    def __init__(self, engine: Engine, state: _State) -> None:
         main = engine.is_main
         self.epochs = _CsvLog(engine.out / "log.csv") if main else None
         self.steps = _CsvLog(engine.out / "steps.csv") if main else None
@@ -302,8 +312,14 @@ class Engine:
         logs = _Logs(self, state)
         from ..utils.progress import progress_bar
 
-        bar = progress_bar(total=plan.total, initial=state.step, desc=self.out.name, unit="step",
-                           disable=not (self.cfg.progress and self.is_main), dynamic_ncols=True)
+        bar = progress_bar(
+            total=plan.total,
+            initial=state.step,
+            desc=self.out.name,
+            unit="step",
+            disable=not (self.cfg.progress and self.is_main),
+            dynamic_ncols=True,
+        )
         last_metrics: dict[str, float] = {}
         for epoch in range(state.epoch, plan.epochs):
             if state.step >= plan.total:
@@ -311,7 +327,10 @@ class Engine:
             t0 = time.time()
             train_means = self._train_epoch(task, run, plan, state, epoch, logs, bar)
             metrics = self._validate(task, run.model, plan, state, epoch)
-            last_metrics = {**{f"train_{k}" if k != "loss" else "train_loss": v for k, v in train_means.items()}, **metrics}
+            last_metrics = {
+                **{f"train_{k}" if k != "loss" else "train_loss": v for k, v in train_means.items()},
+                **metrics,
+            }
             self._select(task, run.model, state, epoch, metrics)
             self._end_epoch(run, plan, state, epoch, logs, last_metrics, metrics, time.time() - t0)
         bar.close()
@@ -320,7 +339,7 @@ class Engine:
             dist.barrier()
         return FitResult(plan.epochs, state.step, state.best, state.best_epoch, last_metrics)
 
-    def plan(self, steps_per_epoch: int) -> "_Plan":
+    def plan(self, steps_per_epoch: int) -> _Plan:
         """How long the run is: ``max_steps`` and/or ``epochs`` (100 when neither is given)."""
         cfg = self.cfg
         spe = max(1, steps_per_epoch)
@@ -332,7 +351,7 @@ class Engine:
                 total = min(total, cfg.max_steps)
         return _Plan(spe, total, math.ceil(total / spe))
 
-    def _build(self, task: Task) -> "_Run":
+    def _build(self, task: Task) -> _Run:
         """The model on its device (DDP, SyncBatchNorm, channels-last, compile), optimiser and scaler."""
         cfg = self.cfg
         model = task.model.to(self.device)
@@ -353,7 +372,7 @@ class Engine:
         scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         return _Run(model, train_model, optimizer, scaler)
 
-    def _restore(self, run: "_Run") -> "_State":
+    def _restore(self, run: _Run) -> _State:
         """The state to start from: ``checkpoint_latest.pt`` when resuming, else a fresh one."""
         state = _State()
         if self.resume and self.latest_path.is_file():
@@ -362,13 +381,20 @@ class Engine:
             run.optimizer.load_state_dict(ck["optimizer"])
             if ck.get("scaler"):
                 run.scaler.load_state_dict(ck["scaler"])
-            state = _State(ck["epoch"] + 1, ck["step"], ck.get("best"), ck.get("best_epoch"),
-                           ck.get("validated_at", ck["step"]), resumed_from=ck["epoch"])
+            state = _State(
+                ck["epoch"] + 1,
+                ck["step"],
+                ck.get("best"),
+                ck.get("best_epoch"),
+                ck.get("validated_at", ck["step"]),
+                resumed_from=ck["epoch"],
+            )
             torch.set_rng_state(ck["torch_rng"])
         return state
 
-    def _train_epoch(self, task: Task, run: "_Run", plan: "_Plan", state: "_State", epoch: int, logs: "_Logs",
-                     bar: Any) -> dict[str, float]:
+    def _train_epoch(
+        self, task: Task, run: _Run, plan: _Plan, state: _State, epoch: int, logs: _Logs, bar: Any
+    ) -> dict[str, float]:
         """One pass over ``task.train_loader(epoch)`` (or up to the last step); the mean losses."""
         cfg = self.cfg
         run.model.train()
@@ -396,13 +422,15 @@ class Engine:
         self._check_finite(pending)
         return {k: float(du.all_reduce_mean(v / max(n, 1))) for k, v in sums.items()}
 
-    def _step(self, task: Task, run: "_Run", plan: "_Plan", step: int, batch: Any) -> tuple[float, dict[str, Tensor]]:
+    def _step(self, task: Task, run: _Run, plan: _Plan, step: int, batch: Any) -> tuple[float, dict[str, Tensor]]:
         """One optimiser step at ``step``: learning rate, forward (autocast), backward, clip, update."""
         lr = lr_at(step, plan.total, self.optim_cfg)
         for g in run.optimizer.param_groups:
             g["lr"] = lr
         task.on_step(step, plan.total)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+        with torch.autocast(
+            self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+        ):
             losses = task.training_step(run.train_model, batch)
         run.optimizer.zero_grad(set_to_none=True)
         run.scaler.scale(losses["loss"]).backward()
@@ -426,7 +454,7 @@ class Engine:
             return step // cfg.val_every_steps > validated_at // cfg.val_every_steps
         return cfg.val_every is None
 
-    def _validate(self, task: Task, model: nn.Module, plan: "_Plan", state: "_State", epoch: int) -> dict[str, float]:
+    def _validate(self, task: Task, model: nn.Module, plan: _Plan, state: _State, epoch: int) -> dict[str, float]:
         last = state.step >= plan.total or epoch == plan.epochs - 1
         if not self.should_validate(epoch, state.step, state.validated_at, last):
             return {}
@@ -435,7 +463,7 @@ class Engine:
         with torch.no_grad():
             return task.validate(model, epoch) or {}
 
-    def _select(self, task: Task, model: nn.Module, state: "_State", epoch: int, metrics: dict[str, float]) -> None:
+    def _select(self, task: Task, model: nn.Module, state: _State, epoch: int, metrics: dict[str, float]) -> None:
         """Keep the best checkpoint by ``task.monitor`` (higher is better); without one, the last epoch."""
         if task.monitor is None:
             state.best_epoch = epoch
@@ -444,10 +472,21 @@ class Engine:
         if score is None or math.isnan(score) or (state.best is not None and score <= state.best):
             return
         state.best, state.best_epoch = score, epoch
-        self._save(self.best_path, {"model": model.state_dict(), "epoch": epoch, "score": score, "monitor": task.monitor})
+        self._save(
+            self.best_path, {"model": model.state_dict(), "epoch": epoch, "score": score, "monitor": task.monitor}
+        )
 
-    def _end_epoch(self, run: "_Run", plan: "_Plan", state: "_State", epoch: int, logs: "_Logs",
-                   last_metrics: dict[str, float], metrics: dict[str, float], seconds: float) -> None:
+    def _end_epoch(
+        self,
+        run: _Run,
+        plan: _Plan,
+        state: _State,
+        epoch: int,
+        logs: _Logs,
+        last_metrics: dict[str, float],
+        metrics: dict[str, float],
+        seconds: float,
+    ) -> None:
         """The atomic ``checkpoint_latest.pt`` and the epoch's row of ``log.csv``."""
         self._save(
             self.latest_path,
@@ -464,7 +503,9 @@ class Engine:
             },
         )
         lr = lr_at(max(state.step - 1, 0), plan.total, self.optim_cfg)
-        logs.epoch_row({"epoch": epoch, "step": state.step, "lr": lr, **last_metrics, "seconds": round(seconds, 3)}, metrics)
+        logs.epoch_row(
+            {"epoch": epoch, "step": state.step, "lr": lr, **last_metrics, "seconds": round(seconds, 3)}, metrics
+        )
 
     def _check_finite(self, pending: list[tuple[int, dict[str, Tensor]]]) -> None:
         if not pending:
@@ -487,7 +528,9 @@ class Engine:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            warnings.warn("tensorboard is not installed (pip install medssl[tensorboard]); logging to CSV only", stacklevel=2)
+            warnings.warn(
+                "tensorboard is not installed (pip install medssl[tensorboard]); logging to CSV only", stacklevel=2
+            )
             return None
         return SummaryWriter(str(self.out / "tensorboard"))
 

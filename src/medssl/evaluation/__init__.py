@@ -3,6 +3,7 @@
 See ``metrics`` (DSC/JC from confusion counts, medpy-exact HD95/ASD/ASSD/HD, per-case rows,
 summaries, ``MetricAccumulator``) and ``evaluate`` (arrays or NIfTI folders -> rows -> files).
 """
+
 from __future__ import annotations
 
 from .evaluate import (
@@ -31,24 +32,24 @@ from .metrics import (
 )
 
 __all__ = [
-    "PROTOCOLS",
     "METRIC_NAMES",
+    "PROTOCOLS",
     "SPACING_UNKNOWN_NOTE",
-    "distance_unit",
-    "confusion_counts",
-    "dice_jaccard_from_counts",
-    "surface_distances",
-    "distance_metrics",
-    "hd",
-    "hd95",
+    "EvaluationResult",
+    "MetricAccumulator",
     "asd",
     "assd",
     "case_metrics",
-    "summarize",
-    "MetricAccumulator",
-    "EvaluationResult",
+    "confusion_counts",
+    "dice_jaccard_from_counts",
+    "distance_metrics",
+    "distance_unit",
     "evaluate_arrays",
     "evaluate_folders",
-    "write_results",
     "format_summary_table",
+    "hd",
+    "hd95",
+    "summarize",
+    "surface_distances",
+    "write_results",
 ]

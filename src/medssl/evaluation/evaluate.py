@@ -7,14 +7,16 @@ from those rows (``metrics.summarize``), never from a separate code path.
 ``case.nii.gz`` or ``case.nii`` in the ground-truth folder), reads the spacing from the ground-truth
 header, and reports any problem as a one-line ``DataError`` naming the file.
 """
+
 from __future__ import annotations
 
 import csv
 import json
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -22,12 +24,12 @@ from ..errors import DataError
 from .metrics import METRIC_NAMES, SPACING_UNKNOWN_NOTE, MetricAccumulator, _check_protocol, distance_unit
 
 __all__ = [
+    "ROW_COLUMNS",
     "EvaluationResult",
     "evaluate_arrays",
     "evaluate_folders",
-    "write_results",
     "format_summary_table",
-    "ROW_COLUMNS",
+    "write_results",
 ]
 
 #: Column order of ``metrics.csv``.
@@ -171,8 +173,17 @@ def _metric_header(metric: str, unit: str | None) -> str:
 def _table_cells(summary: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Header and cells shared by the Markdown and the text table (mean row first)."""
     unit = _summary_unit(summary)
-    header = ["class", "cases", *[_metric_header(m, unit) for m in _MD_METRICS], "gt empty", "pred empty", "no distance"]
-    ordered = [r for r in summary if r.get("class_index") is None] + [r for r in summary if r.get("class_index") is not None]
+    header = [
+        "class",
+        "cases",
+        *[_metric_header(m, unit) for m in _MD_METRICS],
+        "gt empty",
+        "pred empty",
+        "no distance",
+    ]
+    ordered = [r for r in summary if r.get("class_index") is None] + [
+        r for r in summary if r.get("class_index") is not None
+    ]
     cells = []
     for r in ordered:
         line = [str(r["class_name"]), str(r["n_cases"])]
@@ -217,8 +228,11 @@ def _markdown(result: EvaluationResult) -> str:
             "± is the std over cases of the per-case values."
         )
     else:
-        distances = ("HD95/ASD/ASSD in mm with the voxel spacing" if result.spacing_known else
-                     f"HD95/ASD/ASSD in voxels (**{SPACING_UNKNOWN_NOTE}**: the data set stores no voxel spacing)")
+        distances = (
+            "HD95/ASD/ASSD in mm with the voxel spacing"
+            if result.spacing_known
+            else f"HD95/ASD/ASSD in voxels (**{SPACING_UNKNOWN_NOTE}**: the data set stores no voxel spacing)"
+        )
         note = (
             f"Protocol `standard`: per-volume 3D DSC/JC; {distances}; "
             "mean ± std over cases (population std), cases with an empty mask excluded and counted "
@@ -314,7 +328,7 @@ def _read_labels(path: Path, label_map: Mapping[int, int] | None) -> tuple[np.nd
         img = nib.load(str(path))
         raw = np.asanyarray(img.dataobj)
         zooms = img.header.get_zooms()
-    except Exception as exc:  # noqa: BLE001 - any reader failure is a data problem of this file
+    except Exception as exc:
         raise DataError(path, f"cannot read NIfTI file ({exc})") from exc
     if raw.ndim not in (2, 3) and not (raw.ndim > 3 and all(s == 1 for s in raw.shape[3:])):
         raise DataError(path, f"expected a 2D or 3D label volume, got shape {raw.shape}")
@@ -383,7 +397,9 @@ def evaluate_folders(
             g, gsp = _read_labels(gts[name], label_map)
             p, psp = _read_labels(preds[name], None)
             if p.shape != g.shape:
-                raise DataError(preds[name], f"shape {p.shape} (D, H, W) does not match the ground truth {g.shape} ({gts[name]})")
+                raise DataError(
+                    preds[name], f"shape {p.shape} (D, H, W) does not match the ground truth {g.shape} ({gts[name]})"
+                )
             if not np.allclose(psp, gsp, rtol=0.0, atol=spacing_tolerance):
                 raise DataError(
                     preds[name],

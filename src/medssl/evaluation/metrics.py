@@ -34,30 +34,32 @@ References:
     - [1] Zhao et al., MACL, IEEE JBHI 2026, https://arxiv.org/abs/2309.11876
     - [2] Zeng et al., SuperCL, IEEE TIP 2026, https://arxiv.org/abs/2504.14737
 """
+
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.ndimage import binary_erosion, distance_transform_edt, generate_binary_structure
 
 __all__ = [
-    "PROTOCOLS",
-    "METRIC_NAMES",
     "DISTANCE_METRICS",
-    "confusion_counts",
-    "dice_jaccard_from_counts",
-    "surface_distances",
-    "distance_metrics",
-    "hd",
-    "hd95",
+    "METRIC_NAMES",
+    "PROTOCOLS",
+    "SPACING_UNKNOWN_NOTE",
+    "MetricAccumulator",
     "asd",
     "assd",
     "case_metrics",
-    "summarize",
-    "MetricAccumulator",
-    "SPACING_UNKNOWN_NOTE",
+    "confusion_counts",
+    "dice_jaccard_from_counts",
+    "distance_metrics",
     "distance_unit",
+    "hd",
+    "hd95",
+    "summarize",
+    "surface_distances",
 ]
 
 #: The two evaluation protocols (METHODS.md section 6).
@@ -211,8 +213,8 @@ def _surface(mask: np.ndarray, connectivity: int) -> np.ndarray:
         core = tuple(slice(1, -1) for _ in range(mask.ndim))
         eroded = mask.copy()
         for ax in range(mask.ndim):
-            lo = core[:ax] + (slice(0, -2),) + core[ax + 1:]
-            hi = core[:ax] + (slice(2, None),) + core[ax + 1:]
+            lo = core[:ax] + (slice(0, -2),) + core[ax + 1 :]
+            hi = core[:ax] + (slice(2, None),) + core[ax + 1 :]
             eroded &= m[lo]
             eroded &= m[hi]
         return mask & ~eroded
@@ -497,8 +499,9 @@ def _index_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[list[Any], dict[int,
     return case_ids, names
 
 
-def _case_class_matrices(rows: Sequence[Mapping[str, Any]], case_ids: Sequence[Any], classes: Sequence[int]
-                         ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
+def _case_class_matrices(
+    rows: Sequence[Mapping[str, Any]], case_ids: Sequence[Any], classes: Sequence[int]
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
     """``(metric values, counts, present)`` as ``(cases, classes)`` matrices (NaN / 0 / False where
     a case has no row for a class)."""
     ci = {c: i for i, c in enumerate(case_ids)}
@@ -529,8 +532,9 @@ def _counts_row(ints: Mapping[str, np.ndarray], sel_cases: np.ndarray, cols: sli
     }
 
 
-def _paper_pooled(counts: Mapping[str, Any], vals: Mapping[str, np.ndarray], ints: Mapping[str, np.ndarray],
-                  sel: np.ndarray, j: int) -> dict[str, float]:
+def _paper_pooled(
+    counts: Mapping[str, Any], vals: Mapping[str, np.ndarray], ints: Mapping[str, np.ndarray], sel: np.ndarray, j: int
+) -> dict[str, float]:
     """The papers' per-class values: DSC/JC pooled from the summed counts, distances weighted by
     each case's number of slices (the mean over all test slices)."""
     d, jcv = dice_jaccard_from_counts([counts["tp"], counts["fp"], counts["fn"]])
@@ -543,8 +547,15 @@ def _paper_pooled(counts: Mapping[str, Any], vals: Mapping[str, np.ndarray], int
     return pooled
 
 
-def _class_summary(c: int, name: str, j: int, vals: Mapping[str, np.ndarray], ints: Mapping[str, np.ndarray],
-                   present: np.ndarray, protocol: str) -> dict[str, Any]:
+def _class_summary(
+    c: int,
+    name: str,
+    j: int,
+    vals: Mapping[str, np.ndarray],
+    ints: Mapping[str, np.ndarray],
+    present: np.ndarray,
+    protocol: str,
+) -> dict[str, Any]:
     """The summary row of foreground class ``c`` (column ``j``)."""
     sel = present[:, j]
     row: dict[str, Any] = {"class_index": c, "class_name": name, "n_cases": int(sel.sum())}
@@ -558,8 +569,13 @@ def _class_summary(c: int, name: str, j: int, vals: Mapping[str, np.ndarray], in
     return row
 
 
-def _mean_summary(n_cases: int, class_rows: Sequence[Mapping[str, Any]], vals: Mapping[str, np.ndarray],
-                  ints: Mapping[str, np.ndarray], protocol: str) -> dict[str, Any]:
+def _mean_summary(
+    n_cases: int,
+    class_rows: Sequence[Mapping[str, Any]],
+    vals: Mapping[str, np.ndarray],
+    ints: Mapping[str, np.ndarray],
+    protocol: str,
+) -> dict[str, Any]:
     """The ``mean`` row: per-case means over the foreground classes (``standard``), or the mean of
     the classes' pooled values (``paper``); the std is over cases in both."""
     all_cases = np.ones(n_cases, dtype=bool)

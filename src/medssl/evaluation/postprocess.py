@@ -10,14 +10,15 @@ validation volumes (:func:`choose_largest_component_classes`), never decided on 
 References:
     - [0] Isensee et al., nnU-Net, Nature Methods 2021 (``determine_postprocessing``)
 """
+
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["keep_largest_component", "choose_largest_component_classes"]
+__all__ = ["choose_largest_component_classes", "keep_largest_component"]
 
 
 def keep_largest_component(pred: np.ndarray, classes: Iterable[int]) -> np.ndarray:
@@ -49,7 +50,9 @@ def _dice(pred: np.ndarray, gt: np.ndarray, k: int) -> float:
     return float("nan") if denom == 0 else 2.0 * float(np.logical_and(p, g).sum()) / denom
 
 
-def choose_largest_component_classes(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray], num_classes: int) -> list[int]:
+def choose_largest_component_classes(
+    preds: Sequence[np.ndarray], gts: Sequence[np.ndarray], num_classes: int
+) -> list[int]:
     """The foreground classes whose mean Dice over the given (validation) cases rises with
     :func:`keep_largest_component`.
 

@@ -23,10 +23,11 @@ References:
     - [1] Roy & Vetterli, The effective rank, EUSIPCO 2007
     - [2] Garrido et al., RankMe, ICML 2023, https://arxiv.org/abs/2210.02885
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -34,17 +35,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
-    "embedding_spread",
-    "effective_rank",
-    "knn_position_error",
-    "hypercolumns",
-    "linear_probe_dice",
+    "DIAGNOSTICS",
     "ProbeSet",
     "build_probe_set",
-    "probe_diagnostics",
-    "format_diagnostics",
     "collapsed",
-    "DIAGNOSTICS",
+    "effective_rank",
+    "embedding_spread",
+    "format_diagnostics",
+    "hypercolumns",
+    "knn_position_error",
+    "linear_probe_dice",
+    "probe_diagnostics",
 ]
 
 
@@ -132,7 +133,11 @@ def hypercolumns(feats: Sequence[Tensor], size: tuple[int, int]) -> Tensor:
         mu = f.mean(dim=(0, 2, 3), keepdim=True)
         sd = f.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
         f = (f - mu) / sd
-        out.append(f if tuple(f.shape[-2:]) == tuple(size) else F.interpolate(f, size=size, mode="bilinear", align_corners=False))
+        out.append(
+            f
+            if tuple(f.shape[-2:]) == tuple(size)
+            else F.interpolate(f, size=size, mode="bilinear", align_corners=False)
+        )
     return torch.cat(out, dim=1)
 
 
@@ -234,8 +239,15 @@ class ProbeSet:
     volumes: dict[str, list[str]] = field(default_factory=dict)
 
 
-def build_probe_set(store, size: int, *, max_volumes: int = 16, slices_per_volume: int = 8,
-                    labelled_cases: Sequence[str] = (), max_labelled_slices: int = 24) -> ProbeSet:
+def build_probe_set(
+    store,
+    size: int,
+    *,
+    max_volumes: int = 16,
+    slices_per_volume: int = 8,
+    labelled_cases: Sequence[str] = (),
+    max_labelled_slices: int = 24,
+) -> ProbeSet:
     """Slices evenly spaced in z from volumes evenly spaced in the store, plus a labelled part.
 
     Args:
@@ -263,7 +275,9 @@ def build_probe_set(store, size: int, *, max_volumes: int = 16, slices_per_volum
         return minmax01(x)
 
     cases = [c.case_id for c in store.cases]
-    picked = [cases[i] for i in sorted(set(np.linspace(0, len(cases) - 1, min(max_volumes, len(cases))).round().astype(int)))]
+    picked = [
+        cases[i] for i in sorted(set(np.linspace(0, len(cases) - 1, min(max_volumes, len(cases))).round().astype(int)))
+    ]
     imgs, pos, grp = [], [], []
     for g, cid in enumerate(picked):
         d = store.info(cid).num_slices
@@ -271,8 +285,12 @@ def build_probe_set(store, size: int, *, max_volumes: int = 16, slices_per_volum
             imgs.append(image(cid, z))
             pos.append((z + 1) / d)
             grp.append(g)
-    probe = ProbeSet(torch.from_numpy(np.stack(imgs))[:, None], torch.tensor(pos, dtype=torch.float32),
-                     torch.tensor(grp), volumes={"label_free": picked})
+    probe = ProbeSet(
+        torch.from_numpy(np.stack(imgs))[:, None],
+        torch.tensor(pos, dtype=torch.float32),
+        torch.tensor(grp),
+        volumes={"label_free": picked},
+    )
     labelled = [c for c in labelled_cases if store.label(c) is not None]
     if len(labelled) >= 2:
         per_volume = max(1, max_labelled_slices // len(labelled))
@@ -281,7 +299,11 @@ def build_probe_set(store, size: int, *, max_volumes: int = 16, slices_per_volum
         for i, cid in enumerate(labelled):
             lab_vol = store.label(cid)
             fg = [z for z in range(store.info(cid).num_slices) if np.any(lab_vol[z])]
-            zs = [fg[j] for j in sorted(set(np.linspace(0, len(fg) - 1, min(per_volume, len(fg))).round().astype(int)))] if fg else []
+            zs = (
+                [fg[j] for j in sorted(set(np.linspace(0, len(fg) - 1, min(per_volume, len(fg))).round().astype(int)))]
+                if fg
+                else []
+            )
             for z in zs:
                 limgs.append(image(cid, z))
                 (lab,) = pad_or_crop(np.asarray(lab_vol[z]), size=size)
@@ -298,7 +320,9 @@ def build_probe_set(store, size: int, *, max_volumes: int = 16, slices_per_volum
 
 
 @torch.no_grad()
-def probe_diagnostics(encoder, probe: ProbeSet, device: torch.device | str = "cpu", batch_size: int = 32) -> dict[str, float]:
+def probe_diagnostics(
+    encoder, probe: ProbeSet, device: torch.device | str = "cpu", batch_size: int = 32
+) -> dict[str, float]:
     """The representation diagnostics of ``encoder`` (a callable ``x -> [maps..., bottleneck]``).
 
     The encoder runs in eval mode (running BatchNorm statistics), as fine-tuning's evaluation does;
@@ -314,7 +338,7 @@ def probe_diagnostics(encoder, probe: ProbeSet, device: torch.device | str = "cp
         n_free = probe.positions.shape[0]
         pooled, hyper = [], []
         for s in range(0, probe.images.shape[0], batch_size):
-            x = probe.images[s:s + batch_size].to(device)
+            x = probe.images[s : s + batch_size].to(device)
             feats = encoder(x)
             pooled.append(feats[-1].float().mean(dim=(-2, -1)).cpu())
             if probe.labels is not None and s + batch_size > n_free:
@@ -332,7 +356,9 @@ def probe_diagnostics(encoder, probe: ProbeSet, device: torch.device | str = "cp
             cols = hypercolumns(maps, half)
             labs = F.interpolate(probe.labels[:, None].float(), size=half, mode="nearest")[:, 0].long()
             fit = probe.probe_train
-            out["linear_probe_dice"] = linear_probe_dice(cols[fit], labs[fit], cols[~fit], labs[~fit], probe.num_classes)
+            out["linear_probe_dice"] = linear_probe_dice(
+                cols[fit], labs[fit], cols[~fit], labs[~fit], probe.num_classes
+            )
         return out
     finally:
         encoder.train(was_training)

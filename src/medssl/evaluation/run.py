@@ -1,4 +1,5 @@
 """Re-evaluate a finished fine-tuning run from its saved predictions."""
+
 from __future__ import annotations
 
 import json

@@ -11,12 +11,13 @@ References:
     - [0] Grill et al., Bootstrap Your Own Latent: A New Approach to Self-Supervised Learning, 2020,
       https://arxiv.org/abs/2006.07733
 """
+
 from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["byol_regression", "byol_loss"]
+__all__ = ["byol_loss", "byol_regression"]
 
 
 def byol_regression(prediction: Tensor, target: Tensor) -> Tensor:

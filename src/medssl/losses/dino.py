@@ -13,16 +13,19 @@ References:
     - [1] Ye et al., DeSD: Self-Supervised Learning with Deep Self-Distillation for 3D Medical Image
       Segmentation, MICCAI 2022, https://doi.org/10.1007/978-3-031-16440-8_52
 """
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["dino_loss", "update_center", "teacher_temperature"]
+__all__ = ["dino_loss", "teacher_temperature", "update_center"]
 
 
-def dino_loss(student_logits: Tensor, teacher_logits: Tensor, center: Tensor, tau_s: float = 0.1, tau_t: float = 0.04) -> Tensor:
+def dino_loss(
+    student_logits: Tensor, teacher_logits: Tensor, center: Tensor, tau_s: float = 0.1, tau_t: float = 0.04
+) -> Tensor:
     """Cross entropy between the centred, sharpened teacher and the student distributions.
 
     Args:
@@ -39,7 +42,9 @@ def dino_loss(student_logits: Tensor, teacher_logits: Tensor, center: Tensor, ta
         ValueError: on shape mismatch or a non-positive temperature.
     """
     if student_logits.shape != teacher_logits.shape:
-        raise ValueError(f"student and teacher logits differ in shape: {tuple(student_logits.shape)} vs {tuple(teacher_logits.shape)}")
+        raise ValueError(
+            f"student and teacher logits differ in shape: {tuple(student_logits.shape)} vs {tuple(teacher_logits.shape)}"
+        )
     if tau_s <= 0 or tau_t <= 0:
         raise ValueError(f"temperatures must be positive, got tau_s={tau_s}, tau_t={tau_t}")
     p_t = F.softmax((teacher_logits.detach().float() - center.float()) / tau_t, dim=-1)

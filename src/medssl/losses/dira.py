@@ -26,24 +26,26 @@ References:
     - [2] Chen et al., Improved Baselines with Momentum Contrastive Learning (MoCo v2), 2020, https://arxiv.org/abs/2003.04297
     - [3] Mao et al., Least Squares Generative Adversarial Networks, ICCV 2017, https://arxiv.org/abs/1611.04076
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "DEFAULT_DISTORTION_PROBS",
     "cutout",
     "inpaint",
+    "lsgan_discriminator_loss",
+    "lsgan_generator_loss",
+    "moco_infonce",
     "outpaint",
     "patch_shuffle",
     "random_distortion",
-    "DEFAULT_DISTORTION_PROBS",
-    "moco_infonce",
-    "lsgan_discriminator_loss",
-    "lsgan_generator_loss",
 ]
 
 #: probability of each distortion per image (the remainder: no distortion), after the reference code
@@ -81,7 +83,9 @@ def _sizes(h: int, w: int, size: tuple[float, float]) -> tuple[tuple[int, int], 
     return (_side(size[0], h), _side(size[1], h)), (_side(size[0], w), _side(size[1], w))
 
 
-def _boxes(h: int, w: int, size: tuple[float, float], max_boxes: int, stop_prob: float, generator: torch.Generator) -> list[_Box]:
+def _boxes(
+    h: int, w: int, size: tuple[float, float], max_boxes: int, stop_prob: float, generator: torch.Generator
+) -> list[_Box]:
     """Up to ``max_boxes`` boxes; after each one, stop with probability ``stop_prob``."""
     sh, sw = _sizes(h, w, size)
     out = []
@@ -97,20 +101,38 @@ def _check(x: Tensor) -> None:
         raise ValueError(f"expected a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
 
 
-def _cutout_one(img: Tensor, m: Tensor, g: torch.Generator, size: tuple[float, float], max_boxes: int, stop_prob: float, value: float) -> None:
+def _cutout_one(
+    img: Tensor,
+    m: Tensor,
+    g: torch.Generator,
+    size: tuple[float, float],
+    max_boxes: int,
+    stop_prob: float,
+    value: float,
+) -> None:
     for r, c, bh, bw in _boxes(img.shape[-2], img.shape[-1], size, max_boxes, stop_prob, g):
         img[:, r : r + bh, c : c + bw] = value
         m[:, r : r + bh, c : c + bw] = True
 
 
-def _inpaint_one(img: Tensor, m: Tensor, g: torch.Generator, size: tuple[float, float], max_boxes: int, stop_prob: float) -> None:
+def _inpaint_one(
+    img: Tensor, m: Tensor, g: torch.Generator, size: tuple[float, float], max_boxes: int, stop_prob: float
+) -> None:
     for r, c, bh, bw in _boxes(img.shape[-2], img.shape[-1], size, max_boxes, stop_prob, g):
         noise = torch.rand((img.shape[0], bh, bw), generator=g)
         img[:, r : r + bh, c : c + bw] = noise.to(img)
         m[:, r : r + bh, c : c + bw] = True
 
 
-def _outpaint_one(img: Tensor, m: Tensor, g: torch.Generator, keep: tuple[float, float], max_boxes: int, stop_prob: float, value: float) -> None:
+def _outpaint_one(
+    img: Tensor,
+    m: Tensor,
+    g: torch.Generator,
+    keep: tuple[float, float],
+    max_boxes: int,
+    stop_prob: float,
+    value: float,
+) -> None:
     h, w = img.shape[-2:]
     orig = img.clone()
     keep_mask = torch.zeros((1, h, w), dtype=torch.bool, device=img.device)
@@ -154,7 +176,12 @@ def _apply(x: Tensor, fn: Callable[..., None], generator: torch.Generator, *args
 
 
 def cutout(
-    x: Tensor, generator: torch.Generator, size: tuple[float, float] = (10 / 224, 70 / 224), max_boxes: int = 10, stop_prob: float = 0.1, value: float = 0.0
+    x: Tensor,
+    generator: torch.Generator,
+    size: tuple[float, float] = (10 / 224, 70 / 224),
+    max_boxes: int = 10,
+    stop_prob: float = 0.1,
+    value: float = 0.0,
 ) -> tuple[Tensor, Tensor]:
     """Set up to ``max_boxes`` random boxes to ``value``.
 
@@ -173,7 +200,11 @@ def cutout(
 
 
 def inpaint(
-    x: Tensor, generator: torch.Generator, size: tuple[float, float] = (1 / 6, 1 / 3), max_boxes: int = 5, stop_prob: float = 0.05
+    x: Tensor,
+    generator: torch.Generator,
+    size: tuple[float, float] = (1 / 6, 1 / 3),
+    max_boxes: int = 5,
+    stop_prob: float = 0.05,
 ) -> tuple[Tensor, Tensor]:
     """Fill up to ``max_boxes`` random boxes with uniform noise in [0, 1) (Models Genesis in-painting).
 
@@ -191,7 +222,12 @@ def inpaint(
 
 
 def outpaint(
-    x: Tensor, generator: torch.Generator, keep: tuple[float, float] = (154 / 224, 174 / 224), max_boxes: int = 10, stop_prob: float = 0.1, value: float = 0.0
+    x: Tensor,
+    generator: torch.Generator,
+    keep: tuple[float, float] = (154 / 224, 174 / 224),
+    max_boxes: int = 10,
+    stop_prob: float = 0.1,
+    value: float = 0.0,
 ) -> tuple[Tensor, Tensor]:
     """Set everything to ``value`` except up to ``max_boxes`` large kept boxes.
 
@@ -226,7 +262,9 @@ def patch_shuffle(
     return _apply(x, _shuffle_one, generator, size, pairs)
 
 
-def random_distortion(x: Tensor, generator: torch.Generator, probs: dict[str, float] | None = None) -> tuple[Tensor, Tensor]:
+def random_distortion(
+    x: Tensor, generator: torch.Generator, probs: dict[str, float] | None = None
+) -> tuple[Tensor, Tensor]:
     """Per image, one distortion drawn with ``probs`` (keys cutout, outpaint, shuffle, inpaint), else none.
 
     Args:

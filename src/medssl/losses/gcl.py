@@ -25,6 +25,7 @@ References:
     - [0] Chaitanya et al., Contrastive learning of global and local features for medical image
       segmentation with limited annotations, NeurIPS 2020, https://arxiv.org/abs/2006.10511
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -33,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["REGION_SIZE", "NUM_REGIONS", "local_region_corners", "region_vectors", "gcl_local_loss"]
+__all__ = ["NUM_REGIONS", "REGION_SIZE", "gcl_local_loss", "local_region_corners", "region_vectors"]
 
 #: side of each local region
 REGION_SIZE = 3

@@ -7,6 +7,7 @@ transitive closure of the adjacency; it is computed with a fixed number (``ceil(
 matrix squarings, so nothing inside a training step waits for the device (no early exit on a
 host-side test, no variable-size ``unique``, no CPU graph library).
 """
+
 from __future__ import annotations
 
 import math
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["nearest_neighbor_graph", "component_closure", "connected_components", "component_mask"]
+__all__ = ["component_closure", "component_mask", "connected_components", "nearest_neighbor_graph"]
 
 
 @torch.no_grad()

@@ -16,9 +16,10 @@ References:
       Segmentation Pre-training (MACL), IEEE JBHI 2026, https://arxiv.org/abs/2309.11876
     - [1] Zeng et al., Positional Contrastive Learning, 2021, https://arxiv.org/abs/2106.09157
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +27,7 @@ from torch import Tensor
 
 from .supcon import cosine_logits, positional_mask, supcon_from_logits, supcon_loss
 
-__all__ = ["image_level_loss", "pixel_level_loss", "equivariance_loss", "macl_loss", "MACL_WEIGHTS"]
+__all__ = ["MACL_WEIGHTS", "equivariance_loss", "image_level_loss", "macl_loss", "pixel_level_loss"]
 
 #: weights of (L_g, L_d, L_ER) in the reference scripts and the paper
 MACL_WEIGHTS: tuple[float, float, float] = (1.0, 0.5, 1.0)

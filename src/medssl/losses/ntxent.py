@@ -22,13 +22,14 @@ References:
     - [2] Chen et al., Improved Baselines with Momentum Contrastive Learning, 2020,
       https://arxiv.org/abs/2003.04297
 """
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["ntxent_loss", "infonce_loss", "enqueue"]
+__all__ = ["enqueue", "infonce_loss", "ntxent_loss"]
 
 
 def _check_temperature(temperature: float) -> None:

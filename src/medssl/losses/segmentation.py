@@ -15,6 +15,7 @@ References:
     - [0] Isensee et al., nnU-Net, Nature Methods 2021 (batch Dice + CE)
     - [1] MONAI ``monai.losses.DiceCELoss`` (per-sample Dice + CE)
 """
+
 from __future__ import annotations
 
 import torch.nn.functional as F
@@ -22,7 +23,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 
-__all__ = ["LOSSES", "DICE_MODES", "soft_dice_loss", "segmentation_loss"]
+__all__ = ["DICE_MODES", "LOSSES", "segmentation_loss", "soft_dice_loss"]
 
 #: names accepted by :func:`segmentation_loss`
 LOSSES: tuple[str, ...] = ("ce", "dice", "dicece")

@@ -10,6 +10,7 @@ References:
     - [1] Liu et al., SimTriplet: Simple Triplet Representation Learning with a Single GPU, 2021,
       https://arxiv.org/abs/2103.05585
 """
+
 from __future__ import annotations
 
 import torch.nn.functional as F

@@ -11,6 +11,7 @@ References:
     - [0] Khosla et al., Supervised Contrastive Learning, 2020, https://arxiv.org/abs/2004.11362
     - [1] Zeng et al., Positional Contrastive Learning, 2021, https://arxiv.org/abs/2106.09157
 """
+
 from __future__ import annotations
 
 import torch
@@ -19,11 +20,11 @@ from torch import Tensor
 
 __all__ = [
     "cosine_logits",
-    "supcon_from_logits",
-    "supcon_loss",
+    "instance_mask",
     "label_mask",
     "positional_mask",
-    "instance_mask",
+    "supcon_from_logits",
+    "supcon_loss",
     "tile_views",
 ]
 

@@ -20,6 +20,7 @@ References:
     - [1] Zeng et al., Positional Contrastive Learning, 2021, https://arxiv.org/abs/2106.09157
     - [2] Zheng et al., Weakly Supervised Contrastive Learning (WCL), ICCV 2021 (the 1-NN graph)
 """
+
 from __future__ import annotations
 
 import torch
@@ -31,13 +32,13 @@ from .graph import component_closure, connected_components, nearest_neighbor_gra
 from .supcon import cosine_logits, instance_mask, positional_mask, supcon_from_logits
 
 __all__ = [
-    "ilcp_stride",
-    "downsample_superpixels",
-    "intra_loss",
     "average_superpixel_map",
     "ccl_components",
     "ccl_mask",
+    "downsample_superpixels",
+    "ilcp_stride",
     "inter_loss",
+    "intra_loss",
     "supercl_loss",
 ]
 
@@ -109,7 +110,9 @@ def intra_loss(
         Scalar: the mean over the B images of the per-image SupCon loss.
     """
     if f1.shape != f2.shape or f1.ndim != 4:
-        raise ValueError(f"f1 and f2 must have the same (B, C, h, w) shape, got {tuple(f1.shape)} and {tuple(f2.shape)}")
+        raise ValueError(
+            f"f1 and f2 must have the same (B, C, h, w) shape, got {tuple(f1.shape)} and {tuple(f2.shape)}"
+        )
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
     b, c, h, w = f1.shape
@@ -152,8 +155,10 @@ def average_superpixel_map(f: Tensor, superpixels: Tensor, divide_by: str = "ima
     # a host-side check, on CPU tensors outside a compiled graph only (a graph break otherwise)
     checkable = labels.device.type == "cpu" and not torch.compiler.is_compiling()
     if checkable and labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= k):
-        raise ValueError(f"superpixel labels must be in [0, {k}) for a {tuple(superpixels.shape[-2:])} map, "
-                         f"got {int(labels.min())}..{int(labels.max())}")
+        raise ValueError(
+            f"superpixel labels must be in [0, {k}) for a {tuple(superpixels.shape[-2:])} map, "
+            f"got {int(labels.min())}..{int(labels.max())}"
+        )
     idx = labels.long() + torch.arange(b, device=labels.device)[:, None] * k
     flat = idx.reshape(-1)
     sums = torch.zeros(b * k, dtype=m.dtype, device=m.device).scatter_add(0, flat, m.reshape(-1))
@@ -291,7 +296,9 @@ def supercl_loss(
     l_intra = intra_loss(f1, f2, superpixels, stride, temperature, base_temperature)
     with torch.no_grad():
         a1 = average_superpixel_map(f1.detach(), superpixels, asp_divide).reshape(b, -1)
-        a2 = average_superpixel_map(f2.detach(), superpixels if superpixels2 is None else superpixels2, asp_divide).reshape(b, -1)
+        a2 = average_superpixel_map(
+            f2.detach(), superpixels if superpixels2 is None else superpixels2, asp_divide
+        ).reshape(b, -1)
     if gather:
         z3, z4 = gather_with_grad(z3), gather_with_grad(z4)
         a1, a2 = gather_nograd(a1), gather_nograd(a2)

@@ -17,9 +17,10 @@ References:
     - [1] Cuturi, Sinkhorn Distances: Lightspeed Computation of Optimal Transport, 2013,
       https://arxiv.org/abs/1306.0895
 """
+
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F

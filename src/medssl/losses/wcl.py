@@ -13,6 +13,7 @@ References:
     - [0] Zheng et al., Weakly Supervised Contrastive Learning, ICCV 2021, https://arxiv.org/abs/2110.04770
     - [1] Chen et al., A Simple Framework for Contrastive Learning (SimCLR), ICML 2020, https://arxiv.org/abs/2002.05709
 """
+
 from __future__ import annotations
 
 import torch
@@ -21,10 +22,19 @@ from torch import Tensor
 from .graph import component_closure, component_mask, connected_components, nearest_neighbor_graph
 from .supcon import cosine_logits, instance_mask, supcon_from_logits, supcon_loss
 
-__all__ = ["nearest_neighbor_graph", "component_closure", "connected_components", "component_mask", "wcl_instance_loss", "wcl_graph_loss"]
+__all__ = [
+    "component_closure",
+    "component_mask",
+    "connected_components",
+    "nearest_neighbor_graph",
+    "wcl_graph_loss",
+    "wcl_instance_loss",
+]
 
 
-def wcl_instance_loss(z1: Tensor, z2: Tensor, temperature: float = 0.1, base_temperature: float | None = None) -> Tensor:
+def wcl_instance_loss(
+    z1: Tensor, z2: Tensor, temperature: float = 0.1, base_temperature: float | None = None
+) -> Tensor:
     """NT-Xent over the 2B embeddings of two views (the positive is the other view of the same image).
 
     Args:

@@ -24,6 +24,7 @@ Batch keys produced by :mod:`medssl.data.views`:
 * ``superpixels``: (B, H, W) long superpixel labels of ``v1`` (if ``"superpixels"`` in needs);
 * ``superpixels2``: (B, H, W) labels of ``v2`` (online superpixel mode only, as the reference code).
 """
+
 from __future__ import annotations
 
 import copy
@@ -34,7 +35,7 @@ from torch import Tensor, nn
 
 from ..models.unet import UNet
 
-__all__ = ["Method", "deactivate_requires_grad", "momentum_copy", "update_momentum", "cosine_schedule", "example_batch"]
+__all__ = ["Method", "cosine_schedule", "deactivate_requires_grad", "example_batch", "momentum_copy", "update_momentum"]
 
 
 class Method(nn.Module):
@@ -124,7 +125,9 @@ def cosine_schedule(step: int, max_steps: int, start: float, end: float) -> floa
     return end - (end - start) * (math.cos(math.pi * t) + 1) / 2
 
 
-def example_batch(batch_size: int = 4, size: int = 64, seed: int = 0, device: torch.device | str = "cpu") -> dict[str, Tensor]:
+def example_batch(
+    batch_size: int = 4, size: int = 64, seed: int = 0, device: torch.device | str = "cpu"
+) -> dict[str, Tensor]:
     """A synthetic batch with every key of the contract above, for trying a method without data.
 
     Views are the same random image plus small noise (in [0, 1]); positions are evenly spaced; two
@@ -143,7 +146,9 @@ def example_batch(batch_size: int = 4, size: int = 64, seed: int = 0, device: to
     """
     g = torch.Generator().manual_seed(seed)
     img = torch.rand(batch_size, 1, size, size, generator=g)
-    batch = {k: (img + 0.05 * torch.randn(img.shape, generator=g)).clamp(0, 1) for k in ("v1", "v2", "v3", "v4", "neighbor")}
+    batch = {
+        k: (img + 0.05 * torch.randn(img.shape, generator=g)).clamp(0, 1) for k in ("v1", "v2", "v3", "v4", "neighbor")
+    }
     batch["image"] = img
     batch["position"] = torch.linspace(0.05, 1.0, batch_size)
     batch["partition"] = torch.arange(batch_size) % 4

@@ -9,6 +9,7 @@ References:
     - [0] Grill et al., Bootstrap Your Own Latent: A New Approach to Self-Supervised Learning,
       NeurIPS 2020, https://arxiv.org/abs/2006.07733
 """
+
 from __future__ import annotations
 
 from typing import ClassVar

@@ -1,4 +1,5 @@
 """The method catalogue: every registered pre-training method with its description and paper."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,5 +39,15 @@ def list_methods(pattern: str = "*") -> list[MethodInfo]:
     for name in METHODS.names(pattern):
         e = METHODS.entry(name)
         cls = e.obj
-        out.append(MethodInfo(name, e.description, e.paper, tuple(cls.pretrains), tuple(cls.views), tuple(sorted(cls.needs)), tuple(sorted(cls.variants))))
+        out.append(
+            MethodInfo(
+                name,
+                e.description,
+                e.paper,
+                tuple(cls.pretrains),
+                tuple(cls.views),
+                tuple(sorted(cls.needs)),
+                tuple(sorted(cls.variants)),
+            )
+        )
     return out

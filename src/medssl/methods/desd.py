@@ -20,6 +20,7 @@ References:
     - [1] Caron et al., Emerging Properties in Self-Supervised Vision Transformers (DINO), ICCV 2021,
       https://arxiv.org/abs/2104.14294
 """
+
 from __future__ import annotations
 
 import copy
@@ -51,7 +52,14 @@ class DINOHead(nn.Module):
         norm_last_layer: fix the last layer's weight norm to 1 (DINO default True).
     """
 
-    def __init__(self, in_dim: int, out_dim: int = 65536, hidden_dim: int = 2048, bottleneck_dim: int = 256, norm_last_layer: bool = True) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int = 65536,
+        hidden_dim: int = 2048,
+        bottleneck_dim: int = 256,
+        norm_last_layer: bool = True,
+    ) -> None:
         super().__init__()
         self.mlp = ProjectionHead(
             [
@@ -126,7 +134,9 @@ class DeSD(Method):
         self.teacher_temp_start, self.teacher_temp_end = teacher_temp_start, teacher_temp_end
         self.teacher_temp_warmup, self.freeze_last_layer = teacher_temp_warmup, freeze_last_layer
         channels = [info["channels"] for info in backbone.encoder.feature_info]
-        self.student_heads = nn.ModuleList(DINOHead(c, out_dim, hidden_dim, bottleneck_dim, norm_last_layer) for c in channels)
+        self.student_heads = nn.ModuleList(
+            DINOHead(c, out_dim, hidden_dim, bottleneck_dim, norm_last_layer) for c in channels
+        )
         self.teacher_encoder = deactivate_requires_grad(copy.deepcopy(backbone.encoder))
         self.teacher_head = deactivate_requires_grad(copy.deepcopy(self.student_heads[-1]))
         self.register_buffer("center", torch.zeros(1, out_dim))
@@ -136,7 +146,9 @@ class DeSD(Method):
     def on_step(self, step: int, max_steps: int) -> None:
         """Sets the training progress, hence the teacher temperature and the last-layer freeze."""
         self.progress = step / max_steps if max_steps > 0 else 1.0
-        self.teacher_temp = teacher_temperature(self.progress, self.teacher_temp_start, self.teacher_temp_end, self.teacher_temp_warmup)
+        self.teacher_temp = teacher_temperature(
+            self.progress, self.teacher_temp_start, self.teacher_temp_end, self.teacher_temp_warmup
+        )
 
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         return [(self.backbone.encoder, self.teacher_encoder), (self.student_heads[-1], self.teacher_head)]
@@ -173,5 +185,7 @@ class DeSD(Method):
         t = self._teacher(batch["v3"]).mean() + self._teacher(batch["v4"]).mean()
         f3, f4 = self.backbone.encode(batch["v3"]), self.backbone.encode(batch["v4"])
         freeze = self.progress < self.freeze_last_layer  # the same frozen last layer as the real step
-        return t + sum(head(f3[i], freeze).mean() + head(f4[i], freeze).mean()  # type: ignore[return-value]
-                       for i, head in enumerate(self.student_heads))
+        return t + sum(
+            head(f3[i], freeze).mean() + head(f4[i], freeze).mean()  # type: ignore[return-value]
+            for i, head in enumerate(self.student_heads)
+        )

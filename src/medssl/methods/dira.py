@@ -25,6 +25,7 @@ References:
     - [1] Chen et al., Improved Baselines with Momentum Contrastive Learning, 2020, https://arxiv.org/abs/2003.04297
     - [2] Mao et al., Least Squares Generative Adversarial Networks, ICCV 2017, https://arxiv.org/abs/1611.04076
 """
+
 from __future__ import annotations
 
 import copy
@@ -42,7 +43,7 @@ from ..registry import METHODS
 from ..utils.distributed import gather_nograd
 from .base import Method, deactivate_requires_grad
 
-__all__ = ["PatchDiscriminator", "DiRA"]
+__all__ = ["DiRA", "PatchDiscriminator"]
 
 
 class PatchDiscriminator(nn.Sequential):

@@ -19,6 +19,7 @@ References:
       segmentation with limited annotations, NeurIPS 2020, https://arxiv.org/abs/2006.10511
     - [1] Zeng et al., Positional Contrastive Learning, MICCAI 2021, https://arxiv.org/abs/2106.09157
 """
+
 from __future__ import annotations
 
 from typing import ClassVar, Literal
@@ -75,7 +76,9 @@ class GCL(Method):
         if not 0.0 <= global_fraction <= 1.0:
             raise ValueError(f"global_fraction must be in [0, 1], got {global_fraction}")
         if not 1 <= num_decoder_blocks <= len(backbone.decoder.blocks):
-            raise ValueError(f"num_decoder_blocks must be in 1..{len(backbone.decoder.blocks)}, got {num_decoder_blocks}")
+            raise ValueError(
+                f"num_decoder_blocks must be in 1..{len(backbone.decoder.blocks)}, got {num_decoder_blocks}"
+            )
         self.global_fraction, self.num_partitions = global_fraction, num_partitions
         self.temperature, self.base_temperature = temperature, base_temperature
         self.num_decoder_blocks, self.negatives = num_decoder_blocks, negatives
@@ -110,7 +113,11 @@ class GCL(Method):
             z = torch.cat([self._global_embed(batch["v3"]), self._global_embed(batch["v4"])])
             part = batch["partition"].to(z.device)
             # checked where it costs nothing (CPU); on a GPU it would make the step wait for the device
-            if part.device.type == "cpu" and part.numel() and (int(part.min()) < 0 or int(part.max()) >= self.num_partitions):
+            if (
+                part.device.type == "cpu"
+                and part.numel()
+                and (int(part.min()) < 0 or int(part.max()) >= self.num_partitions)
+            ):
                 raise ValueError(f"partition labels must lie in 0..{self.num_partitions - 1}")
             g = supcon_loss(z, label_mask(part), self.temperature, self.base_temperature)
             return {"loss": g, "global_loss": g, "local_loss": torch.zeros((), device=z.device)}

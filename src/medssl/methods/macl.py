@@ -18,11 +18,13 @@ Reference:
     - [0] Zhang et al., Multi-level Asymmetric Contrastive Learning for Volumetric Medical Image
       Segmentation Pre-training (MACL), IEEE JBHI 2026, https://arxiv.org/abs/2309.11876
 """
+
 from __future__ import annotations
 
 import copy
 import math
-from typing import ClassVar, Literal, Sequence
+from collections.abc import Sequence
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -267,7 +269,9 @@ class MACL(Method):
         self.check_input_size(int(i_a.shape[-2]), int(i_a.shape[-1]))
         y_full, zl_aux, zg_aux = self._auxiliary(i_a, v_a)
         y_dom, zl_dom, zg_dom = self._dominant(i_b, v_b)
-        if zl_dom.shape[-2:] != zl_aux.shape[-2:] and self.dominant_side(int(i_a.shape[-2])) != int(i_a.shape[-2] * self.down_factor):
+        if zl_dom.shape[-2:] != zl_aux.shape[-2:] and self.dominant_side(int(i_a.shape[-2])) != int(
+            i_a.shape[-2] * self.down_factor
+        ):
             zl_dom = F.adaptive_avg_pool2d(zl_dom, zl_aux.shape[-2:])  # min_bottleneck: a larger dominant map
         if zl_aux.shape != zl_dom.shape:  # guarded by __init__ and check_input_size; kept as a clear message
             raise ValueError(

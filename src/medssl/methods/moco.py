@@ -15,6 +15,7 @@ References:
     - [1] Chen et al., Improved Baselines with Momentum Contrastive Learning, 2020,
       https://arxiv.org/abs/2003.04297
 """
+
 from __future__ import annotations
 
 from typing import ClassVar

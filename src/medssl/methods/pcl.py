@@ -10,6 +10,7 @@ References:
     - [0] Zeng et al., Positional Contrastive Learning for Volumetric Medical Image Segmentation,
       MICCAI 2021, https://arxiv.org/abs/2106.09157
 """
+
 from __future__ import annotations
 
 from typing import ClassVar

@@ -9,6 +9,7 @@ References:
     - [0] Chen et al., A Simple Framework for Contrastive Learning of Visual Representations, ICML 2020,
       https://arxiv.org/abs/2002.05709
 """
+
 from __future__ import annotations
 
 from typing import ClassVar

@@ -10,6 +10,7 @@ References:
     - [0] Chen & He, Exploring Simple Siamese Representation Learning, CVPR 2021,
       https://arxiv.org/abs/2011.10566
 """
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -23,7 +24,7 @@ from ..models.unet import UNet
 from ..registry import METHODS
 from .base import Method
 
-__all__ = ["SimSiam", "SimSiamProjector", "SimSiamPredictor"]
+__all__ = ["SimSiam", "SimSiamPredictor", "SimSiamProjector"]
 
 
 class SimSiamProjector(ProjectionHead):

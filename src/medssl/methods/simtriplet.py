@@ -15,6 +15,7 @@ References:
     - [1] Chen & He, Exploring Simple Siamese Representation Learning, CVPR 2021,
       https://arxiv.org/abs/2011.10566
 """
+
 from __future__ import annotations
 
 from typing import ClassVar

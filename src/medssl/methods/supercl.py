@@ -9,6 +9,7 @@ References:
     - [0] Zhang et al., SuperCL: Superpixel Guided Contrastive Learning for Medical Image
       Segmentation Pre-training, IEEE TIP 2026, https://arxiv.org/abs/2504.14737
 """
+
 from __future__ import annotations
 
 from typing import ClassVar

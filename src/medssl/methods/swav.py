@@ -15,6 +15,7 @@ References:
     - [0] Caron et al., Unsupervised Learning of Visual Features by Contrasting Cluster Assignments,
       NeurIPS 2020, https://arxiv.org/abs/2006.09882
 """
+
 from __future__ import annotations
 
 from typing import ClassVar

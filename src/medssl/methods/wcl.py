@@ -12,6 +12,7 @@ on this process's batch (the reference code gathers it over all GPUs).
 References:
     - [0] Zheng et al., Weakly Supervised Contrastive Learning, ICCV 2021, https://arxiv.org/abs/2110.04770
 """
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -65,7 +66,9 @@ class WCL(Method):
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Batch keys v3, v4 (B, 1, H, W), B >= 2 -> ``{"loss", "instance", "graph"}``."""
         h3, h4 = self.backbone.encode(batch["v3"])[-1], self.backbone.encode(batch["v4"])[-1]
-        inst = wcl_instance_loss(self.instance_head(h3), self.instance_head(h4), self.temperature, self.base_temperature)
+        inst = wcl_instance_loss(
+            self.instance_head(h3), self.instance_head(h4), self.temperature, self.base_temperature
+        )
         graph = wcl_graph_loss(self.graph_head(h3), self.graph_head(h4), self.temperature, self.base_temperature)
         return {"loss": inst + self.graph_weight * graph, "instance": inst, "graph": graph}
 

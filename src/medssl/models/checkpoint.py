@@ -10,12 +10,15 @@ Loading is all or nothing per part: every tensor of each pre-trained part (``enc
 fails and names the first mismatches (a checkpoint of another width or depth cannot silently become
 a Scratch run). BatchNorm's ``num_batches_tracked`` counters are not counted: they carry no weights.
 """
+
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -24,13 +27,13 @@ from ..errors import DataError
 from .unet import convert_reference_state_dict
 
 __all__ = [
-    "LoadReport",
     "PRETRAIN_FILE",
-    "resolve_checkpoint",
-    "read_checkpoint",
+    "LoadReport",
+    "checkpoint_in_channels",
     "checkpoint_model_config",
     "load_pretrained",
-    "checkpoint_in_channels",
+    "read_checkpoint",
+    "resolve_checkpoint",
 ]
 
 #: the file ``medssl pretrain`` writes into its run folder
@@ -74,7 +77,9 @@ class LoadReport:
 
     def summary(self) -> str:
         """One line: what was loaded from which file."""
-        parts = ", ".join(f"{p} {d['loaded']}/{d['expected']}" for p, d in self.per_part.items()) or ", ".join(self.parts)
+        parts = ", ".join(f"{p} {d['loaded']}/{d['expected']}" for p, d in self.per_part.items()) or ", ".join(
+            self.parts
+        )
         return (
             f"loaded {sum(1 for k in self.loaded if _weighty(k))} tensors ({parts}) from {self.source} [{self.format}"
             f"{', method ' + self.method if self.method else ''}]; missing (left as initialised) {len(self.missing)}; "
@@ -103,22 +108,25 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if ckpt.is_file():
         return ckpt
     info: dict[str, Any] = {}
-    try:
+    with contextlib.suppress(OSError, ValueError):
         info = json.loads((path / "run.json").read_text())
-    except (OSError, ValueError):
-        pass
     kind = info.get("kind") if isinstance(info, dict) else None
     if kind == "finetune":
-        raise DataError(path, f"is a fine-tuning run; give a pre-training run folder (with {PRETRAIN_FILE}) or a checkpoint file")
+        raise DataError(
+            path, f"is a fine-tuning run; give a pre-training run folder (with {PRETRAIN_FILE}) or a checkpoint file"
+        )
     if kind == "pretrain":
-        raise DataError(path, f"this pre-training run has not finished (no {PRETRAIN_FILE} yet); rerun its pretrain command to finish it")
+        raise DataError(
+            path,
+            f"this pre-training run has not finished (no {PRETRAIN_FILE} yet); rerun its pretrain command to finish it",
+        )
     raise DataError(path, f"no {PRETRAIN_FILE} in this folder; give a pre-training run folder or a checkpoint file")
 
 
 def _load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is a corrupt file for the user
+    except Exception as e:
         raise DataError(path, f"not a readable PyTorch checkpoint ({e.__class__.__name__})") from None
 
 
@@ -172,7 +180,11 @@ def _mismatch_message(report: LoadReport, model: nn.Module, path: Path) -> str:
     for p in bad:
         d = report.per_part[p]
         shape = [s for s in report.shape_mismatch if s.startswith(p + ".")]
-        missing = [k for k in report.missing if k.startswith(p + ".") and _weighty(k) and not any(s.startswith(k + ":") for s in shape)]
+        missing = [
+            k
+            for k in report.missing
+            if k.startswith(p + ".") and _weighty(k) and not any(s.startswith(k + ":") for s in shape)
+        ]
         what = []
         if shape:
             what.append(f"{len(shape)} differ in shape (first: {_first(shape, 2)})")
@@ -190,7 +202,9 @@ def _mismatch_message(report: LoadReport, model: nn.Module, path: Path) -> str:
     return msg
 
 
-def load_pretrained(model: nn.Module, path: str | Path, parts: Sequence[str] | None = None, strict: bool = True) -> LoadReport:
+def load_pretrained(
+    model: nn.Module, path: str | Path, parts: Sequence[str] | None = None, strict: bool = True
+) -> LoadReport:
     """Load the pre-trained ``parts`` (``encoder``, ``decoder``) of a checkpoint into ``model``.
 
     Args:
@@ -216,9 +230,7 @@ def load_pretrained(model: nn.Module, path: str | Path, parts: Sequence[str] | N
     report = LoadReport(str(path), fmt, method, tuple(parts))
     to_load: dict[str, Tensor] = {}
     for k, v in state.items():
-        if not k.startswith(prefixes):
-            report.unexpected.append(k)
-        elif k not in own:
+        if not k.startswith(prefixes) or k not in own:
             report.unexpected.append(k)
         elif own[k].shape != v.shape:
             report.shape_mismatch.append(f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}")
@@ -236,8 +248,10 @@ def load_pretrained(model: nn.Module, path: str | Path, parts: Sequence[str] | N
         }
     report.complete = all(d["loaded"] == d["expected"] > 0 for d in report.per_part.values())
     if not any(_weighty(k) for k in to_load) and not report.shape_mismatch:
-        raise DataError(path, f"no {'/'.join(parts)} weights of this U-Net found in the checkpoint ({report.summary()})")
-    if not any(_weighty(k) for k in to_load) or strict and not report.complete:
+        raise DataError(
+            path, f"no {'/'.join(parts)} weights of this U-Net found in the checkpoint ({report.summary()})"
+        )
+    if not any(_weighty(k) for k in to_load) or (strict and not report.complete):
         raise DataError(path, _mismatch_message(report, model, path))
     model.load_state_dict(to_load, strict=False)
     return report

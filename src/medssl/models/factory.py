@@ -1,4 +1,5 @@
 """``create_model``: the one public constructor of segmentation networks (timm's ``create_model``)."""
+
 from __future__ import annotations
 
 from torch import nn
@@ -25,11 +26,19 @@ def create_model(cfg: ModelCfg, num_classes: int, in_channels: int | None = None
         f = cfg.base_width
         if kind == "UNet":
             chans = tuple(f * 2**i for i in range(cfg.depth + 1))
-            return nets.UNet(spatial_dims=2, in_channels=cin, out_channels=num_classes, channels=chans, strides=(2,) * cfg.depth, num_res_units=2)
+            return nets.UNet(
+                spatial_dims=2,
+                in_channels=cin,
+                out_channels=num_classes,
+                channels=chans,
+                strides=(2,) * cfg.depth,
+                num_res_units=2,
+            )
         if kind == "BasicUNet":
             # f .. 16f as the papers' U-Net (f = 16: MONAI's "16-256" BasicUNet)
-            return nets.BasicUNet(spatial_dims=2, in_channels=cin, out_channels=num_classes,
-                                  features=(f, 2 * f, 4 * f, 8 * f, 16 * f, f))
+            return nets.BasicUNet(
+                spatial_dims=2, in_channels=cin, out_channels=num_classes, features=(f, 2 * f, 4 * f, 8 * f, 16 * f, f)
+            )
         raise ConfigError(f"model.name: unsupported MONAI network '{kind}' (UNet, BasicUNet)")
     try:
         factory = MODELS.get(cfg.name)

@@ -1,11 +1,12 @@
 """Projection heads shared by the pre-training methods (after lightly's ``ProjectionHead``)."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-__all__ = ["ProjectionHead", "MLPHead", "PooledMLPHead", "DenseHead"]
+__all__ = ["DenseHead", "MLPHead", "PooledMLPHead", "ProjectionHead"]
 
 
 class ProjectionHead(nn.Sequential):

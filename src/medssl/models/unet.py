@@ -5,17 +5,18 @@ Feature split (after timm's ``forward_features`` / ``forward_head``):
 ``encode(x) -> [skip_1, ..., skip_depth, bottleneck]``, ``decode(feats, num_blocks) -> map``,
 ``forward_head(map) -> logits``.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
 
 from ..registry import MODELS
 
-__all__ = ["UNet", "UNetEncoder", "UNetDecoder", "convert_reference_state_dict", "unet"]
+__all__ = ["UNet", "UNetDecoder", "UNetEncoder", "convert_reference_state_dict", "unet"]
 
 
 def _conv_bn_act(cin: int, cout: int, slope: float) -> nn.Sequential:
@@ -49,7 +50,10 @@ class UNetEncoder(nn.Module):
         self.pool = nn.MaxPool2d(2, 2)
         cout = base_width * 2**depth
         self.center = nn.Sequential(
-            nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU(inplace=True)
+            nn.Conv2d(cin, cout, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1),
+            nn.ReLU(inplace=True),
         )
         self.out_channels = cout
         self.feature_info = [dict(channels=w, reduction=2**i) for i, w in enumerate(widths)] + [
@@ -121,7 +125,9 @@ class UNet(nn.Module):
         logits = net(torch.zeros(2, 1, 64, 64))          # (2, 4, 64, 64)
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 2, base_width: int = 32, depth: int = 4, slope: float = 0.01) -> None:
+    def __init__(
+        self, in_channels: int = 1, num_classes: int = 2, base_width: int = 32, depth: int = 4, slope: float = 0.01
+    ) -> None:
         super().__init__()
         self.in_channels, self.num_classes, self.base_width, self.depth = in_channels, num_classes, base_width, depth
         self.encoder = UNetEncoder(in_channels, base_width, depth, slope)

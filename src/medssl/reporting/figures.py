@@ -3,14 +3,15 @@
 Figures are drawn on :class:`matplotlib.figure.Figure` objects with the Agg canvas, never
 through ``pyplot``, so no global backend or figure state is touched.
 """
+
 from __future__ import annotations
 
 import math
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -32,21 +33,27 @@ from .tables import (
 )
 
 __all__ = [
+    "CLASS_COLOURS",
     "FigureResult",
-    "slugify",
     "plot_dsc_vs_labels",
-    "select_slices",
-    "plot_qualitative",
-    "plot_training_curves",
     "plot_pretrain_curves",
     "plot_pretrain_diagnostics",
-    "CLASS_COLOURS",
+    "plot_qualitative",
+    "plot_training_curves",
+    "select_slices",
+    "slugify",
 ]
 
 #: RGB colours of classes 1, 2, ... (cycled), distinguishable on a grey image.
 CLASS_COLOURS: tuple[tuple[float, float, float], ...] = (
-    (0.90, 0.10, 0.10), (0.10, 0.75, 0.10), (0.15, 0.35, 1.00), (1.00, 0.85, 0.00),
-    (0.95, 0.00, 0.95), (0.00, 0.90, 0.90), (1.00, 0.50, 0.00), (0.60, 0.30, 0.90),
+    (0.90, 0.10, 0.10),
+    (0.10, 0.75, 0.10),
+    (0.15, 0.35, 1.00),
+    (1.00, 0.85, 0.00),
+    (0.95, 0.00, 0.95),
+    (0.00, 0.90, 0.90),
+    (1.00, 0.50, 0.00),
+    (0.60, 0.30, 0.90),
 )
 
 
@@ -78,8 +85,9 @@ def _save(fig: Figure, path: Path, dpi: int) -> Path:
     return path
 
 
-def plot_dsc_vs_labels(rows: Sequence[AggregateRow], path: Path, title: str | None = None, dpi: int = 120
-                       ) -> FigureResult:
+def plot_dsc_vs_labels(
+    rows: Sequence[AggregateRow], path: Path, title: str | None = None, dpi: int = 120
+) -> FigureResult:
     """DSC (mean over seeds, error bars = std over seeds) against label fraction, one line per method.
 
     Args:
@@ -108,8 +116,7 @@ def plot_dsc_vs_labels(rows: Sequence[AggregateRow], path: Path, title: str | No
         xs = [xpos[r.labels] + offset for r in mrows]
         ys = [r.metrics["dsc"].mean for r in mrows]
         es = [r.metrics["dsc"].std if math.isfinite(r.metrics["dsc"].std) else 0.0 for r in mrows]
-        ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, linewidth=1.5, label=method_display_name(m),
-                    color=cmap[m])
+        ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, linewidth=1.5, label=method_display_name(m), color=cmap[m])
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels)
     ax.set_xlim(-0.5, len(labels) - 0.5)
@@ -175,8 +182,15 @@ def _overlay(lab: np.ndarray, alpha: float) -> np.ndarray:
     return rgba
 
 
-def plot_qualitative(runs: Sequence[RunRecord], path: Path, n_slices: int = 3, max_cases: int = 20,
-                     alpha: float = 0.45, dpi: int = 110, title: str | None = None) -> FigureResult:
+def plot_qualitative(
+    runs: Sequence[RunRecord],
+    path: Path,
+    n_slices: int = 3,
+    max_cases: int = 20,
+    alpha: float = 0.45,
+    dpi: int = 110,
+    title: str | None = None,
+) -> FigureResult:
     """Ground truth and every method's prediction on the same slices of one shared test case.
 
     One run per method (the lowest seed) is shown. The case is the one, among test cases with a
@@ -204,8 +218,9 @@ def plot_qualitative(runs: Sequence[RunRecord], path: Path, n_slices: int = 3, m
         by_method.setdefault(r.method, r)
     methods = sorted(by_method, key=method_sort_key)
     name = title or "qualitative"
-    store = next((r.data for r in (by_method[m] for m in methods)
-                  if r.data is not None and (r.data / "labels").is_dir()), None)
+    store = next(
+        (r.data for r in (by_method[m] for m in methods) if r.data is not None and (r.data / "labels").is_dir()), None
+    )
     if store is None:
         return FigureResult(None, name, ["no prepared store with labels/ found in run.json['data']"])
     shared = set.intersection(*(by_method[m].prediction_ids() for m in methods)) if methods else set()
@@ -261,12 +276,15 @@ def plot_qualitative(runs: Sequence[RunRecord], path: Path, n_slices: int = 3, m
             ax.set_xticks([])
             ax.set_yticks([])
     k_max = int(max([label.max()] + [int(np.max(p[zs])) for p in preds.values() if p is not None]))
-    handles = [Patch(color=CLASS_COLOURS[(k - 1) % len(CLASS_COLOURS)],
-                     label=class_names[k - 1] if k - 1 < len(class_names) else f"class {k}")
-               for k in range(1, k_max + 1)]
+    handles = [
+        Patch(
+            color=CLASS_COLOURS[(k - 1) % len(CLASS_COLOURS)],
+            label=class_names[k - 1] if k - 1 < len(class_names) else f"class {k}",
+        )
+        for k in range(1, k_max + 1)
+    ]
     if handles:
-        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8,
-                   frameon=False)
+        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8, frameon=False)
     seeds = ", ".join(f"{method_display_name(m)}: seed {by_method[m].seed}" for m in methods)
     fig.suptitle(f"{name} — case {best_case}", fontsize=10)
     notes.append(f"case {best_case}, slices {zs}; {seeds}")
@@ -306,8 +324,9 @@ def _mean_band(series: Sequence[dict[float, float]]) -> tuple[np.ndarray, np.nda
     return xs, mean, std, cnt
 
 
-def plot_training_curves(runs: Sequence[RunRecord], path: Path, title: str | None = None, dpi: int = 110
-                         ) -> FigureResult:
+def plot_training_curves(
+    runs: Sequence[RunRecord], path: Path, title: str | None = None, dpi: int = 110
+) -> FigureResult:
     """Training loss and validation Dice against step, one line per method (mean over seeds, band ± std).
 
     Against the optimiser step (the epoch where a log has no step): seeds with different numbers of
@@ -336,7 +355,9 @@ def plot_training_curves(runs: Sequence[RunRecord], path: Path, title: str | Non
     fig = Figure(figsize=(11, 4.2))
     axes = fig.subplots(1, 2)
     any_val = False
-    x_key = "step" if all(_series(r.log_rows(), "step", "train_loss") for rs in by_method.values() for r in rs) else "epoch"
+    x_key = (
+        "step" if all(_series(r.log_rows(), "step", "train_loss") for rs in by_method.values() for r in rs) else "epoch"
+    )
     for ax, key, ylabel in ((axes[0], "train_loss", "training loss"), (axes[1], "val_dice", "validation Dice")):
         for m in methods:
             series = [s for s in (_series(r.log_rows(), x_key, key) for r in by_method[m]) if s]
@@ -373,9 +394,16 @@ def _write_validation_means(by_method: dict[str, list[RunRecord]], methods: Sequ
         series = [s for s in (_series(r.log_rows(), "step", "val_dice") for r in by_method[m]) if s]
         if series:
             xs, mean, std, n = _mean_band(series)
-            rows += [{"method": method_display_name(m), "step": int(x), "val_dice_mean": f"{mu:.4f}",
-                      "val_dice_std": "" if not np.isfinite(sd) else f"{sd:.4f}", "n": k}
-                     for x, mu, sd, k in zip(xs, mean, std, n)]
+            rows += [
+                {
+                    "method": method_display_name(m),
+                    "step": int(x),
+                    "val_dice_mean": f"{mu:.4f}",
+                    "val_dice_std": "" if not np.isfinite(sd) else f"{sd:.4f}",
+                    "n": k,
+                }
+                for x, mu, sd, k in zip(xs, mean, std, n)
+            ]
     if rows:
         write_csv(path, ["method", "step", "val_dice_mean", "val_dice_std", "n"], rows)
 
@@ -470,7 +498,13 @@ def plot_pretrain_diagnostics(records: Sequence[PretrainRecord], path: Path, dpi
     handles, labels = fig.axes[0].get_legend_handles_labels()
     fig.subplots_adjust(right=1 - 1.5 / fig.get_size_inches()[0], wspace=0.3)
     if handles:
-        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1 - 1.45 / fig.get_size_inches()[0], 0.5), fontsize=8,
-                   title="dotted: init")
+        fig.legend(
+            handles,
+            labels,
+            loc="center left",
+            bbox_to_anchor=(1 - 1.45 / fig.get_size_inches()[0], 0.5),
+            fontsize=8,
+            title="dotted: init",
+        )
     fig.suptitle(name)
     return FigureResult(_save(fig, path, dpi), name)

@@ -10,19 +10,28 @@ one step's contrastive loss moves with its batch.
 The values come from the run's ``steps.csv`` (one row every ``log_every`` steps) when it exists,
 else from ``log.csv`` (one row per epoch, columns ``train_<term>`` where it has them).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..evaluation.representation import DIAGNOSTICS
 from .tables import NON_LOSS_COLUMNS, PretrainRecord, method_display_name, method_sort_key, read_csv_rows, to_float
 
-__all__ = ["LossWindows", "LOSS_WINDOW_FIELDS", "loss_windows", "pretrain_loss_windows", "loss_windows_markdown",
-           "loss_windows_csv_rows"]
+__all__ = [
+    "LOSS_WINDOW_FIELDS",
+    "LossWindows",
+    "loss_windows",
+    "loss_windows_csv_rows",
+    "loss_windows_markdown",
+    "pretrain_loss_windows",
+]
+
 
 @dataclass(frozen=True)
 class LossWindows:
@@ -52,8 +61,9 @@ class LossWindows:
         return (self.end - self.middle) / abs(self.middle)
 
 
-def loss_windows(rows: Sequence[dict[str, str]], window: float = 1 / 12, x_key: str = "step",
-                 prefix: str = "") -> dict[str, tuple[int, float, float, float]]:
+def loss_windows(
+    rows: Sequence[dict[str, str]], window: float = 1 / 12, x_key: str = "step", prefix: str = ""
+) -> dict[str, tuple[int, float, float, float]]:
     """Mean of every loss column over the first, halfway and last ``window`` of the steps.
 
     With ``N`` the last logged step and ``w = window * N``, the windows are ``(0, w]``,
@@ -82,8 +92,14 @@ def loss_windows(rows: Sequence[dict[str, str]], window: float = 1 / 12, x_key: 
     n = float(xs[ok].max())
     w = window * n
     bounds = {"start": (0.0, w), "middle": (n / 2, n / 2 + w), "end": (n - w, n)}
-    cols = [c for c in (rows[0].keys() if rows else ()) if c.startswith(prefix) and c != x_key
-            and c[len(prefix):].lower() not in NON_LOSS_COLUMNS and c not in DIAGNOSTICS]
+    cols = [
+        c
+        for c in (rows[0].keys() if rows else ())
+        if c.startswith(prefix)
+        and c != x_key
+        and c[len(prefix) :].lower() not in NON_LOSS_COLUMNS
+        and c not in DIAGNOSTICS
+    ]
     out: dict[str, tuple[int, float, float, float]] = {}
     for c in cols:
         ys = np.array([to_float(r.get(c)) for r in rows], dtype=float)
@@ -92,7 +108,7 @@ def loss_windows(rows: Sequence[dict[str, str]], window: float = 1 / 12, x_key: 
             sel = ok & np.isfinite(ys) & (xs > lo) & (xs <= hi)
             means.append(float(ys[sel].mean()) if sel.any() else float("nan"))
         if any(math.isfinite(m) for m in means):
-            out[c[len(prefix):]] = (int(n), means[0], means[1], means[2])
+            out[c[len(prefix) :]] = (int(n), means[0], means[1], means[2])
     return out
 
 
@@ -129,9 +145,19 @@ def _f(x: float, fmt: str = ".4g") -> str:
 
 def loss_windows_csv_rows(rows: Sequence[LossWindows]) -> list[dict[str, Any]]:
     """Flat rows (columns :data:`LOSS_WINDOW_FIELDS`); NaN written as empty."""
-    return [{"dataset": r.dataset, "method": method_display_name(r.method), "term": r.term, "steps": r.steps,
-             "start": _f(r.start), "middle": _f(r.middle), "end": _f(r.end),
-             "change_second_half": _f(r.change_second_half)} for r in rows]
+    return [
+        {
+            "dataset": r.dataset,
+            "method": method_display_name(r.method),
+            "term": r.term,
+            "steps": r.steps,
+            "start": _f(r.start),
+            "middle": _f(r.middle),
+            "end": _f(r.end),
+            "change_second_half": _f(r.change_second_half),
+        }
+        for r in rows
+    ]
 
 
 def loss_windows_markdown(rows: Sequence[LossWindows], window: float = 1 / 12) -> str:
@@ -139,12 +165,19 @@ def loss_windows_markdown(rows: Sequence[LossWindows], window: float = 1 / 12) -
     if not rows:
         return "_No pre-training run logged its losses._"
     pct = f"{100 * window:.3g}%"
-    lines = ["| Dataset | Method | Term | Steps | start | halfway | end | change over the second half |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| Dataset | Method | Term | Steps | start | halfway | end | change over the second half |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         ch = r.change_second_half
-        lines.append(f"| {r.dataset} | {method_display_name(r.method)} | {r.term} | {r.steps} | {_f(r.start, '.3f')} | "
-                     f"{_f(r.middle, '.3f')} | {_f(r.end, '.3f')} | {_f(100 * ch, '+.1f') + '%' if math.isfinite(ch) else ''} |")
-    lines += ["", f"Means over windows of {pct} of the steps each: the first, the one that starts halfway, and the last "
-              "(`steps.csv`, else `log.csv`). A term that still falls over the second half has not plateaued."]
+        lines.append(
+            f"| {r.dataset} | {method_display_name(r.method)} | {r.term} | {r.steps} | {_f(r.start, '.3f')} | "
+            f"{_f(r.middle, '.3f')} | {_f(r.end, '.3f')} | {_f(100 * ch, '+.1f') + '%' if math.isfinite(ch) else ''} |"
+        )
+    lines += [
+        "",
+        f"Means over windows of {pct} of the steps each: the first, the one that starts halfway, and the last "
+        "(`steps.csv`, else `log.csv`). A term that still falls over the second half has not plateaued.",
+    ]
     return "\n".join(lines)

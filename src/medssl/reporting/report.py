@@ -7,16 +7,17 @@ Example::
     res = report("runs/grid")          # writes runs/grid/report/...
     text = res.markdown                # results.md, for printing
 """
+
 from __future__ import annotations
 
 import csv
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
-
+from typing import Any
 
 from ..errors import DataError
 from .figures import (
@@ -58,24 +59,28 @@ from .tables import (
 )
 
 __all__ = [
-    "PaperCell",
-    "ComparisonRow",
-    "ReportResult",
-    "PAPER_METRICS",
     "COMPARISON_FIELDS",
+    "PAPER_METRICS",
+    "ComparisonRow",
+    "PaperCell",
+    "ReportResult",
+    "comparison_csv_rows",
+    "comparison_markdown",
     "find_reference_csv",
-    "packaged_reference_csv",
     "load_paper_results",
     "normalise_labels",
+    "packaged_reference_csv",
     "paper_comparison",
-    "comparison_markdown",
-    "comparison_csv_rows",
     "report",
 ]
 
 #: (key in summary.json / paper_results.csv, header, scale applied to our value)
-PAPER_METRICS: tuple[tuple[str, str, float], ...] = (("dsc", "DSC", 100.0), ("jc", "JC", 100.0),
-                                                      ("hd95", "HD95", 1.0), ("asd", "ASD", 1.0))
+PAPER_METRICS: tuple[tuple[str, str, float], ...] = (
+    ("dsc", "DSC", 100.0),
+    ("jc", "JC", 100.0),
+    ("hd95", "HD95", 1.0),
+    ("asd", "ASD", 1.0),
+)
 
 #: the published-results table shipped with the package (``medssl/resources/paper_results.csv``)
 PAPER_RESULTS_RESOURCE = "paper_results.csv"
@@ -158,8 +163,9 @@ def load_paper_results(path: str | Path) -> list[PaperCell]:
                 vals = [float(r[k]) if str(r[k]).strip() else math.nan for k in ("dsc", "jc", "hd95", "asd")]
             except ValueError:
                 raise DataError(path, f"line {i}: a metric value is not a number") from None
-            cells.append(PaperCell(r["source"].strip(), r["dataset"].strip(), r["labels"].strip(),
-                                   r["method"].strip(), *vals))
+            cells.append(
+                PaperCell(r["source"].strip(), r["dataset"].strip(), r["labels"].strip(), r["method"].strip(), *vals)
+            )
     return cells
 
 
@@ -217,24 +223,31 @@ def paper_comparison(runs: Sequence[RunRecord], cells: Sequence[PaperCell]) -> t
         index[key] = c
     display_to_key = {v.lower(): k for k, v in METHOD_DISPLAY.items()}
     rows: list[ComparisonRow] = []
-    for (dataset, labels) in sorted(ours, key=lambda k: (k[0].lower(), labels_sort_key(k[1]))):
+    for dataset, labels in sorted(ours, key=lambda k: (k[0].lower(), labels_sort_key(k[1]))):
         by_method = ours[(dataset, labels)]
-        published = {m: c for (d, lab, m), c in index.items()
-                     if d == dataset.lower() and lab == normalise_labels(labels)}
+        published = {
+            m: c for (d, lab, m), c in index.items() if d == dataset.lower() and lab == normalise_labels(labels)
+        }
         if not published:
             notes.append(f"no published numbers for {dataset} at {labels}")
         keys = set(by_method) | {display_to_key.get(m, m) for m in published}
         for m in sorted(keys, key=method_sort_key):
             rs = sorted(by_method.get(m, []), key=lambda r: r.seed)
-            summ = ({k: MetricSummary.of([run_metric_value(r, k) * s for r in rs]) for k, _, s in PAPER_METRICS}
-                    if rs else None)
+            summ = (
+                {k: MetricSummary.of([run_metric_value(r, k) * s for r in rs]) for k, _, s in PAPER_METRICS}
+                if rs
+                else None
+            )
             cell = published.get(method_display_name(m).lower()) or published.get(m.lower())
             rows.append(ComparisonRow(dataset, labels, m, summ, cell, tuple(r.seed for r in rs)))
     return rows, notes
 
 
-COMPARISON_FIELDS = ["dataset", "labels", "method", "n_seeds"] + [
-    f"{k}_{part}" for k, _, _ in PAPER_METRICS for part in ("ours", "ours_std", "paper", "diff")] + ["source"]
+COMPARISON_FIELDS = (
+    ["dataset", "labels", "method", "n_seeds"]
+    + [f"{k}_{part}" for k, _, _ in PAPER_METRICS for part in ("ours", "ours_std", "paper", "diff")]
+    + ["source"]
+)
 
 
 def _num(x: float) -> str:
@@ -245,8 +258,13 @@ def comparison_csv_rows(rows: Sequence[ComparisonRow]) -> list[dict[str, Any]]:
     """Flat rows (columns :data:`COMPARISON_FIELDS`); empty cells where not run / not published."""
     out = []
     for r in rows:
-        d: dict[str, Any] = {"dataset": r.dataset, "labels": r.labels, "method": method_display_name(r.method),
-                             "n_seeds": len(r.seeds), "source": r.paper.source if r.paper else ""}
+        d: dict[str, Any] = {
+            "dataset": r.dataset,
+            "labels": r.labels,
+            "method": method_display_name(r.method),
+            "n_seeds": len(r.seeds),
+            "source": r.paper.source if r.paper else "",
+        }
         for k, _, _ in PAPER_METRICS:
             d[f"{k}_ours"] = _num(r.ours[k].mean) if r.ours else ""
             d[f"{k}_ours_std"] = _num(r.ours[k].std) if r.ours else ""
@@ -261,9 +279,11 @@ def comparison_markdown(rows: Sequence[ComparisonRow]) -> str:
     HD95 / ASD as ``ours / paper``."""
     if not rows:
         return "_No runs with the `paper` protocol: nothing to compare with the published numbers._"
-    lines = ["| Dataset | Labels | Method | Seeds | DSC ours (%) | DSC paper (%) | Δ DSC | JC ours / paper "
-             "| HD95 ours / paper (px) | ASD ours / paper (px) |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| Dataset | Labels | Method | Seeds | DSC ours (%) | DSC paper (%) | Δ DSC | JC ours / paper "
+        "| HD95 ours / paper (px) | ASD ours / paper (px) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
 
     def pair(r: ComparisonRow, k: str) -> str:
         o = format_mean_std(r.ours[k]) if r.ours else "not run"
@@ -274,14 +294,31 @@ def comparison_markdown(rows: Sequence[ComparisonRow]) -> str:
         ours = format_mean_std(r.ours["dsc"]) if r.ours else "not run"
         paper = f"{r.paper.dsc:.2f}" if r.paper else "not published"
         d = r.diff("dsc")
-        lines.append("| " + " | ".join([r.dataset, r.labels, method_display_name(r.method),
-                                          str(len(r.seeds)) if r.seeds else "–", ours,
-                                          paper, f"{d:+.2f}" if math.isfinite(d) else "–",
-                                          pair(r, "jc"), pair(r, "hd95"), pair(r, "asd")]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    r.dataset,
+                    r.labels,
+                    method_display_name(r.method),
+                    str(len(r.seeds)) if r.seeds else "–",
+                    ours,
+                    paper,
+                    f"{d:+.2f}" if math.isfinite(d) else "–",
+                    pair(r, "jc"),
+                    pair(r, "hd95"),
+                    pair(r, "asd"),
+                ]
+            )
+            + " |"
+        )
     srcs = sorted({r.paper.source for r in rows if r.paper})
     if srcs:
-        lines += ["", "Published numbers: " + "; ".join(srcs) + ". The papers pre-train on other data sets "
-                  "(METHODS.md section 7), so differences are expected."]
+        lines += [
+            "",
+            "Published numbers: " + "; ".join(srcs) + ". The papers pre-train on other data sets "
+            "(METHODS.md section 7), so differences are expected.",
+        ]
     return "\n".join(lines)
 
 
@@ -336,8 +373,9 @@ def _write_stats(runs: Sequence[RunRecord], out: Path, files: dict[str, Path], m
     files["stats_md"] = _write_text(out / "stats.md", "# Paired tests\n\n" + stats_md)
     files["stats_csv"] = write_csv(out / "stats.csv", STATS_FIELDS, stats_csv_rows(stat_rows))
     pair_rows = pairwise_tests(runs, min_pairs=min_pairs)
-    files["pairwise_md"] = _write_text(out / "pairwise.md", "# Paired tests, every pair of methods\n\n"
-                                       + pairwise_markdown(pair_rows))
+    files["pairwise_md"] = _write_text(
+        out / "pairwise.md", "# Paired tests, every pair of methods\n\n" + pairwise_markdown(pair_rows)
+    )
     files["pairwise_csv"] = write_csv(out / "pairwise.csv", PAIRWISE_FIELDS, pairwise_csv_rows(pair_rows))
     return stats_md
 
@@ -350,12 +388,15 @@ def _write_pretrain_losses(records: Sequence[PretrainRecord], out: Path, files: 
     rows = pretrain_loss_windows(records)
     md = loss_windows_markdown(rows)
     files["pretrain_losses_md"] = _write_text(out / "pretrain_losses.md", "# Pre-training losses\n\n" + md)
-    files["pretrain_losses_csv"] = write_csv(out / "pretrain_losses.csv", LOSS_WINDOW_FIELDS, loss_windows_csv_rows(rows))
+    files["pretrain_losses_csv"] = write_csv(
+        out / "pretrain_losses.csv", LOSS_WINDOW_FIELDS, loss_windows_csv_rows(rows)
+    )
     return md
 
 
-def _write_paper_comparison(runs: Sequence[RunRecord], out: Path, files: dict[str, Path],
-                            reference_csv: str | Path | None, notes: list[str]) -> str:
+def _write_paper_comparison(
+    runs: Sequence[RunRecord], out: Path, files: dict[str, Path], reference_csv: str | Path | None, notes: list[str]
+) -> str:
     """Step 3: ``paper_comparison.md``/``.csv`` against the published table (the user's, else the
     packaged one); returns the Markdown and appends remarks to ``notes``."""
     try:
@@ -372,57 +413,88 @@ def _write_paper_comparison(runs: Sequence[RunRecord], out: Path, files: dict[st
         comp_rows, comp_notes = paper_comparison(runs, load_paper_results(ref))
         notes += comp_notes
         comp_md = comparison_markdown(comp_rows)
-    files["paper_md"] = _write_text(out / "paper_comparison.md", "# Comparison with the published numbers\n\n"
-                                    + comp_md)
+    files["paper_md"] = _write_text(
+        out / "paper_comparison.md", "# Comparison with the published numbers\n\n" + comp_md
+    )
     files["paper_csv"] = write_csv(out / "paper_comparison.csv", COMPARISON_FIELDS, comparison_csv_rows(comp_rows))
     return comp_md
 
 
-def _draw_figures(tables: Sequence[ResultsTable], coll: RunCollection, fig_dir: Path, n_slices: int, dpi: int,
-                  notes: list[str]) -> list[FigureResult]:
+def _draw_figures(
+    tables: Sequence[ResultsTable], coll: RunCollection, fig_dir: Path, n_slices: int, dpi: int, notes: list[str]
+) -> list[FigureResult]:
     """Step 4: DSC vs labels per table and dataset, qualitative and curve figures per group, the
     pre-training curves; figures that could not be drawn are noted."""
     fig_results: list[FigureResult] = []
     for t in tables:
         for d in t.datasets:
             rows = [r for r in t.rows if r.dataset == d]
-            fig_results.append(plot_dsc_vs_labels(rows, fig_dir / f"dsc_vs_labels_{slugify(t.protocol, d)}.png",
-                                                  dpi=dpi))
+            fig_results.append(
+                plot_dsc_vs_labels(rows, fig_dir / f"dsc_vs_labels_{slugify(t.protocol, d)}.png", dpi=dpi)
+            )
     groups: dict[tuple[str, str, str], list[RunRecord]] = {}
     for r in coll.runs:
         groups.setdefault(r.group, []).append(r)
-    for (p, d, lab) in sorted(groups, key=lambda g: (g[0], g[1].lower(), labels_sort_key(g[2]))):
+    for p, d, lab in sorted(groups, key=lambda g: (g[0], g[1].lower(), labels_sort_key(g[2]))):
         rs = groups[(p, d, lab)]
         title = f"{d}, {lab} labels ({p} protocol)"
-        fig_results.append(plot_qualitative(rs, fig_dir / f"qualitative_{slugify(p, d, lab)}.png",
-                                            n_slices=n_slices, dpi=dpi, title=title))
-        fig_results.append(plot_training_curves(rs, fig_dir / f"curves_{slugify(p, d, lab)}.png",
-                                                title=f"Fine-tuning curves: {title}", dpi=dpi))
+        fig_results.append(
+            plot_qualitative(
+                rs, fig_dir / f"qualitative_{slugify(p, d, lab)}.png", n_slices=n_slices, dpi=dpi, title=title
+            )
+        )
+        fig_results.append(
+            plot_training_curves(
+                rs, fig_dir / f"curves_{slugify(p, d, lab)}.png", title=f"Fine-tuning curves: {title}", dpi=dpi
+            )
+        )
     for i, pr in enumerate(sorted(coll.pretrain, key=lambda x: (method_sort_key(x.method), str(x.path)))):
-        fig_results.append(plot_pretrain_curves(
-            pr, fig_dir / f"pretrain_{slugify(pr.method, pr.dataset)}_{i}.png", dpi=dpi))
+        fig_results.append(
+            plot_pretrain_curves(pr, fig_dir / f"pretrain_{slugify(pr.method, pr.dataset)}_{i}.png", dpi=dpi)
+        )
     for d in sorted({pr.dataset for pr in coll.pretrain}, key=str.lower):
-        fig_results.append(plot_pretrain_diagnostics([pr for pr in coll.pretrain if pr.dataset == d],
-                                                     fig_dir / f"pretrain_diagnostics_{slugify(d)}.png", dpi=dpi))
+        fig_results.append(
+            plot_pretrain_diagnostics(
+                [pr for pr in coll.pretrain if pr.dataset == d],
+                fig_dir / f"pretrain_diagnostics_{slugify(d)}.png",
+                dpi=dpi,
+            )
+        )
     for fr in fig_results:
         notes += [f"figure '{fr.title}': {n}" for n in fr.notes] if fr.path is None else []
     return fig_results
 
 
-def _results_markdown(root: Path, out: Path, coll: RunCollection, tables: Sequence[ResultsTable], stats_md: str,
-                      comp_md: str, figures: Sequence[FigureResult], notes: Sequence[str], pretrain_md: str = "") -> str:
+def _results_markdown(
+    root: Path,
+    out: Path,
+    coll: RunCollection,
+    tables: Sequence[ResultsTable],
+    stats_md: str,
+    comp_md: str,
+    figures: Sequence[FigureResult],
+    notes: Sequence[str],
+    pretrain_md: str = "",
+) -> str:
     """Step 5: the text of ``results.md`` (tables, tests, comparison, figure links, notes)."""
     md = ["# medssl results", ""]
-    md.append(f"{len(coll.runs)} fine-tuning runs, {len(coll.pretrain)} pre-training runs collected from `{root}`; "
-              f"{len(coll.skipped)} skipped.")
+    md.append(
+        f"{len(coll.runs)} fine-tuning runs, {len(coll.pretrain)} pre-training runs collected from `{root}`; "
+        f"{len(coll.skipped)} skipped."
+    )
     if coll.skipped:
         md += ["", "Skipped runs:", ""] + [f"- `{p}`: {why}" for p, why in coll.skipped]
     for t in tables:
-        md += ["", f"## Results, `{t.protocol}` protocol", "",
-               "Mean ± std over seeds (std omitted for one seed); DSC/JC in %, HD95/"
-               f"{t.specs[3].label} in {t.specs[3].unit}. Per dataset column and label fraction: best in "
-               "**bold**, second best <u>underlined</u>." + (" " + t.unit_note() if t.unit_note() else ""),
-               "", t.markdown()]
+        md += [
+            "",
+            f"## Results, `{t.protocol}` protocol",
+            "",
+            "Mean ± std over seeds (std omitted for one seed); DSC/JC in %, HD95/"
+            f"{t.specs[3].label} in {t.specs[3].unit}. Per dataset column and label fraction: best in "
+            "**bold**, second best <u>underlined</u>." + (" " + t.unit_note() if t.unit_note() else ""),
+            "",
+            t.markdown(),
+        ]
     md += ["", "## Paired tests", "", stats_md, "", "Every pair of methods: `pairwise.md` / `pairwise.csv`."]
     if pretrain_md:
         md += ["", "## Pre-training losses: start, halfway, end", "", pretrain_md]
@@ -438,8 +510,16 @@ def _results_markdown(root: Path, out: Path, coll: RunCollection, tables: Sequen
     return "\n".join(md).rstrip() + "\n"
 
 
-def report(dir: str | Path, out_dir: str | Path | None = None, reference_csv: str | Path | None = None, *,
-           figures: bool = True, n_slices: int = 3, min_pairs: int = 6, dpi: int = 110) -> ReportResult:
+def report(
+    dir: str | Path,
+    out_dir: str | Path | None = None,
+    reference_csv: str | Path | None = None,
+    *,
+    figures: bool = True,
+    n_slices: int = 3,
+    min_pairs: int = 6,
+    dpi: int = 110,
+) -> ReportResult:
     """Write the report of a benchmark grid folder.
 
     Collects every fine-tuning run under ``dir`` (any depth; runs without ``summary.json`` are
@@ -484,5 +564,13 @@ def report(dir: str | Path, out_dir: str | Path | None = None, reference_csv: st
     written = [fr for fr in fig_results if fr.path is not None]
     markdown = _results_markdown(root, out, coll, tables, stats_md, comp_md, written, notes, pretrain_md)
     files["results_md"] = _write_text(out / "results.md", markdown)
-    return ReportResult(out, markdown, files, [fr.path for fr in written if fr.path is not None], len(coll.runs),
-                        len(coll.pretrain), list(coll.skipped), notes)
+    return ReportResult(
+        out,
+        markdown,
+        files,
+        [fr.path for fr in written if fr.path is not None],
+        len(coll.runs),
+        len(coll.pretrain),
+        list(coll.skipped),
+        notes,
+    )

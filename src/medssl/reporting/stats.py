@@ -8,12 +8,14 @@ options) on per-case DSC averaged over foreground classes. Runs are paired by
 ``(seed, case_id)``: a case of seed s of method A is paired with the same case of seed s of
 method B, so several seeds pool into one test.
 """
+
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import stats as sps
@@ -28,20 +30,20 @@ from .tables import (
 )
 
 __all__ = [
+    "PAIRWISE_FIELDS",
+    "STATS_FIELDS",
+    "PairRow",
     "PairedTest",
     "StatRow",
-    "STATS_FIELDS",
     "case_dsc",
+    "compare_methods",
     "paired_samples",
     "paired_wilcoxon",
-    "compare_methods",
-    "stats_markdown",
-    "stats_csv_rows",
-    "PairRow",
-    "PAIRWISE_FIELDS",
-    "pairwise_tests",
-    "pairwise_markdown",
     "pairwise_csv_rows",
+    "pairwise_markdown",
+    "pairwise_tests",
+    "stats_csv_rows",
+    "stats_markdown",
 ]
 
 #: below 6 non-tied pairs the exact two-sided Wilcoxon p-value cannot fall under 0.05 (2 / 2**5).
@@ -70,8 +72,9 @@ def case_dsc(run: RunRecord) -> dict[str, float]:
     return out
 
 
-def paired_samples(runs_a: Sequence[RunRecord], runs_b: Sequence[RunRecord]
-                   ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
+def paired_samples(
+    runs_a: Sequence[RunRecord], runs_b: Sequence[RunRecord]
+) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
     """Per-case DSC of two methods paired by ``(seed, case_id)``.
 
     Args:
@@ -219,10 +222,25 @@ def compare_methods(runs: Sequence[RunRecord], min_pairs: int = DEFAULT_MIN_PAIR
 
 
 STATS_FIELDS = [
-    "protocol", "dataset", "labels", "method", "mean_dsc", "n_seeds",
-    "vs_scratch_mean_diff", "vs_scratch_p", "vs_scratch_n_pairs", "vs_scratch_n_nonzero", "vs_scratch_statistic",
-    "vs_scratch_note", "best_baseline", "vs_best_mean_diff", "vs_best_p", "vs_best_n_pairs", "vs_best_n_nonzero",
-    "vs_best_statistic", "vs_best_note",
+    "protocol",
+    "dataset",
+    "labels",
+    "method",
+    "mean_dsc",
+    "n_seeds",
+    "vs_scratch_mean_diff",
+    "vs_scratch_p",
+    "vs_scratch_n_pairs",
+    "vs_scratch_n_nonzero",
+    "vs_scratch_statistic",
+    "vs_scratch_note",
+    "best_baseline",
+    "vs_best_mean_diff",
+    "vs_best_p",
+    "vs_best_n_pairs",
+    "vs_best_n_nonzero",
+    "vs_best_statistic",
+    "vs_best_note",
 ]
 
 
@@ -234,10 +252,15 @@ def stats_csv_rows(rows: Sequence[StatRow]) -> list[dict[str, Any]]:
     """Flat rows (columns :data:`STATS_FIELDS`) for ``stats.csv``; NaN written as empty."""
     out = []
     for s in rows:
-        d: dict[str, Any] = {"protocol": s.protocol, "dataset": s.dataset, "labels": s.labels,
-                             "method": method_display_name(s.method), "mean_dsc": _f(s.mean_dsc),
-                             "n_seeds": s.n_seeds,
-                             "best_baseline": method_display_name(s.best_baseline) if s.best_baseline else ""}
+        d: dict[str, Any] = {
+            "protocol": s.protocol,
+            "dataset": s.dataset,
+            "labels": s.labels,
+            "method": method_display_name(s.method),
+            "mean_dsc": _f(s.mean_dsc),
+            "n_seeds": s.n_seeds,
+            "best_baseline": method_display_name(s.best_baseline) if s.best_baseline else "",
+        }
         for pre, t in (("vs_scratch", s.vs_scratch), ("vs_best", s.vs_best)):
             d[f"{pre}_mean_diff"] = _f(t.mean_diff) if t else ""
             d[f"{pre}_p"] = _f(t.p_value) if t else ""
@@ -266,8 +289,10 @@ def stats_markdown(rows: Sequence[StatRow]) -> str:
     """Markdown table of the tests: ΔDSC in percentage points (method - other), p, pairs, notes."""
     if not rows:
         return "_No runs to compare._"
-    head = ("| Protocol | Dataset | Labels | Method | DSC (%) | Seeds | Δ vs Scratch (pp) | p vs Scratch | pairs "
-            "| Best baseline | Δ vs best (pp) | p vs best | pairs | Notes |")
+    head = (
+        "| Protocol | Dataset | Labels | Method | DSC (%) | Seeds | Δ vs Scratch (pp) | p vs Scratch | pairs "
+        "| Best baseline | Δ vs best (pp) | p vs best | pairs | Notes |"
+    )
     lines = [head, "|---|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|"]
     for s in rows:
         a = _fmt_test(s.vs_scratch)
@@ -279,11 +304,29 @@ def stats_markdown(rows: Sequence[StatRow]) -> str:
             notes.append(f"vs best: {s.vs_best.note}")
         dsc = f"{s.mean_dsc:.2f}" if math.isfinite(s.mean_dsc) else "–"
         bb = method_display_name(s.best_baseline) if s.best_baseline else "–"
-        lines.append("| " + " | ".join([s.protocol, s.dataset, s.labels, method_display_name(s.method), dsc,
-                                          str(s.n_seeds), *a, bb, *b, "; ".join(notes)]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    s.protocol,
+                    s.dataset,
+                    s.labels,
+                    method_display_name(s.method),
+                    dsc,
+                    str(s.n_seeds),
+                    *a,
+                    bb,
+                    *b,
+                    "; ".join(notes),
+                ]
+            )
+            + " |"
+        )
     lines.append("")
-    lines.append("Two-sided Wilcoxon signed-rank test (scipy defaults) on per-case DSC averaged over classes, "
-                 "pairs = (seed, case) present in both methods; Δ = mean paired difference in DSC points.")
+    lines.append(
+        "Two-sided Wilcoxon signed-rank test (scipy defaults) on per-case DSC averaged over classes, "
+        "pairs = (seed, case) present in both methods; Δ = mean paired difference in DSC points."
+    )
     return "\n".join(lines)
 
 
@@ -324,34 +367,83 @@ def pairwise_tests(runs: Sequence[RunRecord], min_pairs: int = DEFAULT_MIN_PAIRS
             for b in methods[:i]:
                 t = paired_wilcoxon(*paired_samples(by_method[a], by_method[b])[:2], min_pairs)
                 rows.append(PairRow(protocol, dataset, labels, a, b, t))
-    rows.sort(key=lambda r: (r.protocol, r.dataset.lower(), labels_sort_key(r.labels),
-                             method_sort_key(r.method_a), method_sort_key(r.method_b)))
+    rows.sort(
+        key=lambda r: (
+            r.protocol,
+            r.dataset.lower(),
+            labels_sort_key(r.labels),
+            method_sort_key(r.method_a),
+            method_sort_key(r.method_b),
+        )
+    )
     return rows
 
 
-PAIRWISE_FIELDS = ["protocol", "dataset", "labels", "method_a", "method_b", "mean_diff", "p", "n_pairs",
-                   "n_nonzero", "statistic", "note"]
+PAIRWISE_FIELDS = [
+    "protocol",
+    "dataset",
+    "labels",
+    "method_a",
+    "method_b",
+    "mean_diff",
+    "p",
+    "n_pairs",
+    "n_nonzero",
+    "statistic",
+    "note",
+]
 
 
 def pairwise_csv_rows(rows: Sequence[PairRow]) -> list[dict[str, Any]]:
     """Flat rows (columns :data:`PAIRWISE_FIELDS`) for ``pairwise.csv``; NaN written as empty."""
-    return [{"protocol": r.protocol, "dataset": r.dataset, "labels": r.labels,
-             "method_a": method_display_name(r.method_a), "method_b": method_display_name(r.method_b),
-             "mean_diff": _f(r.test.mean_diff), "p": _f(r.test.p_value), "n_pairs": r.test.n_pairs,
-             "n_nonzero": r.test.n_nonzero, "statistic": _f(r.test.statistic), "note": r.test.note} for r in rows]
+    return [
+        {
+            "protocol": r.protocol,
+            "dataset": r.dataset,
+            "labels": r.labels,
+            "method_a": method_display_name(r.method_a),
+            "method_b": method_display_name(r.method_b),
+            "mean_diff": _f(r.test.mean_diff),
+            "p": _f(r.test.p_value),
+            "n_pairs": r.test.n_pairs,
+            "n_nonzero": r.test.n_nonzero,
+            "statistic": _f(r.test.statistic),
+            "note": r.test.note,
+        }
+        for r in rows
+    ]
 
 
 def pairwise_markdown(rows: Sequence[PairRow]) -> str:
     """Markdown table of every pair: Δ DSC (A - B, points), p and pairs."""
     if not rows:
         return "_No pairs of methods to compare._"
-    lines = ["| Protocol | Dataset | Labels | A | B | Δ A - B (pp) | p | pairs | Notes |",
-             "|---|---|---|---|---|---:|---:|---:|---|"]
+    lines = [
+        "| Protocol | Dataset | Labels | A | B | Δ A - B (pp) | p | pairs | Notes |",
+        "|---|---|---|---|---|---:|---:|---:|---|",
+    ]
     for r in rows:
         diff, p, n = _fmt_test(r.test)
-        lines.append("| " + " | ".join([r.protocol, r.dataset, r.labels, method_display_name(r.method_a),
-                                          method_display_name(r.method_b), diff, p, n, r.test.note]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    r.protocol,
+                    r.dataset,
+                    r.labels,
+                    method_display_name(r.method_a),
+                    method_display_name(r.method_b),
+                    diff,
+                    p,
+                    n,
+                    r.test.note,
+                ]
+            )
+            + " |"
+        )
     lines.append("")
-    lines.append("Two-sided Wilcoxon signed-rank test (scipy defaults) on per-case DSC averaged over classes, "
-                 "pairs = (seed, case) present in both methods; Δ > 0: A ahead of B.")
+    lines.append(
+        "Two-sided Wilcoxon signed-rank test (scipy defaults) on per-case DSC averaged over classes, "
+        "pairs = (seed, case) present in both methods; Δ > 0: A ahead of B."
+    )
     return "\n".join(lines)

@@ -4,10 +4,12 @@ Example::
 
     supercl_figure("prepared/chaos", "supercl.png", n=6)
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +19,7 @@ from ..data.superpixels import SuperpixelConfig, compute_superpixels
 from ..errors import ConfigError
 from ..losses.supercl import average_superpixel_map, ccl_components
 
-__all__ = ["plot_supercl_batch", "supercl_figure", "check_figure_path"]
+__all__ = ["check_figure_path", "plot_supercl_batch", "supercl_figure"]
 
 
 def check_figure_path(out_path: str | Path) -> Path:
@@ -33,7 +35,9 @@ def check_figure_path(out_path: str | Path) -> Path:
     formats = sorted(FigureCanvasAgg(Figure()).get_supported_filetypes())
     suffix = out.suffix.lower().lstrip(".")
     if suffix not in formats:
-        raise ConfigError(f"{out}: cannot write a figure in format '{suffix or '(no suffix)'}'; use one of {', '.join(formats)}")
+        raise ConfigError(
+            f"{out}: cannot write a figure in format '{suffix or '(no suffix)'}'; use one of {', '.join(formats)}"
+        )
     if out.exists() and out.is_dir():
         raise ConfigError(f"{out}: is a folder; give an image file name such as supercl.png")
     return out
@@ -174,7 +178,12 @@ def supercl_figure(
         raise ValueError("no non-constant slice found in the store")
     h = min(p.shape[0] for p in picked)
     w = min(p.shape[1] for p in picked)
-    images = np.stack([p[(p.shape[0] - h) // 2 : (p.shape[0] - h) // 2 + h, (p.shape[1] - w) // 2 : (p.shape[1] - w) // 2 + w] for p in picked])
+    images = np.stack(
+        [
+            p[(p.shape[0] - h) // 2 : (p.shape[0] - h) // 2 + h, (p.shape[1] - w) // 2 : (p.shape[1] - w) // 2 + w]
+            for p in picked
+        ]
+    )
     images = (images - images.min(axis=(1, 2), keepdims=True)) / np.ptp(images, axis=(1, 2), keepdims=True)
     sps = np.stack([compute_superpixels(im, cfg) for im in images])
     if encoder is None:

@@ -11,6 +11,7 @@ papers: rows are methods grouped by label fraction (Scratch first, then the pape
 columns are datasets, each with DSC / JC (in %) / HD95 / ASD, as mean ± std over seeds; per
 column and label fraction the best value is bold and the second best underlined.
 """
+
 from __future__ import annotations
 
 import csv
@@ -18,40 +19,41 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from ..evaluation.metrics import SPACING_UNKNOWN_NOTE
 from ..engine.rundir import init_load_problem
+from ..evaluation.metrics import SPACING_UNKNOWN_NOTE
 
 __all__ = [
-    "NON_LOSS_COLUMNS",
-    "METHOD_ORDER",
+    "CSV_FIELDS",
     "METHOD_DISPLAY",
-    "MetricSpec",
-    "RunRecord",
-    "PretrainRecord",
-    "RunCollection",
-    "MetricSummary",
+    "METHOD_ORDER",
+    "NON_LOSS_COLUMNS",
     "AggregateRow",
+    "MetricSpec",
+    "MetricSummary",
+    "PretrainRecord",
     "ResultsTable",
+    "RunCollection",
+    "RunRecord",
+    "aggregate_runs",
     "collect_runs",
+    "format_mean_std",
+    "labels_sort_key",
+    "latex_escape",
     "method_display_name",
     "method_sort_key",
-    "labels_sort_key",
-    "run_metric_value",
     "metric_specs_for",
-    "aggregate_runs",
-    "results_tables",
-    "latex_escape",
-    "format_mean_std",
     "read_csv_rows",
+    "results_tables",
+    "run_metric_value",
     "to_float",
     "write_csv",
-    "CSV_FIELDS",
 ]
 
 #: keys of the surface-distance metrics (their unit is mm, voxels or px)
@@ -59,15 +61,38 @@ _DISTANCE_KEYS: frozenset[str] = frozenset({"hd95", "asd", "assd", "hd"})
 
 #: registry names in the order of the papers' tables (Scratch first); anything else follows, sorted.
 METHOD_ORDER: tuple[str, ...] = (
-    "scratch", "simclr", "moco", "byol", "swav", "simsiam", "simtriplet",
-    "gcl", "pcl", "wcl", "desd", "dira", "supercl", "macl",
+    "scratch",
+    "simclr",
+    "moco",
+    "byol",
+    "swav",
+    "simsiam",
+    "simtriplet",
+    "gcl",
+    "pcl",
+    "wcl",
+    "desd",
+    "dira",
+    "supercl",
+    "macl",
 )
 
 #: registry name -> the spelling used in the papers' tables and in ``paper_results.csv``.
 METHOD_DISPLAY: Mapping[str, str] = {
-    "scratch": "Scratch", "simclr": "SimCLR", "moco": "MoCo", "byol": "BYOL", "swav": "SwAV",
-    "simsiam": "SimSiam", "simtriplet": "SimTriplet", "gcl": "GCL", "pcl": "PCL", "wcl": "WCL",
-    "desd": "DeSD", "dira": "DiRA", "supercl": "SuperCL", "macl": "MACL",
+    "scratch": "Scratch",
+    "simclr": "SimCLR",
+    "moco": "MoCo",
+    "byol": "BYOL",
+    "swav": "SwAV",
+    "simsiam": "SimSiam",
+    "simtriplet": "SimTriplet",
+    "gcl": "GCL",
+    "pcl": "PCL",
+    "wcl": "WCL",
+    "desd": "DeSD",
+    "dira": "DiRA",
+    "supercl": "SuperCL",
+    "macl": "MACL",
 }
 
 
@@ -320,8 +345,9 @@ def collect_runs(root: str | Path, exclude: Iterable[str | Path] = ()) -> RunCol
             continue
         kind = str(info.get("kind", "finetune"))
         if kind == "pretrain":
-            out.pretrain.append(PretrainRecord(folder, str(info.get("method", "?")),
-                                               str(info.get("dataset", "?")), info))
+            out.pretrain.append(
+                PretrainRecord(folder, str(info.get("method", "?")), str(info.get("dataset", "?")), info)
+            )
             continue
         if kind != "finetune":
             continue
@@ -368,9 +394,10 @@ def collect_runs(root: str | Path, exclude: Iterable[str | Path] = ()) -> RunCol
             found[key] = (max(mtime, old_mtime), keep)
         else:
             found[key] = (mtime, rec)
-    out.runs = sorted((r for _, r in found.values()),
-                      key=lambda r: (r.protocol, r.dataset_label, labels_sort_key(r.labels),
-                                     method_sort_key(r.method), r.seed))
+    out.runs = sorted(
+        (r for _, r in found.values()),
+        key=lambda r: (r.protocol, r.dataset_label, labels_sort_key(r.labels), method_sort_key(r.method), r.seed),
+    )
     return out
 
 
@@ -388,8 +415,9 @@ def _recompute_mean(run: RunRecord, key: str) -> float:
         by_case: dict[str, list[float]] = {}
         for r in rows:
             by_case.setdefault(str(r.get("case_id", "")), []).append(to_float(r.get(key)))
-        cases = np.array([np.nanmean(v) if np.isfinite(v).any() else math.nan
-                          for v in map(np.asarray, by_case.values())])
+        cases = np.array(
+            [np.nanmean(v) if np.isfinite(v).any() else math.nan for v in map(np.asarray, by_case.values())]
+        )
         return float(np.nanmean(cases)) if np.isfinite(cases).any() else math.nan
     by_class: dict[str, list[dict[str, str]]] = {}
     for r in rows:
@@ -440,7 +468,7 @@ class MetricSummary:
     values: tuple[float, ...]
 
     @staticmethod
-    def of(values: Sequence[float]) -> "MetricSummary":
+    def of(values: Sequence[float]) -> MetricSummary:
         """Summary of a list of per-seed values (NaNs ignored)."""
         arr = np.asarray(values, dtype=float)
         fin = arr[np.isfinite(arr)]
@@ -494,8 +522,7 @@ def aggregate_runs(runs: Sequence[RunRecord], specs: Sequence[MetricSpec] | None
 
 def _protocol_specs(runs: Sequence[RunRecord], protocol: str) -> tuple[MetricSpec, ...]:
     has_assd = any(
-        isinstance(r.summary.get("mean"), dict) and "assd" in r.summary["mean"]
-        for r in runs if r.protocol == protocol
+        isinstance(r.summary.get("mean"), dict) and "assd" in r.summary["mean"] for r in runs if r.protocol == protocol
     )
     return metric_specs_for(protocol, has_assd)
 
@@ -511,8 +538,16 @@ def format_mean_std(s: MetricSummary, decimals: int = 2, pm: str = " ± ") -> st
 
 
 _LATEX_SPECIAL = {
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
 }
 
 
@@ -623,8 +658,10 @@ class ResultsTable:
         out.append(rf"\label{{tab:results-{re.sub(r'[^A-Za-z0-9-]', '', self.protocol)}}}")
         out.append(rf"\begin{{tabular}}{{{colspec}}}")
         out.append(r"\toprule")
-        out.append(" & ".join(["Method"] + [rf"\multicolumn{{{nm}}}{{c}}{{{latex_escape(d)}}}" for d in self.datasets])
-                   + r" \\")
+        out.append(
+            " & ".join(["Method"] + [rf"\multicolumn{{{nm}}}{{c}}{{{latex_escape(d)}}}" for d in self.datasets])
+            + r" \\"
+        )
         out.append(" ".join(rf"\cmidrule(lr){{{2 + i * nm}-{1 + (i + 1) * nm}}}" for i in range(nd)))
         out.append(" & ".join([""] + [latex_escape(h) for d in self.datasets for h in self.header_labels(d)]) + r" \\")
         for lab in self.labels:
@@ -648,27 +685,50 @@ class ResultsTable:
                         continue
                     for s in self.specs:
                         ms = row.metrics[s.key]
-                        out.append({
-                            "protocol": self.protocol, "labels": lab, "method": method_display_name(m),
-                            "method_key": m, "dataset": d, "metric": s.label, "unit": self.unit(s, d),
-                            "mean": _num(ms.mean), "std": _num(ms.std), "n_seeds": ms.n,
-                            "seeds": " ".join(str(x) for x in row.seeds),
-                            "mark": self.marks.get((lab, m, d, s.key), ""),
-                            "cell": format_mean_std(ms, self.decimals),
-                        })
+                        out.append(
+                            {
+                                "protocol": self.protocol,
+                                "labels": lab,
+                                "method": method_display_name(m),
+                                "method_key": m,
+                                "dataset": d,
+                                "metric": s.label,
+                                "unit": self.unit(s, d),
+                                "mean": _num(ms.mean),
+                                "std": _num(ms.std),
+                                "n_seeds": ms.n,
+                                "seeds": " ".join(str(x) for x in row.seeds),
+                                "mark": self.marks.get((lab, m, d, s.key), ""),
+                                "cell": format_mean_std(ms, self.decimals),
+                            }
+                        )
         return out
 
 
-CSV_FIELDS = ["protocol", "labels", "method", "method_key", "dataset", "metric", "unit", "mean", "std",
-              "n_seeds", "seeds", "mark", "cell"]
+CSV_FIELDS = [
+    "protocol",
+    "labels",
+    "method",
+    "method_key",
+    "dataset",
+    "metric",
+    "unit",
+    "mean",
+    "std",
+    "n_seeds",
+    "seeds",
+    "mark",
+    "cell",
+]
 
 
 def _num(x: float) -> str:
     return "" if not math.isfinite(x) else repr(round(x, 6))
 
 
-def _rank_marks(rows: Sequence[AggregateRow], specs: Sequence[MetricSpec], decimals: int
-                ) -> dict[tuple[str, str, str, str], str]:
+def _rank_marks(
+    rows: Sequence[AggregateRow], specs: Sequence[MetricSpec], decimals: int
+) -> dict[tuple[str, str, str, str], str]:
     """Best / second-best per (label fraction, dataset, metric), comparing the displayed (rounded)
     means, so equal displayed values get the same mark. A column with a single value gets no mark."""
     marks: dict[tuple[str, str, str, str], str] = {}
@@ -721,8 +781,18 @@ def results_tables(runs: Sequence[RunRecord], decimals: int = 2) -> list[Results
         rows = aggregate_runs(prs, specs)
         datasets = sorted({r.dataset for r in rows}, key=str.lower)
         labels = sorted({r.labels for r in rows}, key=labels_sort_key)
-        tables.append(ResultsTable(p, specs, datasets, labels, rows, _rank_marks(rows, specs, decimals), decimals,
-                                   _distance_units(prs, specs)))
+        tables.append(
+            ResultsTable(
+                p,
+                specs,
+                datasets,
+                labels,
+                rows,
+                _rank_marks(rows, specs, decimals),
+                decimals,
+                _distance_units(prs, specs),
+            )
+        )
     return tables
 
 

@@ -1,11 +1,20 @@
 """Thin helpers over ``torch.distributed`` that are no-ops in a single process."""
+
 from __future__ import annotations
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["init_from_env", "is_distributed", "rank", "world_size", "gather_nograd", "gather_with_grad", "all_reduce_mean"]
+__all__ = [
+    "all_reduce_mean",
+    "gather_nograd",
+    "gather_with_grad",
+    "init_from_env",
+    "is_distributed",
+    "rank",
+    "world_size",
+]
 
 
 def init_from_env() -> bool:

@@ -1,4 +1,5 @@
 """Atomic writes and the run-folder provenance record (config, git commit, seed, environment)."""
+
 from __future__ import annotations
 
 import json
@@ -7,12 +8,20 @@ import platform
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "atomic_save_npy", "environment_info", "git_commit"]
+__all__ = [
+    "atomic_save_npy",
+    "atomic_write",
+    "atomic_write_json",
+    "atomic_write_text",
+    "environment_info",
+    "git_commit",
+]
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
@@ -66,7 +75,13 @@ def git_commit() -> str | None:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
         if sha.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -80,7 +95,7 @@ def environment_info(device: str | None = None) -> dict[str, Any]:
     for mod in ("numpy", "scipy", "monai", "nibabel", "skimage", "h5py", "medssl"):
         try:
             versions[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001 - optional packages
+        except Exception:
             continue
     info: dict[str, Any] = {
         "python": sys.version.split()[0],

@@ -21,15 +21,17 @@ Example::
     # on a terminal: a tqdm bar; in a log file: 20 lines such as
     # pretrain: 50% 100/200 step [00:10 elapsed, ETA 00:10, 10.0 step/s] loss=0.4321
 """
+
 from __future__ import annotations
 
 import math
 import os
 import sys
 import time
-from typing import IO, Any, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import IO, Any
 
-__all__ = ["progress_bar", "LineProgress", "PROGRESS_ENV", "format_seconds"]
+__all__ = ["PROGRESS_ENV", "LineProgress", "format_seconds", "progress_bar"]
 
 #: environment variable choosing the display: ``auto``, ``bar``, ``lines`` or ``off``
 PROGRESS_ENV = "MEDSSL_PROGRESS"
@@ -155,7 +157,7 @@ class LineProgress:
     def __len__(self) -> int:
         return int(self.total or 0)
 
-    def __enter__(self) -> "LineProgress":
+    def __enter__(self) -> LineProgress:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -240,13 +242,25 @@ def progress_bar(
     """
     chosen = (mode or os.environ.get(PROGRESS_ENV) or "auto").strip().lower()
     if chosen not in _MODES:
-        raise ValueError(f"progress mode must be one of {', '.join(_MODES)}, got {chosen!r} (set by {PROGRESS_ENV} or mode=)")
+        raise ValueError(
+            f"progress mode must be one of {', '.join(_MODES)}, got {chosen!r} (set by {PROGRESS_ENV} or mode=)"
+        )
     stream = file if file is not None else sys.stderr
     if chosen == "off":
         disable = True
     if chosen == "bar" or (chosen == "auto" and _is_terminal(stream)):
         from tqdm.auto import tqdm
 
-        return tqdm(iterable, total=total, initial=initial, desc=desc, unit=unit, disable=disable, file=stream, **tqdm_kwargs)
-    return LineProgress(iterable, total=total, desc=desc, unit=unit, initial=initial, disable=disable, file=stream,
-                        every_percent=every_percent)
+        return tqdm(
+            iterable, total=total, initial=initial, desc=desc, unit=unit, disable=disable, file=stream, **tqdm_kwargs
+        )
+    return LineProgress(
+        iterable,
+        total=total,
+        desc=desc,
+        unit=unit,
+        initial=initial,
+        disable=disable,
+        file=stream,
+        every_percent=every_percent,
+    )

@@ -9,6 +9,7 @@ Example::
     spec = resolve_spec("msd", "/data/Task04_Hippocampus")   # classes and patch size of the task
     case = sources[0].load()                                  # Case: image (D, H, W) float32, label 0..K-1
 """
+
 from __future__ import annotations
 
 import inspect
@@ -35,11 +36,11 @@ from medssl.errors import ConfigError, DataError
 from medssl.registry import DATASETS
 
 try:  # the phantom data set lives in medssl.data.synthetic (written separately)
-    from medssl.data import synthetic  # noqa: F401
+    from medssl.data import synthetic
 except ImportError:  # pragma: no cover - before that module exists
     synthetic = None  # type: ignore[assignment]
 
-__all__ = ["UnknownDatasetError", "get_dataset", "list_datasets", "scan_dataset", "resolve_spec"]
+__all__ = ["UnknownDatasetError", "get_dataset", "list_datasets", "resolve_spec", "scan_dataset"]
 
 
 class UnknownDatasetError(ConfigError, KeyError):
@@ -78,7 +79,9 @@ def _check_options(spec: DatasetSpec, options: dict[str, Any]) -> dict[str, Any]
         allowed = [n for n in params if n != "root"]
         unknown = sorted(set(opts) - set(allowed))
         if unknown:
-            raise ConfigError(f"dataset '{spec.name}' has no option {', '.join(map(repr, unknown))}; options: {', '.join(allowed) or 'none'}")
+            raise ConfigError(
+                f"dataset '{spec.name}' has no option {', '.join(map(repr, unknown))}; options: {', '.join(allowed) or 'none'}"
+            )
     return opts
 
 

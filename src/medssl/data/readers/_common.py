@@ -6,12 +6,14 @@ validates and returns a ``Case`` (raising the first problem as ``DataError``); i
 ``problems()`` method runs every check and returns all of them, which is what
 ``medssl.data.verify.verify_dataset`` uses.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -20,18 +22,18 @@ from medssl.data.io import load_nifti
 from medssl.errors import DataError
 
 __all__ = [
+    "CaseLoader",
     "LabelMap",
     "RawCase",
-    "CaseLoader",
-    "require_root",
-    "nifti_stem",
-    "is_nifti",
-    "read_nifti_volume",
-    "nifti_pair_reader",
-    "make_source",
-    "trailing_int",
     "format_values",
+    "is_nifti",
+    "make_source",
+    "nifti_pair_reader",
+    "nifti_stem",
     "numbered_nifti_pairs",
+    "read_nifti_volume",
+    "require_root",
+    "trailing_int",
     "validate",
 ]
 
@@ -65,7 +67,7 @@ class LabelMap:
     num_classes: int | None = None
 
     @classmethod
-    def identity(cls, num_classes: int) -> "LabelMap":
+    def identity(cls, num_classes: int) -> LabelMap:
         """Raw values ``0..K-1`` kept as they are."""
         return cls({i: i for i in range(num_classes)}, num_classes=num_classes)
 
@@ -169,7 +171,9 @@ def _nan_slices(bad: np.ndarray) -> str:
     return format_values(per)
 
 
-def validate(raw: RawCase, label_map: LabelMap | None, affine_tol: float, full: bool) -> tuple[np.ndarray, np.ndarray | None, list[tuple[str, str]]]:
+def validate(
+    raw: RawCase, label_map: LabelMap | None, affine_tol: float, full: bool
+) -> tuple[np.ndarray, np.ndarray | None, list[tuple[str, str]]]:
     """Run every check on ``raw``.
 
     Args:
@@ -198,7 +202,12 @@ def validate(raw: RawCase, label_map: LabelMap | None, affine_tol: float, full: 
     bad = ~np.isfinite(image)
     if bad.any():
         n_nan = int(np.isnan(image).sum())
-        probs.append((ip, f"non-finite intensities: {n_nan} NaN and {int(bad.sum()) - n_nan} Inf voxels in slices {_nan_slices(bad)}"))
+        probs.append(
+            (
+                ip,
+                f"non-finite intensities: {n_nan} NaN and {int(bad.sum()) - n_nan} Inf voxels in slices {_nan_slices(bad)}",
+            )
+        )
     elif full and float(image.max()) == float(image.min()):
         probs.append((ip, f"constant image (every voxel is {float(image.min()):g})"))
     sp = np.asarray(raw.spacing, dtype=np.float64)
@@ -213,12 +222,22 @@ def validate(raw: RawCase, label_map: LabelMap | None, affine_tol: float, full: 
             if lab.shape != img.shape:
                 probs.append((lp, f"label shape {lab.shape} differs from image shape {img.shape} (D, H, W)"))
             if raw.label_spacing is not None and not _close(raw.label_spacing, raw.spacing, affine_tol):
-                probs.append((lp, f"label voxel spacing {_fmt(raw.label_spacing)} differs from image spacing {_fmt(raw.spacing)}"))
+                probs.append(
+                    (
+                        lp,
+                        f"label voxel spacing {_fmt(raw.label_spacing)} differs from image spacing {_fmt(raw.spacing)}",
+                    )
+                )
             if raw.image_affine is not None and raw.label_affine is not None:
                 a, b = np.asarray(raw.image_affine), np.asarray(raw.label_affine)
                 if a.shape != b.shape or not _close(b, a, affine_tol):
                     diff = float(np.max(np.abs(a - b))) if a.shape == b.shape else float("inf")
-                    probs.append((lp, f"label affine differs from image affine (max difference {diff:.4g} > tolerance {affine_tol:g})"))
+                    probs.append(
+                        (
+                            lp,
+                            f"label affine differs from image affine (max difference {diff:.4g} > tolerance {affine_tol:g})",
+                        )
+                    )
             if label_map is not None:
                 label, lprobs = label_map.apply(lab)
                 probs.extend((lp, p) for p in lprobs)
@@ -280,7 +299,9 @@ class CaseLoader:
         meta = {**self.meta, **raw.meta}
         if raw.label_path:
             meta.setdefault("label_path", raw.label_path)
-        return Case(self.case_id, self.patient_id, image, label, tuple(float(s) for s in raw.spacing), raw.image_path, meta)  # type: ignore[arg-type]
+        return Case(
+            self.case_id, self.patient_id, image, label, tuple(float(s) for s in raw.spacing), raw.image_path, meta
+        )  # type: ignore[arg-type]
 
     def problems(self, affine_tol: float | None = None) -> list[tuple[str, str]]:
         """Every problem of this case, as ``(path, reason)`` pairs (never raises ``DataError``).
@@ -332,7 +353,9 @@ def trailing_int(text: str) -> int | None:
     return int(m[-1]) if m else None
 
 
-def read_nifti_volume(path: str | Path, channel: int | None = None) -> tuple[np.ndarray, tuple[float, float, float], np.ndarray]:
+def read_nifti_volume(
+    path: str | Path, channel: int | None = None
+) -> tuple[np.ndarray, tuple[float, float, float], np.ndarray]:
     """Read a NIfTI file as a ``(D, H, W)`` volume.
 
     Args:
@@ -389,7 +412,9 @@ def make_source(
     return CaseSource(case_id, patient_id, tuple(str(p) for p in paths), loader, has_label, dict(meta))
 
 
-def numbered_nifti_pairs(root: Path, image_prefix: str = "image_", label_prefix: str = "label_") -> list[tuple[int, Path, Path | None]]:
+def numbered_nifti_pairs(
+    root: Path, image_prefix: str = "image_", label_prefix: str = "label_"
+) -> list[tuple[int, Path, Path | None]]:
     """``(N, image_N, label_N or None)`` for every ``{image_prefix}N.nii[.gz]`` directly in ``root``, by N.
 
     Args:

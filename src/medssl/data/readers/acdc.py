@@ -15,18 +15,19 @@ section 6): 1.25 mm in-plane, per-volume z-score, 352 px patches.
 - Bernard et al., "Deep Learning Techniques for Automatic MRI Cardiac Multi-structures
   Segmentation and Diagnosis: Is the Problem Solved?", IEEE TMI 2018.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from medssl.data.case import CaseSource, DatasetSpec
 from medssl.data.readers._common import LabelMap, make_source, nifti_pair_reader, require_root
 from medssl.errors import DataError
 from medssl.registry import DATASETS
 
-__all__ = ["ACDC_CLASSES", "SPEC", "scan", "read_info_cfg"]
+__all__ = ["ACDC_CLASSES", "SPEC", "read_info_cfg", "scan"]
 
 ACDC_CLASSES = ("background", "RV", "Myo", "LV")
 _PATIENT = re.compile(r"^patient(\d+)$")
@@ -66,7 +67,9 @@ def _nii(folder: Path, stem: str) -> Path:
     return folder / f"{stem}.nii.gz"
 
 
-def scan(root: str | Path, frames: Sequence[str] = ("ED", "ES"), include_unlabeled: bool = False, affine_tol: float = 1e-3) -> list[CaseSource]:
+def scan(
+    root: str | Path, frames: Sequence[str] = ("ED", "ES"), include_unlabeled: bool = False, affine_tol: float = 1e-3
+) -> list[CaseSource]:
     """Find the ED/ES cases of every ``patientXXX`` folder under ``root``.
 
     Args:
@@ -86,7 +89,10 @@ def scan(root: str | Path, frames: Sequence[str] = ("ED", "ES"), include_unlabel
     """
     base = require_root(root)
     lmap = LabelMap.identity(len(ACDC_CLASSES))
-    dirs = sorted({d for d in base.rglob("patient*") if d.is_dir() and _PATIENT.match(d.name)} | ({base} if _PATIENT.match(base.name) else set()))
+    dirs = sorted(
+        {d for d in base.rglob("patient*") if d.is_dir() and _PATIENT.match(d.name)}
+        | ({base} if _PATIENT.match(base.name) else set())
+    )
     out: list[CaseSource] = []
     for d in dirs:
         pid = d.name

@@ -12,11 +12,12 @@ one, otherwise its slice files are stacked by slice index (so a folder of slices
 ``meta["spacing_known"]`` is False. Images are already min-max scaled per volume.
 Labels: 0 background, 1 RV, 2 myocardium, 3 LV.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -27,7 +28,7 @@ from medssl.data.readers.acdc import ACDC_CLASSES
 from medssl.errors import ConfigError, DataError
 from medssl.registry import DATASETS
 
-__all__ = ["SPEC", "scan", "read_split_lists"]
+__all__ = ["SPEC", "read_split_lists", "scan"]
 
 _SLICE = re.compile(r"^(patient(\d+)_frame(\d+))_slice_(\d+)\.h5$")
 _VOLUME = re.compile(r"^(patient(\d+)_frame(\d+))\.h5$")
@@ -57,7 +58,9 @@ def _read_volume(path: Path, require_label: bool) -> Callable[[], RawCase]:
         img, lab = arrs["image"], arrs.get("label")
         if img.ndim != 3:
             raise DataError(path, f"expected a 3D (Z, H, W) 'image', got shape {img.shape}")
-        return RawCase(img, lab, (1.0, 1.0, 1.0), str(path), str(path) if lab is not None else None, meta={"spacing_known": False})
+        return RawCase(
+            img, lab, (1.0, 1.0, 1.0), str(path), str(path) if lab is not None else None, meta={"spacing_known": False}
+        )
 
     return read
 
@@ -75,7 +78,9 @@ def _read_slices(files: list[tuple[int, Path]], require_label: bool) -> Callable
             if "label" in arrs and arrs["label"].shape != img.shape:
                 raise DataError(f, f"label shape {arrs['label'].shape} differs from image shape {img.shape}")
             if imgs and img.shape != imgs[0].shape:
-                raise DataError(f, f"slice size {img.shape} differs from {imgs[0].shape} of {first.name if first else ''}")
+                raise DataError(
+                    f, f"slice size {img.shape} differs from {imgs[0].shape} of {first.name if first else ''}"
+                )
             first = first or f
             imgs.append(img)
             if "label" in arrs:
@@ -83,12 +88,16 @@ def _read_slices(files: list[tuple[int, Path]], require_label: bool) -> Callable
         image = np.stack(imgs, 0)
         label = np.stack(labs, 0) if labs else None
         meta = {"spacing_known": False, "slice_indices": [k for k, _ in files]}
-        return RawCase(image, label, (1.0, 1.0, 1.0), str(files[0][1]), str(files[0][1]) if label is not None else None, meta=meta)
+        return RawCase(
+            image, label, (1.0, 1.0, 1.0), str(files[0][1]), str(files[0][1]) if label is not None else None, meta=meta
+        )
 
     return read
 
 
-def scan(root: str | Path, prefer: str = "volume", require_label: bool = True, affine_tol: float = 1e-3) -> list[CaseSource]:
+def scan(
+    root: str | Path, prefer: str = "volume", require_label: bool = True, affine_tol: float = 1e-3
+) -> list[CaseSource]:
     """Find every frame (volume file or group of slice files) under ``root``.
 
     Args:

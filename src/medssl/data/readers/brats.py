@@ -7,6 +7,7 @@ Layout: ``MICCAI_BraTS_2018_Data_Training/{HGG,LGG}/Brats18_XXX/Brats18_XXX_{fla
   Bakas et al., "Identifying the Best Machine Learning Algorithms for Brain Tumor Segmentation ...
   in the BRATS Challenge", arXiv 1811.02629.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -14,11 +14,12 @@ papers (METHODS.md section 6) use T2-SPIR, divide by the maximum, 256 px patches
 - Kavur et al., "CHAOS Challenge - combined (CT-MR) healthy abdominal organ segmentation",
   Medical Image Analysis 2021.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -54,7 +55,10 @@ def _reader(dicom_dir: Path, ground: Path) -> Callable[[], RawCase]:
         for f, png in zip(files, _pair_masks(files, ground)):
             m = load_png(png, grey=True)
             if m.shape != volume.shape[1:]:
-                raise DataError(png, f"mask size {m.shape[0]}x{m.shape[1]} differs from slice size {volume.shape[1]}x{volume.shape[2]} of {f.name}")
+                raise DataError(
+                    png,
+                    f"mask size {m.shape[0]}x{m.shape[1]} differs from slice size {volume.shape[1]}x{volume.shape[2]} of {f.name}",
+                )
             masks.append(m)
         meta = {"slice_files": [f.name for f in files]}
         return RawCase(volume, np.stack(masks, 0), spacing, str(dicom_dir), str(ground), meta=meta)
@@ -62,7 +66,9 @@ def _reader(dicom_dir: Path, ground: Path) -> Callable[[], RawCase]:
     return read
 
 
-def scan(root: str | Path, sequence: str = "T2SPIR", phase: str = "InPhase", affine_tol: float = 1e-3) -> list[CaseSource]:
+def scan(
+    root: str | Path, sequence: str = "T2SPIR", phase: str = "InPhase", affine_tol: float = 1e-3
+) -> list[CaseSource]:
     """Find CHAOS MR patients under ``root``.
 
     Args:
@@ -95,7 +101,18 @@ def scan(root: str | Path, sequence: str = "T2SPIR", phase: str = "InPhase", aff
         meta = {"paper_key": n, "sequence": sequence, "format": "dicom+png"}
         if sequence == "T1DUAL":
             meta["phase"] = phase
-        out.append(make_source(_reader(dicom, ground), f"patient{n}", f"patient{n}", (dicom, ground), CHAOS_LABEL_MAP, True, meta, affine_tol))
+        out.append(
+            make_source(
+                _reader(dicom, ground),
+                f"patient{n}",
+                f"patient{n}",
+                (dicom, ground),
+                CHAOS_LABEL_MAP,
+                True,
+                meta,
+                affine_tol,
+            )
+        )
     return out
 
 

@@ -7,6 +7,7 @@ divide by the maximum.
 - Kavur et al., "CHAOS Challenge - combined (CT-MR) healthy abdominal organ segmentation",
   Medical Image Analysis 2021.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,7 +39,11 @@ def scan(root: str | Path, affine_tol: float = 1e-3) -> list[CaseSource]:
     for n, img, lab in numbered_nifti_pairs(base):
         lab = lab or base / f"label_{n}.nii.gz"
         meta = {"paper_key": n, "format": "nifti"}
-        out.append(make_source(nifti_pair_reader(img, lab), f"patient{n}", f"patient{n}", (img, lab), lmap, True, meta, affine_tol))
+        out.append(
+            make_source(
+                nifti_pair_reader(img, lab), f"patient{n}", f"patient{n}", (img, lab), lmap, True, meta, affine_tol
+            )
+        )
     return out
 
 

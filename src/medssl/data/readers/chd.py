@@ -7,6 +7,7 @@ pre-training patches are 512 px.
 - Xu et al., "ImageCHD: A 3D Computed Tomography Image Dataset for Classification of
   Congenital Heart Disease", MICCAI 2020.
 """
+
 from __future__ import annotations
 
 import re
@@ -36,7 +37,10 @@ def scan(root: str | Path, affine_tol: float = 1e-3) -> list[CaseSource]:
         DataError: ``root`` missing.
     """
     base = require_root(root)
-    files = sorted((f for f in base.rglob("ct_*_image.nii*") if _IMAGE.match(f.name)), key=lambda f: int(_IMAGE.match(f.name).group(1)))  # type: ignore[union-attr]
+    files = sorted(
+        (f for f in base.rglob("ct_*_image.nii*") if _IMAGE.match(f.name)),
+        key=lambda f: int(_IMAGE.match(f.name).group(1)),
+    )  # type: ignore[union-attr]
     out: list[CaseSource] = []
     for f in files:
         n = int(_IMAGE.match(f.name).group(1))  # type: ignore[union-attr]

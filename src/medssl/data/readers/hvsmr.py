@@ -12,6 +12,7 @@ published split lists.
 
 - Pace et al., "Interactive whole-heart segmentation in congenital heart disease", MICCAI 2015.
 """
+
 from __future__ import annotations
 
 import re
@@ -64,7 +65,9 @@ def scan(root: str | Path, variant: str = "auto", affine_tol: float = 1e-3) -> l
         gt_dir = img.parent.parent / "Ground truth"
         lab = labels.get((n, v), (gt_dir if gt_dir.is_dir() else img.parent) / img.name.replace(".nii", "-label.nii"))
         meta = {"paper_key": n, "variant": v, "format": "nifti"}
-        out.append(make_source(nifti_pair_reader(img, lab), f"pat{n}", f"pat{n}", (img, lab), lmap, True, meta, affine_tol))
+        out.append(
+            make_source(nifti_pair_reader(img, lab), f"pat{n}", f"pat{n}", (img, lab), lmap, True, meta, affine_tol)
+        )
     return out
 
 

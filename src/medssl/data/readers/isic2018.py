@@ -15,11 +15,12 @@ are image numbers, not positions. ``meta["position"]`` keeps the 0-based sorted 
 - Codella et al., "Skin Lesion Analysis Toward Melanoma Detection 2018: A Challenge Hosted by
   the International Skin Imaging Collaboration (ISIC)", arXiv 1902.03368.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from medssl.data.case import CaseSource, DatasetSpec
 from medssl.data.io import load_jpeg, load_png
@@ -38,7 +39,10 @@ def _reader(image: Path, mask: Path) -> Callable[[], RawCase]:
         img = load_jpeg(image, grey=True)
         msk = load_png(mask, grey=True)
         if msk.shape != img.shape:
-            raise DataError(mask, f"mask size {msk.shape[0]}x{msk.shape[1]} (H x W) differs from image size {img.shape[0]}x{img.shape[1]}")
+            raise DataError(
+                mask,
+                f"mask size {msk.shape[0]}x{msk.shape[1]} (H x W) differs from image size {img.shape[0]}x{img.shape[1]}",
+            )
         return RawCase(img[None], msk[None], (1.0, 1.0, 1.0), str(image), str(mask), meta={"spacing_known": False})
 
     return read
@@ -72,7 +76,9 @@ def scan(root: str | Path, split: str = "Training", affine_tol: float = 1e-3) ->
         return []
     mdir = mdir or base / f"ISIC2018_Task1_{split}_GroundTruth"
     lmap = LabelMap({0: 0, 255: 1}, num_classes=2)
-    files = sorted((f for f in idir.iterdir() if _IMAGE.match(f.name)), key=lambda f: int(_IMAGE.match(f.name).group(1)))  # type: ignore[union-attr]
+    files = sorted(
+        (f for f in idir.iterdir() if _IMAGE.match(f.name)), key=lambda f: int(_IMAGE.match(f.name).group(1))
+    )  # type: ignore[union-attr]
     out: list[CaseSource] = []
     for pos, f in enumerate(files):
         num = int(_IMAGE.match(f.name).group(1))  # type: ignore[union-attr]

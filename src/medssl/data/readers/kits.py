@@ -7,11 +7,12 @@ that moves most along world z) and moved to ``D``. Pre-training patches are 512 
 - Heller et al., "The KiTS19 Challenge Data: 300 Kidney Tumor Cases with Clinical Context,
   CT Semantic Segmentations, and Surgical Outcomes", arXiv 1904.00445.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

@@ -14,11 +14,12 @@ ascending aorta (820), pulmonary artery (850). The papers use CT (METHODS.md sec
 - Zhuang et al., "Evaluation of algorithms for Multi-Modality Whole Heart Segmentation: An
   open-access grand challenge", Medical Image Analysis 2019.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from medssl.data.case import CaseSource, DatasetSpec
 from medssl.data.readers._common import LabelMap, make_source, nifti_pair_reader, require_root

@@ -10,6 +10,7 @@ Raw labels 0, 200, 500, 600 become 0 background, 1 LV myocardium, 2 LV blood poo
 - Zhuang, "Multivariate mixture model for myocardial segmentation combining multi-source
   images", IEEE TPAMI 2019.
 """
+
 from __future__ import annotations
 
 import re
@@ -45,12 +46,25 @@ def scan(root: str | Path, sequence: str = "C0", affine_tol: float = 1e-3) -> li
         pat = re.compile(rf"^patient(\d+)_{re.escape(sequence)}\.nii(\.gz)?$")
         for f in sorted(base.rglob(f"patient*_{sequence}.nii*")):
             if m := pat.match(f.name):
-                pairs.append((int(m.group(1)), f, f.with_name(f.name.replace(f"_{sequence}.nii", f"_{sequence}_manual.nii"))))
+                pairs.append(
+                    (int(m.group(1)), f, f.with_name(f.name.replace(f"_{sequence}.nii", f"_{sequence}_manual.nii")))
+                )
         pairs.sort(key=lambda t: t[0])
     out: list[CaseSource] = []
     for n, img, lab in pairs:
         meta = {"paper_key": n, "sequence": sequence, "format": "nifti"}
-        out.append(make_source(nifti_pair_reader(img, lab), f"patient{n}", f"patient{n}", (img, lab), MSCMRSEG_LABEL_MAP, True, meta, affine_tol))
+        out.append(
+            make_source(
+                nifti_pair_reader(img, lab),
+                f"patient{n}",
+                f"patient{n}",
+                (img, lab),
+                MSCMRSEG_LABEL_MAP,
+                True,
+                meta,
+                affine_tol,
+            )
+        )
     return out
 
 

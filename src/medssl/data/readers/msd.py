@@ -18,6 +18,7 @@ reference code (``generate_MSD.py``) numbers the cases.
 
 - Antonelli et al., "The Medical Segmentation Decathlon", Nature Communications 2022.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,11 +30,19 @@ from typing import Any
 import numpy as np
 
 from medssl.data.case import CaseSource, DatasetSpec
-from medssl.data.readers._common import LabelMap, is_nifti, make_source, nifti_pair_reader, nifti_stem, read_nifti_volume, require_root
+from medssl.data.readers._common import (
+    LabelMap,
+    is_nifti,
+    make_source,
+    nifti_pair_reader,
+    nifti_stem,
+    read_nifti_volume,
+    require_root,
+)
 from medssl.errors import ConfigError, DataError
 from medssl.registry import DATASETS
 
-__all__ = ["MSD_TASKS", "MSD_PATCH_SIZE", "SPEC", "scan", "find_task", "task_spec"]
+__all__ = ["MSD_PATCH_SIZE", "MSD_TASKS", "SPEC", "find_task", "scan", "task_spec"]
 
 #: The label names of the ten MSD tasks (from their ``dataset.json`` files).
 MSD_TASKS: dict[str, tuple[str, ...]] = {
@@ -156,7 +165,9 @@ def _resolve(root: str | Path, task: str | None) -> tuple[Path, str, tuple[str, 
     return tdir, name, classes, info
 
 
-def scan(root: str | Path, task: str | None = None, modality_index: int = 0, affine_tol: float = 1e-3) -> list[CaseSource]:
+def scan(
+    root: str | Path, task: str | None = None, modality_index: int = 0, affine_tol: float = 1e-3
+) -> list[CaseSource]:
     """Find the training cases of an MSD task.
 
     Args:

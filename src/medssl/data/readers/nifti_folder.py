@@ -14,21 +14,32 @@ fail with "unknown label values", so pass ``class_names`` or ``label_map`` in th
 (default: the case id without a trailing ``_frameNN``/``_fNN``, so frames of a patient stay
 together in splits).
 """
+
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from medssl.data.case import CaseSource, DatasetSpec
-from medssl.data.readers._common import LabelMap, is_nifti, make_source, nifti_pair_reader, nifti_stem, read_nifti_volume, require_root, trailing_int
+from medssl.data.readers._common import (
+    LabelMap,
+    is_nifti,
+    make_source,
+    nifti_pair_reader,
+    nifti_stem,
+    read_nifti_volume,
+    require_root,
+    trailing_int,
+)
 from medssl.errors import ConfigError
 from medssl.registry import DATASETS
 
-__all__ = ["SPEC", "scan", "find_pairs", "resolve_labels", "folder_spec"]
+__all__ = ["SPEC", "find_pairs", "folder_spec", "resolve_labels", "scan"]
 
 DEFAULT_PATIENT_REGEX = r"^(.+?)(?:_frame\d+|_f\d+)?$"
 
@@ -162,7 +173,9 @@ def scan(
     return out
 
 
-def folder_spec(root: str | Path, label_map: Mapping[Any, Any] | None = None, class_names: Sequence[str] | None = None, **_: Any) -> DatasetSpec:
+def folder_spec(
+    root: str | Path, label_map: Mapping[Any, Any] | None = None, class_names: Sequence[str] | None = None, **_: Any
+) -> DatasetSpec:
     """The ``nifti-folder`` spec with the class names this folder resolves to."""
     import dataclasses
 
