@@ -86,8 +86,10 @@ def in_range(
     """``field`` metadata declaring the range of a numeric setting.
 
     Args:
-        ge, gt: lower bound, inclusive or exclusive (give at most one).
-        le, lt: upper bound, inclusive or exclusive (give at most one).
+        ge: inclusive lower bound (give at most one of ``ge``/``gt``).
+        gt: exclusive lower bound.
+        le: inclusive upper bound (give at most one of ``le``/``lt``).
+        lt: exclusive upper bound.
         why: a short reason shown after the error (``"1 = per-pixel noise"``).
 
     Example::
@@ -279,7 +281,15 @@ class DataCfg(_Checked):
 
 @dataclass
 class ModelCfg(_Checked):
-    """The network: ``unet`` (the papers') or ``monai:<Name>`` (fine-tuning only)."""
+    """The network: ``unet`` (the papers') or ``monai:<Name>`` (fine-tuning only).
+
+    Attributes:
+        name: ``unet`` (the papers' 2D U-Net, the only one pre-training supports) or ``monai:UNet`` /
+            ``monai:BasicUNet`` (MONAI's 2D networks of matching width, for fine-tuning from scratch).
+        base_width: channels of the first stage (f; the papers: 32); stage i has f * 2**i.
+        depth: pooling stages (4: a bottleneck of 16f channels at 1/16 of the input side).
+        in_channels: input channels (1; 4 for the papers' BraTS models).
+    """
 
     _section = "model"
 
@@ -295,6 +305,16 @@ class OptimCfg(_Checked):
 
     In fine-tuning, ``lr``, ``min_lr`` and ``warmup_steps`` left at None come from the recipe
     (:mod:`medssl.recipes`).
+
+    Attributes:
+        name: ``adam``, ``adamw`` or ``sgd``.
+        lr: peak learning rate (None in fine-tuning: the recipe's).
+        weight_decay: L2 weight decay (decoupled for ``adamw``).
+        momentum: SGD momentum (``sgd`` only).
+        min_lr: the learning rate at the end of the cosine schedule (None in fine-tuning: the recipe's).
+        schedule: ``cosine`` (per step, from ``lr`` to ``min_lr``) or ``constant``.
+        warmup_steps: steps of linear warm-up before the schedule (None in fine-tuning: the recipe's).
+        grad_clip: clip the gradients' global norm to this value (None = no clipping).
     """
 
     _section = "optim"
@@ -355,12 +375,17 @@ def _finetune_optim() -> OptimCfg:
 
 @dataclass
 class FinetuneConfig(_Checked):
-    """``medssl finetune``: the ``standard`` protocol and its recipe by default (METHODS.md section 6).
+    """``medssl finetune``: the ``standard`` protocol and its recipe by default.
 
     Settings left at None come from the recipe (:mod:`medssl.recipes`): ``paper`` (the papers'
     recipe exactly) or ``standard`` (converges at small budgets); ``auto`` picks the protocol's own.
 
     Attributes:
+        data: the prepared store and how it is fed (:class:`DataCfg`).
+        model: the network (:class:`ModelCfg`).
+        optim: optimiser and schedule (:class:`OptimCfg`); Adam, the rest from the recipe.
+        train: the engine's settings (:class:`TrainCfg`).
+        out: the run folder (created; rerunning into it resumes).
         init: pre-trained checkpoint (``pretrain.pt`` of a medssl run or its run folder, a
             reference-code checkpoint) or None.
         init_parts: parts of ``init`` to load (``["encoder"]``, ``["encoder", "decoder"]``); None =
@@ -428,6 +453,11 @@ class PretrainConfig(_Checked):
     """``medssl pretrain``: SGD 0.01, momentum 0.9, wd 1e-5, cosine to 0, no warm-up (the papers' scripts).
 
     Attributes:
+        data: the prepared store and how it is fed (:class:`DataCfg`); batch 16 at 128 px, every label.
+        model: the network (:class:`ModelCfg`).
+        optim: optimiser and schedule (:class:`OptimCfg`); SGD 0.01, momentum 0.9, cosine to 0.
+        train: the engine's settings (:class:`TrainCfg`).
+        out: the run folder (created; rerunning into it resumes).
         method: registry name (``medssl methods`` lists them).
         method_args: keyword arguments of the method's constructor (``--set method_args.temperature=0.2``).
         variant: a named option set of the method where paper and code disagree (e.g. MACL ``paper``).

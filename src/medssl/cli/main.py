@@ -426,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="reader option (YAML value; repeatable), e.g. modality=flair, class_names=[bg,liver], "
         "label_map={0: 0, 205: 1, 420: 2} (raw label value: class index; nifti-folder)",
     )
-    s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_prepare)
 
     s = sub.add_parser("pretrain", help="self-supervised pre-training of the U-Net with one method")
@@ -511,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="the whole pipeline on built-in synthetic data, in a few minutes on a CPU")
     s.add_argument("--out", default="medssl_demo", help="output folder (default ./medssl_demo)")
     s.add_argument("--quick", action="store_true", help="an even shorter run (for tests)")
-    s.add_argument("--device", default="auto")
+    s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     s.set_defaults(fn=cmd_demo)
 
     s = sub.add_parser("figure", help="show what SuperCL does: image, superpixels, ASP map and CCL groups of a batch")
@@ -520,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="supercl_figure.png", help="image file; its suffix sets the format (png, pdf, svg, jpg...)"
     )
     s.add_argument("-n", type=int, default=6, help="number of slices (rows), 1..32")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="seed of the slice choice and of the random-init encoder")
     s.set_defaults(fn=cmd_figure)
     return p
 

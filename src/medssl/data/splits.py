@@ -179,7 +179,8 @@ def make_split(
         protocol: ``standard`` carves a validation set from the pool before sampling the labelled patients;
             ``paper`` has none (the papers select on the test set).
         kind: ``seeded`` or ``paper`` (the published lists of ``paper_splits.txt``, 10% and 25% only).
-        test_fraction, val_fraction: shares of patients for test, and of the pool for validation.
+        test_fraction: share of the patients held out for testing.
+        val_fraction: share of the training pool carved out for validation.
 
     Raises:
         ConfigError: impossible fractions, a count larger than the training patients left, or no

@@ -334,7 +334,11 @@ def scan_synthetic(
         root: ``builtin`` (or any path that does not exist) uses the keyword arguments; an existing
             JSON/YAML file of generator parameters (keys ``n_patients``, ``frames``, ``slices``,
             ``size``, ``seed``) overrides them.
-        n_patients, frames, slices, size, seed: generator parameters.
+        n_patients: number of patients.
+        frames: frames (volumes) per patient.
+        slices: slices per volume.
+        size: in-plane side in pixels.
+        seed: generator seed.
 
     Returns:
         ``n_patients * frames`` :class:`CaseSource` objects, patient-major, whose ``load()``

@@ -486,10 +486,17 @@ def spatial_params(
         rng: random generator (the only source of randomness).
         shape: ``(H, W)`` of the arrays it will be applied to.
         p_spatial: probability of the elastic/rotation/scale step (0.67 in both papers).
-        mirror, elastic, rotation, scaling: switch each part on or off.
-        alpha, sigma, angle, scale: ranges of the parameters.
-        p_el_per_sample, p_rot_per_sample, p_scale_per_sample: batchgenerators' per-part
-            probabilities inside the spatial step.
+        mirror: switch the random flips on or off.
+        elastic: switch the elastic deformation on or off.
+        rotation: switch the rotation on or off.
+        scaling: switch the scaling on or off.
+        alpha: range of the elastic magnitude.
+        sigma: range of the elastic smoothness.
+        angle: range of the rotation angle (radians).
+        scale: range of the scale factor.
+        p_el_per_sample: batchgenerators' probability of the elastic part inside the spatial step.
+        p_rot_per_sample: batchgenerators' probability of the rotation inside the spatial step.
+        p_scale_per_sample: batchgenerators' probability of the scaling inside the spatial step.
         noise_stride: lattice spacing of the elastic noise (1 = per pixel, the reference; see
             :func:`elastic_displacement`).
 

@@ -251,7 +251,7 @@ def build_probe_set(
     """Slices evenly spaced in z from volumes evenly spaced in the store, plus a labelled part.
 
     Args:
-        store: a :class:`~medssl.data.store.SliceStore`.
+        store (SliceStore): a :class:`~medssl.data.store.SliceStore`.
         size: side of the probe images (the pre-training view size).
         max_volumes: volumes for the label-free diagnostics.
         slices_per_volume: slices per volume.

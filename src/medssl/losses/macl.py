@@ -167,12 +167,16 @@ def macl_loss(
     """The MACL objective ``L = w_g * L_g + w_d * L_d + w_er * L_ER``.
 
     Args:
-        zg_aux, zg_dom: image-level embeddings. Shape: (B, D).
-        zl_aux, zl_dom: pixel-level features. Shape: (B, C, h, w).
-        y_full, y_dom: bottlenecks of the auxiliary and dominant inputs. Shape: (B, C', H, W) and
-            (B, C', H * factor, W * factor).
+        zg_aux: image-level embeddings of the auxiliary branch. Shape: (B, D).
+        zg_dom: image-level embeddings of the dominant branch. Shape: (B, D).
+        zl_aux: pixel-level features of the auxiliary branch. Shape: (B, C, h, w).
+        zl_dom: pixel-level features of the dominant branch. Shape: (B, C, h, w).
+        y_full: bottleneck of the auxiliary input. Shape: (B, C', H, W).
+        y_dom: bottleneck of the dominant input. Shape: (B, C', H * factor, W * factor).
         positions: slice positions. Shape: (B,).
-        delta, temperature, base_temperature: PCL parameters (0.1, 0.1, 0.07).
+        delta: PCL's positional threshold (0.1).
+        temperature: PCL's temperature (0.1).
+        base_temperature: PCL's base temperature (0.07).
         factor: downsampling factor of the dominant branch (0.25).
         weights: ``(w_g, w_d, w_er)``, default ``(1.0, 0.5, 1.0)``.
 

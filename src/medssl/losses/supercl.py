@@ -54,7 +54,8 @@ def ilcp_stride(height: int, width: int, stride: int = 16, min_tokens: int = 64)
     exactly; ``min_tokens=0`` gives the reference at every size.
 
     Args:
-        height, width: bottleneck size (h, w).
+        height: bottleneck height h.
+        width: bottleneck width w.
         stride: the largest stride (the reference's 16).
         min_tokens: tokens per view to keep at least (64, the reference's count at 512 px).
 
