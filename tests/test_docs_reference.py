@@ -17,6 +17,9 @@ import pytest
 
 from medssl.cli.main import build_parser
 from medssl.config import FinetuneConfig, PretrainConfig
+from medssl.data.superpixels import SuperpixelConfig
+from medssl.methods.catalog import load_all_methods
+from medssl.registry import METHODS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,8 +39,16 @@ def test_every_cli_flag_has_help(gen: ModuleType) -> None:
 
 
 def test_every_config_field_has_a_description(gen: ModuleType) -> None:
-    missing = gen.undocumented_fields(PretrainConfig, FinetuneConfig)
+    missing = gen.undocumented_fields(PretrainConfig, FinetuneConfig, SuperpixelConfig)
     assert not missing, f"configuration fields without a description in their class's Attributes: {missing}"
+
+
+def test_every_method_argument_has_a_description(gen: ModuleType) -> None:
+    missing = gen.undocumented_method_args()
+    assert not missing, f"method_args without a description in the method's Args: docstring: {missing}"
+    load_all_methods()
+    names = [arg for arg, *_ in gen.method_arguments(METHODS.get("supercl"))]
+    assert "min_tokens" in names and "backbone" not in names
 
 
 def test_the_checks_find_a_gap(gen: ModuleType) -> None:

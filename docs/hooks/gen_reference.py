@@ -24,9 +24,12 @@ __all__ = [
     "CONFIG_PAGE",
     "cli_markdown",
     "config_markdown",
+    "docstring_section",
     "field_descriptions",
+    "method_arguments",
     "undocumented_fields",
     "undocumented_flags",
+    "undocumented_method_args",
 ]
 
 CLI_PAGE = "reference/cli.md"
@@ -135,24 +138,23 @@ def cli_markdown(parser: argparse.ArgumentParser) -> str:
 # --- the typed configuration ----------------------------------------------------------------------
 
 
-def field_descriptions(cls: type) -> dict[str, str]:
-    """Field descriptions of dataclass ``cls`` from the ``Attributes:`` section of its docstring.
+def docstring_section(obj: Any, section: str = "Attributes") -> dict[str, str]:
+    """``{name: description}`` of one Google-style section (``Attributes:``, ``Args:``) of ``obj``'s docstring.
 
-    The convention (Google style, which the API reference renders too)::
+    The convention, which the API reference renders too::
 
         Attributes:
             name: one sentence or more,
                 continued on indented lines.
     """
-    doc = inspect.getdoc(cls) or ""
     out: dict[str, str] = {}
     current = None
-    in_section = False
-    for line in doc.splitlines():
-        if line.strip() == "Attributes:":
-            in_section = True
+    inside = False
+    for line in (inspect.getdoc(obj) or "").splitlines():
+        if line.strip() == f"{section}:":
+            inside = True
             continue
-        if not in_section:
+        if not inside:
             continue
         if line and not line.startswith(" "):
             break  # the next section
@@ -165,6 +167,11 @@ def field_descriptions(cls: type) -> dict[str, str]:
     return out
 
 
+def field_descriptions(cls: type) -> dict[str, str]:
+    """Field descriptions of dataclass ``cls``: the ``Attributes:`` section of its docstring."""
+    return docstring_section(cls, "Attributes")
+
+
 def _is_section(hint: Any) -> bool:
     return isinstance(hint, type) and dataclasses.is_dataclass(hint)
 
@@ -175,8 +182,8 @@ def _type_name(hint: Any) -> str:
         return " | ".join(_type_name(a) for a in args)
     if origin is typing.Literal:
         return " | ".join(repr(a) for a in args)
-    if origin in (list, dict, tuple):
-        return f"{origin.__name__}[{', '.join(_type_name(a) for a in args)}]"
+    if origin is not None and args:
+        return f"{getattr(origin, '__name__', str(origin))}[{', '.join(_type_name(a) for a in args)}]"
     if hint is type(None):
         return "None"
     if hint is typing.Any:
@@ -262,6 +269,72 @@ def config_markdown(configs: dict[str, type]) -> str:
     return "\n".join(lines)
 
 
+# --- method arguments and superpixel options ------------------------------------------------------
+
+
+def method_arguments(cls: type) -> list[tuple[str, str, Any, str]]:
+    """``(name, type, default, description)`` of each ``method_args`` key of a method class.
+
+    The keys are its constructor's arguments (the backbone excepted); descriptions come from the
+    ``Args:`` section of the class's or its ``__init__``'s docstring, inherited from a base class.
+    """
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        docs.update(docstring_section(klass, "Args"))
+        docs.update(docstring_section(klass.__init__, "Args"))
+    hints = typing.get_type_hints(cls.__init__)
+    out = []
+    for name, p in inspect.signature(cls.__init__).parameters.items():
+        if name in ("self", "backbone") or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        default = None if p.default is inspect.Parameter.empty else p.default
+        out.append((name, _type_name(hints.get(name, typing.Any)), default, docs.get(name, "")))
+    return out
+
+
+def _methods() -> list[tuple[str, type]]:
+    from medssl.methods.catalog import list_methods
+    from medssl.registry import METHODS
+
+    return [(info.name, METHODS.get(info.name)) for info in list_methods()]
+
+
+def undocumented_method_args() -> list[str]:
+    """``method.argument`` of every method argument without a description."""
+    return [f"{name}.{arg}" for name, cls in _methods() for arg, _t, _d, desc in method_arguments(cls) if not desc]
+
+
+def _method_sections() -> list[str]:
+    lines = [
+        "## `method_args`: the methods' own arguments",
+        "",
+        "`medssl pretrain --method NAME --set method_args.KEY=VALUE` (or `method_args:` in a `--config` file); "
+        "a key that is not an argument of the method is refused, naming those it has.",
+        "",
+    ]
+    for name, cls in _methods():
+        lines += [f"### `{name}`", "", "| argument | type | default | description |", "|---|---|---|---|"]
+        for arg, type_, default, desc in method_arguments(cls):
+            lines.append(f"| `{arg}` | `{_cell(type_)}` | {_cell(_default_text(default))} | {_cell(desc)} |")
+        lines.append("")
+    return lines
+
+
+def _superpixel_section() -> list[str]:
+    from medssl.data.superpixels import SuperpixelConfig
+
+    lines = [
+        "## `superpixels`: SuperCL's superpixel maps",
+        "",
+        "`--set superpixels.KEY=VALUE` (SuperCL only). `cell_size` and `view_size` are set by pre-training from "
+        "the network's depth and the view size unless given.",
+        "",
+        *_config_table(SuperpixelConfig())[:2],
+    ]
+    rows = _config_table(SuperpixelConfig())[2:]
+    return lines + [row.replace("| `", "| `superpixels.", 1) for row in rows] + [""]
+
+
 # --- the MkDocs hook ------------------------------------------------------------------------------
 
 
@@ -279,7 +352,13 @@ def _pages() -> dict[str, str]:
 
     return {
         CLI_PAGE: cli_markdown(build_parser()),
-        CONFIG_PAGE: config_markdown({"medssl pretrain": PretrainConfig, "medssl finetune": FinetuneConfig}),
+        CONFIG_PAGE: "\n".join(
+            [
+                config_markdown({"medssl pretrain": PretrainConfig, "medssl finetune": FinetuneConfig}),
+                *_superpixel_section(),
+                *_method_sections(),
+            ]
+        ),
     }
 
 
