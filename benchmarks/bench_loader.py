@@ -14,7 +14,7 @@ samples/s, and their ratio (goal: >= 3). It also prints the modelled ratio "per-
 machine's cores / step rate" (on a GPU machine: the GPU step rate).
 
 Projection to a GPU machine measured earlier (`--project`): the per-core rate measured here x
-`--project-cores` / the GPU step rates given, e.g. the H100 figures of `benchmarks/RESULTS.md`:
+`--project-cores` / the GPU step rates given, e.g. the H100 figures of `docs/performance.md`:
 
     python benchmarks/bench_loader.py --size 512 --batch 16 --workers 2 --methods supercl,macl,pcl \
         --no-step --project supercl=80.5,macl=141.1,pcl=162.2 --project-cores 16 \

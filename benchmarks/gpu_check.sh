@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU correctness, AMP and throughput check, run on a lent GPU machine (see benchmarks/RESULTS.md).
+# GPU correctness, AMP and throughput check, run on a lent GPU machine (see docs/performance.md).
 # Needs: torch with CUDA, numpy, scipy, scikit-image, pyyaml, tqdm, matplotlib; nibabel/pydicom wheels in .whl/.
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"

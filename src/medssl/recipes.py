@@ -16,7 +16,7 @@ augmentation, how often the selection set is scored. Settings given explicitly (
   rotations of +-15 degrees, scale 0.85..1.25, no elastic field), padding with the slice's minimum
   (the background of a z-scored slice) rather than 0 (its mean intensity), the selection set scored
   every 50 steps, and each class's largest connected component kept in the test predictions where
-  that raises the validation Dice (:mod:`medssl.evaluation.postprocess`). Chosen on validation curves (``benchmarks/finetune_recipes.py``, README).
+  that raises the validation Dice (:mod:`medssl.evaluation.postprocess`). Chosen on validation curves (``benchmarks/finetune_recipes.py``, docs/results/recipes.md).
 
 Example::
 

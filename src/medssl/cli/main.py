@@ -21,7 +21,7 @@ from ..errors import EXIT_FAILURE, EXIT_INTERRUPTED, ConfigError, DataError, Med
 
 __all__ = ["build_parser", "main"]
 
-EPILOG = "Docs: README.md. Every training command writes its resolved config, git commit, seed and environment into its run folder."
+EPILOG = "Docs: README.md and docs/ (mkdocs serve). Every training command writes its resolved config, git commit, seed and environment into its run folder."
 
 
 def _say(msg: str) -> None:

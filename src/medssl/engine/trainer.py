@@ -78,7 +78,7 @@ def cpu_has_bf16_matmul() -> bool:
 
     There bf16 autocast makes a 128-px training step 1.8-2.2x faster (``benchmarks/bench_amp.py``);
     without them bf16 arithmetic is emulated. ``amp=auto`` stays fp32 on CPUs all the same (the
-    Hippocampus grid lost Dice with bf16; README, Performance). False when PyTorch cannot tell.
+    Hippocampus grid lost Dice with bf16; docs/performance.md). False when PyTorch cannot tell.
     """
     try:
         return bool(torch.cpu._is_amx_tile_supported()) and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
