@@ -260,7 +260,8 @@ def config_markdown(configs: dict[str, type]) -> str:
         "< `--set`). Defaults shown as None are filled at run time, as their description says (for fine-tuning, "
         "mostly from the recipe). `checked` means a value is checked by a rule other than a numeric range "
         "(its description says which values are allowed). The resolved values of a run are in its "
-        "`config.yaml`.",
+        "`config.yaml`. After the two commands' tables: SuperCL's superpixel options (`superpixels`) and each "
+        "method's own arguments (`method_args`).",
         "",
     ]
     for command, cls in configs.items():
