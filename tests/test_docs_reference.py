@@ -87,5 +87,5 @@ def test_pages_list_every_flag_and_field(gen: ModuleType) -> None:
     row = next(line for line in ft.splitlines() if line.startswith("| `data.batch_size`"))
     assert "`5`" in row and ">= 1" in row and "per-process batch size" in row
     pre = config.split("## `medssl finetune`")[0]
-    assert '| `optim.name` | `str` | `"sgd"` |' in pre
-    assert "| `train.seed` | `int` | `1234` | in [0, 4294967295] |" in config
+    assert '| `optim.name` | str | `"sgd"` |' in pre
+    assert "| `train.seed` | int | `1234` | in [0, 4294967295] |" in config

@@ -242,7 +242,7 @@ def _config_table(cfg: Any) -> list[str]:
     for name, hint, default, f, owner in _fields(cfg):
         desc = field_descriptions(owner).get(f.name, "")
         rows.append(
-            f"| `{name}` | `{_cell(_type_name(hint))}` | {_cell(_default_text(default))} | {_cell(_range(f))} | "
+            f"| `{name}` | {_cell(_type_name(hint))} | {_cell(_default_text(default))} | {_cell(_range(f))} | "
             f"{_cell(desc)} |"
         )
     return rows
@@ -316,7 +316,7 @@ def _method_sections() -> list[str]:
     for name, cls in _methods():
         lines += [f"### `{name}`", "", "| argument | type | default | description |", "|---|---|---|---|"]
         for arg, type_, default, desc in method_arguments(cls):
-            lines.append(f"| `{arg}` | `{_cell(type_)}` | {_cell(_default_text(default))} | {_cell(desc)} |")
+            lines.append(f"| `{arg}` | {_cell(type_)} | {_cell(_default_text(default))} | {_cell(desc)} |")
         lines.append("")
     return lines
 
