@@ -126,7 +126,7 @@ def cli_markdown(parser: argparse.ArgumentParser) -> str:
         "",
     ]
     if parser.epilog:
-        lines += ["```text", parser.epilog.strip(), "```", ""]
+        lines += [parser.epilog.strip(), ""]
     for name, help_, sub in _subparsers(parser):
         lines += [f"## `medssl {name}`", "", _cell(help_[:1].upper() + help_[1:]) + ".", ""]
         lines += ["```text", sub.format_usage().strip(), "```", ""]
