@@ -41,7 +41,8 @@ class Case:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(int(s) for s in self.image.shape)  # type: ignore[return-value]
+        depth, height, width = self.image.shape
+        return int(depth), int(height), int(width)
 
 
 @dataclass

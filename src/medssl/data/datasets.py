@@ -83,7 +83,10 @@ class LabelledSlices(_EpochDataset):
 
         cid, z = self.items[index]
         image = np.array(self.store.image(cid)[z], dtype=np.float32)
-        label = np.array(self.store.label(cid)[z], dtype=np.int64)  # type: ignore[index]
+        label_volume = self.store.label(cid)
+        if label_volume is None:
+            raise ValueError(f"case '{cid}' has no label: it cannot be a fine-tuning case")
+        label = np.array(label_volume[z], dtype=np.int64)
         if self.augment is not None:
             image, label = self.augment(image, label, self.rng(index))
         else:
@@ -176,10 +179,11 @@ class PretrainSlices(_EpochDataset):
         sample["partition"] = torch.tensor(min(z * num_partitions // d, num_partitions - 1), dtype=torch.long)
         sample["volume"] = torch.tensor(self.volume_index[cid], dtype=torch.long)
         if "superpixels" in self.needs:
-            sp = self.superpixels(cid, z, views.get("v1", x), window)  # type: ignore[misc]
+            assert self.superpixels is not None  # __init__ refuses "superpixels" in needs without a provider
+            sp = self.superpixels(cid, z, views.get("v1", x), window)
             sample["superpixels"] = torch.from_numpy(np.ascontiguousarray(sp).astype(np.int64))
             if getattr(self.superpixels, "per_view", False) and "v2" in views:
                 # online mode, exact to the reference: S2 = SLIC(v2) for the second view's ASP map
-                sp2 = self.superpixels(cid, z, views["v2"], window)  # type: ignore[misc]
+                sp2 = self.superpixels(cid, z, views["v2"], window)
                 sample["superpixels2"] = torch.from_numpy(np.ascontiguousarray(sp2).astype(np.int64))
         return sample

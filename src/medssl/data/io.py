@@ -20,6 +20,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -230,9 +231,9 @@ def _load_pil(path: str | Path, kind: str, grey: bool) -> np.ndarray:
     try:
         with Image.open(p) as im:
             im.load()
-            if grey and im.mode in ("RGB", "RGBA", "RGBX", "LA", "CMYK", "YCbCr", "1"):
-                im = im.convert("L")  # palette ("P") images keep their indices
-            arr = np.array(im)
+            # palette ("P") images keep their indices
+            grey_rgb = grey and im.mode in ("RGB", "RGBA", "RGBX", "LA", "CMYK", "YCbCr", "1")
+            arr = np.array(im.convert("L") if grey_rgb else im)
     except UnidentifiedImageError as exc:
         raise DataError(p, f"not a readable {kind} image ({one_line(exc)})") from None
     except (OSError, ValueError, SyntaxError) as exc:
@@ -309,33 +310,13 @@ def load_dicom_series(folder: str | Path) -> tuple[np.ndarray, tuple[float, floa
         DataError: folder missing or without files, a file that is empty or not DICOM or has no
             pixel data, slices of different sizes, two slices at the same position.
     """
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
     d = Path(folder)
     if not d.is_dir():
         raise DataError(d, "DICOM folder not found")
     files = sorted(f for f in d.iterdir() if f.is_file() and not f.name.startswith("."))
     if not files:
         raise DataError(d, "no DICOM files in folder")
-    entries = []
-    for f in files:
-        check_file(f)
-        try:
-            ds = pydicom.dcmread(f)
-            pix = np.asarray(ds.pixel_array)
-        except InvalidDicomError as exc:
-            raise DataError(f, f"not a DICOM file ({one_line(exc)})") from None
-        except (AttributeError, KeyError) as exc:
-            raise DataError(f, f"DICOM file without pixel data ({one_line(exc)})") from None
-        except (OSError, ValueError, EOFError, TypeError, RuntimeError) as exc:
-            raise DataError(f, f"corrupt or truncated DICOM file ({one_line(exc)})") from None
-        if pix.ndim != 2:
-            raise DataError(f, f"expected a single-frame 2D DICOM image, got pixel array of shape {pix.shape}")
-        slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
-        intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
-        entries.append((f, ds, pix.astype(np.float32) * np.float32(slope) + np.float32(intercept)))
-
+    entries = [_read_dicom_slice(f) for f in files]
     shape0 = entries[0][2].shape
     for f, _, pix in entries:
         if pix.shape != shape0:
@@ -343,36 +324,75 @@ def load_dicom_series(folder: str | Path) -> tuple[np.ndarray, tuple[float, floa
                 f,
                 f"slice size {pix.shape[0]}x{pix.shape[1]} differs from {shape0[0]}x{shape0[1]} of {entries[0][0].name}",
             )
+    order, positions = _dicom_slice_order(entries)
+    ps = getattr(entries[0][1], "PixelSpacing", None)
+    sy, sx = (float(ps[0]), float(ps[1])) if ps is not None and len(ps) == 2 else (1.0, 1.0)
+    sz = _dicom_slice_spacing(d, entries, order, positions)
+    volume = np.stack([entries[i][2] for i in order], axis=0).astype(np.float32, copy=False)
+    return volume, (sz, sy, sx), [entries[i][0] for i in order]
 
+
+#: one read DICOM file: its path, its dataset and its rescaled float32 (H, W) pixels
+_DicomEntry = tuple[Path, Any, np.ndarray]
+
+
+def _read_dicom_slice(f: Path) -> _DicomEntry:
+    """Read one single-frame DICOM file, with ``RescaleSlope``/``RescaleIntercept`` applied.
+
+    Raises:
+        DataError: the file is empty, not DICOM, without pixel data, corrupt, or not a 2D image.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    check_file(f)
+    try:
+        ds = pydicom.dcmread(f)
+        pix = np.asarray(ds.pixel_array)
+    except InvalidDicomError as exc:
+        raise DataError(f, f"not a DICOM file ({one_line(exc)})") from None
+    except (AttributeError, KeyError) as exc:
+        raise DataError(f, f"DICOM file without pixel data ({one_line(exc)})") from None
+    except (OSError, ValueError, EOFError, TypeError, RuntimeError) as exc:
+        raise DataError(f, f"corrupt or truncated DICOM file ({one_line(exc)})") from None
+    if pix.ndim != 2:
+        raise DataError(f, f"expected a single-frame 2D DICOM image, got pixel array of shape {pix.shape}")
+    slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
+    intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
+    return f, ds, pix.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+
+
+def _dicom_slice_order(entries: list[_DicomEntry]) -> tuple[list[int], list[float] | None]:
+    """Slice order (by position along the normal, else ``InstanceNumber``, else file order) and the positions."""
     normal = _slice_normal(entries[0][1])
-    positions: list[float] | None = None
     if normal is not None and all(getattr(ds, "ImagePositionPatient", None) is not None for _, ds, _ in entries):
         positions = [float(np.dot([float(v) for v in ds.ImagePositionPatient], normal)) for _, ds, _ in entries]
-        order = sorted(range(len(entries)), key=lambda i: (positions[i], entries[i][0].name))
-    elif all(getattr(ds, "InstanceNumber", None) is not None for _, ds, _ in entries):
-        order = sorted(range(len(entries)), key=lambda i: (int(entries[i][1].InstanceNumber), entries[i][0].name))
-    else:
-        order = list(range(len(entries)))
+        return sorted(range(len(entries)), key=lambda i: (positions[i], entries[i][0].name)), positions
+    if all(getattr(ds, "InstanceNumber", None) is not None for _, ds, _ in entries):
+        return sorted(range(len(entries)), key=lambda i: (int(entries[i][1].InstanceNumber), entries[i][0].name)), None
+    return list(range(len(entries))), None
 
-    ds0 = entries[0][1]
-    ps = getattr(ds0, "PixelSpacing", None)
-    sy, sx = (float(ps[0]), float(ps[1])) if ps is not None and len(ps) == 2 else (1.0, 1.0)
+
+def _dicom_slice_spacing(
+    folder: Path, entries: list[_DicomEntry], order: list[int], positions: list[float] | None
+) -> float:
+    """``sz``: the median distance between slice positions, else ``SpacingBetweenSlices``, else
+    ``SliceThickness`` (of the first file), else 1.
+
+    Raises:
+        DataError: two slices at the same position.
+    """
     sz = 0.0
     if positions is not None and len(entries) > 1:
-        pos = np.asarray([positions[i] for i in order])
-        diffs = np.diff(pos)
+        diffs = np.diff(np.asarray([positions[i] for i in order]))
         if np.any(np.abs(diffs) < 1e-6):
             k = int(np.argmin(np.abs(diffs)))
             a, b = entries[order[k]][0].name, entries[order[k + 1]][0].name
-            raise DataError(d, f"slices {a} and {b} share the same position")
+            raise DataError(folder, f"slices {a} and {b} share the same position")
         sz = float(np.median(diffs))
     if sz <= 0:
         for tag in ("SpacingBetweenSlices", "SliceThickness"):
-            val = getattr(ds0, tag, None)
+            val = getattr(entries[0][1], tag, None)
             if val is not None and float(val) > 0:
-                sz = float(val)
-                break
-    if sz <= 0:
-        sz = 1.0
-    volume = np.stack([entries[i][2] for i in order], axis=0).astype(np.float32, copy=False)
-    return volume, (sz, sy, sx), [entries[i][0] for i in order]
+                return float(val)
+    return sz if sz > 0 else 1.0

@@ -190,48 +190,69 @@ def make_split(
     labelled = [c.case_id for c in store.cases if c.has_label]
     if not labelled:
         raise DataError(store.root, "no labelled case in this prepared store; it can only be used for pre-training")
-    groups = _patients(store, labelled)
-    patients = sorted(groups)
-    rng = np.random.default_rng(seed)
     if kind == "paper":
-        key = store.plan.get("paper_split_key")
-        table = load_paper_splits()
-        if not key or key not in table:
-            raise ConfigError(f"no published split for dataset '{store.plan.get('dataset')}' (paper_split_key={key})")
-        by_key: dict[int, list[str]] = {}
-        for c in store.cases:
-            if c.has_label and c.paper_key is not None:
-                by_key.setdefault(int(c.paper_key), []).append(c.case_id)
-        sec = table[key]
-        missing = [k for k in sec["test"] + [k for t in sec["train"] for k in t] if k not in by_key]
-        if missing:
-            raise DataError(
-                store.root, f"the published {key} split names cases not in the store (keys {sorted(set(missing))[:10]})"
-            )
-        test = sorted(c for k in sec["test"] for c in by_key[k])
-        pool = sorted(c for c in labelled if c not in set(test))
-        if spec.fraction == 1.0:
-            train = pool
-        else:
-            pool_patients = len(_patients(store, pool))
-            n = parse_labels(labels, pool_patients)
-            lists = [t for t in sec["train"] if len(t) == n] or []
-            if not lists:
-                sizes = ", ".join(str(len(t)) for t in sec["train"])
-                raise ConfigError(f"published {key} lists have {sizes} patients; '{labels}' asks for {n}")
-            train = sorted(c for k in lists[0] for c in by_key[k])
-        val: list[str] = []
-        if protocol == "standard":
-            raise ConfigError("the published splits have no validation set; use --protocol paper or --split seeded")
-        return Split(train, val, test, pool, str(spec), seed, kind)
+        return _paper_split(store, spec, labels, labelled, seed, protocol)
     if kind != "seeded":
         raise ConfigError(f"split must be 'seeded' or 'paper', got '{kind}'")
+    groups = _patients(store, labelled)
+    test_p, val_p, pool_p, train_p = _seeded_patients(sorted(groups), spec, seed, protocol, test_fraction, val_fraction)
+
+    def cases(ps: list[str]) -> list[str]:
+        return sorted(c for p in ps for c in groups[p])
+
+    return Split(cases(train_p), cases(val_p), cases(test_p), cases(pool_p), str(spec), seed, kind)
+
+
+def _paper_split(
+    store: SliceStore, spec: LabelSpec, labels: str, labelled: list[str], seed: int, protocol: str
+) -> Split:
+    """The published test list and the published training list of the asked size (``kind="paper"``)."""
+    key = store.plan.get("paper_split_key")
+    table = load_paper_splits()
+    if not key or key not in table:
+        raise ConfigError(f"no published split for dataset '{store.plan.get('dataset')}' (paper_split_key={key})")
+    by_key: dict[int, list[str]] = {}
+    for c in store.cases:
+        if c.has_label and c.paper_key is not None:
+            by_key.setdefault(int(c.paper_key), []).append(c.case_id)
+    sec = table[key]
+    missing = [k for k in sec["test"] + [k for t in sec["train"] for k in t] if k not in by_key]
+    if missing:
+        raise DataError(
+            store.root, f"the published {key} split names cases not in the store (keys {sorted(set(missing))[:10]})"
+        )
+    test = sorted(c for k in sec["test"] for c in by_key[k])
+    pool = sorted(c for c in labelled if c not in set(test))
+    if spec.fraction == 1.0:
+        train = pool
+    else:
+        pool_patients = len(_patients(store, pool))
+        n = parse_labels(labels, pool_patients)
+        lists = [t for t in sec["train"] if len(t) == n] or []
+        if not lists:
+            sizes = ", ".join(str(len(t)) for t in sec["train"])
+            raise ConfigError(f"published {key} lists have {sizes} patients; '{labels}' asks for {n}")
+        train = sorted(c for k in lists[0] for c in by_key[k])
+    val: list[str] = []
+    if protocol == "standard":
+        raise ConfigError("the published splits have no validation set; use --protocol paper or --split seeded")
+    return Split(train, val, test, pool, str(spec), seed, "paper")
+
+
+def _seeded_patients(
+    patients: list[str], spec: LabelSpec, seed: int, protocol: str, test_fraction: float, val_fraction: float
+) -> tuple[list[str], list[str], list[str], list[str]]:
+    """``(test, validation, pool, train)`` patients of a seeded split (``kind="seeded"``).
+
+    One permutation of the sorted patients: the first ``test_fraction`` are the test set, then (protocol
+    ``standard``) the first ``val_fraction`` of the rest are validation; the training patients are the
+    first ones of what is left (the pool).
+    """
     if len(patients) < 2:
         raise ConfigError(f"need at least 2 labelled patients to split, the store has {len(patients)}")
-    order = list(rng.permutation(patients))
+    order = list(np.random.default_rng(seed).permutation(patients))
     n_test = max(1, int(round(test_fraction * len(order))))
     test_p, pool_p = order[:n_test], order[n_test:]
-    val_p: list[str] = []
     # a labelled fraction is a share of the whole non-test pool (as in the papers: 10% of 80 ACDC
     # patients = 8), drawn from what is left after the validation patients are set aside
     n_val = max(1, int(round(val_fraction * len(pool_p)))) if protocol == "standard" else 0
@@ -248,9 +269,4 @@ def make_split(
             "data.test_fraction or data.val_fraction"
         )
     n_train = spec.count if spec.count is not None else min(spec.patients(len(pool_p) + n_val), len(pool_p))
-    train_p = pool_p[:n_train]
-
-    def cases(ps: list[str]) -> list[str]:
-        return sorted(c for p in ps for c in groups[p])
-
-    return Split(cases(train_p), cases(val_p), cases(test_p), cases(pool_p), str(spec), seed, kind)
+    return test_p, val_p, pool_p, pool_p[:n_train]

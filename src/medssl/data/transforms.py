@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import fft as sp_fft
@@ -189,28 +190,34 @@ def resample_inplane(
     nw = max(1, int(round(w * sx / target)))
     new_shape = (d, nh, nw)
     img = resize(image.astype(np.float64), new_shape, order=3, mode="edge", preserve_range=True).astype(np.float32)
-    lab = None
-    if label is not None:
-        if label_mode == "nearest":
-            lab = resize(label, new_shape, order=0, mode="edge", preserve_range=True, anti_aliasing=False)
-            lab = lab.astype(label.dtype)
-        else:
-            values = np.unique(label)
-            scores = np.stack(
-                [
-                    resize(
-                        (label == v).astype(np.float32),
-                        new_shape,
-                        order=1,
-                        mode="edge",
-                        preserve_range=True,
-                        anti_aliasing=False,
-                    )
-                    for v in values
-                ]
-            )
-            lab = values[scores.argmax(0)].astype(label.dtype)
+    lab = None if label is None else _resize_label(label, new_shape, label_mode)
     return img, lab, (sz, h * sy / nh, w * sx / nw)
+
+
+def _resize_label(label: np.ndarray, new_shape: tuple[int, int, int], label_mode: str) -> np.ndarray:
+    """``label`` resized to ``new_shape`` by nearest neighbour, or by the argmax of linearly resized
+    class indicators (``label_mode="onehot"``); no new values either way, the input's dtype."""
+    from skimage.transform import resize
+
+    if label_mode == "nearest":
+        return resize(label, new_shape, order=0, mode="edge", preserve_range=True, anti_aliasing=False).astype(
+            label.dtype
+        )
+    values = np.unique(label)
+    scores = np.stack(
+        [
+            resize(
+                (label == v).astype(np.float32),
+                new_shape,
+                order=1,
+                mode="edge",
+                preserve_range=True,
+                anti_aliasing=False,
+            )
+            for v in values
+        ]
+    )
+    return values[scores.argmax(0)].astype(label.dtype)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -222,7 +229,7 @@ def _pair(size: int | Sequence[int]) -> tuple[int, int]:
     s = tuple(int(v) for v in size)
     if len(s) != 2:
         raise ValueError(f"size must be an int or (h, w), got {size}")
-    return s  # type: ignore[return-value]
+    return s
 
 
 def pad_or_crop(
@@ -270,7 +277,7 @@ def pad_or_crop(
 
     pb_h, st_h, pt_h = window(h, th)
     pb_w, st_w, pt_w = window(w, tw)
-    fills = [values] * len(arrays) if np.isscalar(values) else list(values)  # type: ignore[arg-type]
+    fills = [values] * len(arrays) if isinstance(values, (int, float, np.generic)) else list(values)
     if len(fills) != len(arrays):
         raise ValueError(f"{len(fills)} padding values for {len(arrays)} arrays")
     out = []
@@ -379,17 +386,30 @@ def elastic_displacement(
     """
     if not noise_stride >= 1.0:
         raise ValueError(f"noise_stride must be >= 1 (1 = per-pixel noise), got {noise_stride}")
-    h, w = shape
     if noise_stride > 1.0:
-        import torch
+        return _lattice_field(rng, shape, alpha, sigma, noise_stride)
+    return _per_pixel_field(rng, shape, alpha, sigma)
 
-        rows, cols = _lattice_basis(h, sigma, noise_stride), _lattice_basis(w, sigma, noise_stride)
-        noise = rng.random((2, rows.shape[1], cols.shape[1]), dtype=np.float32) * 2.0 - 1.0
-        # torch's matmul: one thread inside a loader worker, where numpy's BLAS would start one
-        # thread per core in every worker and oversubscribe the machine
-        field = torch.from_numpy(rows) @ torch.from_numpy(noise) @ torch.from_numpy(cols).T
-        field *= float(alpha)
-        return field.numpy()
+
+def _lattice_field(
+    rng: np.random.Generator, shape: tuple[int, int], alpha: float, sigma: float, noise_stride: float
+) -> np.ndarray:
+    """:func:`elastic_displacement` with noise on a lattice of cells ``noise_stride`` pixels wide."""
+    import torch
+
+    h, w = shape
+    rows, cols = _lattice_basis(h, sigma, noise_stride), _lattice_basis(w, sigma, noise_stride)
+    noise = rng.random((2, rows.shape[1], cols.shape[1]), dtype=np.float32) * 2.0 - 1.0
+    # torch's matmul: one thread inside a loader worker, where numpy's BLAS would start one
+    # thread per core in every worker and oversubscribe the machine
+    field = torch.from_numpy(rows) @ torch.from_numpy(noise) @ torch.from_numpy(cols).T
+    field *= float(alpha)
+    return field.numpy()
+
+
+def _per_pixel_field(rng: np.random.Generator, shape: tuple[int, int], alpha: float, sigma: float) -> np.ndarray:
+    """:func:`elastic_displacement` with per-pixel noise (the reference): one zero-padded FFT convolution."""
+    h, w = shape
     noise = rng.random((2, h, w), dtype=np.float32) * 2.0 - 1.0
     k = _gauss_kernel1d(sigma)
     r = (len(k) - 1) // 2
@@ -509,20 +529,36 @@ def spatial_params(
         return SpatialParams((h, w), flip, False)
     a = s = ang = 0.0
     sc = 1.0
-    disp = None
+    disp: np.ndarray | None = None
     if elastic and rng.uniform() < p_el_per_sample:
-        a = float(rng.uniform(alpha[0], alpha[1]))
-        s = float(rng.uniform(sigma[0], sigma[1]))
-        disp = elastic_displacement(rng, (h, w), a, s, noise_stride=noise_stride)
+        a, s, disp = _draw_elastic(rng, (h, w), alpha, sigma, noise_stride)
     if rotation and rng.uniform() < p_rot_per_sample:
         ang = float(rng.uniform(angle[0], angle[1]))
     if scaling and rng.uniform() < p_scale_per_sample:
-        if scale[0] < 1 and rng.uniform() < 0.5:
-            sc = float(rng.uniform(scale[0], 1.0))
-        else:
-            sc = float(rng.uniform(max(scale[0], 1.0), scale[1]))
+        sc = _draw_scale(rng, scale)
     coords = spatial_coords((h, w), flip=flip, displacement=disp, angle=ang, scale=sc)
     return SpatialParams((h, w), flip, True, a, s, ang, sc, coords)
+
+
+def _draw_elastic(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    alpha: tuple[float, float],
+    sigma: tuple[float, float],
+    noise_stride: float,
+) -> tuple[float, float, np.ndarray]:
+    """The elastic part of :func:`spatial_params`: ``(alpha, sigma, displacement)`` drawn in that order."""
+    a = float(rng.uniform(alpha[0], alpha[1]))
+    s = float(rng.uniform(sigma[0], sigma[1]))
+    return a, s, elastic_displacement(rng, shape, a, s, noise_stride=noise_stride)
+
+
+def _draw_scale(rng: np.random.Generator, scale: tuple[float, float]) -> float:
+    """batchgenerators' scale draw: with probability 0.5 ``U(scale[0], 1)`` (when ``scale[0] < 1``),
+    otherwise ``U(max(scale[0], 1), scale[1])``."""
+    if scale[0] < 1 and rng.uniform() < 0.5:
+        return float(rng.uniform(scale[0], 1.0))
+    return float(rng.uniform(max(scale[0], 1.0), scale[1]))
 
 
 #: interpolation back-ends of :func:`apply_spatial`
@@ -602,7 +638,7 @@ def apply_spatial(
         raise ValueError(f"the torch backend supports order 0, 1 or 3, got {order}")
     if image.ndim == 3:
         return np.stack([apply_spatial(c, params, order, cval, backend) for c in image])
-    out_dtype = image.dtype if order == 0 else np.float32
+    out_dtype = image.dtype if order == 0 else np.dtype(np.float32)
     if params.coords is None:
         out = image
         if params.flip[0]:
@@ -611,9 +647,10 @@ def apply_spatial(
             out = out[:, ::-1]
         return np.ascontiguousarray(out, dtype=out_dtype)
     if backend == "torch":
-        return _grid_sample(image, params.coords, order, cval, np.dtype(out_dtype))
+        return _grid_sample(image, params.coords, order, cval, out_dtype)
     src = image if order == 0 else image.astype(np.float32, copy=False)
-    return ndimage.map_coordinates(src, params.coords, output=out_dtype, order=order, mode="constant", cval=cval)
+    # the stubs take the spline order as Literal[0..5]; ``order`` is a plain int that scipy checks itself
+    return ndimage.map_coordinates(src, params.coords, output=out_dtype, order=order, mode="constant", cval=cval)  # type: ignore[call-overload]
 
 
 #: what an image gets where it has no data: ``zero`` (the reference) or ``min`` (its minimum)
@@ -665,7 +702,7 @@ class JointAugment:
         mirror: bool = True,
         backend: str = "scipy",
         fill: str = "zero",
-        **spatial_kwargs: object,
+        **spatial_kwargs: Any,
     ) -> None:
         if patch_size <= 0:
             raise ValueError(f"patch_size must be positive, got {patch_size}")
@@ -691,7 +728,7 @@ class JointAugment:
         image, label = pad_or_crop(image, label, size=self.patch_size, rng=rng, values=(value, 0))
         params = spatial_params(
             rng, (self.patch_size, self.patch_size), self.p_spatial, mirror=self.mirror, **self.spatial_kwargs
-        )  # type: ignore[arg-type]
+        )
         return (
             apply_spatial(image, params, order=3, cval=value, backend=self.backend),
             apply_spatial(label, params, order=0, backend=self.backend),

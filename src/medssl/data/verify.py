@@ -17,13 +17,13 @@ Example::
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from medssl.data.case import CaseSource, DatasetSpec
+from medssl.data.case import Case, CaseSource, DatasetSpec
 from medssl.data.io import one_line
 from medssl.data.readers._common import CaseLoader, format_values
 from medssl.errors import DataError
@@ -61,17 +61,7 @@ def _file_problems(path: str) -> str | None:
 def _case_problems(src: CaseSource, spec: DatasetSpec, affine_tol: float) -> list[tuple[str, str]]:
     loader = src.loader
     if isinstance(loader, CaseLoader):
-        probs = loader.problems(affine_tol)
-        k = loader.label_map.k if loader.label_map is not None else None
-        declared = tuple(src.meta.get("class_names") or spec.class_names)
-        if k is not None and not spec.pretrain_only and k != len(declared):
-            probs.append(
-                (
-                    src.paths[-1],
-                    f"reader maps labels to {k} classes but the dataset declares {len(declared)} ({', '.join(declared)})",
-                )
-            )
-        return probs
+        return _reader_problems(loader, src, spec, affine_tol)
     # any other loader: load it and check the result
     try:
         case = src.load()
@@ -79,6 +69,28 @@ def _case_problems(src: CaseSource, spec: DatasetSpec, affine_tol: float) -> lis
         return [(exc.path or src.paths[0], exc.problem)]
     except Exception as exc:
         return [(src.paths[0] if src.paths else src.case_id, f"unreadable ({one_line(exc)})")]
+    return _loaded_case_problems(case, src, spec)
+
+
+def _reader_problems(
+    loader: CaseLoader, src: CaseSource, spec: DatasetSpec, affine_tol: float
+) -> list[tuple[str, str]]:
+    """Every problem a reader's loader reports, plus a class count that differs from the spec's."""
+    probs = loader.problems(affine_tol)
+    k = loader.label_map.k if loader.label_map is not None else None
+    declared = tuple(src.meta.get("class_names") or spec.class_names)
+    if k is not None and not spec.pretrain_only and k != len(declared):
+        probs.append(
+            (
+                src.paths[-1],
+                f"reader maps labels to {k} classes but the dataset declares {len(declared)} ({', '.join(declared)})",
+            )
+        )
+    return probs
+
+
+def _loaded_case_problems(case: Case, src: CaseSource, spec: DatasetSpec) -> list[tuple[str, str]]:
+    """The problems of a case loaded by a loader that is not a reader's (it reports none itself)."""
     probs: list[tuple[str, str]] = []
     where = case.source or (src.paths[0] if src.paths else src.case_id)
     img = np.asarray(case.image)
@@ -102,7 +114,7 @@ def _case_problems(src: CaseSource, spec: DatasetSpec, affine_tol: float) -> lis
 
 
 def verify_dataset(
-    sources: list[CaseSource],
+    sources: Sequence[CaseSource],
     spec: DatasetSpec,
     split_case_ids: Iterable[str] | None = None,
     affine_tol: float = 1e-3,
@@ -130,48 +142,66 @@ def verify_dataset(
     problems: list[Problem] = []
     if not sources:
         problems.append(Problem(spec.name, "", f"no cases (expected {spec.layout})"))
+    problems.extend(_duplicate_ids(sources))
+    if split_case_ids is not None:
+        problems.extend(_unknown_split_ids(sources, split_case_ids, split_source))
+    for src in sources:
+        problems.extend(_source_problems(src, spec, affine_tol))
+    return problems
+
+
+def _where(src: CaseSource) -> str:
+    return src.paths[0] if src.paths else src.case_id
+
+
+def _duplicate_ids(sources: Sequence[CaseSource]) -> list[Problem]:
+    """One problem per case whose id an earlier case already has."""
+    problems: list[Problem] = []
     seen: dict[str, CaseSource] = {}
     for src in sources:
         if src.case_id in seen:
             first = seen[src.case_id]
             problems.append(
                 Problem(
-                    src.paths[0] if src.paths else src.case_id,
+                    _where(src),
                     src.case_id,
                     f"duplicate case id '{src.case_id}' (also {first.paths[0] if first.paths else '?'})",
                 )
             )
         else:
             seen[src.case_id] = src
-    if split_case_ids is not None:
-        known: set[str] = set()
-        for src in sources:
-            known.update({src.case_id, src.patient_id})
-            if src.meta.get("paper_key") is not None:
-                known.add(str(src.meta["paper_key"]))
-        missing: dict[str, int] = defaultdict(int)
-        for cid in split_case_ids:
-            if str(cid).strip() not in known:
-                missing[str(cid).strip()] += 1
-        for cid in missing:
-            problems.append(Problem(split_source, cid, f"names case '{cid}' that is not in the data set"))
-    for src in sources:
-        if not spec.pretrain_only and not src.has_label:
-            expected = src.meta.get("expected_label")
-            problems.append(
-                Problem(
-                    src.paths[0] if src.paths else src.case_id,
-                    src.case_id,
-                    f"no label file{f' (expected {expected})' if expected else ''}",
-                )
-            )
-        file_probs = [(p, r) for p in src.paths if (r := _file_problems(p)) is not None]
-        if file_probs:
-            problems.extend(Problem(p, src.case_id, r) for p, r in file_probs)
-            continue
-        try:
-            case_probs = _case_problems(src, spec, affine_tol)
-        except Exception as exc:
-            case_probs = [(src.paths[0] if src.paths else src.case_id, f"unreadable ({one_line(exc)})")]
-        problems.extend(Problem(str(p), src.case_id, r) for p, r in case_probs)
     return problems
+
+
+def _unknown_split_ids(
+    sources: Sequence[CaseSource], split_case_ids: Iterable[str], split_source: str
+) -> list[Problem]:
+    """One problem per id of the split lists that names no case, patient or paper key."""
+    known: set[str] = set()
+    for src in sources:
+        known.update({src.case_id, src.patient_id})
+        if src.meta.get("paper_key") is not None:
+            known.add(str(src.meta["paper_key"]))
+    missing: dict[str, int] = defaultdict(int)
+    for cid in split_case_ids:
+        if str(cid).strip() not in known:
+            missing[str(cid).strip()] += 1
+    return [Problem(split_source, cid, f"names case '{cid}' that is not in the data set") for cid in missing]
+
+
+def _source_problems(src: CaseSource, spec: DatasetSpec, affine_tol: float) -> list[Problem]:
+    """The problems of one case: a missing label, missing or empty files, then what reading it finds."""
+    problems: list[Problem] = []
+    if not spec.pretrain_only and not src.has_label:
+        expected = src.meta.get("expected_label")
+        problems.append(
+            Problem(_where(src), src.case_id, f"no label file{f' (expected {expected})' if expected else ''}")
+        )
+    file_probs = [(p, r) for p in src.paths if (r := _file_problems(p)) is not None]
+    if file_probs:
+        return problems + [Problem(p, src.case_id, r) for p, r in file_probs]
+    try:
+        case_probs = _case_problems(src, spec, affine_tol)
+    except Exception as exc:
+        case_probs = [(_where(src), f"unreadable ({one_line(exc)})")]
+    return problems + [Problem(str(p), src.case_id, r) for p, r in case_probs]

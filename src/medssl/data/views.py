@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -112,7 +113,7 @@ def spatial_transform(
     p_spatial: float = 0.67,
     order: int = 3,
     backend: str = "scipy",
-    **spatial_kwargs: object,
+    **spatial_kwargs: Any,
 ) -> np.ndarray:
     """T_sp: one draw of mirror + (p = ``p_spatial``) elastic/rotation/scale applied to ``image``.
 
@@ -128,7 +129,8 @@ def spatial_transform(
     Returns:
         float32 ``(H, W)``.
     """
-    params = spatial_params(rng, image.shape[-2:], p_spatial, **spatial_kwargs)  # type: ignore[arg-type]
+    h, w = image.shape[-2:]
+    params = spatial_params(rng, (h, w), p_spatial, **spatial_kwargs)
     return apply_spatial(image, params, order=order, backend=backend)
 
 
@@ -181,7 +183,7 @@ class MultiViewTransform:
         backend: str = "scipy",
         noise_stride: float = 1.0,
         intensity_kwargs: dict | None = None,
-        spatial_kwargs: dict | None = None,
+        spatial_kwargs: dict[str, Any] | None = None,
     ) -> None:
         bad = [v for v in views if v not in VIEW_NAMES]
         if bad:
@@ -245,14 +247,15 @@ class MultiViewTransform:
         out: dict[str, np.ndarray] = {}
         v1 = self._fix(x, rng) if want & {"v1", "v3"} else None
         v2 = self._fix(x, rng) if want & {"v2", "v4"} else None
-        if "v1" in want:
-            out["v1"] = v1  # type: ignore[assignment]
-        if "v2" in want:
-            out["v2"] = v2  # type: ignore[assignment]
-        if "v3" in want:
-            out["v3"] = self._sp(v1, rng)  # type: ignore[arg-type]
-        if "v4" in want:
-            out["v4"] = self._sp(v2, rng)  # type: ignore[arg-type]
+        # v1 (v2) is drawn exactly when v1 or v3 (v2 or v4) is wanted
+        if v1 is not None and "v1" in want:
+            out["v1"] = v1
+        if v2 is not None and "v2" in want:
+            out["v2"] = v2
+        if v1 is not None and "v3" in want:
+            out["v3"] = self._sp(v1, rng)
+        if v2 is not None and "v4" in want:
+            out["v4"] = self._sp(v2, rng)
         if nb is not None:
             out["neighbor"] = self._sp(self._fix(nb, rng), rng)
         return out

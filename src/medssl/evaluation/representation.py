@@ -28,11 +28,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from ..data.store import SliceStore
 
 __all__ = [
     "DIAGNOSTICS",
@@ -178,16 +182,32 @@ def linear_probe_dice(
     c = train_x.shape[1]
     xs = train_x.permute(0, 2, 3, 1).reshape(-1, c).float().cpu()
     ys = train_y.reshape(-1).long().cpu()
+    picks = _balanced_pixels(ys, num_classes, pixels_per_class, g)
+    if not picks:
+        return float("nan")
+    sel = torch.cat(picks)
+    weight, bias = _fit_linear(xs[sel], ys[sel], num_classes, steps, lr, g)
+    with torch.no_grad():
+        tx = test_x.permute(0, 2, 3, 1).reshape(-1, c).float().cpu()
+        pred = (tx @ weight.T + bias).argmax(1)
+    return _mean_foreground_dice(pred, test_y.reshape(-1).long().cpu(), num_classes)
+
+
+def _balanced_pixels(ys: Tensor, num_classes: int, pixels_per_class: int, g: torch.Generator) -> list[Tensor]:
+    """Indices of up to ``pixels_per_class`` random pixels of each class present in ``ys`` (N,)."""
     picks = []
     for k in range(num_classes):
         idx = (ys == k).nonzero().flatten()
         if idx.numel():
             picks.append(idx[torch.randperm(idx.numel(), generator=g)[:pixels_per_class]])
-    if not picks:
-        return float("nan")
-    sel = torch.cat(picks)
-    x, y = xs[sel], ys[sel]
-    weight = torch.zeros(num_classes, c)
+    return picks
+
+
+def _fit_linear(
+    x: Tensor, y: Tensor, num_classes: int, steps: int, lr: float, g: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """Multinomial logistic regression of ``y`` (N,) on ``x`` (N, C), full-batch Adam; ``(weight, bias)``."""
+    weight = torch.zeros(num_classes, x.shape[1])
     bias = torch.zeros(num_classes)
     weight.normal_(0.0, 0.01, generator=g)
     weight.requires_grad_(True)
@@ -199,16 +219,17 @@ def linear_probe_dice(
             opt.zero_grad()
             loss.backward()
             opt.step()
-    with torch.no_grad():
-        tx = test_x.permute(0, 2, 3, 1).reshape(-1, c).float().cpu()
-        pred = (tx @ weight.T + bias).argmax(1)
-        ty = test_y.reshape(-1).long().cpu()
-        scores = []
-        for k in range(1, num_classes):
-            gt, pk = ty == k, pred == k
-            if int(gt.sum()) == 0:
-                continue
-            scores.append(2.0 * float((gt & pk).sum()) / float(gt.sum() + pk.sum()))
+    return weight.detach(), bias.detach()
+
+
+def _mean_foreground_dice(pred: Tensor, truth: Tensor, num_classes: int) -> float:
+    """Dice pooled over all pixels per foreground class, averaged over the classes in ``truth``; NaN if none."""
+    scores = []
+    for k in range(1, num_classes):
+        gt, pk = truth == k, pred == k
+        if int(gt.sum()) == 0:
+            continue
+        scores.append(2.0 * float((gt & pk).sum()) / float(gt.sum() + pk.sum()))
     return float(sum(scores) / len(scores)) if scores else float("nan")
 
 
@@ -240,7 +261,7 @@ class ProbeSet:
 
 
 def build_probe_set(
-    store,
+    store: SliceStore,
     size: int,
     *,
     max_volumes: int = 16,
@@ -263,26 +284,13 @@ def build_probe_set(
     Returns:
         A :class:`ProbeSet`.
     """
-    from ..data.datasets import minmax01
-    from ..data.transforms import pad_or_crop
-
-    def slices_of(cid: str, n: int) -> list[int]:
-        d = store.info(cid).num_slices
-        return sorted(set(np.linspace(0, d - 1, min(n, d)).round().astype(int).tolist()))
-
-    def image(cid: str, z: int) -> np.ndarray:
-        (x,) = pad_or_crop(np.asarray(store.image(cid)[z], dtype=np.float32), size=size)
-        return minmax01(x)
-
     cases = [c.case_id for c in store.cases]
-    picked = [
-        cases[i] for i in sorted(set(np.linspace(0, len(cases) - 1, min(max_volumes, len(cases))).round().astype(int)))
-    ]
+    picked = [cases[i] for i in _evenly_spaced(len(cases), max_volumes)]
     imgs, pos, grp = [], [], []
     for g, cid in enumerate(picked):
         d = store.info(cid).num_slices
-        for z in slices_of(cid, slices_per_volume):
-            imgs.append(image(cid, z))
+        for z in _evenly_spaced(d, slices_per_volume):
+            imgs.append(_probe_image(store, cid, z, size))
             pos.append((z + 1) / d)
             grp.append(g)
     probe = ProbeSet(
@@ -293,30 +301,53 @@ def build_probe_set(
     )
     labelled = [c for c in labelled_cases if store.label(c) is not None]
     if len(labelled) >= 2:
-        per_volume = max(1, max_labelled_slices // len(labelled))
-        limgs, labs, train = [], [], []
-        n_fit = max(1, len(labelled) // 2)
-        for i, cid in enumerate(labelled):
-            lab_vol = store.label(cid)
-            fg = [z for z in range(store.info(cid).num_slices) if np.any(lab_vol[z])]
-            zs = (
-                [fg[j] for j in sorted(set(np.linspace(0, len(fg) - 1, min(per_volume, len(fg))).round().astype(int)))]
-                if fg
-                else []
-            )
-            for z in zs:
-                limgs.append(image(cid, z))
-                (lab,) = pad_or_crop(np.asarray(lab_vol[z]), size=size)
-                labs.append(lab.astype(np.int64))
-                train.append(i < n_fit)
-        if any(train) and not all(train):
-            probe.labels = torch.from_numpy(np.stack(labs))
-            probe.probe_train = torch.tensor(train)
-            probe.num_classes = store.num_classes
-            probe.volumes["linear_probe_fit"] = labelled[:n_fit]
-            probe.volumes["linear_probe_score"] = labelled[n_fit:]
-            probe.images = torch.cat([probe.images, torch.from_numpy(np.stack(limgs))[:, None]])
+        _add_labelled_slices(probe, store, size, labelled, max_labelled_slices)
     return probe
+
+
+def _evenly_spaced(n: int, k: int) -> list[int]:
+    """Up to ``k`` distinct indices evenly spaced over ``0..n-1`` (rounded), in order."""
+    return sorted(set(np.linspace(0, n - 1, min(k, n)).round().astype(int).tolist()))
+
+
+def _probe_image(store: SliceStore, cid: str, z: int, size: int) -> np.ndarray:
+    """Slice ``z`` of ``cid``, centre pad/crop to ``size`` and min-max to [0, 1] as the views are."""
+    from ..data.datasets import minmax01
+    from ..data.transforms import pad_or_crop
+
+    (x,) = pad_or_crop(np.asarray(store.image(cid)[z], dtype=np.float32), size=size)
+    return minmax01(x)
+
+
+def _add_labelled_slices(
+    probe: ProbeSet, store: SliceStore, size: int, labelled: list[str], max_labelled_slices: int
+) -> None:
+    """Append the linear probe's slices to ``probe``: evenly spaced foreground slices of ``labelled``.
+
+    The first half of ``labelled`` (at least one case) fits the probe, the rest scores it; nothing
+    is added unless both halves have slices.
+    """
+    from ..data.transforms import pad_or_crop
+
+    per_volume = max(1, max_labelled_slices // len(labelled))
+    limgs, labs, train = [], [], []
+    n_fit = max(1, len(labelled) // 2)
+    for i, cid in enumerate(labelled):
+        lab_vol = store.label(cid)
+        assert lab_vol is not None  # the caller keeps labelled cases only
+        fg = [z for z in range(store.info(cid).num_slices) if np.any(lab_vol[z])]
+        for z in [fg[j] for j in _evenly_spaced(len(fg), per_volume)]:
+            limgs.append(_probe_image(store, cid, z, size))
+            (lab,) = pad_or_crop(np.asarray(lab_vol[z]), size=size)
+            labs.append(lab.astype(np.int64))
+            train.append(i < n_fit)
+    if any(train) and not all(train):
+        probe.labels = torch.from_numpy(np.stack(labs))
+        probe.probe_train = torch.tensor(train)
+        probe.num_classes = store.num_classes
+        probe.volumes["linear_probe_fit"] = labelled[:n_fit]
+        probe.volumes["linear_probe_score"] = labelled[n_fit:]
+        probe.images = torch.cat([probe.images, torch.from_numpy(np.stack(limgs))[:, None]])
 
 
 @torch.no_grad()
@@ -356,6 +387,7 @@ def probe_diagnostics(
             cols = hypercolumns(maps, half)
             labs = F.interpolate(probe.labels[:, None].float(), size=half, mode="nearest")[:, 0].long()
             fit = probe.probe_train
+            assert fit is not None, "a ProbeSet with labels needs probe_train"
             out["linear_probe_dice"] = linear_probe_dice(
                 cols[fit], labs[fit], cols[~fit], labs[~fit], probe.num_classes
             )

@@ -280,7 +280,12 @@ def random_distortion(
         ValueError: on an unknown key or probabilities summing to more than 1.
     """
     probs = dict(DEFAULT_DISTORTION_PROBS if probs is None else probs)
-    fns = {"cutout": cutout, "outpaint": outpaint, "shuffle": patch_shuffle, "inpaint": inpaint}
+    fns: dict[str, Callable[[Tensor, torch.Generator], tuple[Tensor, Tensor]]] = {
+        "cutout": cutout,
+        "outpaint": outpaint,
+        "shuffle": patch_shuffle,
+        "inpaint": inpaint,
+    }
     unknown = set(probs) - set(fns)
     if unknown:
         raise ValueError(f"unknown distortions {sorted(unknown)}; known: {sorted(fns)}")

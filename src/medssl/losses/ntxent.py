@@ -25,6 +25,8 @@ References:
 
 from __future__ import annotations
 
+from typing import overload
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -103,6 +105,10 @@ def infonce_loss(query: Tensor, key: Tensor, negatives: Tensor, temperature: flo
     return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
 
 
+@overload
+def enqueue(queue: Tensor, keys: Tensor, ptr: int) -> tuple[Tensor, int]: ...
+@overload
+def enqueue(queue: Tensor, keys: Tensor, ptr: Tensor) -> tuple[Tensor, Tensor]: ...
 @torch.no_grad()
 def enqueue(queue: Tensor, keys: Tensor, ptr: int | Tensor) -> tuple[Tensor, int | Tensor]:
     """First-in-first-out ring buffer update: write ``keys`` at ``ptr`` (wrapping), advance the pointer.

@@ -290,29 +290,62 @@ def supercl_loss(
     Returns:
         ``{"loss", "ins", "intra", "inter"}`` scalars.
     """
-    b = z3.shape[0]
-    if z4.shape != z3.shape or f1.shape[0] != b:
+    if z4.shape != z3.shape or f1.shape[0] != z3.shape[0]:
         raise ValueError(f"batch sizes differ: f1 {tuple(f1.shape)}, z3 {tuple(z3.shape)}, z4 {tuple(z4.shape)}")
     stride = ilcp_stride(f1.shape[-2], f1.shape[-1], stride, min_tokens)
     l_intra = intra_loss(f1, f2, superpixels, stride, temperature, base_temperature)
-    with torch.no_grad():
-        a1 = average_superpixel_map(f1.detach(), superpixels, asp_divide).reshape(b, -1)
-        a2 = average_superpixel_map(
-            f2.detach(), superpixels if superpixels2 is None else superpixels2, asp_divide
-        ).reshape(b, -1)
+    a1, a2 = _asp_vectors(f1, f2, superpixels, superpixels2, asp_divide)
     if gather:
-        z3, z4 = gather_with_grad(z3), gather_with_grad(z4)
-        a1, a2 = gather_nograd(a1), gather_nograd(a2)
-        if positions is not None:
-            positions = gather_nograd(positions.float())
-    n = z3.shape[0]
-    logits = cosine_logits(torch.cat([z3, z4], dim=0), temperature)
-    if positions is None:
-        ins_mask = instance_mask(n, 2, device=logits.device)
-    else:
-        ins_mask = positional_mask(positions.to(logits.device), delta, 2)
-    l_ins = supcon_from_logits(logits, ins_mask, temperature, base_temperature)
-    mask = ccl_mask(torch.cat([a1, a2], dim=0), views=2).to(logits.device)
-    l_inter = inter_loss(z3, z4, mask, temperature, base_temperature, logits=logits)
+        z3, z4, a1, a2, positions = _gather_batch(z3, z4, a1, a2, positions)
+    l_ins, l_inter = _ins_and_inter(z3, z4, a1, a2, positions, delta, temperature, base_temperature)
     total = l_ins + w_intra * l_intra + w_inter * l_inter
     return {"loss": total, "ins": l_ins, "intra": l_intra, "inter": l_inter}
+
+
+@torch.no_grad()
+def _asp_vectors(
+    f1: Tensor, f2: Tensor, superpixels: Tensor, superpixels2: Tensor | None, asp_divide: str
+) -> tuple[Tensor, Tensor]:
+    """The flattened ASP maps of both views, ``(B, h*w)`` each (view 2 on S2 when given, else S1)."""
+    b = f1.shape[0]
+    a1 = average_superpixel_map(f1.detach(), superpixels, asp_divide).reshape(b, -1)
+    a2 = average_superpixel_map(f2.detach(), superpixels if superpixels2 is None else superpixels2, asp_divide).reshape(
+        b, -1
+    )
+    return a1, a2
+
+
+def _gather_batch(
+    z3: Tensor, z4: Tensor, a1: Tensor, a2: Tensor, positions: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+    """Everything L_ins and L_inter compare, concatenated over processes (gradients flow to z3 and z4 only)."""
+    z3, z4 = gather_with_grad(z3), gather_with_grad(z4)
+    a1, a2 = gather_nograd(a1), gather_nograd(a2)
+    if positions is not None:
+        positions = gather_nograd(positions.float())
+    return z3, z4, a1, a2, positions
+
+
+def _ins_and_inter(
+    z3: Tensor,
+    z4: Tensor,
+    a1: Tensor,
+    a2: Tensor,
+    positions: Tensor | None,
+    delta: float,
+    temperature: float,
+    base_temperature: float,
+) -> tuple[Tensor, Tensor]:
+    """L_ins and L_inter on one shared similarity matrix of ``[z3, z4]``."""
+    logits = cosine_logits(torch.cat([z3, z4], dim=0), temperature)
+    ins_mask = _ins_mask(positions, z3.shape[0], delta, logits.device)
+    l_ins = supcon_from_logits(logits, ins_mask, temperature, base_temperature)
+    mask = ccl_mask(torch.cat([a1, a2], dim=0), views=2).to(logits.device)
+    return l_ins, inter_loss(z3, z4, mask, temperature, base_temperature, logits=logits)
+
+
+def _ins_mask(positions: Tensor | None, n: int, delta: float, device: torch.device) -> Tensor:
+    """L_ins positives: slices closer than ``delta`` (PCL), or the other view only when ``positions`` is None."""
+    if positions is None:
+        return instance_mask(n, 2, device=device)
+    return positional_mask(positions.to(device), delta, 2)

@@ -54,6 +54,36 @@ def _reinit(module: nn.Module, slope: float = 0.01) -> nn.Module:
     return module
 
 
+def _check_options(
+    depth: int,
+    down_factor: float,
+    decoder_blocks: int,
+    coupling: str,
+    weights: Sequence[float],
+    t_fix: str,
+    min_bottleneck: int,
+) -> None:
+    """Refuse MACL options that cannot work (``ValueError`` naming the option and the accepted values)."""
+    if coupling not in ("shared", "ema", "independent"):
+        raise ValueError(f"coupling must be 'shared', 'ema' or 'independent', got {coupling!r}")
+    if t_fix not in ("intensity", "identity"):
+        raise ValueError(f"t_fix must be 'intensity' (code) or 'identity' (paper), got {t_fix!r}")
+    if not 0 <= decoder_blocks <= depth:
+        raise ValueError(f"decoder_blocks must be in 0..{depth}, got {decoder_blocks}")
+    if not 0.0 < down_factor <= 1.0:
+        raise ValueError(f"down_factor must be in (0, 1], got {down_factor}")
+    if not math.isclose(down_factor * 2**decoder_blocks, 1.0):
+        raise ValueError(
+            f"MACL: down_factor {down_factor} with decoder_blocks {decoder_blocks}: the dominant pixel map "
+            f"(P*{down_factor}/2**{depth - decoder_blocks}) never matches the auxiliary one (P/2**{depth}); "
+            f"use down_factor {2.0**-decoder_blocks} for {decoder_blocks} blocks"
+        )
+    if len(weights) != 3:
+        raise ValueError(f"weights must be (w_global, w_dense, w_equivariance), got {tuple(weights)}")
+    if min_bottleneck < 0:
+        raise ValueError(f"min_bottleneck must be >= 0, got {min_bottleneck}")
+
+
 @METHODS.register(
     "macl",
     description="multi-level asymmetric contrast: full-res encoder vs x0.25 encoder + 2 decoder blocks",
@@ -124,25 +154,7 @@ class MACL(Method):
         min_bottleneck: int = 2,
     ) -> None:
         super().__init__(backbone)
-        depth = backbone.depth
-        if coupling not in ("shared", "ema", "independent"):
-            raise ValueError(f"coupling must be 'shared', 'ema' or 'independent', got {coupling!r}")
-        if t_fix not in ("intensity", "identity"):
-            raise ValueError(f"t_fix must be 'intensity' (code) or 'identity' (paper), got {t_fix!r}")
-        if not 0 <= decoder_blocks <= depth:
-            raise ValueError(f"decoder_blocks must be in 0..{depth}, got {decoder_blocks}")
-        if not 0.0 < down_factor <= 1.0:
-            raise ValueError(f"down_factor must be in (0, 1], got {down_factor}")
-        if not math.isclose(down_factor * 2**decoder_blocks, 1.0):
-            raise ValueError(
-                f"MACL: down_factor {down_factor} with decoder_blocks {decoder_blocks}: the dominant pixel map "
-                f"(P*{down_factor}/2**{depth - decoder_blocks}) never matches the auxiliary one (P/2**{depth}); "
-                f"use down_factor {2.0**-decoder_blocks} for {decoder_blocks} blocks"
-            )
-        if len(weights) != 3:
-            raise ValueError(f"weights must be (w_global, w_dense, w_equivariance), got {tuple(weights)}")
-        if min_bottleneck < 0:
-            raise ValueError(f"min_bottleneck must be >= 0, got {min_bottleneck}")
+        _check_options(backbone.depth, down_factor, decoder_blocks, coupling, weights, t_fix, min_bottleneck)
         self.min_bottleneck = int(min_bottleneck)
         self.down_factor = float(down_factor)
         self.decoder_blocks = int(decoder_blocks)
@@ -153,13 +165,22 @@ class MACL(Method):
         self.weights = tuple(float(w) for w in weights)
         self.t_fix: TFix = t_fix
         self.ema_momentum = float(ema_momentum)
+        self._build_heads(backbone, pixel_dim, hidden_dim, proj_dim)
+        # the auxiliary branch's encoder: None = the backbone's (shared)
+        self.aux_encoder: nn.Module | None = None
+        if coupling == "ema":
+            self.aux_encoder = momentum_copy(backbone.encoder)
+        elif coupling == "independent":
+            self.aux_encoder = _reinit(copy.deepcopy(backbone.encoder))
 
+    def _build_heads(self, backbone: UNet, pixel_dim: int | None, hidden_dim: int | None, proj_dim: int) -> None:
+        """The projectors: g_pix (bottleneck -> dominant pixel map), g_aux and g_dom (pooled MLPs to ``proj_dim``)."""
         c_bottleneck = backbone.bottleneck_channels
         c_dec = backbone.decoder.block_channels(self.decoder_blocks)
         if pixel_dim is not None and pixel_dim != c_dec:
             raise ValueError(
                 f"pixel_dim {pixel_dim} must equal the channels of the dominant pixel map after "
-                f"{decoder_blocks} decoder blocks ({c_dec}); leave it None"
+                f"{self.decoder_blocks} decoder blocks ({c_dec}); leave it None"
             )
         hidden = 4 * backbone.base_width if hidden_dim is None else hidden_dim
         self.pixel_dim = c_dec
@@ -167,13 +188,6 @@ class MACL(Method):
         self.g_aux = PooledMLPHead(c_bottleneck, hidden, proj_dim)  # pool -> 512 -> 128 -> d
         self.g_dom = PooledMLPHead(c_dec, hidden, proj_dim)  # pool -> C_dec -> 128 -> d
         _reinit(self.g_pix)  # the reference applies its Kaiming init to the projectors too
-
-        # the auxiliary branch's encoder: None = the backbone's (shared)
-        self.aux_encoder: nn.Module | None = None
-        if coupling == "ema":
-            self.aux_encoder = momentum_copy(backbone.encoder)
-        elif coupling == "independent":
-            self.aux_encoder = _reinit(copy.deepcopy(backbone.encoder))
 
     # ------------------------------------------------------------------ contract
     def view_options(self) -> dict:

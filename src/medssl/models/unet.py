@@ -92,11 +92,12 @@ class UNetDecoder(nn.Module):
     def __init__(self, base_width: int = 32, depth: int = 4, slope: float = 0.01) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(UpBlock(base_width * 2 ** (depth - i), slope) for i in range(depth))
+        self.bottleneck_channels = base_width * 2**depth
         self.out_channels = base_width
 
     def block_channels(self, num_blocks: int) -> int:
         """Channels of the map after ``num_blocks`` blocks (the bottleneck's for 0)."""
-        return self.blocks[0].up.in_channels // 2**num_blocks
+        return self.bottleneck_channels // 2**num_blocks
 
     def forward(self, feats: list[Tensor], num_blocks: int | None = None) -> Tensor:
         n = len(self.blocks) if num_blocks is None else num_blocks

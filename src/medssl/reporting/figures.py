@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -213,9 +214,7 @@ def plot_qualitative(
         A :class:`FigureResult` (``path`` None with a note when the store or predictions are missing).
     """
     notes: list[str] = []
-    by_method: dict[str, RunRecord] = {}
-    for r in sorted(runs, key=lambda r: r.seed):
-        by_method.setdefault(r.method, r)
+    by_method = _lowest_seed_runs(runs)
     methods = sorted(by_method, key=method_sort_key)
     name = title or "qualitative"
     store = next(
@@ -227,55 +226,99 @@ def plot_qualitative(
     shared = {c for c in shared if (store / "labels" / f"{c}.npy").is_file()}
     if not shared:
         return FigureResult(None, name, ["no test case with a prediction in every run and a label in the store"])
+    case, label = _largest_foreground_case(store, sorted(shared)[:max_cases])
+    zs = select_slices(label, n_slices)
+    image = _case_image(store, case, label.shape, notes)
+    preds = _load_predictions(by_method, methods, case, label.shape, notes)
+    heads = ["Ground truth"]
+    for m in methods:
+        dsc = case_dsc(by_method[m]).get(case, math.nan)
+        heads.append(method_display_name(m) + (f"\nDSC {dsc * 100:.1f}" if math.isfinite(dsc) else ""))
+    fig = _panel_grid(image, [label, *(preds[m] for m in methods)], heads, zs, alpha)
+    class_names = next((by_method[m].class_names for m in methods if by_method[m].class_names), [])
+    _class_legend(fig, label, [p[zs] for p in preds.values() if p is not None], class_names)
+    seeds = ", ".join(f"{method_display_name(m)}: seed {by_method[m].seed}" for m in methods)
+    fig.suptitle(f"{name} — case {case}", fontsize=10)
+    notes.append(f"case {case}, slices {zs}; {seeds}")
+    return FigureResult(_save(fig, path, dpi), name, notes)
+
+
+def _lowest_seed_runs(runs: Sequence[RunRecord]) -> dict[str, RunRecord]:
+    """One run per method: the one with the lowest seed."""
+    by_method: dict[str, RunRecord] = {}
+    for r in sorted(runs, key=lambda r: r.seed):
+        by_method.setdefault(r.method, r)
+    return by_method
+
+
+def _case_image(store: Path, case: str, shape: tuple[int, ...], notes: list[str]) -> np.ndarray:
+    """The store's image of ``case``; zeros (with a note) when it is missing or not of ``shape``."""
+    img_path = store / "images" / f"{case}.npy"
+    image = _load_volume(img_path, shape) if img_path.is_file() else None
+    if image is None or tuple(image.shape) != shape:
+        notes.append(f"image of {case} missing or of another shape; showing labels on black")
+        image = np.zeros(shape, dtype=np.float32)
+    return image
+
+
+def _panel_grid(
+    image: np.ndarray, overlays: Sequence[np.ndarray | None], heads: Sequence[str], zs: Sequence[int], alpha: float
+) -> Figure:
+    """One row per slice ``z``, one column per overlay volume (None: the slice alone), titled ``heads``."""
+    h, w = image.shape[1:]
+    cell = 2.4
+    fig = Figure(figsize=(cell * len(overlays) * max(0.6, w / max(h, 1)), cell * len(zs) + 1.2))
+    axes = fig.subplots(len(zs), len(overlays), squeeze=False)
+    for i, z in enumerate(zs):
+        base = _window(image[z])
+        for j, vol in enumerate(overlays):
+            lab = None if vol is None else np.asarray(vol[z])
+            _draw_panel(axes[i][j], base, lab, alpha, heads[j] if i == 0 else None)
+        axes[i][0].set_ylabel(f"slice {z}", fontsize=9)
+    return fig
+
+
+def _largest_foreground_case(store: Path, case_ids: Sequence[str]) -> tuple[str, np.ndarray]:
+    """The case (first by id on ties) whose label has the largest single-slice foreground, and that label."""
     best_case, best_count, best_label = None, -1, None
-    for cid in sorted(shared)[:max_cases]:
+    for cid in case_ids:
         lab = np.load(store / "labels" / f"{cid}.npy", mmap_mode="r")
         cnt = int((lab > 0).reshape(lab.shape[0], -1).sum(axis=1).max(initial=0))
         if cnt > best_count:
             best_case, best_count, best_label = cid, cnt, lab
-    assert best_case is not None and best_label is not None
-    label = np.asarray(best_label)
-    zs = select_slices(label, n_slices)
-    img_path = store / "images" / f"{best_case}.npy"
-    image = _load_volume(img_path, label.shape) if img_path.is_file() else None
-    if image is None or tuple(image.shape) != label.shape:
-        notes.append(f"image of {best_case} missing or of another shape; showing labels on black")
-        image = np.zeros(label.shape, dtype=np.float32)
+    assert best_case is not None and best_label is not None  # case_ids is not empty
+    return best_case, np.asarray(best_label)
+
+
+def _load_predictions(
+    by_method: dict[str, RunRecord], methods: Sequence[str], case: str, shape: tuple[int, ...], notes: list[str]
+) -> dict[str, np.ndarray | None]:
+    """Each method's prediction of ``case`` (memory-mapped), None (with a note) where its shape is not ``shape``."""
     preds: dict[str, np.ndarray | None] = {}
     for m in methods:
-        p = np.load(by_method[m].path / "predictions" / f"{best_case}.npy", mmap_mode="r")
-        if tuple(p.shape) != label.shape:
-            notes.append(f"{m}: prediction shape {tuple(p.shape)} != label shape {label.shape}")
+        p = np.load(by_method[m].path / "predictions" / f"{case}.npy", mmap_mode="r")
+        if tuple(p.shape) != shape:
+            notes.append(f"{m}: prediction shape {tuple(p.shape)} != label shape {shape}")
             preds[m] = None
         else:
             preds[m] = p
-    class_names = next((by_method[m].class_names for m in methods if by_method[m].class_names), [])
-    cols = ["Ground truth"] + methods
-    h, w = label.shape[1:]
-    cell = 2.4
-    fig = Figure(figsize=(cell * len(cols) * max(0.6, w / max(h, 1)), cell * len(zs) + 1.2))
-    axes = fig.subplots(len(zs), len(cols), squeeze=False)
-    for i, z in enumerate(zs):
-        base = _window(image[z])
-        for j, col in enumerate(cols):
-            ax = axes[i][j]
-            ax.imshow(base, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            if col == "Ground truth":
-                ax.imshow(_overlay(np.asarray(label[z]), alpha), interpolation="nearest")
-                head = "Ground truth"
-            else:
-                pr = preds[col]
-                if pr is not None:
-                    ax.imshow(_overlay(np.asarray(pr[z]), alpha), interpolation="nearest")
-                dsc = case_dsc(by_method[col]).get(best_case, math.nan)
-                head = method_display_name(col) + (f"\nDSC {dsc * 100:.1f}" if math.isfinite(dsc) else "")
-            if i == 0:
-                ax.set_title(head, fontsize=9)
-            if j == 0:
-                ax.set_ylabel(f"slice {z}", fontsize=9)
-            ax.set_xticks([])
-            ax.set_yticks([])
-    k_max = int(max([label.max()] + [int(np.max(p[zs])) for p in preds.values() if p is not None]))
+    return preds
+
+
+def _draw_panel(ax: Any, base: np.ndarray, lab: np.ndarray | None, alpha: float, head: str | None) -> None:
+    """One panel: the windowed slice, the label overlay when given, the column title on the first row."""
+    ax.imshow(base, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    if lab is not None:
+        ax.imshow(_overlay(lab, alpha), interpolation="nearest")
+    if head is not None:
+        ax.set_title(head, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _class_legend(fig: Figure, label: np.ndarray, preds: Sequence[np.ndarray], class_names: Sequence[str]) -> None:
+    """A legend of the class colours, up to the largest class in the label or the shown predictions."""
+    k_max = int(max([label.max()] + [int(np.max(p)) for p in preds]))
     handles = [
         Patch(
             color=CLASS_COLOURS[(k - 1) % len(CLASS_COLOURS)],
@@ -285,10 +328,6 @@ def plot_qualitative(
     ]
     if handles:
         fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8, frameon=False)
-    seeds = ", ".join(f"{method_display_name(m)}: seed {by_method[m].seed}" for m in methods)
-    fig.suptitle(f"{name} — case {best_case}", fontsize=10)
-    notes.append(f"case {best_case}, slices {zs}; {seeds}")
-    return FigureResult(_save(fig, path, dpi), name, notes)
 
 
 def _series(rows: Sequence[dict[str, str]], x_key: str, y_key: str) -> dict[float, float]:

@@ -71,9 +71,7 @@ def plot_supercl_batch(
         ConfigError: ``out_path`` has a format matplotlib does not write.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.colors import to_rgb
     from matplotlib.figure import Figure
-    from skimage.segmentation import mark_boundaries
 
     check_figure_path(out_path)
     images, superpixels, asp = np.asarray(images), np.asarray(superpixels), np.asarray(asp)
@@ -86,28 +84,35 @@ def plot_supercl_batch(
     fig = Figure(figsize=(4 * panel_size, b * panel_size), dpi=dpi)
     FigureCanvasAgg(fig)
     axes = fig.subplots(b, 4, squeeze=False)
-    palette = [f"C{i}" for i in range(10)]
-    titles = ("slice", "superpixels", "ASP map", "CCL group")
     for i in range(b):
-        img = images[i].astype(np.float64)
-        lo, hi = img.min(), img.max()
-        img = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
-        axes[i, 0].imshow(img, cmap="gray", vmin=0, vmax=1)
-        axes[i, 1].imshow(mark_boundaries(np.stack([img] * 3, -1), superpixels[i].astype(np.int64), color=(1, 0.8, 0)))
-        axes[i, 2].imshow(asp[i], cmap="viridis", interpolation="nearest", extent=(0, img.shape[1], img.shape[0], 0))
-        comp = int(components[i])
-        axes[i, 3].imshow(np.ones((8, 8, 3)) * np.array(to_rgb(palette[comp % len(palette)])))
-        axes[i, 3].text(4, 4, str(comp), ha="center", va="center", fontsize=14, color="white")
-        for j in range(4):
-            axes[i, j].set_xticks([])
-            axes[i, j].set_yticks([])
-            if i == 0:
-                axes[i, j].set_title(titles[j], fontsize=9)
+        _draw_row(axes[i], images[i], superpixels[i], asp[i], int(components[i]), titled=i == 0)
     fig.tight_layout()
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=dpi)
     return out
+
+
+def _draw_row(axes: Any, image: np.ndarray, superpixels: np.ndarray, asp: np.ndarray, comp: int, titled: bool) -> None:
+    """One row of :func:`plot_supercl_batch` on its four ``axes``: slice, boundaries, ASP map, group colour."""
+    from matplotlib.colors import to_rgb
+    from skimage.segmentation import mark_boundaries
+
+    palette = [f"C{i}" for i in range(10)]
+    titles = ("slice", "superpixels", "ASP map", "CCL group")
+    img = image.astype(np.float64)
+    lo, hi = img.min(), img.max()
+    img = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
+    axes[0].imshow(img, cmap="gray", vmin=0, vmax=1)
+    axes[1].imshow(mark_boundaries(np.stack([img] * 3, -1), superpixels.astype(np.int64), color=(1, 0.8, 0)))
+    axes[2].imshow(asp, cmap="viridis", interpolation="nearest", extent=(0, img.shape[1], img.shape[0], 0))
+    axes[3].imshow(np.ones((8, 8, 3)) * np.array(to_rgb(palette[comp % len(palette)])))
+    axes[3].text(4, 4, str(comp), ha="center", va="center", fontsize=14, color="white")
+    for j in range(4):
+        axes[j].set_xticks([])
+        axes[j].set_yticks([])
+        if titled:
+            axes[j].set_title(titles[j], fontsize=9)
 
 
 def _fit(image: np.ndarray, multiple: int) -> np.ndarray:
@@ -151,19 +156,31 @@ def supercl_figure(
     Raises:
         ConfigError: ``n`` < 1, or a figure format matplotlib does not write.
     """
-    from ..models.unet import UNet
-
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"n: the number of slices must be a positive integer, got {n!r}")
     check_figure_path(out_path)
     cfg = cfg or SuperpixelConfig()
-    if hasattr(store_root, "cases") and hasattr(store_root, "image"):
-        store = store_root
-    else:
-        from ..data.store import SliceStore
+    images = _pick_slices(_open_store(store_root), n, np.random.default_rng(seed))
+    sps = np.stack([compute_superpixels(im, cfg) for im in images])
+    asp, comps = _asp_and_groups(images, sps, encoder, seed)
+    return plot_supercl_batch(images, sps, asp.numpy(), comps.numpy(), out_path)
 
-        store = SliceStore(store_root)
-    rng = np.random.default_rng(seed)
+
+def _open_store(store_root: str | Path | Any) -> Any:
+    """``store_root`` itself when it is a store object (``cases`` and ``image``), else the store in that folder."""
+    if hasattr(store_root, "cases") and hasattr(store_root, "image"):
+        return store_root
+    from ..data.store import SliceStore
+
+    return SliceStore(store_root)
+
+
+def _pick_slices(store: Any, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to ``n`` random non-constant slices, cropped to a common multiple of 16, each min-max to [0, 1].
+
+    Raises:
+        ValueError: every slice of the store is constant.
+    """
     items = [(c.case_id, z) for c in store.cases for z in range(c.shape[0])]
     order = rng.permutation(len(items))
     picked: list[np.ndarray] = []
@@ -184,8 +201,18 @@ def supercl_figure(
             for p in picked
         ]
     )
-    images = (images - images.min(axis=(1, 2), keepdims=True)) / np.ptp(images, axis=(1, 2), keepdims=True)
-    sps = np.stack([compute_superpixels(im, cfg) for im in images])
+    return (images - images.min(axis=(1, 2), keepdims=True)) / np.ptp(images, axis=(1, 2), keepdims=True)
+
+
+def _asp_and_groups(
+    images: np.ndarray, sps: np.ndarray, encoder: Callable[[Tensor], Any] | None, seed: int
+) -> tuple[Tensor, Tensor]:
+    """ASP maps of the encoder's bottleneck (a seeded random-init U-Net if None) and their CCL groups.
+
+    The encoder runs in eval mode; a module that was training is put back in training mode.
+    """
+    from ..models.unet import UNet
+
     if encoder is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -193,7 +220,7 @@ def supercl_figure(
     fn = encoder.encode if isinstance(encoder, UNet) else encoder
     was_training = getattr(encoder, "training", False)
     if hasattr(encoder, "eval"):
-        encoder.eval()  # type: ignore[union-attr]
+        encoder.eval()
     with torch.no_grad():
         x = torch.from_numpy(images[:, None].astype(np.float32))
         out = fn(x)
@@ -201,5 +228,5 @@ def supercl_figure(
         asp = average_superpixel_map(feat, torch.from_numpy(sps.astype(np.int64)))
         comps = ccl_components(asp.reshape(asp.shape[0], -1))
     if was_training and hasattr(encoder, "train"):
-        encoder.train()  # type: ignore[union-attr]
-    return plot_supercl_batch(images, sps, asp.numpy(), comps.numpy(), out_path)
+        encoder.train()
+    return asp, comps

@@ -28,7 +28,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sized
 from typing import IO, Any
 
 __all__ = ["PROGRESS_ENV", "LineProgress", "format_seconds", "progress_bar"]
@@ -93,8 +93,8 @@ class LineProgress:
     ) -> None:
         if every_percent <= 0:
             raise ValueError(f"every_percent must be > 0, got {every_percent}")
-        if total is None and iterable is not None and hasattr(iterable, "__len__"):
-            total = len(iterable)  # type: ignore[arg-type]
+        if total is None and isinstance(iterable, Sized):
+            total = len(iterable)
         self.iterable = iterable
         self.total = total
         self.desc = desc

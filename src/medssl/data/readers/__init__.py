@@ -16,6 +16,7 @@ import inspect
 from pathlib import Path
 from typing import Any
 
+from medssl.data import synthetic  # noqa: F401  (registers the phantom data set, ``synthetic``)
 from medssl.data.case import CaseSource, DatasetSpec
 from medssl.data.readers import (  # noqa: F401 - imported to register the specs
     acdc,
@@ -34,11 +35,6 @@ from medssl.data.readers import (  # noqa: F401 - imported to register the specs
 )
 from medssl.errors import ConfigError, DataError
 from medssl.registry import DATASETS
-
-try:  # the phantom data set lives in medssl.data.synthetic (written separately)
-    from medssl.data import synthetic
-except ImportError:  # pragma: no cover - before that module exists
-    synthetic = None  # type: ignore[assignment]
 
 __all__ = ["UnknownDatasetError", "get_dataset", "list_datasets", "resolve_spec", "scan_dataset"]
 

@@ -187,17 +187,29 @@ def validate(
         ``(image float32, label or None, problems)`` with problems as ``(path, reason)``.
     """
     probs: list[tuple[str, str]] = []
-    ip, lp = raw.image_path, raw.label_path or raw.image_path
+    image, readable = _check_image(raw, full, probs)
+    if not readable:
+        return image, None, probs
+    sp = np.asarray(raw.spacing, dtype=np.float64)
+    if sp.shape != (3,) or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
+        probs.append((raw.image_path, f"invalid voxel spacing {tuple(raw.spacing)}"))
+    label = None if raw.label is None else _check_label(raw, image.shape, label_map, affine_tol, probs)
+    return image, label, probs
+
+
+def _check_image(raw: RawCase, full: bool, probs: list[tuple[str, str]]) -> tuple[np.ndarray, bool]:
+    """The image as float32 and whether the remaining checks can run; its problems go to ``probs``."""
+    ip = raw.image_path
     img = np.asarray(raw.image)
     if img.ndim != 3:
         probs.append((ip, f"expected a 3D (D, H, W) volume, got shape {img.shape}"))
-        return np.zeros((0, 0, 0), np.float32), None, probs
+        return np.zeros((0, 0, 0), np.float32), False
     if img.size == 0:
         probs.append((ip, f"zero-size volume (shape {img.shape})"))
-        return img.astype(np.float32), None, probs
+        return img.astype(np.float32), False
     if img.dtype.kind not in "biuf":
         probs.append((ip, f"unsupported data type {img.dtype}"))
-        return np.zeros(img.shape, np.float32), None, probs
+        return np.zeros(img.shape, np.float32), False
     image = img.astype(np.float32, copy=False)
     bad = ~np.isfinite(image)
     if bad.any():
@@ -210,40 +222,43 @@ def validate(
         )
     elif full and float(image.max()) == float(image.min()):
         probs.append((ip, f"constant image (every voxel is {float(image.min()):g})"))
-    sp = np.asarray(raw.spacing, dtype=np.float64)
-    if sp.shape != (3,) or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
-        probs.append((ip, f"invalid voxel spacing {tuple(raw.spacing)}"))
-    label = None
-    if raw.label is not None:
-        lab = np.asarray(raw.label)
-        if lab.size == 0:
-            probs.append((lp, f"zero-size label volume (shape {lab.shape})"))
-        else:
-            if lab.shape != img.shape:
-                probs.append((lp, f"label shape {lab.shape} differs from image shape {img.shape} (D, H, W)"))
-            if raw.label_spacing is not None and not _close(raw.label_spacing, raw.spacing, affine_tol):
-                probs.append(
-                    (
-                        lp,
-                        f"label voxel spacing {_fmt(raw.label_spacing)} differs from image spacing {_fmt(raw.spacing)}",
-                    )
-                )
-            if raw.image_affine is not None and raw.label_affine is not None:
-                a, b = np.asarray(raw.image_affine), np.asarray(raw.label_affine)
-                if a.shape != b.shape or not _close(b, a, affine_tol):
-                    diff = float(np.max(np.abs(a - b))) if a.shape == b.shape else float("inf")
-                    probs.append(
-                        (
-                            lp,
-                            f"label affine differs from image affine (max difference {diff:.4g} > tolerance {affine_tol:g})",
-                        )
-                    )
-            if label_map is not None:
-                label, lprobs = label_map.apply(lab)
-                probs.extend((lp, p) for p in lprobs)
-            else:
-                label = lab
-    return image, label, probs
+    return image, True
+
+
+def _check_label(
+    raw: RawCase,
+    image_shape: tuple[int, ...],
+    label_map: LabelMap | None,
+    affine_tol: float,
+    probs: list[tuple[str, str]],
+) -> np.ndarray | None:
+    """The label mapped to class indices (None when empty); its problems go to ``probs``."""
+    lp = raw.label_path or raw.image_path
+    lab = np.asarray(raw.label)
+    if lab.size == 0:
+        probs.append((lp, f"zero-size label volume (shape {lab.shape})"))
+        return None
+    if lab.shape != image_shape:
+        probs.append((lp, f"label shape {lab.shape} differs from image shape {image_shape} (D, H, W)"))
+    probs.extend((lp, p) for p in _geometry_problems(raw, affine_tol))
+    if label_map is None:
+        return lab
+    label, lprobs = label_map.apply(lab)
+    probs.extend((lp, p) for p in lprobs)
+    return label
+
+
+def _geometry_problems(raw: RawCase, affine_tol: float) -> list[str]:
+    """Where the label file's spacing or affine disagrees with the image's."""
+    out = []
+    if raw.label_spacing is not None and not _close(raw.label_spacing, raw.spacing, affine_tol):
+        out.append(f"label voxel spacing {_fmt(raw.label_spacing)} differs from image spacing {_fmt(raw.spacing)}")
+    if raw.image_affine is not None and raw.label_affine is not None:
+        a, b = np.asarray(raw.image_affine), np.asarray(raw.label_affine)
+        if a.shape != b.shape or not _close(b, a, affine_tol):
+            diff = float(np.max(np.abs(a - b))) if a.shape == b.shape else float("inf")
+            out.append(f"label affine differs from image affine (max difference {diff:.4g} > tolerance {affine_tol:g})")
+    return out
 
 
 def _close(a: Any, b: Any, tol: float) -> bool:
@@ -299,9 +314,10 @@ class CaseLoader:
         meta = {**self.meta, **raw.meta}
         if raw.label_path:
             meta.setdefault("label_path", raw.label_path)
+        sz, sy, sx = raw.spacing  # validate() checked that there are three
         return Case(
-            self.case_id, self.patient_id, image, label, tuple(float(s) for s in raw.spacing), raw.image_path, meta
-        )  # type: ignore[arg-type]
+            self.case_id, self.patient_id, image, label, (float(sz), float(sy), float(sx)), raw.image_path, meta
+        )
 
     def problems(self, affine_tol: float | None = None) -> list[tuple[str, str]]:
         """Every problem of this case, as ``(path, reason)`` pairs (never raises ``DataError``).

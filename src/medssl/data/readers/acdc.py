@@ -96,7 +96,7 @@ def scan(
     out: list[CaseSource] = []
     for d in dirs:
         pid = d.name
-        num = int(_PATIENT.match(pid).group(1))  # type: ignore[union-attr]
+        num = int(pid.removeprefix("patient"))  # the name matched _PATIENT
         cfg_path = d / "Info.cfg"
         chosen: list[tuple[str | None, int]] = []
         group = None
@@ -117,12 +117,12 @@ def scan(
                 m = re.match(rf"^{pid}_frame(\d+)\.nii(\.gz)?$", img.name)
                 if m:
                     chosen.append((None, int(m.group(1))))
-        for phase, f in chosen:
+        for phase_or_none, f in chosen:
             stem = f"{pid}_frame{f:02d}"
             image = _nii(d, stem)
             label = _nii(d, f"{stem}_gt")
             has_label = label.exists() or not include_unlabeled
-            meta = {"phase": phase, "frame": f, "group": group, "paper_key": num, "format": "nifti"}
+            meta = {"phase": phase_or_none, "frame": f, "group": group, "paper_key": num, "format": "nifti"}
             read = nifti_pair_reader(image, label if has_label else None)
             paths = (image, label) if has_label else (image,)
             out.append(make_source(read, stem, pid, paths, lmap, has_label, meta, affine_tol))

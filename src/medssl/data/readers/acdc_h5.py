@@ -68,7 +68,8 @@ def _read_volume(path: Path, require_label: bool) -> Callable[[], RawCase]:
 def _read_slices(files: list[tuple[int, Path]], require_label: bool) -> Callable[[], RawCase]:
     def read() -> RawCase:
         keys = ("image", "label") if require_label else ("image",)
-        imgs, labs = [], []
+        imgs: list[np.ndarray] = []
+        labs: list[np.ndarray] = []
         first: Path | None = None
         for _, f in files:
             arrs = load_h5(f, keys)
@@ -135,7 +136,8 @@ def scan(
     out: list[CaseSource] = []
     for cid in sorted(set(volumes) | set(slices)):
         m = re.match(r"^patient(\d+)_frame(\d+)$", cid)
-        num, frame = int(m.group(1)), int(m.group(2))  # type: ignore[union-attr]
+        assert m is not None, cid  # _SLICE and _VOLUME admit only patientXXX_frameYY ids
+        num, frame = int(m.group(1)), int(m.group(2))
         sl = sorted(slices.get(cid, []))
         use_volume = cid in volumes and (prefer == "volume" or not sl)
         meta = {"paper_key": num, "frame": frame, "spacing_known": False, "format": "h5"}
@@ -149,7 +151,7 @@ def scan(
             meta.update(source_kind="slices", slice_indices=[k for k, _ in sl])
             read = _read_slices(sl, require_label)
             paths = tuple(f for _, f in sl)
-        out.append(make_source(read, cid, f"patient{m.group(1)}", paths, lmap, require_label, meta, affine_tol))  # type: ignore[union-attr]
+        out.append(make_source(read, cid, f"patient{m.group(1)}", paths, lmap, require_label, meta, affine_tol))
     return out
 
 

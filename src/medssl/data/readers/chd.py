@@ -37,13 +37,12 @@ def scan(root: str | Path, affine_tol: float = 1e-3) -> list[CaseSource]:
         DataError: ``root`` missing.
     """
     base = require_root(root)
-    files = sorted(
-        (f for f in base.rglob("ct_*_image.nii*") if _IMAGE.match(f.name)),
-        key=lambda f: int(_IMAGE.match(f.name).group(1)),
-    )  # type: ignore[union-attr]
+    numbered = sorted(
+        ((int(m.group(1)), f) for f in base.rglob("ct_*_image.nii*") if (m := _IMAGE.match(f.name))),
+        key=lambda nf: nf[0],
+    )
     out: list[CaseSource] = []
-    for f in files:
-        n = int(_IMAGE.match(f.name).group(1))  # type: ignore[union-attr]
+    for n, f in numbered:
         meta = {"paper_key": n, "format": "nifti"}
         out.append(make_source(nifti_pair_reader(f, None), f"ct_{n}", f"ct_{n}", (f,), None, False, meta, affine_tol))
     return out

@@ -76,12 +76,11 @@ def scan(root: str | Path, split: str = "Training", affine_tol: float = 1e-3) ->
         return []
     mdir = mdir or base / f"ISIC2018_Task1_{split}_GroundTruth"
     lmap = LabelMap({0: 0, 255: 1}, num_classes=2)
-    files = sorted(
-        (f for f in idir.iterdir() if _IMAGE.match(f.name)), key=lambda f: int(_IMAGE.match(f.name).group(1))
-    )  # type: ignore[union-attr]
+    numbered = sorted(
+        ((int(m.group(1)), f) for f in idir.iterdir() if (m := _IMAGE.match(f.name))), key=lambda nf: nf[0]
+    )
     out: list[CaseSource] = []
-    for pos, f in enumerate(files):
-        num = int(_IMAGE.match(f.name).group(1))  # type: ignore[union-attr]
+    for pos, (num, f) in enumerate(numbered):
         cid = f"ISIC_{num:07d}"
         mask = mdir / f"{cid}_segmentation.png"
         meta = {"paper_key": num, "position": pos, "spacing_known": False, "format": "jpeg+png"}

@@ -67,11 +67,11 @@ def scan(root: str | Path, affine_tol: float = 1e-3) -> list[CaseSource]:
         DataError: ``root`` missing.
     """
     base = require_root(root)
-    found = sorted(f for f in base.rglob("imaging.nii*") if _CASE.match(f.parent.name))
+    found = sorted((f, int(m.group(1))) for f in base.rglob("imaging.nii*") if (m := _CASE.match(f.parent.name)))
     out: list[CaseSource] = []
-    for f in found:
+    for f, key in found:
         cid = f.parent.name
-        meta = {"paper_key": int(_CASE.match(cid).group(1)), "format": "nifti"}  # type: ignore[union-attr]
+        meta = {"paper_key": key, "format": "nifti"}
         out.append(make_source(_reader(f), cid, cid, (f,), None, False, meta, affine_tol))
     return out
 

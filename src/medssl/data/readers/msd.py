@@ -210,7 +210,7 @@ def task_spec(root: str | Path, task: str | None = None, **_: Any) -> DatasetSpe
         (Spleen 512, Heart 320, Hippocampus 32, else 256) and ``paper_split_key``
         (``Spleen``/``Heart``/``Hippocampus`` or None).
     """
-    _, name, classes, _ = _resolve(root, task)
+    _tdir, name, classes, _info = _resolve(root, task)
     return dataclasses.replace(
         SPEC,
         description=f"MSD {name}; " + ", ".join(classes[1:]),

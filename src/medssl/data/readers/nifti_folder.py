@@ -180,7 +180,7 @@ def folder_spec(
     import dataclasses
 
     base = require_root(root)
-    _, names = resolve_labels(base, find_pairs(base), label_map, class_names)
+    _lmap, names = resolve_labels(base, find_pairs(base), label_map, class_names)
     return dataclasses.replace(SPEC, class_names=names)
 
 
