@@ -325,7 +325,8 @@ def stats_markdown(rows: Sequence[StatRow]) -> str:
     lines.append("")
     lines.append(
         "Two-sided Wilcoxon signed-rank test (scipy defaults) on per-case DSC averaged over classes, "
-        "pairs = (seed, case) present in both methods; Δ = mean paired difference in DSC points."
+        "pairs = (seed, case) present in both methods, which pools cases over seeds as if they were independent; "
+        "Δ = mean paired difference in DSC points."
     )
     return "\n".join(lines)
 
@@ -444,6 +445,7 @@ def pairwise_markdown(rows: Sequence[PairRow]) -> str:
     lines.append("")
     lines.append(
         "Two-sided Wilcoxon signed-rank test (scipy defaults) on per-case DSC averaged over classes, "
-        "pairs = (seed, case) present in both methods; Δ > 0: A ahead of B."
+        "pairs = (seed, case) present in both methods, which pools cases over seeds as if independent "
+        "(the seed-level comparisons are in stats.md); Δ > 0: A's mean above B's."
     )
     return "\n".join(lines)
