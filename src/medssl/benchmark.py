@@ -1,7 +1,11 @@
 """Benchmark grids: pre-training methods (plus Scratch) x datasets x label fractions x seeds.
 
-Each pre-training runs once per (method, dataset) and is reused by every fine-tuning that needs
-it; finished cells are skipped on a rerun, so an interrupted grid resumes; ``cells="i/n"`` runs every
+Each seed is one whole pipeline, an independent replicate: the pre-training seed, the split and the
+fine-tuning seed. So each pre-training runs once per (method, dataset, seed) and is reused by every
+fine-tuning of that seed (label fractions); ``pretrain_per_seed: false`` instead runs one
+pre-training per (method, dataset), seeded by the grid's ``pretrain.train.seed``, shared by every
+seed (cheaper, but the seeds then say nothing about the variation between pre-training runs: the
+report counts the distinct pre-trainings behind each comparison and says so). Finished cells are skipped on a rerun, so an interrupted grid resumes; ``cells="i/n"`` runs every
 n-th fine-tuning cell starting at i, so a grid splits across machines or GPUs (a pre-training needed
 by two processes is run by one of them while the other waits for it).
 
@@ -12,6 +16,7 @@ Grid file (YAML)::
     methods: [scratch, pcl, supercl, macl]
     labels: ["10%"]
     seeds: [0, 1, 2]
+    pretrain_per_seed: true       # default; false = one pre-training shared by every seed
     datasets:
       - name: hippocampus         # folder name inside the benchmark folder
         dataset: msd              # reader (medssl datasets)
@@ -53,7 +58,7 @@ from .errors import ConfigError, DataError
 from .recipes import resolve_recipe
 from .utils.files import atomic_write_json
 
-__all__ = ["CellPlan", "GridCell", "load_grid", "plan_cells", "run_benchmark", "validate_grid"]
+__all__ = ["CellPlan", "GridCell", "load_grid", "plan_cells", "pretrain_name", "run_benchmark", "validate_grid"]
 
 #: the keys a grid file may have
 GRID_KEYS = (
@@ -67,6 +72,7 @@ GRID_KEYS = (
     "pretrain_methods",
     "finetune",
     "progress",
+    "pretrain_per_seed",
 )
 #: the keys of one ``datasets`` entry
 DATASET_KEYS = ("name", "dataset", "src", "prepare", "prepared", "pretrain", "finetune")
@@ -134,6 +140,7 @@ def load_grid(path: str | Path, overrides: list[str] | None = None) -> dict[str,
     grid.setdefault("labels", ["10%"])
     grid.setdefault("seeds", [1234])
     grid.setdefault("protocol", "standard")
+    grid.setdefault("pretrain_per_seed", True)
     return grid
 
 
@@ -166,6 +173,13 @@ def _check_grid_shape(grid: dict[str, Any], p: Path) -> None:
             or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= SEED_MAX for x in seeds)
         ):
             raise ConfigError(f"{p}: seeds must be a non-empty list of integers in [0, {SEED_MAX}], got {seeds!r}")
+    if not isinstance(grid.get("pretrain_per_seed", True), bool):
+        raise ConfigError(f"{p}: pretrain_per_seed must be true or false, got {grid['pretrain_per_seed']!r}")
+    if grid.get("pretrain_per_seed", True) and "seed" in ((grid.get("pretrain") or {}).get("train") or {}):
+        raise ConfigError(
+            f"{p}: pretrain.train.seed: each grid seed seeds its own pre-training (pretrain_per_seed: true); "
+            "remove it, or set pretrain_per_seed: false to share one pre-training across seeds"
+        )
     if grid.get("protocol", "standard") not in ("paper", "standard"):
         raise ConfigError(f"{p}: protocol must be paper or standard, got {grid.get('protocol')!r}")
     names: set[str] = set()
@@ -306,6 +320,13 @@ def _wait_or_lock(run: Path, done: Callable[[], bool] | None = None) -> bool:
             time.sleep(5)
 
 
+def pretrain_name(grid: dict[str, Any], cell: GridCell) -> str:
+    """The pre-training folder of a cell: ``method__dataset__s<seed>`` (one per seed, the default) or
+    ``method__dataset`` (``pretrain_per_seed: false``, shared by every seed)."""
+    shared = f"{cell.method}__{cell.dataset}"
+    return shared if grid.get("pretrain_per_seed", True) is False else f"{shared}__s{cell.seed}"
+
+
 def _cell_configs(grid: dict[str, Any], ds: dict[str, Any], cell: GridCell, root: Path) -> CellPlan:
     """The resolved fine-tuning (and pre-training) configuration of one cell, checked without data."""
     from .preflight import check_finetune_settings, check_pretrain_settings
@@ -314,10 +335,12 @@ def _cell_configs(grid: dict[str, Any], ds: dict[str, Any], cell: GridCell, root
     store = _store_path(ds, root)
     pcfg = pre_dir = None
     if cell.method != SCRATCH:
-        pre_dir = root / "pretrain" / f"{cell.method}__{cell.dataset}"
+        pre_dir = root / "pretrain" / pretrain_name(grid, cell)
         pdict = _deep_update(grid.get("pretrain") or {}, (grid.get("pretrain_methods") or {}).get(cell.method) or {})
         pdict = _deep_update(pdict, ds.get("pretrain") or {})
         pdict.update({"method": cell.method, "out": str(pre_dir)})
+        if grid.get("pretrain_per_seed", True):
+            pdict.setdefault("train", {})["seed"] = cell.seed
         pdict.setdefault("data", {})["path"] = str(store)
         try:
             pcfg = config_from_dict(PretrainConfig, pdict)
@@ -436,6 +459,17 @@ def _named(config: str | Path) -> Iterator[None]:
         raise DataError(None, f"{config}: {e}") from None
 
 
+def _pretrain_line(grid: dict[str, Any], plans: list[CellPlan]) -> str:
+    """One line: how many pre-trainings the grid runs and whether seeds share them."""
+    n = len({p.pretrain_dir for p in plans if p.pretrain_dir is not None})
+    how = (
+        "one per method, dataset and seed: independent replicates"
+        if grid.get("pretrain_per_seed", True)
+        else "pretrain_per_seed: false, one per method and dataset SHARED by every seed"
+    )
+    return f"{n} pre-trainings ({how})"
+
+
 def run_benchmark(
     config: str | Path,
     out: str | Path,
@@ -488,6 +522,7 @@ def run_benchmark(
         return "\n".join(
             [
                 *(c.name for c in mine),
+                _pretrain_line(grid, plans),
                 f"all {len(plans)} cells of the grid are valid",
                 f"{len(mine)} of {len(all_cells)} cells",
             ]
@@ -506,7 +541,7 @@ def run_benchmark(
         cell, k = plan.cell, mine.index(plan.cell) + 1
         if plan.pretrain is not None and plan.pretrain_dir is not None and _wait_or_lock(plan.pretrain_dir):
             try:
-                say(f"[pretrain] {cell.method} on {cell.dataset}")
+                say(f"[pretrain] {plan.pretrain_dir.name}")
                 pretrain(plan.pretrain, log_fn=say)
             finally:
                 (plan.pretrain_dir / ".lock").unlink(missing_ok=True)
@@ -518,6 +553,7 @@ def run_benchmark(
     text = f"grid '{grid.get('name', Path(config).stem)}': {ran} cells run, {skipped} already done, {len(all_cells) - len(mine)} left to other processes"
     if pretrain_only:
         text = f"grid '{grid.get('name', Path(config).stem)}': the pre-trainings of {len(todo)} cells are done (fine-tuning not run: --pretrain-only)"
+    text += "\n" + _pretrain_line(grid, plans)
     walls = [
         (read_run(d) or {}).get("wall_s") for d in [*(root / "pretrain").glob("*"), *(root / "finetune").glob("*")]
     ]
