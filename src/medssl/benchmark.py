@@ -470,6 +470,30 @@ def _pretrain_line(grid: dict[str, Any], plans: list[CellPlan]) -> str:
     return f"{n} pre-trainings ({how})"
 
 
+def _record_command(
+    root: Path, config: str | Path, overrides: list[str] | None, cells: str | None, pretrain_only: bool
+) -> None:
+    """``root/commands/<time>_<pid>.json``: this invocation (argv, the grid file's text, overrides, commit),
+    one file per process so that ``--cells i/n`` processes never write the same file."""
+    import sys
+    from datetime import datetime, timezone
+
+    from .utils.files import git_commit
+
+    now = datetime.now(timezone.utc)
+    record = {
+        "argv": ["medssl", *sys.argv[1:]],
+        "config": str(config),
+        "config_text": Path(config).read_text(),
+        "overrides": list(overrides or []),
+        "cells": cells,
+        "pretrain_only": pretrain_only,
+        "git_commit": git_commit(),
+        "started_at": now.isoformat(timespec="seconds"),
+    }
+    atomic_write_json(root / "commands" / f"{now.strftime('%Y%m%dT%H%M%S')}_{os.getpid()}.json", record)
+
+
 def run_benchmark(
     config: str | Path,
     out: str | Path,
@@ -529,6 +553,7 @@ def run_benchmark(
         )
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_json(root / "grid.json", grid)
+    _record_command(root, config, overrides, cells, pretrain_only)
     datasets = {d["name"]: d for d in grid["datasets"]}
     by_name = {p.cell.name: p for p in plans}
     todo = [by_name[c.name] for c in mine if not is_done(root / "finetune" / c.name)]
