@@ -274,3 +274,31 @@ def test_finetune_records_pretrained_parts_and_uses_the_schedule(synthetic_store
     rows = (tmp_path / "ft" / "steps.csv").read_text().splitlines()
     cols = rows[0].split(",")
     assert [float(r.split(",")[cols.index("lr_pretrained")]) == 0.0 for r in rows[1:]] == [True, True, False, False]
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_lpft_run_resumed_mid_run_matches_an_uninterrupted_one(tmp_path):
+    transfer = TransferCfg(schedule="lpft", lpft_steps=3, pretrained_lr_scale=0.5)
+    whole = _model()
+    _train(tmp_path / "whole", whole, transfer, steps=8, loaded=_encoder_keys(whole))
+
+    model = _model()
+    task = _ToyTask(model)
+
+    def stop_at_step_6(progress: float) -> None:
+        if progress >= 6 / 8:
+            raise _Interrupt
+
+    task.after_step = stop_at_step_6  # type: ignore[method-assign]
+    train = TrainCfg(max_steps=8, device="cpu", progress=False, deterministic=True, log_every=1)
+    schedule, _ = build_schedule(OPTIM, transfer, model, _encoder_keys(model), depth=2)
+    with pytest.raises(_Interrupt):
+        Engine(train, OPTIM, tmp_path / "cut", resume=False, schedule=schedule).fit(task)
+    resumed = _model()  # a new process: fresh model, groups rebuilt, checkpoint of step 4 restored
+    schedule, _ = build_schedule(OPTIM, transfer, resumed, _encoder_keys(resumed), depth=2)
+    Engine(train, OPTIM, tmp_path / "cut", resume=True, schedule=schedule).fit(_ToyTask(resumed))
+    for k, v in whole.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k

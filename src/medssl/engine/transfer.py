@@ -252,7 +252,7 @@ class TransferSchedule:
 
     def describe(self, total: int) -> str:
         """One line for the log: the groups' multipliers and the phases."""
-        parts = [f"pre-trained parameters at {self.cfg.pretrained_lr_scale:g} x lr"]
+        parts = [f"pre-trained parameters at {self.cfg.pretrained_lr_scale:g} x lr" if self.pretrained else "Scratch"]
         if self.cfg.layer_decay < 1:
             parts.append(f"layer decay {self.cfg.layer_decay:g}")
         k = frozen_phase_steps(self.cfg, total)
