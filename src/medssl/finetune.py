@@ -208,9 +208,10 @@ def _transfer_schedule(
     pre-trained = what ``init`` loaded, as ``load_report.json`` lists)."""
     from .engine.transfer import TransferSchedule, build_schedule, check_frozen_phase
 
-    check_frozen_phase(cfg.transfer, total)
     loaded = report.loaded if report is not None else None
     schedule, note = build_schedule(cfg.optim, cfg.transfer, model, loaded, cfg.model.depth)
+    if isinstance(schedule, TransferSchedule):
+        check_frozen_phase(schedule.cfg, total)  # Scratch: no frozen phase to check
     for line in (note, schedule.describe(total) if isinstance(schedule, TransferSchedule) else ""):
         if line:
             say(line)
