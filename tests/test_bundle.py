@@ -22,6 +22,7 @@ GRID = (
     "train: {epochs: 1, max_steps: 2, device: cpu, progress: false, log_every: 1}}\n"
     "finetune: {data: {image_size: 32, batch_size: 4, num_workers: 0}, model: {base_width: 4}, "
     "train: {epochs: 1, max_steps: 2, device: cpu, progress: false, log_every: 1}}\n"
+    "variants: {steps1: {methods: [scratch], finetune: {train: {max_steps: 1}}}}\n"
 )
 TABLES = ("results.csv", "stats.csv", "seed_stats.csv", "pairwise.csv", "paper_comparison.csv", "pretrain_losses.csv")
 
@@ -39,15 +40,32 @@ def test_export_then_report_the_bundle_gives_the_same_tables(finished_grid, tmp_
     shutil.copytree(finished_grid, work)
     before = report(work, out_dir=tmp_path / "rep_before", figures=False)
     assert main(["report", str(work), "--export", str(tmp_path / "bundle")]) == 0
-    assert "6 runs" in capsys.readouterr().out  # 4 fine-tunings + 2 pre-trainings (one per seed)
+    assert "8 runs" in capsys.readouterr().out  # 4 + 2 (variant) fine-tunings, 2 pre-trainings (one per seed)
     shutil.rmtree(work)  # the original is gone: the bundle alone must suffice
     bundle = tmp_path / "bundle"
     after = report(bundle, out_dir=tmp_path / "rep_after", figures=False)
-    assert after.n_runs == before.n_runs == 4 and after.n_pretrain == 2
+    assert after.n_runs == before.n_runs == 4 and after.n_pretrain == 2  # the variant's runs are not mixed in
+    variant = report(bundle / "variants" / "steps1", out_dir=tmp_path / "rep_variant", figures=False)
+    assert variant.n_runs == 2 and {r["method"] for r in _csv(tmp_path / "rep_variant" / "results.csv")} == {"Scratch"}
     for name in TABLES:
         assert (tmp_path / "rep_after" / name).read_text() == (tmp_path / "rep_before" / name).read_text(), name
     assert any("recomputed from the results bundle" in n and "files verified" in n for n in after.notes)
     assert any("one pre-training per seed" in n for n in after.notes)
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_variant_runs_reuse_the_grids_pretrainings(finished_grid):
+    run = json.loads(
+        (finished_grid / "variants" / "steps1" / "finetune" / "scratch__syn__2__s1" / "run.json").read_text()
+    )
+    assert run["status"] == "done" and run["total_steps"] == 1
+    assert sorted(p.name for p in (finished_grid / "pretrain").iterdir()) == ["simclr__syn__s0", "simclr__syn__s1"]
 
 
 def test_bundle_is_slim_and_records_its_provenance(finished_grid, tmp_path):
@@ -59,7 +77,7 @@ def test_bundle_is_slim_and_records_its_provenance(finished_grid, tmp_path):
         assert cell + name in files, name
     assert "pretrain/simclr__syn__s1/diagnostics.json" in files or "pretrain/simclr__syn__s1/run.json" in files
     manifest = json.loads((res.out / "bundle.json").read_text())
-    assert manifest["command"] == "medssl report bench --export b" and manifest["runs"] == 6
+    assert manifest["command"] == "medssl report bench --export b" and manifest["runs"] == 8
     assert "grid.json" in manifest["files"] and any(f.startswith("commands/") for f in manifest["files"])
     cmd = json.loads((res.out / next(f for f in manifest["files"] if f.startswith("commands/"))).read_text())
     assert "methods: [scratch, simclr]" in cmd["config_text"] and "git_commit" in cmd

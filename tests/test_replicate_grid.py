@@ -59,3 +59,37 @@ def test_bad_replicate_settings_are_one_line_errors(grid_file, override, fragmen
     with pytest.raises(ConfigError) as e:
         load_grid(grid_file, [override])
     assert fragment in str(e.value) and "\n" not in str(e.value)
+
+
+def test_variants_fine_tune_the_same_cells_and_pretrainings_again(grid_file, tmp_path):
+    sets = [
+        "variants={steps3: {finetune: {train: {max_steps: 3}}}, paper: {methods: [scratch], finetune: {recipe: paper}}}"
+    ]
+    grid = load_grid(grid_file, sets)
+    plans = validate_grid(grid, tmp_path / "b")
+    assert [p.variant for p in plans].count("steps3") == 4 and [p.variant for p in plans].count("paper") == 2
+    steps3 = [p for p in plans if p.variant == "steps3"]
+    base = [p for p in plans if p.variant is None]
+    assert [p.finetune.train.max_steps for p in steps3] == [3] * 4 and {p.finetune.train.max_steps for p in base} == {1}
+    assert [p.pretrain_dir for p in steps3] == [p.pretrain_dir for p in base]  # the same pre-trainings
+    assert steps3[1].finetune.out == str(tmp_path / "b" / "variants" / "steps3" / "finetune" / steps3[1].cell.name)
+    paper = [p for p in plans if p.variant == "paper"]
+    assert {p.finetune.loss for p in paper} == {"ce"} and {p.finetune.loss for p in base} == {"dicece"}
+    text = run_benchmark(grid_file, tmp_path / "b", dry_run=True, overrides=sets)
+    assert "scratch__syn__2__s1 [paper]" in text and "all 10 cells of the grid are valid" in text
+    assert "2 pre-trainings" in text
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("variants=[1]", "variants must be a mapping"),
+        ("variants={x: {steps: 3}}", "variants.x: unknown key 'steps'; known: finetune, methods"),
+        ("variants={x: {methods: [macl]}}", "variants.x: methods must be a non-empty list of the grid's methods"),
+        ("variants={x: {finetune: {train: {max_steps: 0}}}}", "variants.x: cell scratch__syn__2__s0: train.max_steps"),
+    ],
+)
+def test_bad_variants_are_one_line_errors(grid_file, tmp_path, override, fragment):
+    with pytest.raises(ConfigError) as e:
+        validate_grid(load_grid(grid_file, [override]), tmp_path / "b")
+    assert fragment in str(e.value) and "\n" not in str(e.value)

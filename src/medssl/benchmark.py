@@ -29,6 +29,14 @@ Grid file (YAML)::
       supercl: {superpixels: {mode: cache}}
     finetune:                     # FinetuneConfig fields
       train: {epochs: 10}
+    variants:                     # more fine-tunings of the same cells and pre-trainings (optional)
+      steps150: {finetune: {train: {max_steps: 150}}}
+      paper: {methods: [scratch, macl], finetune: {recipe: paper}}
+
+A variant fine-tunes the grid's cells again (those of its ``methods``, default all) with its
+``finetune`` settings merged over the grid's, from the same pre-trainings, into
+``OUT/variants/<name>/finetune/<cell>``; ``OUT/variants/<name>/report`` is its report (the main
+report leaves the variants out), so budgets and fine-tuning recipes compare on one set of replicates.
 
 Before any work (and for ``--dry-run``) every cell is validated in full: the grid's keys, the
 methods, each dataset's reader, source folder and prepare options, every cell's pre-training and
@@ -58,7 +66,16 @@ from .errors import ConfigError, DataError
 from .recipes import resolve_recipe
 from .utils.files import atomic_write_json
 
-__all__ = ["CellPlan", "GridCell", "load_grid", "plan_cells", "pretrain_name", "run_benchmark", "validate_grid"]
+__all__ = [
+    "CellPlan",
+    "GridCell",
+    "load_grid",
+    "plan_cells",
+    "pretrain_name",
+    "run_benchmark",
+    "validate_grid",
+    "variant_plans",
+]
 
 #: the keys a grid file may have
 GRID_KEYS = (
@@ -73,7 +90,10 @@ GRID_KEYS = (
     "finetune",
     "progress",
     "pretrain_per_seed",
+    "variants",
 )
+#: the keys of one ``variants`` entry
+VARIANT_KEYS = ("finetune", "methods")
 #: the keys of one ``datasets`` entry
 DATASET_KEYS = ("name", "dataset", "src", "prepare", "prepared", "pretrain", "finetune")
 #: the method name of the fine-tuning row without pre-training
@@ -103,6 +123,13 @@ class CellPlan:
     pretrain: PretrainConfig | None = None
     pretrain_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
+    #: the grid variant this fine-tuning belongs to (None: the grid's own cells)
+    variant: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The cell's name, with its variant: ``macl__acdc__10pct__s0 [steps150]``."""
+        return self.cell.name + (f" [{self.variant}]" if self.variant else "")
 
 
 def _yaml(text: str, where: str) -> Any:
@@ -180,6 +207,7 @@ def _check_grid_shape(grid: dict[str, Any], p: Path) -> None:
             f"{p}: pretrain.train.seed: each grid seed seeds its own pre-training (pretrain_per_seed: true); "
             "remove it, or set pretrain_per_seed: false to share one pre-training across seeds"
         )
+    _check_variants_shape(grid.get("variants"), grid["methods"], p)
     if grid.get("protocol", "standard") not in ("paper", "standard"):
         raise ConfigError(f"{p}: protocol must be paper or standard, got {grid.get('protocol')!r}")
     names: set[str] = set()
@@ -203,6 +231,32 @@ def _check_grid_shape(grid: dict[str, Any], p: Path) -> None:
         for key in ("prepare", "pretrain", "finetune"):
             if ds.get(key) is not None and not isinstance(ds[key], dict):
                 raise ConfigError(f"{where} ({name}): '{key}' must be a mapping, got {ds[key]!r}")
+
+
+def _check_variants_shape(variants: Any, grid_methods: list[str], p: Path) -> None:
+    """``variants``: a mapping of folder names to ``{finetune: {...}, methods: [...]}``."""
+    if variants is None:
+        return
+    if not isinstance(variants, dict):
+        raise ConfigError(
+            f"{p}: variants must be a mapping of names to {{finetune: ..., methods: ...}}, got {variants!r}"
+        )
+    for name, v in variants.items():
+        where = f"{p}: variants.{name}"
+        if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+            raise ConfigError(f"{p}: variants: a variant needs a folder name, got {name!r}")
+        if not isinstance(v, dict):
+            raise ConfigError(f"{where}: expected a mapping (finetune, methods), got {v!r}")
+        bad = sorted(set(v) - set(VARIANT_KEYS))
+        if bad:
+            raise ConfigError(f"{where}: unknown key '{bad[0]}'; known: {', '.join(VARIANT_KEYS)}")
+        if v.get("finetune") is not None and not isinstance(v["finetune"], dict):
+            raise ConfigError(f"{where}: 'finetune' must be a mapping of settings, got {v['finetune']!r}")
+        methods = v.get("methods")
+        if methods is not None and (
+            not isinstance(methods, list) or not methods or not set(methods) <= set(grid_methods)
+        ):
+            raise ConfigError(f"{where}: methods must be a non-empty list of the grid's methods, got {methods!r}")
 
 
 def plan_cells(grid: dict[str, Any]) -> list[GridCell]:
@@ -367,6 +421,34 @@ def _cell_configs(grid: dict[str, Any], ds: dict[str, Any], cell: GridCell, root
     return CellPlan(cell, fcfg, pcfg, pre_dir)
 
 
+def variant_plans(grid: dict[str, Any], root: str | Path, cells: list[GridCell] | None = None) -> list[CellPlan]:
+    """The fine-tunings of the grid's ``variants``: each variant's methods' cells, its ``finetune``
+    settings merged over the grid's, the same pre-trainings, out ``root/variants/<name>/finetune/<cell>``.
+
+    Raises:
+        ConfigError: a cell configuration that is not valid, naming the variant.
+    """
+    import dataclasses
+
+    root = Path(root)
+    datasets = {d["name"]: d for d in grid["datasets"]}
+    out: list[CellPlan] = []
+    for name, v in (grid.get("variants") or {}).items():
+        vgrid = {**grid, "finetune": _deep_update(grid.get("finetune") or {}, v.get("finetune") or {})}
+        for c in cells if cells is not None else plan_cells(grid):
+            if v.get("methods") and c.method not in v["methods"]:
+                continue
+            try:
+                plan = _cell_configs(vgrid, datasets[c.dataset], c, root)
+            except ConfigError as e:
+                raise ConfigError(f"variants.{name}: {e}") from None
+            run = root / "variants" / name / "finetune" / c.name
+            plan.finetune = dataclasses.replace(plan.finetune, out=str(run))
+            plan.variant = name
+            out.append(plan)
+    return out
+
+
 def validate_grid(grid: dict[str, Any], root: str | Path, cells: list[GridCell] | None = None) -> list[CellPlan]:
     """Check every cell of the grid before any work; writes nothing.
 
@@ -401,9 +483,9 @@ def validate_grid(grid: dict[str, Any], root: str | Path, cells: list[GridCell] 
     datasets = {d["name"]: d for d in grid["datasets"]}
     for name, ds in datasets.items():
         _check_dataset(ds, f"datasets: {name}")
-    plans = [
-        _cell_configs(grid, datasets[c.dataset], c, root) for c in (cells if cells is not None else plan_cells(grid))
-    ]
+    cells = cells if cells is not None else plan_cells(grid)
+    plans = [_cell_configs(grid, datasets[c.dataset], c, root) for c in cells]
+    plans += variant_plans(grid, root, cells)
     seen: set[Path] = set()
     for plan in plans:
         pairs = [(plan.finetune.out, plan.finetune, "finetune")]
@@ -494,6 +576,26 @@ def _record_command(
     atomic_write_json(root / "commands" / f"{now.strftime('%Y%m%dT%H%M%S')}_{os.getpid()}.json", record)
 
 
+def _compute_line(runs: list[Path]) -> str:
+    """``compute: M min over N timed runs = H core-hours``: wall_s x torch threads (run.json) summed."""
+    timed = []
+    for d in runs:
+        info = read_run(d) or {}
+        if isinstance(info.get("wall_s"), (int, float)):
+            threads = (info.get("environment") or {}).get("torch_threads")
+            timed.append((float(info["wall_s"]), threads if isinstance(threads, int) and threads > 0 else None))
+    if not timed:
+        return ""
+    minutes = sum(w for w, _ in timed) / 60
+    core_h = sum(w * (t or 1) for w, t in timed) / 3600
+    unknown = sum(t is None for _, t in timed)
+    return (
+        f"\ncompute: {minutes:.1f} min over {len(timed)} timed runs (pre-training + fine-tuning, wall_s in run.json)"
+        f" = {core_h:.2f} core-hours (wall_s x torch threads"
+        + (f"; {unknown} runs without a thread count counted as 1)" if unknown else ")")
+    )
+
+
 def run_benchmark(
     config: str | Path,
     out: str | Path,
@@ -531,39 +633,37 @@ def run_benchmark(
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise DataError(root, "exists and is not a folder; give a folder for the benchmark (--out)")
-    all_cells = plan_cells(grid)
-    mine = all_cells
+    share = (0, 1)
     if cells:
         try:
-            i, n = (int(x) for x in cells.split("/"))
-            assert 0 <= i < n
+            share = tuple(int(x) for x in cells.split("/"))  # type: ignore[assignment]
+            assert len(share) == 2 and 0 <= share[0] < share[1]
         except (ValueError, AssertionError):
             raise ConfigError(f"--cells expects i/n with 0 <= i < n, got '{cells}'") from None
-        mine = all_cells[i::n]
     with _named(config):
-        plans = validate_grid(grid, root)  # every cell, before any work
+        plans = validate_grid(grid, root)  # every cell (and variant), before any work
+    mine = plans[share[0] :: share[1]]
     if dry_run:
         return "\n".join(
             [
-                *(c.name for c in mine),
+                *(p.label for p in mine),
                 _pretrain_line(grid, plans),
                 f"all {len(plans)} cells of the grid are valid",
-                f"{len(mine)} of {len(all_cells)} cells",
+                f"{len(mine)} of {len(plans)} cells",
             ]
         )
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_json(root / "grid.json", grid)
     _record_command(root, config, overrides, cells, pretrain_only)
     datasets = {d["name"]: d for d in grid["datasets"]}
-    by_name = {p.cell.name: p for p in plans}
-    todo = [by_name[c.name] for c in mine if not is_done(root / "finetune" / c.name)]
+    todo = [p for p in mine if not is_done(Path(p.finetune.out))]
     for name in dict.fromkeys(p.cell.dataset for p in todo):  # the stores first, then every split: no late failure
         _prepared(grid, datasets[name], root, say)
     with _named(config):
         check_splits(todo)
     ran, skipped = 0, len(mine) - len(todo)
     for plan in todo:
-        cell, k = plan.cell, mine.index(plan.cell) + 1
+        k = mine.index(plan) + 1
         if plan.pretrain is not None and plan.pretrain_dir is not None and _wait_or_lock(plan.pretrain_dir):
             try:
                 say(f"[pretrain] {plan.pretrain_dir.name}")
@@ -572,22 +672,19 @@ def run_benchmark(
                 (plan.pretrain_dir / ".lock").unlink(missing_ok=True)
         if pretrain_only:
             continue
-        say(f"[finetune {k}/{len(mine)}] {cell.name}")
+        say(f"[finetune {k}/{len(mine)}] {plan.label}")
         finetune(plan.finetune, log_fn=say)
         ran += 1
-    text = f"grid '{grid.get('name', Path(config).stem)}': {ran} cells run, {skipped} already done, {len(all_cells) - len(mine)} left to other processes"
+    text = f"grid '{grid.get('name', Path(config).stem)}': {ran} cells run, {skipped} already done, {len(plans) - len(mine)} left to other processes"
     if pretrain_only:
         text = f"grid '{grid.get('name', Path(config).stem)}': the pre-trainings of {len(todo)} cells are done (fine-tuning not run: --pretrain-only)"
     text += "\n" + _pretrain_line(grid, plans)
-    walls = [
-        (read_run(d) or {}).get("wall_s") for d in [*(root / "pretrain").glob("*"), *(root / "finetune").glob("*")]
-    ]
-    timed = [w for w in walls if isinstance(w, (int, float))]
-    if timed:
-        text += f"\ncompute: {sum(timed) / 60:.1f} min over {len(timed)} timed runs (pre-training + fine-tuning, wall_s in run.json)"
-    if report and all(is_done(root / "finetune" / c.name) for c in all_cells):
+    runs = [*(root / "pretrain").glob("*"), *(root / "finetune").glob("*"), *root.glob("variants/*/finetune/*")]
+    text += _compute_line(runs)
+    if report and all(is_done(Path(p.finetune.out)) for p in plans):
         from .reporting.report import report as make_report
 
-        rep = make_report(root)
-        text += f"\nreport: {getattr(rep, 'out_dir', root / 'report')}"
+        for folder in [root, *(root / "variants" / v for v in grid.get("variants") or {})]:
+            rep = make_report(folder)
+            text += f"\nreport: {getattr(rep, 'out_dir', folder / 'report')}"
     return text

@@ -568,7 +568,7 @@ def report(
     if not root.is_dir():
         raise DataError(root, "not a folder")
     out = Path(out_dir) if out_dir is not None else root / "report"
-    coll = collect_runs(root, exclude=[out])
+    coll = collect_runs(root, exclude=[out, root / "variants"])  # a grid's variants have their own reports
     if not coll.runs and not coll.pretrain:
         raise DataError(root, f"no complete fine-tuning run found ({len(coll.skipped)} incomplete skipped)")
     notes = [*provenance_notes(root), *coll.notes]
