@@ -84,13 +84,24 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
     return out
 
 
+def checkpoint_width(init: str | None, seed: int, default: int) -> int:
+    """The U-Net width a checkpoint was pre-trained with (medssl checkpoints record it), else ``default``."""
+    from medssl.models.checkpoint import checkpoint_model_config
+
+    if not init:
+        return default
+    model = checkpoint_model_config(init.replace("{seed}", str(seed))) or {}
+    return int(model.get("base_width", default))
+
+
 def command(name: str, store: Path, init: str | None, arm: str, seed: int, run: Path, a: argparse.Namespace) -> list:
-    """The ``medssl finetune`` command line of one run."""
+    """The ``medssl finetune`` command line of one run (every arm of a data set at its checkpoints' width)."""
     size = a.size or DATASETS.get(name, {}).get("size", 128)
+    width = checkpoint_width(init, seed, a.width)
     cmd = [sys.executable, "-m", "medssl.cli.main", "finetune", "--data", str(store), "--out", str(run)]
     cmd += ["--labels", a.labels, "--seed", str(seed), "--max-steps", str(a.steps), "--batch-size", str(a.batch)]
     cmd += ["--image-size", str(size), "--workers", str(a.workers), "--no-progress", "--device", "cpu"]
-    cmd += ["--set", f"model.base_width={a.width}", "--set", f"train.val_every_steps={a.val_every}"]
+    cmd += ["--set", f"model.base_width={width}", "--set", f"train.val_every_steps={a.val_every}"]
     cmd += ["--method-name", "scratch" if arm == "scratch" else f"{a.method}+{arm}"]
     if arm != "scratch":
         cmd += ["--init", str(init).replace("{seed}", str(seed))]
@@ -241,7 +252,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--size", type=int, default=None, help="patch size (default: per dataset, 128 / 128 / 48)")
-    ap.add_argument("--width", type=int, default=16, help="U-Net base width (must match the checkpoints)")
+    ap.add_argument("--width", type=int, default=16, help="U-Net base width where a checkpoint does not record it")
     ap.add_argument("--val-every", type=int, default=50)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=2, help="runs at once (one thread each)")
