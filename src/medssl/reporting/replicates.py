@@ -227,7 +227,7 @@ def _compare(group: tuple[str, str, str], a: str, b: str, by_method: dict[str, l
         seed_t_test(seed_diffs), sign_flip_p(seed_diffs), len(inits), pooled,
     )  # fmt: skip
     if len(seeds) < 2:
-        cmp.notes.append(f"{len(seeds)} seed: no seed-level test")
+        cmp.notes.append(f"{len(seeds)} seed{'' if len(seeds) == 1 else 's'}: no seed-level test")
     if 1 == len(inits) < len(seeds):
         cmp.notes.append("one pre-training shared by every seed: the interval omits pre-training variation")
     return cmp

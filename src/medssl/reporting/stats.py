@@ -7,6 +7,11 @@ over seeds), using the two-sided Wilcoxon signed-rank test (``scipy.stats.wilcox
 options) on per-case DSC averaged over foreground classes. Runs are paired by
 ``(seed, case_id)``: a case of seed s of method A is paired with the same case of seed s of
 method B, so several seeds pool into one test.
+
+That pooling counts the cases of one seed (one pre-training, one split) as independent and
+overstates the evidence; the report's primary comparisons are made at the seed level
+(:mod:`medssl.reporting.replicates`) and these tests are shown beside them as a secondary column
+labelled "pools cases over seeds".
 """
 
 from __future__ import annotations
