@@ -239,6 +239,6 @@ def provenance_notes(folder: str | Path) -> list[str]:
                 "pretrain_per_seed: false: one pre-training per method is shared by every seed, so the seed-level "
                 "intervals and tests cover split and fine-tuning variation only, not pre-training variation"
             )
-        elif isinstance(grid, dict):
+        elif isinstance(grid, dict) and grid.get("pretrain_per_seed") is True:  # older grids: not recorded
             notes.append("one pre-training per seed: each seed is an independent replicate of the whole pipeline")
     return notes
