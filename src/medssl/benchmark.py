@@ -596,6 +596,29 @@ def _compute_line(runs: list[Path]) -> str:
     )
 
 
+def _parse_share(cells: str | None) -> tuple[int, int]:
+    """``--cells i/n`` as ``(i, n)``; ``(0, 1)`` (every cell) when not given."""
+    if not cells:
+        return (0, 1)
+    try:
+        i, n = (int(x) for x in cells.split("/"))
+        assert 0 <= i < n
+    except (ValueError, AssertionError):
+        raise ConfigError(f"--cells expects i/n with 0 <= i < n, got '{cells}'") from None
+    return (i, n)
+
+
+def _write_reports(root: Path, grid: dict[str, Any]) -> str:
+    """The report of the grid's cells and one per variant; returns the lines naming them."""
+    from .reporting.report import report as make_report
+
+    text = ""
+    for folder in [root, *(root / "variants" / v for v in grid.get("variants") or {})]:
+        rep = make_report(folder)
+        text += f"\nreport: {getattr(rep, 'out_dir', folder / 'report')}"
+    return text
+
+
 def run_benchmark(
     config: str | Path,
     out: str | Path,
@@ -633,13 +656,7 @@ def run_benchmark(
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise DataError(root, "exists and is not a folder; give a folder for the benchmark (--out)")
-    share = (0, 1)
-    if cells:
-        try:
-            share = tuple(int(x) for x in cells.split("/"))  # type: ignore[assignment]
-            assert len(share) == 2 and 0 <= share[0] < share[1]
-        except (ValueError, AssertionError):
-            raise ConfigError(f"--cells expects i/n with 0 <= i < n, got '{cells}'") from None
+    share = _parse_share(cells)
     with _named(config):
         plans = validate_grid(grid, root)  # every cell (and variant), before any work
     mine = plans[share[0] :: share[1]]
@@ -682,9 +699,5 @@ def run_benchmark(
     runs = [*(root / "pretrain").glob("*"), *(root / "finetune").glob("*"), *root.glob("variants/*/finetune/*")]
     text += _compute_line(runs)
     if report and all(is_done(Path(p.finetune.out)) for p in plans):
-        from .reporting.report import report as make_report
-
-        for folder in [root, *(root / "variants" / v for v in grid.get("variants") or {})]:
-            rep = make_report(folder)
-            text += f"\nreport: {getattr(rep, 'out_dir', folder / 'report')}"
+        text += _write_reports(root, grid)
     return text
