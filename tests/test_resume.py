@@ -114,7 +114,7 @@ def test_benchmark_rerun_skips_finished_cells(tmp_path):
     rest = run_benchmark(demo_config_path(), tmp_path, overrides=quick)
     assert "2 cells run, 2 already done" in rest and "report:" in rest
     assert (tmp_path / "report" / "results.md").is_file()
-    assert len(list((tmp_path / "pretrain").iterdir())) == 1  # SuperCL pre-trained once, reused by both seeds
-    assert "compute:" in rest and "over 5 timed runs" in rest  # 1 pre-training + 4 fine-tunings
+    assert len(list((tmp_path / "pretrain").iterdir())) == 2  # SuperCL pre-trained once per seed
+    assert "compute:" in rest and "over 6 timed runs" in rest  # 2 pre-trainings + 4 fine-tunings
     run = json.loads(next((tmp_path / "finetune").iterdir()).joinpath("run.json").read_text())
     assert run["wall_s"] > 0 and run["started_at"] <= run["finished_at"]

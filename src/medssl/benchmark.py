@@ -1,7 +1,11 @@
 """Benchmark grids: pre-training methods (plus Scratch) x datasets x label fractions x seeds.
 
-Each pre-training runs once per (method, dataset) and is reused by every fine-tuning that needs
-it; finished cells are skipped on a rerun, so an interrupted grid resumes; ``cells="i/n"`` runs every
+Each seed is one whole pipeline, an independent replicate: the pre-training seed, the split and the
+fine-tuning seed. So each pre-training runs once per (method, dataset, seed) and is reused by every
+fine-tuning of that seed (label fractions); ``pretrain_per_seed: false`` instead runs one
+pre-training per (method, dataset), seeded by the grid's ``pretrain.train.seed``, shared by every
+seed (cheaper, but the seeds then say nothing about the variation between pre-training runs: the
+report counts the distinct pre-trainings behind each comparison and says so). Finished cells are skipped on a rerun, so an interrupted grid resumes; ``cells="i/n"`` runs every
 n-th fine-tuning cell starting at i, so a grid splits across machines or GPUs (a pre-training needed
 by two processes is run by one of them while the other waits for it).
 
@@ -12,6 +16,7 @@ Grid file (YAML)::
     methods: [scratch, pcl, supercl, macl]
     labels: ["10%"]
     seeds: [0, 1, 2]
+    pretrain_per_seed: true       # default; false = one pre-training shared by every seed
     datasets:
       - name: hippocampus         # folder name inside the benchmark folder
         dataset: msd              # reader (medssl datasets)
@@ -24,6 +29,14 @@ Grid file (YAML)::
       supercl: {superpixels: {mode: cache}}
     finetune:                     # FinetuneConfig fields
       train: {epochs: 10}
+    variants:                     # more fine-tunings of the same cells and pre-trainings (optional)
+      steps150: {finetune: {train: {max_steps: 150}}}
+      paper: {methods: [scratch, macl], finetune: {recipe: paper}}
+
+A variant fine-tunes the grid's cells again (those of its ``methods``, default all) with its
+``finetune`` settings merged over the grid's, from the same pre-trainings, into
+``OUT/variants/<name>/finetune/<cell>``; ``OUT/variants/<name>/report`` is its report (the main
+report leaves the variants out), so budgets and fine-tuning recipes compare on one set of replicates.
 
 Before any work (and for ``--dry-run``) every cell is validated in full: the grid's keys, the
 methods, each dataset's reader, source folder and prepare options, every cell's pre-training and
@@ -53,7 +66,16 @@ from .errors import ConfigError, DataError
 from .recipes import resolve_recipe
 from .utils.files import atomic_write_json
 
-__all__ = ["CellPlan", "GridCell", "load_grid", "plan_cells", "run_benchmark", "validate_grid"]
+__all__ = [
+    "CellPlan",
+    "GridCell",
+    "load_grid",
+    "plan_cells",
+    "pretrain_name",
+    "run_benchmark",
+    "validate_grid",
+    "variant_plans",
+]
 
 #: the keys a grid file may have
 GRID_KEYS = (
@@ -67,7 +89,11 @@ GRID_KEYS = (
     "pretrain_methods",
     "finetune",
     "progress",
+    "pretrain_per_seed",
+    "variants",
 )
+#: the keys of one ``variants`` entry
+VARIANT_KEYS = ("finetune", "methods")
 #: the keys of one ``datasets`` entry
 DATASET_KEYS = ("name", "dataset", "src", "prepare", "prepared", "pretrain", "finetune")
 #: the method name of the fine-tuning row without pre-training
@@ -97,6 +123,13 @@ class CellPlan:
     pretrain: PretrainConfig | None = None
     pretrain_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
+    #: the grid variant this fine-tuning belongs to (None: the grid's own cells)
+    variant: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The cell's name, with its variant: ``macl__acdc__10pct__s0 [steps150]``."""
+        return self.cell.name + (f" [{self.variant}]" if self.variant else "")
 
 
 def _yaml(text: str, where: str) -> Any:
@@ -134,6 +167,7 @@ def load_grid(path: str | Path, overrides: list[str] | None = None) -> dict[str,
     grid.setdefault("labels", ["10%"])
     grid.setdefault("seeds", [1234])
     grid.setdefault("protocol", "standard")
+    grid.setdefault("pretrain_per_seed", True)
     return grid
 
 
@@ -166,6 +200,14 @@ def _check_grid_shape(grid: dict[str, Any], p: Path) -> None:
             or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= SEED_MAX for x in seeds)
         ):
             raise ConfigError(f"{p}: seeds must be a non-empty list of integers in [0, {SEED_MAX}], got {seeds!r}")
+    if not isinstance(grid.get("pretrain_per_seed", True), bool):
+        raise ConfigError(f"{p}: pretrain_per_seed must be true or false, got {grid['pretrain_per_seed']!r}")
+    if grid.get("pretrain_per_seed", True) and "seed" in ((grid.get("pretrain") or {}).get("train") or {}):
+        raise ConfigError(
+            f"{p}: pretrain.train.seed: each grid seed seeds its own pre-training (pretrain_per_seed: true); "
+            "remove it, or set pretrain_per_seed: false to share one pre-training across seeds"
+        )
+    _check_variants_shape(grid.get("variants"), grid["methods"], p)
     if grid.get("protocol", "standard") not in ("paper", "standard"):
         raise ConfigError(f"{p}: protocol must be paper or standard, got {grid.get('protocol')!r}")
     names: set[str] = set()
@@ -189,6 +231,32 @@ def _check_grid_shape(grid: dict[str, Any], p: Path) -> None:
         for key in ("prepare", "pretrain", "finetune"):
             if ds.get(key) is not None and not isinstance(ds[key], dict):
                 raise ConfigError(f"{where} ({name}): '{key}' must be a mapping, got {ds[key]!r}")
+
+
+def _check_variants_shape(variants: Any, grid_methods: list[str], p: Path) -> None:
+    """``variants``: a mapping of folder names to ``{finetune: {...}, methods: [...]}``."""
+    if variants is None:
+        return
+    if not isinstance(variants, dict):
+        raise ConfigError(
+            f"{p}: variants must be a mapping of names to {{finetune: ..., methods: ...}}, got {variants!r}"
+        )
+    for name, v in variants.items():
+        where = f"{p}: variants.{name}"
+        if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+            raise ConfigError(f"{p}: variants: a variant needs a folder name, got {name!r}")
+        if not isinstance(v, dict):
+            raise ConfigError(f"{where}: expected a mapping (finetune, methods), got {v!r}")
+        bad = sorted(set(v) - set(VARIANT_KEYS))
+        if bad:
+            raise ConfigError(f"{where}: unknown key '{bad[0]}'; known: {', '.join(VARIANT_KEYS)}")
+        if v.get("finetune") is not None and not isinstance(v["finetune"], dict):
+            raise ConfigError(f"{where}: 'finetune' must be a mapping of settings, got {v['finetune']!r}")
+        methods = v.get("methods")
+        if methods is not None and (
+            not isinstance(methods, list) or not methods or not set(methods) <= set(grid_methods)
+        ):
+            raise ConfigError(f"{where}: methods must be a non-empty list of the grid's methods, got {methods!r}")
 
 
 def plan_cells(grid: dict[str, Any]) -> list[GridCell]:
@@ -306,6 +374,13 @@ def _wait_or_lock(run: Path, done: Callable[[], bool] | None = None) -> bool:
             time.sleep(5)
 
 
+def pretrain_name(grid: dict[str, Any], cell: GridCell) -> str:
+    """The pre-training folder of a cell: ``method__dataset__s<seed>`` (one per seed, the default) or
+    ``method__dataset`` (``pretrain_per_seed: false``, shared by every seed)."""
+    shared = f"{cell.method}__{cell.dataset}"
+    return shared if grid.get("pretrain_per_seed", True) is False else f"{shared}__s{cell.seed}"
+
+
 def _cell_configs(grid: dict[str, Any], ds: dict[str, Any], cell: GridCell, root: Path) -> CellPlan:
     """The resolved fine-tuning (and pre-training) configuration of one cell, checked without data."""
     from .preflight import check_finetune_settings, check_pretrain_settings
@@ -314,10 +389,12 @@ def _cell_configs(grid: dict[str, Any], ds: dict[str, Any], cell: GridCell, root
     store = _store_path(ds, root)
     pcfg = pre_dir = None
     if cell.method != SCRATCH:
-        pre_dir = root / "pretrain" / f"{cell.method}__{cell.dataset}"
+        pre_dir = root / "pretrain" / pretrain_name(grid, cell)
         pdict = _deep_update(grid.get("pretrain") or {}, (grid.get("pretrain_methods") or {}).get(cell.method) or {})
         pdict = _deep_update(pdict, ds.get("pretrain") or {})
         pdict.update({"method": cell.method, "out": str(pre_dir)})
+        if grid.get("pretrain_per_seed", True):
+            pdict.setdefault("train", {})["seed"] = cell.seed
         pdict.setdefault("data", {})["path"] = str(store)
         try:
             pcfg = config_from_dict(PretrainConfig, pdict)
@@ -342,6 +419,34 @@ def _cell_configs(grid: dict[str, Any], ds: dict[str, Any], cell: GridCell, root
     except ConfigError as e:
         raise ConfigError(f"cell {cell.name}: {e}") from None
     return CellPlan(cell, fcfg, pcfg, pre_dir)
+
+
+def variant_plans(grid: dict[str, Any], root: str | Path, cells: list[GridCell] | None = None) -> list[CellPlan]:
+    """The fine-tunings of the grid's ``variants``: each variant's methods' cells, its ``finetune``
+    settings merged over the grid's, the same pre-trainings, out ``root/variants/<name>/finetune/<cell>``.
+
+    Raises:
+        ConfigError: a cell configuration that is not valid, naming the variant.
+    """
+    import dataclasses
+
+    root = Path(root)
+    datasets = {d["name"]: d for d in grid["datasets"]}
+    out: list[CellPlan] = []
+    for name, v in (grid.get("variants") or {}).items():
+        vgrid = {**grid, "finetune": _deep_update(grid.get("finetune") or {}, v.get("finetune") or {})}
+        for c in cells if cells is not None else plan_cells(grid):
+            if v.get("methods") and c.method not in v["methods"]:
+                continue
+            try:
+                plan = _cell_configs(vgrid, datasets[c.dataset], c, root)
+            except ConfigError as e:
+                raise ConfigError(f"variants.{name}: {e}") from None
+            run = root / "variants" / name / "finetune" / c.name
+            plan.finetune = dataclasses.replace(plan.finetune, out=str(run))
+            plan.variant = name
+            out.append(plan)
+    return out
 
 
 def validate_grid(grid: dict[str, Any], root: str | Path, cells: list[GridCell] | None = None) -> list[CellPlan]:
@@ -378,9 +483,9 @@ def validate_grid(grid: dict[str, Any], root: str | Path, cells: list[GridCell] 
     datasets = {d["name"]: d for d in grid["datasets"]}
     for name, ds in datasets.items():
         _check_dataset(ds, f"datasets: {name}")
-    plans = [
-        _cell_configs(grid, datasets[c.dataset], c, root) for c in (cells if cells is not None else plan_cells(grid))
-    ]
+    cells = cells if cells is not None else plan_cells(grid)
+    plans = [_cell_configs(grid, datasets[c.dataset], c, root) for c in cells]
+    plans += variant_plans(grid, root, cells)
     seen: set[Path] = set()
     for plan in plans:
         pairs = [(plan.finetune.out, plan.finetune, "finetune")]
@@ -436,6 +541,84 @@ def _named(config: str | Path) -> Iterator[None]:
         raise DataError(None, f"{config}: {e}") from None
 
 
+def _pretrain_line(grid: dict[str, Any], plans: list[CellPlan]) -> str:
+    """One line: how many pre-trainings the grid runs and whether seeds share them."""
+    n = len({p.pretrain_dir for p in plans if p.pretrain_dir is not None})
+    how = (
+        "one per method, dataset and seed: independent replicates"
+        if grid.get("pretrain_per_seed", True)
+        else "pretrain_per_seed: false, one per method and dataset SHARED by every seed"
+    )
+    return f"{n} pre-trainings ({how})"
+
+
+def _record_command(
+    root: Path, config: str | Path, overrides: list[str] | None, cells: str | None, pretrain_only: bool
+) -> None:
+    """``root/commands/<time>_<pid>.json``: this invocation (argv, the grid file's text, overrides, commit),
+    one file per process so that ``--cells i/n`` processes never write the same file."""
+    import sys
+    from datetime import datetime, timezone
+
+    from .utils.files import git_commit
+
+    now = datetime.now(timezone.utc)
+    record = {
+        "argv": ["medssl", *sys.argv[1:]],
+        "config": str(config),
+        "config_text": Path(config).read_text(),
+        "overrides": list(overrides or []),
+        "cells": cells,
+        "pretrain_only": pretrain_only,
+        "git_commit": git_commit(),
+        "started_at": now.isoformat(timespec="seconds"),
+    }
+    atomic_write_json(root / "commands" / f"{now.strftime('%Y%m%dT%H%M%S')}_{os.getpid()}.json", record)
+
+
+def _compute_line(runs: list[Path]) -> str:
+    """``compute: M min over N timed runs = H core-hours``: wall_s x torch threads (run.json) summed."""
+    timed = []
+    for d in runs:
+        info = read_run(d) or {}
+        if isinstance(info.get("wall_s"), (int, float)):
+            threads = (info.get("environment") or {}).get("torch_threads")
+            timed.append((float(info["wall_s"]), threads if isinstance(threads, int) and threads > 0 else None))
+    if not timed:
+        return ""
+    minutes = sum(w for w, _ in timed) / 60
+    core_h = sum(w * (t or 1) for w, t in timed) / 3600
+    unknown = sum(t is None for _, t in timed)
+    return (
+        f"\ncompute: {minutes:.1f} min over {len(timed)} timed runs (pre-training + fine-tuning, wall_s in run.json)"
+        f" = {core_h:.2f} core-hours (wall_s x torch threads"
+        + (f"; {unknown} runs without a thread count counted as 1)" if unknown else ")")
+    )
+
+
+def _parse_share(cells: str | None) -> tuple[int, int]:
+    """``--cells i/n`` as ``(i, n)``; ``(0, 1)`` (every cell) when not given."""
+    if not cells:
+        return (0, 1)
+    try:
+        i, n = (int(x) for x in cells.split("/"))
+        assert 0 <= i < n
+    except (ValueError, AssertionError):
+        raise ConfigError(f"--cells expects i/n with 0 <= i < n, got '{cells}'") from None
+    return (i, n)
+
+
+def _write_reports(root: Path, grid: dict[str, Any]) -> str:
+    """The report of the grid's cells and one per variant; returns the lines naming them."""
+    from .reporting.report import report as make_report
+
+    text = ""
+    for folder in [root, *(root / "variants" / v for v in grid.get("variants") or {})]:
+        rep = make_report(folder)
+        text += f"\nreport: {getattr(rep, 'out_dir', folder / 'report')}"
+    return text
+
+
 def run_benchmark(
     config: str | Path,
     out: str | Path,
@@ -473,60 +656,48 @@ def run_benchmark(
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise DataError(root, "exists and is not a folder; give a folder for the benchmark (--out)")
-    all_cells = plan_cells(grid)
-    mine = all_cells
-    if cells:
-        try:
-            i, n = (int(x) for x in cells.split("/"))
-            assert 0 <= i < n
-        except (ValueError, AssertionError):
-            raise ConfigError(f"--cells expects i/n with 0 <= i < n, got '{cells}'") from None
-        mine = all_cells[i::n]
+    share = _parse_share(cells)
     with _named(config):
-        plans = validate_grid(grid, root)  # every cell, before any work
+        plans = validate_grid(grid, root)  # every cell (and variant), before any work
+    mine = plans[share[0] :: share[1]]
     if dry_run:
         return "\n".join(
             [
-                *(c.name for c in mine),
+                *(p.label for p in mine),
+                _pretrain_line(grid, plans),
                 f"all {len(plans)} cells of the grid are valid",
-                f"{len(mine)} of {len(all_cells)} cells",
+                f"{len(mine)} of {len(plans)} cells",
             ]
         )
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_json(root / "grid.json", grid)
+    _record_command(root, config, overrides, cells, pretrain_only)
     datasets = {d["name"]: d for d in grid["datasets"]}
-    by_name = {p.cell.name: p for p in plans}
-    todo = [by_name[c.name] for c in mine if not is_done(root / "finetune" / c.name)]
+    todo = [p for p in mine if not is_done(Path(p.finetune.out))]
     for name in dict.fromkeys(p.cell.dataset for p in todo):  # the stores first, then every split: no late failure
         _prepared(grid, datasets[name], root, say)
     with _named(config):
         check_splits(todo)
     ran, skipped = 0, len(mine) - len(todo)
     for plan in todo:
-        cell, k = plan.cell, mine.index(plan.cell) + 1
+        k = mine.index(plan) + 1
         if plan.pretrain is not None and plan.pretrain_dir is not None and _wait_or_lock(plan.pretrain_dir):
             try:
-                say(f"[pretrain] {cell.method} on {cell.dataset}")
+                say(f"[pretrain] {plan.pretrain_dir.name}")
                 pretrain(plan.pretrain, log_fn=say)
             finally:
                 (plan.pretrain_dir / ".lock").unlink(missing_ok=True)
         if pretrain_only:
             continue
-        say(f"[finetune {k}/{len(mine)}] {cell.name}")
+        say(f"[finetune {k}/{len(mine)}] {plan.label}")
         finetune(plan.finetune, log_fn=say)
         ran += 1
-    text = f"grid '{grid.get('name', Path(config).stem)}': {ran} cells run, {skipped} already done, {len(all_cells) - len(mine)} left to other processes"
+    text = f"grid '{grid.get('name', Path(config).stem)}': {ran} cells run, {skipped} already done, {len(plans) - len(mine)} left to other processes"
     if pretrain_only:
         text = f"grid '{grid.get('name', Path(config).stem)}': the pre-trainings of {len(todo)} cells are done (fine-tuning not run: --pretrain-only)"
-    walls = [
-        (read_run(d) or {}).get("wall_s") for d in [*(root / "pretrain").glob("*"), *(root / "finetune").glob("*")]
-    ]
-    timed = [w for w in walls if isinstance(w, (int, float))]
-    if timed:
-        text += f"\ncompute: {sum(timed) / 60:.1f} min over {len(timed)} timed runs (pre-training + fine-tuning, wall_s in run.json)"
-    if report and all(is_done(root / "finetune" / c.name) for c in all_cells):
-        from .reporting.report import report as make_report
-
-        rep = make_report(root)
-        text += f"\nreport: {getattr(rep, 'out_dir', root / 'report')}"
+    text += "\n" + _pretrain_line(grid, plans)
+    runs = [*(root / "pretrain").glob("*"), *(root / "finetune").glob("*"), *root.glob("variants/*/finetune/*")]
+    text += _compute_line(runs)
+    if report and all(is_done(Path(p.finetune.out)) for p in plans):
+        text += _write_reports(root, grid)
     return text

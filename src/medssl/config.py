@@ -29,6 +29,7 @@ __all__ = [
     "PretrainConfig",
     "Range",
     "TrainCfg",
+    "TransferCfg",
     "apply_overrides",
     "check_config",
     "checked",
@@ -368,6 +369,54 @@ class TrainCfg(_Checked):
     val_every_steps: int | None = field(default=None, metadata=in_range(ge=1))
 
 
+def _lpft_problem(cfg: Any) -> str | None:
+    if cfg.schedule == "lpft" and cfg.lpft_steps is None and cfg.lpft_fraction is None:
+        return "transfer.schedule: lpft needs transfer.lpft_fraction or transfer.lpft_steps"
+    if cfg.lpft_steps is not None and cfg.lpft_fraction is not None:
+        return "transfer: give transfer.lpft_steps or transfer.lpft_fraction, not both"
+    return None
+
+
+@dataclass
+class TransferCfg(_Checked):
+    """How fine-tuning treats the parts loaded from a pre-trained checkpoint (``init``).
+
+    "Pre-trained" means exactly the parameters :func:`~medssl.models.checkpoint.load_pretrained`
+    loaded (``load_report.json``); the rest (the head, a decoder not pre-trained) is "new". The
+    defaults change nothing (one learning rate, one phase, the optimiser's own warm-up); without
+    ``init`` nothing is pre-trained and only ``warmup_fraction`` acts. See ``docs/finetuning.md``.
+
+    Attributes:
+        schedule: ``standard`` (every part trains from step 0) or ``lpft`` (Kumar et al. 2022: the
+            new parts train alone, the pre-trained ones frozen, for the first ``lpft_steps`` /
+            ``lpft_fraction`` of the steps; then everything).
+        lpft_steps: length of the frozen phase in optimiser steps (``lpft`` only).
+        lpft_fraction: length of the frozen phase as a share of all steps (``lpft`` only).
+        pretrained_lr_scale: learning-rate multiplier of the pre-trained parts (discriminative
+            learning rates; nnssl uses 0.1 against training from scratch; 1 = one learning rate).
+        layer_decay: layer-wise decay (BEiT / MAE 0.65-0.9): the pre-trained layer nearest the output
+            keeps ``pretrained_lr_scale``, each layer before it along the forward path (U-Net: encoder
+            stages, centre, decoder blocks) a further factor ``layer_decay``; 1 = off.
+        warmup_fraction: linear warm-up of the whole net over this share of the steps from the
+            moment every part trains (step 0; with ``lpft``, the unfreezing step), replacing
+            ``optim.warmup_steps`` (nnssl: 0.05); 0 = off.
+    """
+
+    _section = "transfer"
+    _together = (_lpft_problem,)
+
+    schedule: Literal["standard", "lpft"] = "standard"
+    lpft_steps: int | None = field(default=None, metadata=in_range(ge=1))
+    lpft_fraction: float | None = field(default=None, metadata=in_range(gt=0, lt=1))
+    pretrained_lr_scale: float = field(default=1.0, metadata=in_range(gt=0, le=1, why="1 = the new parts' rate"))
+    layer_decay: float = field(default=1.0, metadata=in_range(gt=0, le=1, why="1 = off"))
+    warmup_fraction: float = field(default=0.0, metadata=in_range(ge=0, lt=1, why="0 = off"))
+
+    def is_default(self) -> bool:
+        """Whether these settings leave fine-tuning as it was (one rate, one phase, no extra warm-up)."""
+        return self == TransferCfg()
+
+
 def _finetune_optim() -> OptimCfg:
     """Adam, wd 1e-5; learning rate, its floor and warm-up from the recipe."""
     return OptimCfg(name="adam", lr=None, weight_decay=1e-5, min_lr=None, warmup_steps=None)
@@ -413,6 +462,8 @@ class FinetuneConfig(_Checked):
             component in the test predictions, for the classes where that raises the Dice of the
             validation volumes (decided after training, written to ``postprocessing.json``; the
             ``paper`` protocol has no validation set, so nothing is applied there).
+        transfer: how the pre-trained parts are fine-tuned (:class:`TransferCfg`: learning-rate
+            scale, LP-FT, layer-wise decay, warm-up of the whole net); the defaults change nothing.
     """
 
     _together = (_image_size_fits,)
@@ -438,6 +489,7 @@ class FinetuneConfig(_Checked):
     elastic: bool | None = None
     fill: str | None = field(default=None, metadata=checked(_fill_problem))
     postprocess: str | None = field(default=None, metadata=checked(_postprocess_problem))
+    transfer: TransferCfg = field(default_factory=TransferCfg)
 
 
 def _pretrain_optim() -> OptimCfg:

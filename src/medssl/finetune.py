@@ -201,6 +201,23 @@ def _decide_postprocessing(
     return classes
 
 
+def _transfer_schedule(
+    cfg: FinetuneConfig, model: nn.Module, report: Any, total: int, say: Callable[[str], None]
+) -> Any:
+    """The learning-rate schedule of a run of ``total`` steps (:mod:`medssl.engine.transfer`;
+    pre-trained = what ``init`` loaded, as ``load_report.json`` lists)."""
+    from .engine.transfer import TransferSchedule, build_schedule, check_frozen_phase
+
+    loaded = report.loaded if report is not None else None
+    schedule, note = build_schedule(cfg.optim, cfg.transfer, model, loaded, cfg.model.depth)
+    if isinstance(schedule, TransferSchedule):
+        check_frozen_phase(schedule.cfg, total)  # Scratch: no frozen phase to check
+    for line in (note, schedule.describe(total) if isinstance(schedule, TransferSchedule) else ""):
+        if line:
+            say(line)
+    return schedule
+
+
 def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], None] | None = None) -> FinetuneResult:
     """Fine-tune the U-Net on a prepared store and evaluate it on the test patients.
 
@@ -271,6 +288,8 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
             p.requires_grad_(False)
     task = SegmentationTask(cfg, store, split, model, in_channels, device)
     engine = Engine(cfg.train, cfg.optim, out, resume=resume)
+    total = engine.plan(task.steps_per_epoch()).total
+    engine.schedule = _transfer_schedule(cfg, model, report, total, say)
 
     init_run_dir(  # only now that the run is known to be valid
         out,
@@ -288,6 +307,8 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
             "init": cfg.init,
             "selected_on": "validation" if cfg.protocol == "standard" else "test (as the papers did)",
             "train_cases": len(split.train),
+            "pretrained_parts": list(report.parts) if report is not None else [],
+            "total_steps": total,
         },
         start_over=bound.status == "start_over",
     )

@@ -338,6 +338,14 @@ def _check_evaluable_run(run: Path) -> None:
 def cmd_report(a: argparse.Namespace) -> int:
     from ..reporting.report import report
 
+    if a.export:
+        from ..reporting.bundle import export_bundle
+
+        b = export_bundle(a.dir, a.export)
+        _say(
+            f"bundle {b.out}: {b.n_runs} runs, {b.n_files} files, {b.bytes / 1e6:.1f} MB (no checkpoints, no predictions)"
+        )
+        return 0
     res = report(a.dir, a.out, a.reference)
     _say(res.markdown if hasattr(res, "markdown") else str(res))
     return 0
@@ -485,6 +493,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dir", help="a benchmark folder (or any folder holding run folders)")
     s.add_argument("--out", help="output folder (default DIR/report)")
     s.add_argument("--reference", help="published numbers CSV (default: the papers' numbers shipped with medssl)")
+    s.add_argument(
+        "--export",
+        metavar="BUNDLE",
+        help="write a slim recomputable bundle of DIR's runs (configs, metrics, logs; no checkpoints or predictions) "
+        "into the new folder BUNDLE instead of a report; `medssl report BUNDLE` recomputes every table",
+    )
     s.set_defaults(fn=cmd_report)
 
     s = sub.add_parser(

@@ -26,6 +26,7 @@ from ..config import OptimCfg, TrainCfg
 from ..errors import ConfigError, TrainingError
 from ..utils import distributed as du
 from ..utils.files import atomic_write
+from .transfer import LrSchedule, SingleRate
 
 __all__ = [
     "Engine",
@@ -118,9 +119,20 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
-def build_optimizer(params: Iterable[nn.Parameter], cfg: OptimCfg) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD (momentum, Nesterov off) from the configuration."""
-    params = [p for p in params if p.requires_grad]
+def build_optimizer(params: Iterable[Any], cfg: OptimCfg) -> torch.optim.Optimizer:
+    """Adam, AdamW or SGD (momentum, Nesterov off) from the configuration.
+
+    Args:
+        params: parameters, or parameter groups (dicts with ``params`` and any other keys, as
+            :meth:`~medssl.engine.transfer.LrSchedule.param_groups` gives); frozen parameters are left out.
+        cfg: the optimiser settings.
+    """
+    params = list(params)
+    if params and isinstance(params[0], dict):
+        params = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in params]
+        params = [g for g in params if g["params"]]
+    else:
+        params = [p for p in params if p.requires_grad]
     name = cfg.name.lower()
     if name == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -236,10 +248,11 @@ class _Logs:
             self.steps.truncate_after("step", state.step)
         self.tb = engine._tensorboard()
 
-    def step_row(self, step: int, epoch: int, lr: float, losses: dict[str, Tensor], bar: Any) -> None:
+    def step_row(self, step: int, epoch: int, lrs: dict[str, float], losses: dict[str, Tensor], bar: Any) -> None:
         if self.steps is None:
             return
-        row = {"step": step, "epoch": epoch, "lr": lr, **{k: float(v) for k, v in losses.items()}}
+        lr = lrs["lr"]
+        row = {"step": step, "epoch": epoch, **lrs, **{k: float(v) for k, v in losses.items()}}
         self.steps.append(row)
         if self.tb is not None:
             for k, v in row.items():
@@ -268,6 +281,8 @@ class Engine:
         optim: optimiser and schedule.
         out_dir: run folder (logs and checkpoints go here).
         resume: continue from ``checkpoint_latest.pt`` when present.
+        schedule: parameter groups and their per-step learning rates (default: one group at
+            :func:`lr_at`; fine-tuning with pre-trained parts: :class:`~medssl.engine.transfer.TransferSchedule`).
 
     Example::
 
@@ -275,8 +290,17 @@ class Engine:
         result = engine.fit(task)
     """
 
-    def __init__(self, train: TrainCfg, optim: OptimCfg, out_dir: str | Path, resume: bool = True) -> None:
+    def __init__(
+        self,
+        train: TrainCfg,
+        optim: OptimCfg,
+        out_dir: str | Path,
+        resume: bool = True,
+        schedule: LrSchedule | None = None,
+    ) -> None:
         self.cfg, self.optim_cfg = train, optim
+        #: parameter groups and their learning rates (one group at ``lr_at`` by default)
+        self.schedule: LrSchedule = schedule or SingleRate(optim)
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.resume = resume
@@ -364,11 +388,12 @@ class Engine:
             train_model = nn.parallel.DistributedDataParallel(
                 train_model,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=getattr(task, "find_unused_parameters", False),
+                find_unused_parameters=getattr(task, "find_unused_parameters", False)
+                or self.schedule.find_unused_parameters,
             )
         if cfg.compile:
             train_model = torch.compile(train_model)  # type: ignore[assignment]
-        optimizer = build_optimizer(model.parameters(), self.optim_cfg)
+        optimizer = build_optimizer(self.schedule.param_groups(model), self.optim_cfg)
         scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         return _Run(model, train_model, optimizer, scaler)
 
@@ -405,7 +430,7 @@ class Engine:
         for batch in task.train_loader(epoch):
             if state.step >= plan.total:
                 break
-            lr, losses = self._step(task, run, plan, state.step, _to_device(batch, self.device, cfg.channels_last))
+            lrs, losses = self._step(task, run, plan, state.step, _to_device(batch, self.device, cfg.channels_last))
             state.step += 1
             task.after_step(state.step / plan.total)
             detached = {k: v.detach().float() for k, v in losses.items()}
@@ -417,16 +442,17 @@ class Engine:
                 self._check_finite(pending)
                 pending = []
             if state.step % max(1, cfg.log_every) == 0:
-                logs.step_row(state.step, epoch, lr, detached, bar)
+                logs.step_row(state.step, epoch, lrs, detached, bar)
             bar.update(1)
         self._check_finite(pending)
         return {k: float(du.all_reduce_mean(v / max(n, 1))) for k, v in sums.items()}
 
-    def _step(self, task: Task, run: _Run, plan: _Plan, step: int, batch: Any) -> tuple[float, dict[str, Tensor]]:
+    def _step(
+        self, task: Task, run: _Run, plan: _Plan, step: int, batch: Any
+    ) -> tuple[dict[str, float], dict[str, Tensor]]:
         """One optimiser step at ``step``: learning rate, forward (autocast), backward, clip, update."""
-        lr = lr_at(step, plan.total, self.optim_cfg)
-        for g in run.optimizer.param_groups:
-            g["lr"] = lr
+        lrs = self._set_lrs(run, step, plan.total)
+        self.schedule.on_step(step, plan.total)
         task.on_step(step, plan.total)
         with torch.autocast(
             self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
@@ -439,7 +465,16 @@ class Engine:
             nn.utils.clip_grad_norm_(run.model.parameters(), self.optim_cfg.grad_clip)
         run.scaler.step(run.optimizer)
         run.scaler.update()
-        return lr, losses
+        return lrs, losses
+
+    def _set_lrs(self, run: _Run, step: int, total: int) -> dict[str, float]:
+        """Each parameter group's learning rate at ``step`` (from the schedule); returns what the logs
+        show: ``lr`` (the first group's) and ``lr_<name>`` of the others."""
+        lrs: dict[str, float] = {}
+        for i, g in enumerate(run.optimizer.param_groups):
+            g["lr"] = self.schedule.lr(g, step, total)
+            lrs["lr" if i == 0 else f"lr_{g.get('name', i)}"] = g["lr"]
+        return lrs
 
     def should_validate(self, epoch: int, step: int, validated_at: int, last: bool) -> bool:
         """Whether to validate after ``epoch``: the last epoch always; else every ``val_every``
@@ -502,7 +537,8 @@ class Engine:
                 "torch_rng": torch.get_rng_state(),
             },
         )
-        lr = lr_at(max(state.step - 1, 0), plan.total, self.optim_cfg)
+        group = run.optimizer.param_groups[0]
+        lr = self.schedule.lr(group, max(state.step - 1, 0), plan.total)
         logs.epoch_row(
             {"epoch": epoch, "step": state.step, "lr": lr, **last_metrics, "seconds": round(seconds, 3)}, metrics
         )

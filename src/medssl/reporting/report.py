@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from .bundle import provenance_notes
 from .figures import (
     FigureResult,
     plot_dsc_vs_labels,
@@ -30,6 +31,7 @@ from .figures import (
     slugify,
 )
 from .pretrain_losses import LOSS_WINDOW_FIELDS, loss_windows_csv_rows, loss_windows_markdown, pretrain_loss_windows
+from .replicates import SEED_STATS_FIELDS, seed_comparisons, seed_stats_csv_rows, seed_stats_markdown
 from .stats import (
     PAIRWISE_FIELDS,
     STATS_FIELDS,
@@ -367,10 +369,17 @@ def _write_results_tables(runs: Sequence[RunRecord], out: Path, files: dict[str,
 
 
 def _write_stats(runs: Sequence[RunRecord], out: Path, files: dict[str, Path], min_pairs: int) -> str:
-    """Step 2: ``stats.md`` and ``stats.csv`` (paired Wilcoxon tests); returns the Markdown."""
+    """Step 2: ``seed_stats.csv`` (seed-level comparisons, :mod:`medssl.reporting.replicates`), ``stats.md``
+    (those first, the case-level Wilcoxon tests second) and ``stats.csv`` (the Wilcoxon tests); returns the Markdown."""
+    seed_rows = seed_comparisons(runs)
+    files["seed_stats_csv"] = write_csv(out / "seed_stats.csv", SEED_STATS_FIELDS, seed_stats_csv_rows(seed_rows))
     stat_rows = compare_methods(runs, min_pairs=min_pairs)
-    stats_md = stats_markdown(stat_rows)
-    files["stats_md"] = _write_text(out / "stats.md", "# Paired tests\n\n" + stats_md)
+    stats_md = (
+        seed_stats_markdown(seed_rows)
+        + "\n\n### Secondary: case-level Wilcoxon tests (pool cases over seeds)\n\n"
+        + stats_markdown(stat_rows)
+    )
+    files["stats_md"] = _write_text(out / "stats.md", "# Comparisons at the seed level\n\n" + stats_md)
     files["stats_csv"] = write_csv(out / "stats.csv", STATS_FIELDS, stats_csv_rows(stat_rows))
     pair_rows = pairwise_tests(runs, min_pairs=min_pairs)
     files["pairwise_md"] = _write_text(
@@ -495,7 +504,14 @@ def _results_markdown(
             "",
             t.markdown(),
         ]
-    md += ["", "## Paired tests", "", stats_md, "", "Every pair of methods: `pairwise.md` / `pairwise.csv`."]
+    md += [
+        "",
+        "## Comparisons at the seed level",
+        "",
+        stats_md,
+        "",
+        "Every pair of methods: `pairwise.md` / `pairwise.csv`.",
+    ]
     if pretrain_md:
         md += ["", "## Pre-training losses: start, halfway, end", "", pretrain_md]
     md += ["", "## Comparison with the published numbers (`paper` protocol)", "", comp_md]
@@ -524,8 +540,9 @@ def report(
 
     Collects every fine-tuning run under ``dir`` (any depth; runs without ``summary.json`` are
     skipped and counted) and writes into ``out_dir``: ``results.md`` (all tables and figure links),
-    ``results.csv``, ``results.tex`` (booktabs), ``stats.md``/``stats.csv`` (Wilcoxon tests against
-    Scratch and the best baseline), ``pairwise.md``/``pairwise.csv`` (every pair of methods),
+    ``results.csv``, ``results.tex`` (booktabs), ``stats.md`` and ``seed_stats.csv`` (per-seed
+    differences, hierarchical-bootstrap intervals, Holm-corrected seed-level p-values), ``stats.csv``
+    (the secondary case-level Wilcoxon tests against Scratch and the best baseline), ``pairwise.md``/``pairwise.csv`` (every pair of methods),
     ``pretrain_losses.md``/``.csv`` (each pre-training's loss terms at the start, halfway and at the
     end: :mod:`medssl.reporting.pretrain_losses`),
     ``paper_comparison.md``/``.csv`` and ``figures/*.png``.
@@ -551,10 +568,10 @@ def report(
     if not root.is_dir():
         raise DataError(root, "not a folder")
     out = Path(out_dir) if out_dir is not None else root / "report"
-    coll = collect_runs(root, exclude=[out])
+    coll = collect_runs(root, exclude=[out, root / "variants"])  # a grid's variants have their own reports
     if not coll.runs and not coll.pretrain:
         raise DataError(root, f"no complete fine-tuning run found ({len(coll.skipped)} incomplete skipped)")
-    notes = list(coll.notes)
+    notes = [*provenance_notes(root), *coll.notes]
     files: dict[str, Path] = {}
     tables = _write_results_tables(coll.runs, out, files)
     stats_md = _write_stats(coll.runs, out, files, min_pairs)

@@ -7,6 +7,11 @@ over seeds), using the two-sided Wilcoxon signed-rank test (``scipy.stats.wilcox
 options) on per-case DSC averaged over foreground classes. Runs are paired by
 ``(seed, case_id)``: a case of seed s of method A is paired with the same case of seed s of
 method B, so several seeds pool into one test.
+
+That pooling counts the cases of one seed (one pre-training, one split) as independent and
+overstates the evidence; the report's primary comparisons are made at the seed level
+(:mod:`medssl.reporting.replicates`) and these tests are shown beside them as a secondary column
+labelled "pools cases over seeds".
 """
 
 from __future__ import annotations
@@ -325,7 +330,8 @@ def stats_markdown(rows: Sequence[StatRow]) -> str:
     lines.append("")
     lines.append(
         "Two-sided Wilcoxon signed-rank test (scipy defaults) on per-case DSC averaged over classes, "
-        "pairs = (seed, case) present in both methods; Δ = mean paired difference in DSC points."
+        "pairs = (seed, case) present in both methods, which pools cases over seeds as if they were independent; "
+        "Δ = mean paired difference in DSC points."
     )
     return "\n".join(lines)
 
@@ -444,6 +450,7 @@ def pairwise_markdown(rows: Sequence[PairRow]) -> str:
     lines.append("")
     lines.append(
         "Two-sided Wilcoxon signed-rank test (scipy defaults) on per-case DSC averaged over classes, "
-        "pairs = (seed, case) present in both methods; Δ > 0: A ahead of B."
+        "pairs = (seed, case) present in both methods, which pools cases over seeds as if independent "
+        "(the seed-level comparisons are in stats.md); Δ > 0: A's mean above B's."
     )
     return "\n".join(lines)

@@ -102,6 +102,7 @@ def environment_info(device: str | None = None) -> dict[str, Any]:
         "platform": platform.platform(),
         "host": platform.node(),
         "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
         "versions": versions,
         "cuda": torch.version.cuda,
         "device": device,

@@ -1,0 +1,95 @@
+"""`medssl benchmark`: one pre-training per seed by default; sharing one is an explicit, labelled option."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medssl.benchmark import load_grid, run_benchmark, validate_grid
+from medssl.errors import ConfigError
+
+GRID = (
+    "name: t\nmethods: [scratch, simclr]\nlabels: ['2']\nseeds: [0, 1]\n"
+    "datasets:\n  - {name: syn, dataset: synthetic, src: builtin, prepare: {reader_options: "
+    "{n_patients: 5, frames: 1, slices: 6, size: 32, seed: 0}}}\n"
+    "pretrain: {data: {image_size: 32, batch_size: 4, num_workers: 0}, model: {base_width: 4}, "
+    "train: {epochs: 1, max_steps: 1, device: cpu, progress: false}}\n"
+    "finetune: {data: {image_size: 32, batch_size: 4, num_workers: 0}, model: {base_width: 4}, "
+    "train: {epochs: 1, max_steps: 1, device: cpu, progress: false}}\n"
+)
+
+
+@pytest.fixture
+def grid_file(tmp_path: Path) -> Path:
+    p = tmp_path / "grid.yaml"
+    p.write_text(GRID)
+    return p
+
+
+def test_each_seed_gets_its_own_pretraining_by_default(grid_file, tmp_path):
+    grid = load_grid(grid_file)
+    assert grid["pretrain_per_seed"] is True
+    plans = [p for p in validate_grid(grid, tmp_path / "b") if p.pretrain is not None]
+    assert [(p.cell.seed, p.pretrain.train.seed, p.pretrain_dir.name) for p in plans] == [
+        (0, 0, "simclr__syn__s0"),
+        (1, 1, "simclr__syn__s1"),
+    ]
+    assert [p.finetune.init for p in plans] == [str(p.pretrain_dir / "pretrain.pt") for p in plans]
+    text = run_benchmark(grid_file, tmp_path / "b", dry_run=True)
+    assert "2 pre-trainings (one per method, dataset and seed: independent replicates)" in text
+
+
+def test_sharing_one_pretraining_is_explicit_and_labelled(grid_file, tmp_path):
+    grid = load_grid(grid_file, ["pretrain_per_seed=false", "pretrain.train.seed=7"])
+    plans = [p for p in validate_grid(grid, tmp_path / "b") if p.pretrain is not None]
+    assert {p.pretrain_dir.name for p in plans} == {"simclr__syn"} and {p.pretrain.train.seed for p in plans} == {7}
+    text = run_benchmark(grid_file, tmp_path / "b", dry_run=True, overrides=["pretrain_per_seed=false"])
+    assert "1 pre-trainings (pretrain_per_seed: false, one per method and dataset SHARED by every seed)" in text
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("pretrain_per_seed=maybe", "pretrain_per_seed must be true or false, got 'maybe'"),
+        ("pretrain.train.seed=3", "pretrain.train.seed: each grid seed seeds its own pre-training"),
+    ],
+)
+def test_bad_replicate_settings_are_one_line_errors(grid_file, override, fragment):
+    with pytest.raises(ConfigError) as e:
+        load_grid(grid_file, [override])
+    assert fragment in str(e.value) and "\n" not in str(e.value)
+
+
+def test_variants_fine_tune_the_same_cells_and_pretrainings_again(grid_file, tmp_path):
+    sets = [
+        "variants={steps3: {finetune: {train: {max_steps: 3}}}, paper: {methods: [scratch], finetune: {recipe: paper}}}"
+    ]
+    grid = load_grid(grid_file, sets)
+    plans = validate_grid(grid, tmp_path / "b")
+    assert [p.variant for p in plans].count("steps3") == 4 and [p.variant for p in plans].count("paper") == 2
+    steps3 = [p for p in plans if p.variant == "steps3"]
+    base = [p for p in plans if p.variant is None]
+    assert [p.finetune.train.max_steps for p in steps3] == [3] * 4 and {p.finetune.train.max_steps for p in base} == {1}
+    assert [p.pretrain_dir for p in steps3] == [p.pretrain_dir for p in base]  # the same pre-trainings
+    assert steps3[1].finetune.out == str(tmp_path / "b" / "variants" / "steps3" / "finetune" / steps3[1].cell.name)
+    paper = [p for p in plans if p.variant == "paper"]
+    assert {p.finetune.loss for p in paper} == {"ce"} and {p.finetune.loss for p in base} == {"dicece"}
+    text = run_benchmark(grid_file, tmp_path / "b", dry_run=True, overrides=sets)
+    assert "scratch__syn__2__s1 [paper]" in text and "all 10 cells of the grid are valid" in text
+    assert "2 pre-trainings" in text
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("variants=[1]", "variants must be a mapping"),
+        ("variants={x: {steps: 3}}", "variants.x: unknown key 'steps'; known: finetune, methods"),
+        ("variants={x: {methods: [macl]}}", "variants.x: methods must be a non-empty list of the grid's methods"),
+        ("variants={x: {finetune: {train: {max_steps: 0}}}}", "variants.x: cell scratch__syn__2__s0: train.max_steps"),
+    ],
+)
+def test_bad_variants_are_one_line_errors(grid_file, tmp_path, override, fragment):
+    with pytest.raises(ConfigError) as e:
+        validate_grid(load_grid(grid_file, [override]), tmp_path / "b")
+    assert fragment in str(e.value) and "\n" not in str(e.value)
