@@ -221,6 +221,18 @@ def _fill_problem(value: Any) -> str | None:
     return None if value in ("zero", "min") else f"expected zero or min, got {value!r}"
 
 
+def _distances_problem(value: Any) -> str | None:
+    return None if value in (None, "surface", "medpy") else f"expected surface or medpy, got {value!r}"
+
+
+def _nsd_tolerance_problem(value: Any) -> str | None:
+    values = list(value.values()) if isinstance(value, Mapping) else [value]
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            return f"expected mm >= 0, one value or per class ({{RV: 2, Myo: 1.5}}), got {value!r}"
+    return None
+
+
 def _scale_problem(value: Any) -> str | None:
     ok = (
         isinstance(value, list)
@@ -388,6 +400,10 @@ class FinetuneConfig(_Checked):
             component in the test predictions, for the classes where that raises the Dice of the
             validation volumes (decided after training, written to ``postprocessing.json``; the
             ``paper`` protocol has no validation set, so nothing is applied there).
+        distances: how the ``standard`` protocol measures boundaries: ``surface`` (directed HD95,
+            area-weighted boundary elements, as DeepMind's surface-distance; the default) or
+            ``medpy`` (the earlier medpy-exact values); None = the protocol's own (``paper``: medpy).
+        nsd_tolerance: NSD tolerance in mm, one value or per class name (``{RV: 2, Myo: 1.5}``).
     """
 
     _together = (_image_size_fits,)
@@ -413,6 +429,8 @@ class FinetuneConfig(_Checked):
     elastic: bool | None = None
     fill: str | None = field(default=None, metadata=checked(_fill_problem))
     postprocess: str | None = field(default=None, metadata=checked(_postprocess_problem))
+    distances: str | None = field(default=None, metadata=checked(_distances_problem))
+    nsd_tolerance: float | dict[str, float] = field(default=2.0, metadata=checked(_nsd_tolerance_problem))
 
 
 def _pretrain_optim() -> OptimCfg:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,6 +201,17 @@ def _decide_postprocessing(
     return classes
 
 
+def _check_boundary_options(cfg: FinetuneConfig, class_names: Sequence[str]) -> None:
+    """``distances`` fits the protocol and ``nsd_tolerance`` names only the store's classes (ConfigError)."""
+    from .evaluation.metrics import distance_definition, resolve_nsd_tolerance
+
+    try:
+        distance_definition(cfg.protocol, cfg.distances)
+        resolve_nsd_tolerance(cfg.nsd_tolerance, class_names)
+    except ValueError as exc:
+        raise ConfigError(f"distances / nsd_tolerance: {exc}") from exc
+
+
 def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], None] | None = None) -> FinetuneResult:
     """Fine-tune the U-Net on a prepared store and evaluate it on the test patients.
 
@@ -233,6 +244,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
         )
     check_finetune(cfg)
     store = SliceStore(cfg.data.path)
+    _check_boundary_options(cfg, store.class_names)
     out = Path(cfg.out)
     du.init_from_env()
     seed_everything(cfg.train.seed, cfg.train.deterministic)
@@ -317,7 +329,14 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
             pred = keep_largest_component(pred, keep_largest)
         atomic_save_npy(out / "predictions" / f"{cid}.npy", pred)
         items.append((cid, pred, task.reference(cid), store.info(cid).spacing))
-    result = evaluate_arrays(items, store.class_names, cfg.protocol, spacing_known=store.spacing_known)
+    result = evaluate_arrays(
+        items,
+        store.class_names,
+        cfg.protocol,
+        spacing_known=store.spacing_known,
+        distances=cfg.distances,
+        nsd_tolerance=cfg.nsd_tolerance,
+    )
     write_results(result, out)
     table = format_summary_table(result.summary)
     mark_done(out, best_epoch=fit.best_epoch, best_score=fit.best_score, steps=fit.steps)
