@@ -218,3 +218,19 @@ def test_cli_nsd_tolerance_and_its_errors(tmp_path, capsys):
         assert main([*base, "--nsd-tolerance", bad, "--out", str(tmp_path / "c")]) == 2
         err = capsys.readouterr().err.strip()
         assert says in err and len(err.splitlines()) == 1, err
+
+
+def test_report_states_mixed_distance_definitions():
+    from types import SimpleNamespace
+
+    from medssl.reporting.definitions import distance_definition_of, mixed_definition_notes
+
+    def run(protocol, summary, path):
+        return SimpleNamespace(protocol=protocol, summary=summary, path=Path(path))
+
+    same = [run("standard", {"distances": "surface"}, "a"), run("paper", {}, "b"), run("paper", {}, "c")]
+    assert mixed_definition_notes(same) == []
+    mixed = [*same, run("standard", {}, "old")]  # a run from before the field: medpy
+    (note,) = mixed_definition_notes(mixed)
+    assert note.startswith("WARNING: the standard table mixes distance definitions") and "old" in note
+    assert distance_definition_of("paper", {"distances": "surface"}) == "medpy"

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from .definitions import mixed_definition_notes
 from .figures import (
     FigureResult,
     plot_dsc_vs_labels,
@@ -554,7 +555,7 @@ def report(
     coll = collect_runs(root, exclude=[out])
     if not coll.runs and not coll.pretrain:
         raise DataError(root, f"no complete fine-tuning run found ({len(coll.skipped)} incomplete skipped)")
-    notes = list(coll.notes)
+    notes = mixed_definition_notes(coll.runs) + list(coll.notes)
     files: dict[str, Path] = {}
     tables = _write_results_tables(coll.runs, out, files)
     stats_md = _write_stats(coll.runs, out, files, min_pairs)
