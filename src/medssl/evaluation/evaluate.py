@@ -421,6 +421,49 @@ def _read_labels(path: Path, label_map: Mapping[int, int] | None) -> tuple[np.nd
     return arr, spacing
 
 
+def _paired_files(pdir: Path, gdir: Path) -> tuple[dict[str, Path], dict[str, Path]]:
+    """The NIfTI files of both folders by case name; a case in only one of them is a ``DataError``."""
+    preds, gts = _list_nifti(pdir), _list_nifti(gdir)
+    for name, p in preds.items():
+        if name not in gts:
+            raise DataError(p, f"no ground truth '{name}.nii.gz' in {gdir}")
+    for name, g in gts.items():
+        if name not in preds:
+            raise DataError(g, f"no prediction '{name}.nii.gz' in {pdir}")
+    if not gts:
+        raise DataError(gdir, "no NIfTI files (*.nii.gz, *.nii)")
+    return preds, gts
+
+
+def _check_label_range(arr: np.ndarray, path: Path, class_names: Sequence[str]) -> None:
+    """Every label of ``arr`` is a class index (else a ``DataError`` naming ``path``)."""
+    k = len(class_names)
+    lo, hi = int(arr.min(initial=0)), int(arr.max(initial=0))
+    if lo < 0 or hi >= k:
+        bad = lo if lo < 0 else hi
+        raise DataError(path, f"label value {bad} not in the classes 0..{k - 1} ({', '.join(class_names)})")
+
+
+def _read_pairs(
+    preds: Mapping[str, Path], gts: Mapping[str, Path], label_map: Mapping[int, int] | None, spacing_tolerance: float
+) -> Iterable[tuple[str, Path, np.ndarray, Path, np.ndarray, tuple[float, ...]]]:
+    """``(name, pred path, pred, gt path, gt, spacing)`` per case (sorted), shapes and spacings checked."""
+    for name in sorted(gts):
+        g, gsp = _read_labels(gts[name], label_map)
+        p, psp = _read_labels(preds[name], None)
+        if p.shape != g.shape:
+            raise DataError(
+                preds[name], f"shape {p.shape} (D, H, W) does not match the ground truth {g.shape} ({gts[name]})"
+            )
+        if not np.allclose(psp, gsp, rtol=0.0, atol=spacing_tolerance):
+            raise DataError(
+                preds[name],
+                f"spacing {tuple(round(s, 4) for s in psp)} does not match the ground truth "
+                f"{tuple(round(s, 4) for s in gsp)} ({gts[name]})",
+            )
+        yield name, preds[name], p, gts[name], g, gsp
+
+
 def evaluate_folders(
     pred_dir: str | Path,
     gt_dir: str | Path,
@@ -453,49 +496,23 @@ def evaluate_folders(
             spacing mismatch, non-integer labels or labels outside the classes / label map.
     """
     _check_protocol(protocol)
-    pdir, gdir = Path(pred_dir), Path(gt_dir)
-    preds, gts = _list_nifti(pdir), _list_nifti(gdir)
-    for name, p in preds.items():
-        if name not in gts:
-            raise DataError(p, f"no ground truth '{name}.nii.gz' in {gdir}")
-    for name, g in gts.items():
-        if name not in preds:
-            raise DataError(g, f"no prediction '{name}.nii.gz' in {pdir}")
-    if not gts:
-        raise DataError(gdir, "no NIfTI files (*.nii.gz, *.nii)")
+    preds, gts = _paired_files(Path(pred_dir), Path(gt_dir))
 
     def pairs() -> Iterable[tuple[str, Path, np.ndarray, Path, np.ndarray, tuple[float, ...]]]:
-        for name in sorted(gts):
-            g, gsp = _read_labels(gts[name], label_map)
-            p, psp = _read_labels(preds[name], None)
-            if p.shape != g.shape:
-                raise DataError(
-                    preds[name], f"shape {p.shape} (D, H, W) does not match the ground truth {g.shape} ({gts[name]})"
-                )
-            if not np.allclose(psp, gsp, rtol=0.0, atol=spacing_tolerance):
-                raise DataError(
-                    preds[name],
-                    f"spacing {tuple(round(s, 4) for s in psp)} does not match the ground truth "
-                    f"{tuple(round(s, 4) for s in gsp)} ({gts[name]})",
-                )
-            yield name, preds[name], p, gts[name], g, gsp
+        return _read_pairs(preds, gts, label_map, spacing_tolerance)
 
     if class_names is None:
         top = max(label_map.values()) if label_map else 0
         for _, _, p, _, g, _ in pairs():
             top = max(top, int(p.max(initial=0)), int(g.max(initial=0)))
         class_names = ("background", *(f"class_{i}" for i in range(1, max(top, 1) + 1)))
-    k = len(class_names)
     try:
         acc = MetricAccumulator(class_names, protocol, distances, nsd_tolerance)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     for name, ppath, p, gpath, g, spacing in pairs():
-        for arr, path in ((g, gpath), (p, ppath)):
-            lo, hi = int(arr.min(initial=0)), int(arr.max(initial=0))
-            if lo < 0 or hi >= k:
-                bad = lo if lo < 0 else hi
-                raise DataError(path, f"label value {bad} not in the classes 0..{k - 1} ({', '.join(class_names)})")
+        _check_label_range(g, gpath, class_names)
+        _check_label_range(p, ppath, class_names)
         acc.add(name, p, g, spacing)
     return EvaluationResult(
         acc.rows(), acc.summary(), protocol, acc.class_names, True, acc.distances, acc.nsd_tolerance

@@ -577,8 +577,7 @@ def case_metrics(
         ValueError: unknown protocol or definition, shape mismatch, labels outside the classes, bad
             spacing or NSD tolerance.
     """
-    definition = distance_definition(protocol, distances)
-    tolerances = resolve_nsd_tolerance(nsd_tolerance, class_names)
+    definition, tolerances = distance_definition(protocol, distances), resolve_nsd_tolerance(nsd_tolerance, class_names)
     p, g = _check_case(pred, gt, class_names, protocol)
     if protocol == "standard":
         _normalize_spacing(spacing, p.ndim)
