@@ -234,3 +234,31 @@ def test_report_states_mixed_distance_definitions():
     (note,) = mixed_definition_notes(mixed)
     assert note.startswith("WARNING: the standard table mixes distance definitions") and "old" in note
     assert distance_definition_of("paper", {"distances": "surface"}) == "medpy"
+
+
+def test_finetune_config_fields_and_their_checks():
+    from medssl.config import FinetuneConfig, config_from_dict
+    from medssl.errors import ConfigError
+    from medssl.finetune import _check_boundary_options
+
+    cfg = config_from_dict(FinetuneConfig, {"nsd_tolerance": {"RV": 2, "Myo": 1.5}, "distances": "medpy"})
+    assert cfg.nsd_tolerance == {"RV": 2, "Myo": 1.5} and cfg.distances == "medpy"
+    _check_boundary_options(cfg, NAMES)
+    for bad in ({"nsd_tolerance": -1.0}, {"nsd_tolerance": {"RV": "x"}}, {"distances": "mesh"}):
+        with pytest.raises(ConfigError):
+            config_from_dict(FinetuneConfig, bad)
+    with pytest.raises(ConfigError, match="unknown class 'LV'"):
+        _check_boundary_options(config_from_dict(FinetuneConfig, {"nsd_tolerance": {"LV": 1.0}}), NAMES)
+    with pytest.raises(ConfigError, match="paper protocol"):
+        _check_boundary_options(config_from_dict(FinetuneConfig, {"protocol": "paper", "distances": "surface"}), NAMES)
+
+
+def test_reevaluation_goes_beside_a_run_of_another_definition(tmp_path):
+    from medssl.evaluation.run import _out_dir
+
+    std = {"protocol": "standard"}
+    assert _out_dir(tmp_path, std, {"distances": None}, "standard", "surface") == tmp_path
+    assert _out_dir(tmp_path, std, {}, "standard", "surface") == tmp_path / "eval-standard-surface"  # an old run
+    assert _out_dir(tmp_path, std, {}, "standard", "medpy") == tmp_path
+    assert _out_dir(tmp_path, std, {"distances": "medpy"}, "standard", "surface") == tmp_path / "eval-standard-surface"
+    assert _out_dir(tmp_path, std, {}, "paper", "medpy") == tmp_path / "eval-paper"
