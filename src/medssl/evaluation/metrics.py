@@ -51,6 +51,7 @@ from scipy.ndimage import binary_erosion, distance_transform_edt, find_objects, 
 from .surface import directed_surface_distances, surface_metrics
 
 __all__ = [
+    "BOUNDARY_METRICS",
     "DEFAULT_NSD_TOLERANCE",
     "DISTANCE_DEFINITIONS",
     "DISTANCE_METRICS",
