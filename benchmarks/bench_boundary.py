@@ -248,6 +248,8 @@ def _print(
             cells.append(f"{np.median(v):.3f} / {v.max():.3f} ({int((v > cut).sum())})")
         print(f"{tool:18s}" + "".join(f"{c:>26s}" for c in cells))
     print("\nworst medssl HD95 case-class, in slice thicknesses:", max(worst)[1], f"({max(worst)[0]:.2f} x)")
+    top = max(worst, key=lambda w: float(w[1].split("| ")[1].split(" mm")[0]))
+    print("largest absolute medssl HD95 difference:", top[1], f"({top[0]:.2f} x)")
     print(
         "\ntime per data set (s, all volumes): medssl standard (all metrics + NSD) | medpy hd95+assd | surface-distance"
     )
