@@ -229,9 +229,10 @@ def test_report_states_mixed_distance_definitions():
         return SimpleNamespace(protocol=protocol, summary=summary, path=Path(path))
 
     same = [run("standard", {"distances": "surface"}, "a"), run("paper", {}, "b"), run("paper", {}, "c")]
-    assert mixed_definition_notes(same) == []
+    paper_note, std_note = mixed_definition_notes(same)
+    assert "paper table's HD95/ASD/ASSD: distances `medpy`" in paper_note and "`surface`" in std_note
     mixed = [*same, run("standard", {}, "old")]  # a run from before the field: medpy
-    (note,) = mixed_definition_notes(mixed)
+    _, note = mixed_definition_notes(mixed)
     assert note.startswith("WARNING: the standard table mixes distance definitions") and "old" in note
     assert distance_definition_of("paper", {"distances": "surface"}) == "medpy"
 

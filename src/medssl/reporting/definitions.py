@@ -12,6 +12,11 @@ from typing import Any
 
 __all__ = ["distance_definition_of", "mixed_definition_notes"]
 
+_SAID = {
+    "surface": "directed HD95, area-weighted boundary elements (DeepMind surface-distance definition)",
+    "medpy": "medpy's pooled HD95, every boundary voxel alike",
+}
+
 
 def distance_definition_of(protocol: str, summary: dict[str, Any]) -> str:
     """The boundary definition of one run: its ``summary.json``'s ``distances``, else ``medpy``.
@@ -29,14 +34,14 @@ def distance_definition_of(protocol: str, summary: dict[str, Any]) -> str:
 
 
 def mixed_definition_notes(runs: Iterable[Any]) -> list[str]:
-    """One line per results table (protocol) whose runs measured distances by different definitions.
+    """One line per results table (protocol) saying which definition its distances use.
 
     Args:
         runs: records with ``protocol``, ``summary`` (``summary.json``) and ``path``.
 
     Returns:
-        Lines such as ``"WARNING: the standard table mixes distance definitions ..."``; empty when
-        every table is of one definition.
+        ``"the standard table's HD95/ASD/ASSD: distances surface (...)"`` per table of one definition,
+        or ``"WARNING: the standard table mixes distance definitions ..."`` naming a run of each.
     """
     seen: dict[str, dict[str, list[str]]] = {}
     for r in runs:
@@ -44,10 +49,13 @@ def mixed_definition_notes(runs: Iterable[Any]) -> list[str]:
         seen.setdefault(r.protocol, {}).setdefault(definition, []).append(str(r.path))
     notes = []
     for protocol, by_def in sorted(seen.items()):
-        if len(by_def) > 1:
-            parts = "; ".join(f"{d}: {len(p)} run(s), e.g. {p[0]}" for d, p in sorted(by_def.items()))
-            notes.append(
-                f"WARNING: the {protocol} table mixes distance definitions ({parts}): its HD95/ASD/ASSD are not "
-                "comparable across them; re-evaluate the older runs (medssl evaluate RUN --distances surface)"
-            )
+        if len(by_def) == 1:
+            (d,) = by_def
+            notes.append(f"the {protocol} table's HD95/ASD/ASSD: distances `{d}` ({_SAID.get(d, d)})")
+            continue
+        parts = "; ".join(f"{d}: {len(p)} run(s), e.g. {p[0]}" for d, p in sorted(by_def.items()))
+        notes.append(
+            f"WARNING: the {protocol} table mixes distance definitions ({parts}): its HD95/ASD/ASSD are not "
+            "comparable across them; re-evaluate the older runs (medssl evaluate RUN --distances surface)"
+        )
     return notes
