@@ -240,16 +240,19 @@ def test_report_states_mixed_distance_definitions():
 def test_finetune_config_fields_and_their_checks():
     from medssl.config import FinetuneConfig, config_from_dict
     from medssl.errors import ConfigError
-    from medssl.finetune import _check_boundary_options
+    from medssl.finetune import _check_boundary_options, nsd_tolerances
 
-    cfg = config_from_dict(FinetuneConfig, {"nsd_tolerance": {"RV": 2, "Myo": 1.5}, "distances": "medpy"})
-    assert cfg.nsd_tolerance == {"RV": 2, "Myo": 1.5} and cfg.distances == "medpy"
+    cfg = config_from_dict(
+        FinetuneConfig, {"nsd_tolerance": 3, "nsd_tolerance_per_class": {"Myo": 1.5}, "distances": "medpy"}
+    )
+    assert cfg.distances == "medpy"
     _check_boundary_options(cfg, NAMES)
-    for bad in ({"nsd_tolerance": -1.0}, {"nsd_tolerance": {"RV": "x"}}, {"distances": "mesh"}):
+    assert nsd_tolerances(cfg, NAMES) == {"RV": 3.0, "Myo": 1.5}
+    for bad in ({"nsd_tolerance": -1.0}, {"nsd_tolerance_per_class": {"RV": "x"}}, {"distances": "mesh"}):
         with pytest.raises(ConfigError):
             config_from_dict(FinetuneConfig, bad)
     with pytest.raises(ConfigError, match="unknown class 'LV'"):
-        _check_boundary_options(config_from_dict(FinetuneConfig, {"nsd_tolerance": {"LV": 1.0}}), NAMES)
+        _check_boundary_options(config_from_dict(FinetuneConfig, {"nsd_tolerance_per_class": {"LV": 1.0}}), NAMES)
     with pytest.raises(ConfigError, match="paper protocol"):
         _check_boundary_options(config_from_dict(FinetuneConfig, {"protocol": "paper", "distances": "surface"}), NAMES)
 

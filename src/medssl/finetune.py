@@ -201,15 +201,30 @@ def _decide_postprocessing(
     return classes
 
 
+def nsd_tolerances(cfg: FinetuneConfig, class_names: Sequence[str]) -> dict[str, float]:
+    """The NSD tolerance (mm) of every foreground class: ``nsd_tolerance_per_class``, else ``nsd_tolerance``.
+
+    Raises:
+        ConfigError: ``nsd_tolerance_per_class`` names a class the store does not have.
+    """
+    from .evaluation.metrics import resolve_nsd_tolerance
+
+    per = {str(c): cfg.nsd_tolerance for c in class_names[1:]}
+    try:
+        return resolve_nsd_tolerance({**per, **cfg.nsd_tolerance_per_class}, class_names)
+    except ValueError as exc:
+        raise ConfigError(f"nsd_tolerance_per_class: {exc}") from exc
+
+
 def _check_boundary_options(cfg: FinetuneConfig, class_names: Sequence[str]) -> None:
-    """``distances`` fits the protocol and ``nsd_tolerance`` names only the store's classes (ConfigError)."""
-    from .evaluation.metrics import distance_definition, resolve_nsd_tolerance
+    """``distances`` fits the protocol and ``nsd_tolerance_per_class`` names only the store's classes (ConfigError)."""
+    from .evaluation.metrics import distance_definition
 
     try:
         distance_definition(cfg.protocol, cfg.distances)
-        resolve_nsd_tolerance(cfg.nsd_tolerance, class_names)
     except ValueError as exc:
-        raise ConfigError(f"distances / nsd_tolerance: {exc}") from exc
+        raise ConfigError(f"distances: {exc}") from exc
+    nsd_tolerances(cfg, class_names)
 
 
 def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], None] | None = None) -> FinetuneResult:
@@ -335,7 +350,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
         cfg.protocol,
         spacing_known=store.spacing_known,
         distances=cfg.distances,
-        nsd_tolerance=cfg.nsd_tolerance,
+        nsd_tolerance=nsd_tolerances(cfg, store.class_names),
     )
     write_results(result, out)
     table = format_summary_table(result.summary)

@@ -53,7 +53,7 @@ def evaluate_run(
     cfg = _run_config(run_dir)
     if proto == info.get("protocol"):
         distances = distances or cfg.get("distances")
-        nsd_tolerance = cfg.get("nsd_tolerance") if nsd_tolerance is None else nsd_tolerance
+        nsd_tolerance = _run_tolerance(cfg, store.class_names) if nsd_tolerance is None else nsd_tolerance
     try:
         distance_definition(proto, distances)
         resolve_nsd_tolerance(nsd_tolerance, store.class_names)
@@ -87,6 +87,14 @@ def _items(run_dir: Path, case_ids: list[str], store: SliceStore, window: int | 
             pred, gt = outside_window_to_zero(pred, window), outside_window_to_zero(gt, window)
         items.append((cid, pred, gt, store.info(cid).spacing))
     return items
+
+
+def _run_tolerance(cfg: dict[str, Any], class_names: list[str]) -> dict[str, float] | None:
+    """The run's NSD tolerances (``nsd_tolerance``, ``nsd_tolerance_per_class``); None for runs without them."""
+    if "nsd_tolerance" not in cfg:
+        return None
+    per = {str(c): cfg["nsd_tolerance"] for c in class_names[1:]}
+    return {**per, **(cfg.get("nsd_tolerance_per_class") or {})}
 
 
 def _run_config(run_dir: Path) -> dict[str, Any]:
