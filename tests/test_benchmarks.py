@@ -137,6 +137,18 @@ def test_bench_metrics_values_identical_to_medpy():
     assert "max |diff| 0.0e+00" in summary
 
 
+def test_bench_boundary_medssl_equals_surface_distance():
+    pytest.importorskip("surface_distance")
+    data = shared_data_dir()
+    if data is None:
+        pytest.skip("needs ../shared/data (real label volumes)")
+    out = _run("bench_boundary.py", "--data", str(data), "--cardiac", "0", "--chaos", "0", "--hippocampus", "1")
+    same = next(line for line in out if line.startswith("max |medssl - surface-distance|"))
+    assert float(same.rsplit(":", 1)[1]) < 1e-6
+    assert any(line.startswith("speed-up of medssl standard (with NSD)") for line in out)
+    assert _row(out, "medssl")[1:] == _row(out, "surface-distance")[1:]  # the same differences from the reference
+
+
 def test_bench_superpixels_cache_path():
     out = _run("bench_superpixels.py", "--sizes", "64", "--samples", "2", "--slices", "2")
     ref = next(line for line in out if "reference: SLIC" in line)

@@ -224,6 +224,17 @@ def _fill_problem(value: Any) -> str | None:
     return None if value in ("zero", "min") else f"expected zero or min, got {value!r}"
 
 
+def _distances_problem(value: Any) -> str | None:
+    return None if value in (None, "surface", "medpy") else f"expected surface or medpy, got {value!r}"
+
+
+def _nsd_per_class_problem(value: Any) -> str | None:
+    ok = isinstance(value, Mapping) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in value.values()
+    )
+    return None if ok else f"expected class name -> mm >= 0 ({{RV: 2, Myo: 1.5}}), got {value!r}"
+
+
 def _scale_problem(value: Any) -> str | None:
     ok = (
         isinstance(value, list)
@@ -464,6 +475,11 @@ class FinetuneConfig(_Checked):
             ``paper`` protocol has no validation set, so nothing is applied there).
         transfer: how the pre-trained parts are fine-tuned (:class:`TransferCfg`: learning-rate
             scale, LP-FT, layer-wise decay, warm-up of the whole net); the defaults change nothing.
+        distances: how the ``standard`` protocol measures boundaries: ``surface`` (directed HD95,
+            area-weighted boundary elements, as DeepMind's surface-distance; the default) or
+            ``medpy`` (the earlier medpy-exact values); None = the protocol's own (``paper``: medpy).
+        nsd_tolerance: NSD tolerance in mm of every class without its own.
+        nsd_tolerance_per_class: class name -> NSD tolerance in mm (``{RV: 2, Myo: 1.5}``).
     """
 
     _together = (_image_size_fits,)
@@ -490,6 +506,10 @@ class FinetuneConfig(_Checked):
     fill: str | None = field(default=None, metadata=checked(_fill_problem))
     postprocess: str | None = field(default=None, metadata=checked(_postprocess_problem))
     transfer: TransferCfg = field(default_factory=TransferCfg)
+    distances: str | None = field(default=None, metadata=checked(_distances_problem))
+    nsd_tolerance: float = field(default=2.0, metadata=in_range(ge=0))
+    # values checked by _nsd_per_class_problem (typed Any: a dict of floats would count as a numeric setting)
+    nsd_tolerance_per_class: dict[str, Any] = field(default_factory=dict, metadata=checked(_nsd_per_class_problem))
 
 
 def _pretrain_optim() -> OptimCfg:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -218,6 +218,32 @@ def _transfer_schedule(
     return schedule
 
 
+def nsd_tolerances(cfg: FinetuneConfig, class_names: Sequence[str]) -> dict[str, float]:
+    """The NSD tolerance (mm) of every foreground class: ``nsd_tolerance_per_class``, else ``nsd_tolerance``.
+
+    Raises:
+        ConfigError: ``nsd_tolerance_per_class`` names a class the store does not have.
+    """
+    from .evaluation.metrics import resolve_nsd_tolerance
+
+    per = {str(c): cfg.nsd_tolerance for c in class_names[1:]}
+    try:
+        return resolve_nsd_tolerance({**per, **cfg.nsd_tolerance_per_class}, class_names)
+    except ValueError as exc:
+        raise ConfigError(f"nsd_tolerance_per_class: {exc}") from exc
+
+
+def _check_boundary_options(cfg: FinetuneConfig, class_names: Sequence[str]) -> None:
+    """``distances`` fits the protocol and ``nsd_tolerance_per_class`` names only the store's classes (ConfigError)."""
+    from .evaluation.metrics import distance_definition
+
+    try:
+        distance_definition(cfg.protocol, cfg.distances)
+    except ValueError as exc:
+        raise ConfigError(f"distances: {exc}") from exc
+    nsd_tolerances(cfg, class_names)
+
+
 def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], None] | None = None) -> FinetuneResult:
     """Fine-tune the U-Net on a prepared store and evaluate it on the test patients.
 
@@ -250,6 +276,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
         )
     check_finetune(cfg)
     store = SliceStore(cfg.data.path)
+    _check_boundary_options(cfg, store.class_names)
     out = Path(cfg.out)
     du.init_from_env()
     seed_everything(cfg.train.seed, cfg.train.deterministic)
@@ -338,7 +365,14 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
             pred = keep_largest_component(pred, keep_largest)
         atomic_save_npy(out / "predictions" / f"{cid}.npy", pred)
         items.append((cid, pred, task.reference(cid), store.info(cid).spacing))
-    result = evaluate_arrays(items, store.class_names, cfg.protocol, spacing_known=store.spacing_known)
+    result = evaluate_arrays(
+        items,
+        store.class_names,
+        cfg.protocol,
+        spacing_known=store.spacing_known,
+        distances=cfg.distances,
+        nsd_tolerance=nsd_tolerances(cfg, store.class_names),
+    )
     write_results(result, out)
     table = format_summary_table(result.summary)
     mark_done(out, best_epoch=fit.best_epoch, best_score=fit.best_score, steps=fit.steps)

@@ -288,14 +288,27 @@ def cmd_pretrain(a: argparse.Namespace) -> int:
     return 0
 
 
+def _nsd_tolerance_arg(text: str | None) -> float | dict[str, float] | None:
+    """``--nsd-tolerance``: None, one value in mm or ``{class: mm}`` (ConfigError on bad input)."""
+    from ..evaluation.metrics import parse_nsd_tolerance
+
+    if text is None:
+        return None
+    try:
+        return parse_nsd_tolerance(text)
+    except ValueError as exc:
+        raise ConfigError(f"--nsd-tolerance: {exc}") from exc
+
+
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from ..evaluation.evaluate import evaluate_folders, format_summary_table, write_results
 
+    tolerance = _nsd_tolerance_arg(a.nsd_tolerance)
     if a.run:
         from ..evaluation.run import evaluate_run
 
         _check_evaluable_run(Path(a.run))
-        result = evaluate_run(a.run, a.protocol)
+        result = evaluate_run(a.run, a.protocol, a.distances, tolerance)
         _say(format_summary_table(result.summary))
         return 0
     if not (a.pred and a.gt):
@@ -308,7 +321,14 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                 f"--labels: give the class names, background first and at least one foreground class, "
                 f"comma-separated (e.g. background,liver), got '{a.labels}'"
             )
-    result = evaluate_folders(a.pred, a.gt, class_names=names, protocol=a.protocol or "standard")
+    result = evaluate_folders(
+        a.pred,
+        a.gt,
+        class_names=names,
+        protocol=a.protocol or "standard",
+        distances=a.distances,
+        nsd_tolerance=tolerance,
+    )
     out = Path(a.out or a.pred)
     write_results(result, out)
     _say(format_summary_table(result.summary))
@@ -485,6 +505,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--labels", help="class names, comma-separated, background first")
     s.add_argument(
         "--protocol", choices=["paper", "standard"], help="metric protocol (default: the run's, or standard)"
+    )
+    s.add_argument(
+        "--distances",
+        choices=["surface", "medpy"],
+        help="standard protocol's boundary definition: surface (default: directed HD95, area-weighted boundary "
+        "elements, as DeepMind's surface-distance) or medpy (the earlier medpy-exact values); paper is always medpy",
+    )
+    s.add_argument(
+        "--nsd-tolerance",
+        metavar="MM",
+        help="NSD (surface Dice) tolerance in mm: one value or per class, e.g. RV=2,Myo=1.5 (default 2)",
     )
     s.add_argument("--out", help="where to write metrics.csv and summary.* (default: the prediction folder)")
     s.set_defaults(fn=cmd_evaluate)

@@ -1,7 +1,9 @@
 """Evaluation: segmentation metrics for the ``standard`` and ``paper`` protocols, and writing results.
 
-See ``metrics`` (DSC/JC from confusion counts, medpy-exact HD95/ASD/ASSD/HD, per-case rows,
-summaries, ``MetricAccumulator``) and ``evaluate`` (arrays or NIfTI folders -> rows -> files).
+See ``metrics`` (DSC/JC from confusion counts, boundary metrics by the ``surface`` or the
+medpy-exact ``medpy`` definition, per-case rows, summaries, ``MetricAccumulator``), ``surface``
+(area-weighted directed surface distances and NSD, as DeepMind's surface-distance) and ``evaluate``
+(arrays or NIfTI folders -> rows -> files).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from .evaluate import (
     write_results,
 )
 from .metrics import (
+    DEFAULT_NSD_TOLERANCE,
+    DISTANCE_DEFINITIONS,
     METRIC_NAMES,
     PROTOCOLS,
     SPACING_UNKNOWN_NOTE,
@@ -23,25 +27,34 @@ from .metrics import (
     case_metrics,
     confusion_counts,
     dice_jaccard_from_counts,
+    distance_definition,
     distance_metrics,
     distance_unit,
     hd,
     hd95,
+    parse_nsd_tolerance,
+    resolve_nsd_tolerance,
     summarize,
     surface_distances,
 )
+from .surface import SurfaceDistances, directed_surface_distances, surface_metrics
 
 __all__ = [
+    "DEFAULT_NSD_TOLERANCE",
+    "DISTANCE_DEFINITIONS",
     "METRIC_NAMES",
     "PROTOCOLS",
     "SPACING_UNKNOWN_NOTE",
     "EvaluationResult",
     "MetricAccumulator",
+    "SurfaceDistances",
     "asd",
     "assd",
     "case_metrics",
     "confusion_counts",
     "dice_jaccard_from_counts",
+    "directed_surface_distances",
+    "distance_definition",
     "distance_metrics",
     "distance_unit",
     "evaluate_arrays",
@@ -49,7 +62,10 @@ __all__ = [
     "format_summary_table",
     "hd",
     "hd95",
+    "parse_nsd_tolerance",
+    "resolve_nsd_tolerance",
     "summarize",
     "surface_distances",
+    "surface_metrics",
     "write_results",
 ]

@@ -20,8 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
-from .metrics import METRIC_NAMES, SPACING_UNKNOWN_NOTE, MetricAccumulator, _check_protocol, distance_unit
+from ..errors import ConfigError, DataError
+from .metrics import (
+    METRIC_NAMES,
+    SPACING_UNKNOWN_NOTE,
+    MetricAccumulator,
+    _check_protocol,
+    distance_unit,
+)
 
 __all__ = [
     "ROW_COLUMNS",
@@ -45,10 +51,30 @@ ROW_COLUMNS: tuple[str, ...] = (
     "pred_empty",
     "n_slices",
     "protocol",
+    "distances",
+    "nsd_tolerance",
 )
 
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
-_MD_METRICS = ("dsc", "jc", "hd95", "asd", "assd")
+_MD_METRICS = ("dsc", "jc", "hd95", "asd", "assd", "nsd")
+_UNITLESS = ("dsc", "jc", "nsd")
+#: One line per boundary definition, said in ``summary.md`` and ``summary.json``.
+DEFINITION_NOTES: dict[str, str] = {
+    "surface": (
+        "distances `surface` (DeepMind surface-distance definition): HD95 = the larger of the two directed "
+        "area-weighted 95th percentiles; ASD (pred -> gt), ASSD, MASD and HD from the same area-weighted "
+        "boundary elements; NSD = surface Dice at the tolerance"
+    ),
+    "medpy": (
+        "distances `medpy`: HD95 = 95th percentile of both directions' distances pooled, every boundary voxel "
+        "counted alike (medpy.metric.binary); NSD = share of boundary voxels within the tolerance"
+    ),
+}
+EMPTY_MASK_NOTE = (
+    "Empty masks (Metrics Reloaded): DSC/JC NaN when both are empty, 0 when one is; one mask empty -> "
+    "distances undefined (NaN, excluded and counted in `no distance`) and NSD 0; both empty -> NSD 1 and "
+    "distances 0 (`medpy` distances: NaN)."
+)
 
 
 @dataclass
@@ -61,6 +87,8 @@ class EvaluationResult:
         protocol: ``"standard"`` or ``"paper"``.
         class_names: K names, background first.
         spacing_known: False when the cases' voxel spacing is unknown (distances in voxels).
+        distances: the boundary definition, ``surface`` or ``medpy`` (``metrics.distance_definition``).
+        nsd_tolerance: NSD tolerance in mm per foreground class.
     """
 
     rows: list[dict[str, Any]]
@@ -68,6 +96,8 @@ class EvaluationResult:
     protocol: str = "standard"
     class_names: tuple[str, ...] = field(default_factory=tuple)
     spacing_known: bool = True
+    distances: str = "surface"
+    nsd_tolerance: dict[str, float] = field(default_factory=dict)
 
     @property
     def distance_unit(self) -> str:
@@ -81,6 +111,8 @@ def evaluate_arrays(
     protocol: str = "standard",
     *,
     spacing_known: bool = True,
+    distances: str | None = None,
+    nsd_tolerance: float | Mapping[str, float] | None = None,
 ) -> EvaluationResult:
     """Score ``(case_id, pred, gt, spacing)`` tuples.
 
@@ -91,6 +123,8 @@ def evaluate_arrays(
         protocol: ``"standard"`` or ``"paper"``.
         spacing_known: False when the given spacings are placeholders (a data set that stores
             none, such as ``acdc-h5``): the distances are then labelled as voxels.
+        distances: ``surface``, ``medpy`` or None (the protocol's default).
+        nsd_tolerance: NSD tolerance in mm, one value or per class name (default 2).
 
     Returns:
         ``EvaluationResult`` with the rows in input order and their summary; every summary row
@@ -100,7 +134,7 @@ def evaluate_arrays(
         ValueError: a repeated case id, shape mismatch or labels outside the classes (the message
             starts with the case id).
     """
-    acc = MetricAccumulator(class_names, protocol)
+    acc = MetricAccumulator(class_names, protocol, distances, nsd_tolerance)
     for case_id, pred, gt, spacing in items:
         try:
             acc.add(str(case_id), pred, gt, spacing)
@@ -109,7 +143,9 @@ def evaluate_arrays(
         spacing_known = spacing_known and spacing is not None
     unit = distance_unit(protocol, spacing_known)
     summary = [{**r, "distance_unit": unit} for r in acc.summary()]
-    return EvaluationResult(acc.rows(), summary, protocol, acc.class_names, spacing_known)
+    return EvaluationResult(
+        acc.rows(), summary, protocol, acc.class_names, spacing_known, acc.distances, acc.nsd_tolerance
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,16 +203,23 @@ def _summary_unit(summary: Sequence[Mapping[str, Any]]) -> str | None:
 
 def _metric_header(metric: str, unit: str | None) -> str:
     """``"DSC"``, ``"HD95 (mm)"``, ``"ASD (voxels)"``: distances carry their unit when it is known."""
-    return f"{metric.upper()} ({unit})" if unit and metric not in ("dsc", "jc") else metric.upper()
+    return f"{metric.upper()} ({unit})" if unit and metric not in _UNITLESS else metric.upper()
+
+
+def _shown_metrics(summary: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The table's metrics: NSD only where some class has one (the ``paper`` protocol has none)."""
+    has_nsd = any(r.get("nsd_n_valid") for r in summary)
+    return tuple(m for m in _MD_METRICS if m != "nsd" or has_nsd)
 
 
 def _table_cells(summary: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Header and cells shared by the Markdown and the text table (mean row first)."""
     unit = _summary_unit(summary)
+    shown = _shown_metrics(summary)
     header = [
         "class",
         "cases",
-        *[_metric_header(m, unit) for m in _MD_METRICS],
+        *[_metric_header(m, unit) for m in shown],
         "gt empty",
         "pred empty",
         "no distance",
@@ -187,8 +230,8 @@ def _table_cells(summary: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[
     cells = []
     for r in ordered:
         line = [str(r["class_name"]), str(r["n_cases"])]
-        for m in _MD_METRICS:
-            line.append(_fmt(r.get(f"{m}_mean"), r.get(f"{m}_std"), 4 if m in ("dsc", "jc") else 2))
+        for m in shown:
+            line.append(_fmt(r.get(f"{m}_mean"), r.get(f"{m}_std"), 4 if m in _UNITLESS else 2))
         line += [str(r.get("n_gt_empty", 0)), str(r.get("n_pred_empty", 0)), str(r.get("hd95_n_empty", 0))]
         cells.append(line)
     return header, cells
@@ -234,9 +277,9 @@ def _markdown(result: EvaluationResult) -> str:
             else f"HD95/ASD/ASSD in voxels (**{SPACING_UNKNOWN_NOTE}**: the data set stores no voxel spacing)"
         )
         note = (
-            f"Protocol `standard`: per-volume 3D DSC/JC; {distances}; "
-            "mean ± std over cases (population std), cases with an empty mask excluded and counted "
-            "(`gt empty`, `pred empty`; `no distance` = cases without HD95)."
+            f"Protocol `standard`: per-volume 3D DSC/JC; {distances}; {DEFINITION_NOTES[result.distances]} "
+            f"({_tolerance_text(result.nsd_tolerance)}); mean ± std over cases (population std), NaN values "
+            f"excluded and counted (`gt empty`, `pred empty`; `no distance` = cases without HD95). {EMPTY_MASK_NOTE}"
         )
     lines = [f"# Evaluation summary ({result.protocol})", "", note, ""]
     lines.append("| " + " | ".join(header) + " |")
@@ -246,14 +289,34 @@ def _markdown(result: EvaluationResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _tolerance_text(tolerance: Mapping[str, float]) -> str:
+    """``"NSD tolerance 2 mm"`` or ``"NSD tolerance RV 2 mm, Myo 1.5 mm"``."""
+    values = set(tolerance.values())
+    if len(values) == 1:
+        return f"NSD tolerance {next(iter(values)):g} mm"
+    return "NSD tolerance " + ", ".join(f"{c} {v:g} mm" for c, v in tolerance.items())
+
+
+def _definition_fields(result: EvaluationResult) -> dict[str, Any]:
+    """What ``summary.json`` says about how the boundary metrics were measured."""
+    return {
+        "distances": result.distances,
+        "distance_definition": DEFINITION_NOTES[result.distances],
+        "nsd_tolerance_mm": dict(result.nsd_tolerance) if result.protocol == "standard" else None,
+        "empty_masks": EMPTY_MASK_NOTE,
+    }
+
+
 def write_results(result: EvaluationResult, out_dir: str | Path) -> dict[str, Path]:
     """Write ``metrics.csv``, ``summary.csv``, ``summary.md`` and ``summary.json`` into ``out_dir``.
 
     ``metrics.csv`` has one line per case and class (columns ``ROW_COLUMNS``, booleans as 0/1, NaN as
     ``nan``); ``summary.json`` holds ``protocol``, ``class_names``, ``mean`` (metric -> value of the
     mean row), ``per_class`` (class name -> metric -> value), ``summary`` (the full summary rows) and
-    ``metric_per_case`` (the rows), NaN as null, ``spacing_known``, ``distance_unit`` and ``notes``
-    (``["spacing unknown: distances in voxels"]`` when the spacing is unknown).
+    ``metric_per_case`` (the rows), NaN as null, ``spacing_known``, ``distance_unit``, ``notes``
+    (``["spacing unknown: distances in voxels"]`` when the spacing is unknown), and how the boundary
+    metrics were measured: ``distances`` (``surface`` or ``medpy``), ``distance_definition``,
+    ``nsd_tolerance_mm`` (class -> mm; null under ``paper``) and ``empty_masks``.
 
     Args:
         result: an ``EvaluationResult``.
@@ -270,7 +333,11 @@ def write_results(result: EvaluationResult, out_dir: str | Path) -> dict[str, Pa
         "summary_md": out / "summary.md",
         "summary_json": out / "summary.json",
     }
-    rows = [{**r, "protocol": result.protocol} for r in result.rows]
+    tol = result.nsd_tolerance if result.protocol == "standard" else {}
+    rows = [
+        {**r, "protocol": result.protocol, "distances": result.distances, "nsd_tolerance": tol.get(r["class_name"])}
+        for r in result.rows
+    ]
     _write_csv(paths["metrics_csv"], rows, ROW_COLUMNS)
     _write_csv(paths["summary_csv"], result.summary, _summary_columns(result.summary))
     paths["summary_md"].write_text(_markdown(result))
@@ -281,6 +348,7 @@ def write_results(result: EvaluationResult, out_dir: str | Path) -> dict[str, Pa
         "spacing_known": result.spacing_known,
         "distance_unit": result.distance_unit,
         "notes": [] if result.spacing_known else [SPACING_UNKNOWN_NOTE],
+        **_definition_fields(result),
         "mean": {m: _json_value(mean_row.get(f"{m}_mean", float("nan"))) for m in METRIC_NAMES},
         "per_class": {
             str(r["class_name"]): {m: _json_value(r.get(f"{m}_mean", float("nan"))) for m in METRIC_NAMES}
@@ -353,6 +421,49 @@ def _read_labels(path: Path, label_map: Mapping[int, int] | None) -> tuple[np.nd
     return arr, spacing
 
 
+def _paired_files(pdir: Path, gdir: Path) -> tuple[dict[str, Path], dict[str, Path]]:
+    """The NIfTI files of both folders by case name; a case in only one of them is a ``DataError``."""
+    preds, gts = _list_nifti(pdir), _list_nifti(gdir)
+    for name, p in preds.items():
+        if name not in gts:
+            raise DataError(p, f"no ground truth '{name}.nii.gz' in {gdir}")
+    for name, g in gts.items():
+        if name not in preds:
+            raise DataError(g, f"no prediction '{name}.nii.gz' in {pdir}")
+    if not gts:
+        raise DataError(gdir, "no NIfTI files (*.nii.gz, *.nii)")
+    return preds, gts
+
+
+def _check_label_range(arr: np.ndarray, path: Path, class_names: Sequence[str]) -> None:
+    """Every label of ``arr`` is a class index (else a ``DataError`` naming ``path``)."""
+    k = len(class_names)
+    lo, hi = int(arr.min(initial=0)), int(arr.max(initial=0))
+    if lo < 0 or hi >= k:
+        bad = lo if lo < 0 else hi
+        raise DataError(path, f"label value {bad} not in the classes 0..{k - 1} ({', '.join(class_names)})")
+
+
+def _read_pairs(
+    preds: Mapping[str, Path], gts: Mapping[str, Path], label_map: Mapping[int, int] | None, spacing_tolerance: float
+) -> Iterable[tuple[str, Path, np.ndarray, Path, np.ndarray, tuple[float, ...]]]:
+    """``(name, pred path, pred, gt path, gt, spacing)`` per case (sorted), shapes and spacings checked."""
+    for name in sorted(gts):
+        g, gsp = _read_labels(gts[name], label_map)
+        p, psp = _read_labels(preds[name], None)
+        if p.shape != g.shape:
+            raise DataError(
+                preds[name], f"shape {p.shape} (D, H, W) does not match the ground truth {g.shape} ({gts[name]})"
+            )
+        if not np.allclose(psp, gsp, rtol=0.0, atol=spacing_tolerance):
+            raise DataError(
+                preds[name],
+                f"spacing {tuple(round(s, 4) for s in psp)} does not match the ground truth "
+                f"{tuple(round(s, 4) for s in gsp)} ({gts[name]})",
+            )
+        yield name, preds[name], p, gts[name], g, gsp
+
+
 def evaluate_folders(
     pred_dir: str | Path,
     gt_dir: str | Path,
@@ -360,6 +471,8 @@ def evaluate_folders(
     protocol: str = "standard",
     label_map: Mapping[int, int] | None = None,
     spacing_tolerance: float = 1e-3,
+    distances: str | None = None,
+    nsd_tolerance: float | Mapping[str, float] | None = None,
 ) -> EvaluationResult:
     """Score every NIfTI prediction in ``pred_dir`` against its namesake in ``gt_dir``.
 
@@ -372,6 +485,8 @@ def evaluate_folders(
         label_map: raw ground-truth value -> class index (e.g. ``{0: 0, 63: 1, 126: 2}``); applied to
             the ground truth only (predictions are class indices). None = values are class indices.
         spacing_tolerance: largest allowed difference (mm) between the two headers' spacings.
+        distances: ``surface``, ``medpy`` or None (the protocol's default).
+        nsd_tolerance: NSD tolerance in mm, one value or per class name (default 2).
 
     Returns:
         ``EvaluationResult`` with one row per case (sorted by name) and foreground class.
@@ -381,45 +496,24 @@ def evaluate_folders(
             spacing mismatch, non-integer labels or labels outside the classes / label map.
     """
     _check_protocol(protocol)
-    pdir, gdir = Path(pred_dir), Path(gt_dir)
-    preds, gts = _list_nifti(pdir), _list_nifti(gdir)
-    for name, p in preds.items():
-        if name not in gts:
-            raise DataError(p, f"no ground truth '{name}.nii.gz' in {gdir}")
-    for name, g in gts.items():
-        if name not in preds:
-            raise DataError(g, f"no prediction '{name}.nii.gz' in {pdir}")
-    if not gts:
-        raise DataError(gdir, "no NIfTI files (*.nii.gz, *.nii)")
+    preds, gts = _paired_files(Path(pred_dir), Path(gt_dir))
 
     def pairs() -> Iterable[tuple[str, Path, np.ndarray, Path, np.ndarray, tuple[float, ...]]]:
-        for name in sorted(gts):
-            g, gsp = _read_labels(gts[name], label_map)
-            p, psp = _read_labels(preds[name], None)
-            if p.shape != g.shape:
-                raise DataError(
-                    preds[name], f"shape {p.shape} (D, H, W) does not match the ground truth {g.shape} ({gts[name]})"
-                )
-            if not np.allclose(psp, gsp, rtol=0.0, atol=spacing_tolerance):
-                raise DataError(
-                    preds[name],
-                    f"spacing {tuple(round(s, 4) for s in psp)} does not match the ground truth "
-                    f"{tuple(round(s, 4) for s in gsp)} ({gts[name]})",
-                )
-            yield name, preds[name], p, gts[name], g, gsp
+        return _read_pairs(preds, gts, label_map, spacing_tolerance)
 
     if class_names is None:
         top = max(label_map.values()) if label_map else 0
         for _, _, p, _, g, _ in pairs():
             top = max(top, int(p.max(initial=0)), int(g.max(initial=0)))
         class_names = ("background", *(f"class_{i}" for i in range(1, max(top, 1) + 1)))
-    k = len(class_names)
-    acc = MetricAccumulator(class_names, protocol)
+    try:
+        acc = MetricAccumulator(class_names, protocol, distances, nsd_tolerance)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
     for name, ppath, p, gpath, g, spacing in pairs():
-        for arr, path in ((g, gpath), (p, ppath)):
-            lo, hi = int(arr.min(initial=0)), int(arr.max(initial=0))
-            if lo < 0 or hi >= k:
-                bad = lo if lo < 0 else hi
-                raise DataError(path, f"label value {bad} not in the classes 0..{k - 1} ({', '.join(class_names)})")
+        _check_label_range(g, gpath, class_names)
+        _check_label_range(p, ppath, class_names)
         acc.add(name, p, g, spacing)
-    return EvaluationResult(acc.rows(), acc.summary(), protocol, acc.class_names)
+    return EvaluationResult(
+        acc.rows(), acc.summary(), protocol, acc.class_names, True, acc.distances, acc.nsd_tolerance
+    )

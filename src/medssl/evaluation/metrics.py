@@ -1,7 +1,10 @@
 """Segmentation metrics for both evaluation protocols (METHODS.md section 6).
 
 Overlap metrics (DSC, JC) come from one confusion matrix per case (``confusion_counts``), so every
-class is scored from the same TP/FP/FN counts. Surface metrics (HD, HD95, ASD, ASSD) reproduce
+class is scored from the same TP/FP/FN counts. Boundary metrics have two definitions (``DISTANCE_DEFINITIONS``): ``surface``,
+the ``standard`` protocol's default, is DeepMind's surface-distance definition (directed HD95,
+area-weighted boundary elements, MASD and NSD as well; ``medssl.evaluation.surface``); ``medpy``
+(the ``paper`` protocol, and ``standard`` with ``distances: medpy``) reproduces
 ``medpy.metric.binary`` (0.5.x) to floating-point precision:
 
 - the surface of a mask is ``mask XOR binary_erosion(mask)`` with the connectivity-1 cross and a
@@ -22,9 +25,10 @@ bounding box every voxel is background, so the erosion with a zero border is unc
 Empty-mask policy, written once (``_score_class`` and ``_paper_slice_distances``):
 
 - ``standard`` protocol (per volume, in mm): DSC/JC are 2TP/(2TP+FP+FN) and TP/(TP+FP+FN); both
-  masks empty gives 0/0 = NaN; only one empty gives 0. Distances are NaN when either mask is
-  empty. Every row carries ``gt_empty`` and ``pred_empty`` so that the empty cases are counted,
-  never hidden.
+  masks empty gives 0/0 = NaN; only one empty gives 0. Boundary metrics follow Metrics Reloaded:
+  one mask empty -> distances NaN (undefined) and NSD 0; both empty -> NSD 1 and, by the
+  ``surface`` definition, distances 0 (``medpy``: NaN, as before). Every row carries ``gt_empty``
+  and ``pred_empty`` so that the empty cases are counted, never hidden.
 - ``paper`` protocol (the papers' code): DSC/JC pooled over all test slices per class (TP/FP/FN
   summed over the test set), then the mean over foreground classes; HD95/ASD per 2D slice and
   class in pixels (no spacing), 0 when either slice mask is empty, averaged over all slices.
@@ -37,13 +41,19 @@ References:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy.ndimage import binary_erosion, distance_transform_edt, generate_binary_structure
+from scipy.ndimage import binary_erosion, distance_transform_edt, find_objects, generate_binary_structure
+
+from .surface import directed_surface_distances, surface_metrics
 
 __all__ = [
+    "BOUNDARY_METRICS",
+    "DEFAULT_NSD_TOLERANCE",
+    "DISTANCE_DEFINITIONS",
     "DISTANCE_METRICS",
     "METRIC_NAMES",
     "PROTOCOLS",
@@ -54,10 +64,13 @@ __all__ = [
     "case_metrics",
     "confusion_counts",
     "dice_jaccard_from_counts",
+    "distance_definition",
     "distance_metrics",
     "distance_unit",
     "hd",
     "hd95",
+    "parse_nsd_tolerance",
+    "resolve_nsd_tolerance",
     "summarize",
     "surface_distances",
 ]
@@ -65,9 +78,17 @@ __all__ = [
 #: The two evaluation protocols (METHODS.md section 6).
 PROTOCOLS: tuple[str, ...] = ("standard", "paper")
 #: Every metric a row carries, in report order.
-METRIC_NAMES: tuple[str, ...] = ("dsc", "jc", "hd95", "asd", "assd", "hd")
-#: The surface-distance metrics among them.
+METRIC_NAMES: tuple[str, ...] = ("dsc", "jc", "hd95", "asd", "assd", "masd", "hd", "nsd")
+#: The surface-distance metrics of medpy (the ``paper`` protocol scores these per 2D slice).
 DISTANCE_METRICS: tuple[str, ...] = ("hd95", "asd", "assd", "hd")
+#: Every boundary metric of a row (MASD and NSD are NaN under the ``paper`` protocol).
+BOUNDARY_METRICS: tuple[str, ...] = ("hd95", "asd", "assd", "masd", "hd", "nsd")
+#: How the ``standard`` protocol measures boundaries: ``surface`` (the default: directed HD95,
+#: area-weighted boundary elements, as DeepMind's surface-distance) or ``medpy`` (the earlier
+#: medpy-exact values: pooled HD95, every boundary voxel alike). ``paper`` always uses ``medpy``.
+DISTANCE_DEFINITIONS: tuple[str, ...] = ("surface", "medpy")
+#: NSD tolerance in mm when none is given.
+DEFAULT_NSD_TOLERANCE = 2.0
 
 Spacing = float | Sequence[float] | None
 
@@ -88,6 +109,98 @@ def distance_unit(protocol: str, spacing_known: bool = True) -> str:
     if protocol == "paper":
         return "px"
     return "mm" if spacing_known else "voxels"
+
+
+def distance_definition(protocol: str, distances: str | None = None) -> str:
+    """The boundary definition a protocol uses: ``surface`` or ``medpy``.
+
+    Args:
+        protocol: ``"standard"`` or ``"paper"``.
+        distances: ``"surface"``, ``"medpy"`` or None (the protocol's default: ``surface`` for
+            ``standard``, ``medpy`` for ``paper``).
+
+    Returns:
+        ``"surface"`` or ``"medpy"``.
+
+    Raises:
+        ValueError: an unknown definition, or ``surface`` with the ``paper`` protocol (the papers'
+            numbers are medpy's).
+    """
+    _check_protocol(protocol)
+    if distances is None:
+        return "medpy" if protocol == "paper" else "surface"
+    if distances not in DISTANCE_DEFINITIONS:
+        raise ValueError(f"unknown distances '{distances}', expected one of {DISTANCE_DEFINITIONS}")
+    if protocol == "paper" and distances != "medpy":
+        raise ValueError("the paper protocol measures distances as medpy does (distances: medpy)")
+    return distances
+
+
+def resolve_nsd_tolerance(
+    tolerance: float | Mapping[str, float] | None, class_names: Sequence[str]
+) -> dict[str, float]:
+    """The NSD tolerance (mm) of every foreground class.
+
+    Args:
+        tolerance: one value for all classes, ``{class name: mm}`` (classes left out get
+            ``DEFAULT_NSD_TOLERANCE``), or None (the default for all).
+        class_names: K names, background first.
+
+    Returns:
+        ``{foreground class name: tolerance in mm}``.
+
+    Raises:
+        ValueError: a class name that is not a foreground class, or a tolerance that is not a
+            finite number >= 0.
+    """
+    fg = [str(c) for c in class_names[1:]]
+    if tolerance is None or isinstance(tolerance, (int, float)):
+        per = dict.fromkeys(fg, DEFAULT_NSD_TOLERANCE if tolerance is None else tolerance)
+    else:
+        unknown = [k for k in tolerance if k not in fg]
+        if unknown:
+            raise ValueError(f"NSD tolerance for unknown class '{unknown[0]}' (classes: {', '.join(fg)})")
+        per = {c: tolerance.get(c, DEFAULT_NSD_TOLERANCE) for c in fg}
+    for c, v in per.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ValueError(f"NSD tolerance of class '{c}' must be a finite number of mm >= 0, got {v!r}")
+    return {c: float(v) for c, v in per.items()}
+
+
+def parse_nsd_tolerance(text: str) -> float | dict[str, float]:
+    """Parse ``"2"`` (all classes) or ``"RV=2,Myo=1.5"`` (per class name) into mm.
+
+    Args:
+        text: the option's value.
+
+    Returns:
+        One float, or ``{class name: mm}``.
+
+    Raises:
+        ValueError: not a number, a ``name=mm`` list, or a value below 0 (one line naming it).
+    """
+    parts = [p.strip() for p in str(text).split(",") if p.strip()]
+    if len(parts) == 1 and "=" not in parts[0]:
+        return _tolerance_value(parts[0], "all classes")
+    out: dict[str, float] = {}
+    for part in parts:
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"expected MM or CLASS=MM,CLASS=MM (e.g. RV=2,Myo=1.5), got {text!r}")
+        out[name.strip()] = _tolerance_value(value, name.strip())
+    if not out:
+        raise ValueError(f"expected MM or CLASS=MM,CLASS=MM, got {text!r}")
+    return out
+
+
+def _tolerance_value(value: str, what: str) -> float:
+    try:
+        v = float(value)
+    except ValueError:
+        raise ValueError(f"tolerance of {what} is not a number of mm: {value.strip()!r}") from None
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"tolerance of {what} must be a finite number of mm >= 0, got {value.strip()}")
+    return v
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,6 +388,17 @@ def _nan_distances() -> dict[str, float]:
     return {m: float("nan") for m in DISTANCE_METRICS}
 
 
+def _medpy_boundary(d_ab: np.ndarray, d_ba: np.ndarray, tolerance: float) -> dict[str, float]:
+    """medpy's four distances plus MASD (mean of the directed means) and NSD (the share of boundary
+    voxels of both masks within ``tolerance`` of the other boundary, every voxel counted alike)."""
+    near = int((d_ab <= tolerance).sum() + (d_ba <= tolerance).sum())
+    return {
+        **_from_distances(d_ab, d_ba),
+        "masd": float(0.5 * (d_ab.mean() + d_ba.mean())),
+        "nsd": near / (d_ab.size + d_ba.size),
+    }
+
+
 def distance_metrics(pred_mask: Any, gt_mask: Any, spacing: Spacing = None, connectivity: int = 1) -> dict[str, float]:
     """HD95, ASD (directed pred -> gt), ASSD and HD from one pair of surface-distance sets.
 
@@ -327,49 +451,80 @@ def _check_protocol(protocol: str) -> str:
 
 
 def _paper_slice_distances(pm: np.ndarray, gm: np.ndarray) -> dict[str, float]:
-    """Mean over the slices (axis 0) of the 2D distances in pixels, 0 where a slice mask is empty."""
+    """Mean over the slices (axis 0) of the 2D distances in pixels, 0 where a slice mask is empty.
+
+    MASD and NSD are not part of the papers' protocol: NaN.
+    """
     n = pm.shape[0]
     sums = dict.fromkeys(DISTANCE_METRICS, 0.0)
     both = pm.reshape(n, -1).any(axis=1) & gm.reshape(n, -1).any(axis=1)
     for s in np.flatnonzero(both):
         for m, v in _from_distances(*surface_distances(pm[s], gm[s])).items():
             sums[m] += v
-    return {m: (v / n if n else float("nan")) for m, v in sums.items()}
+    out = {m: (v / n if n else float("nan")) for m, v in sums.items()}
+    return {m: out.get(m, float("nan")) for m in BOUNDARY_METRICS}
 
 
-def case_metrics(
-    pred: Any,
-    gt: Any,
-    class_names: Sequence[str],
-    spacing: Spacing = None,
-    protocol: str = "standard",
-) -> list[dict[str, Any]]:
-    """One row of metrics per foreground class for one case.
+def _volume_boundary(
+    pm: np.ndarray, gm: np.ndarray, spacing: Spacing, distances: str, tolerance: float
+) -> dict[str, float]:
+    """The boundary metrics of one class of one volume (``standard`` protocol).
 
-    ``standard``: 3D DSC/JC from the case's counts; HD95/ASD/ASSD/HD in mm with ``spacing``, NaN
-    when either mask is empty. ``paper``: the row's DSC/JC are the case's pooled values (the sums
-    over its slices = its 3D counts; the test-set pooling is done by ``summarize`` from ``tp``,
-    ``fp``, ``fn``); HD95/ASD/ASSD/HD are the mean over the case's 2D slices (axis 0) in pixels,
-    0 on slices where either mask is empty, so that ``summarize`` recovers the all-slice mean by
-    weighting with ``n_slices``.
-
-    Args:
-        pred: predicted labels ``(D, H, W)`` (or ``(H, W)``: one slice), integers ``0..K-1``.
-        gt: ground-truth labels, same shape.
-        class_names: K names, background first (class 0 gets no row).
-        spacing: voxel size ``(sz, sy, sx)`` in mm (standard only; paper works in pixels).
-        protocol: ``"standard"`` or ``"paper"``.
-
-    Returns:
-        K-1 dicts with keys ``class_index, class_name, dsc, jc, hd95, asd, assd, hd, tp, fp, fn,
-        gt_empty, pred_empty, n_slices`` (the caller adds ``case_id``). ``gt_empty``/``pred_empty``
-        refer to the whole case; ``n_slices`` is the number of slices scored (paper) or along axis
-        0 (standard).
-
-    Raises:
-        ValueError: unknown protocol, shape mismatch, labels outside the classes, bad spacing.
+    Empty masks follow Metrics Reloaded: both empty -> NSD 1 (and, ``surface``, distances 0, a
+    perfect match); one empty -> NSD 0 and the distances NaN (undefined; counted, never hidden).
+    ``medpy`` keeps its earlier NaN distances when both are empty.
     """
-    _check_protocol(protocol)
+    a_empty, b_empty = not pm.any(), not gm.any()
+    if a_empty or b_empty:
+        both = a_empty and b_empty
+        dist = dict.fromkeys(
+            ("hd95", "asd", "assd", "masd", "hd"), 0.0 if both and distances == "surface" else float("nan")
+        )
+        return {**dist, "nsd": 1.0 if both else 0.0}
+    if distances == "medpy":
+        return _medpy_boundary(*surface_distances(pm, gm, spacing), tolerance)
+    sp = _normalize_spacing(spacing, pm.ndim)
+    sp_t = tuple(sp.tolist()) if sp is not None else (1.0,) * pm.ndim
+    return surface_metrics(directed_surface_distances(pm, gm, sp_t), tolerance)
+
+
+def _class_boxes(p: np.ndarray, g: np.ndarray, k: int) -> list[tuple[slice, ...] | None]:
+    """Per foreground class, the bounding box of its voxels in either array (None: in neither).
+
+    One ``find_objects`` pass per array; the ``surface`` boundary metrics of a class need nothing
+    outside its box (every boundary element of both masks lies inside it).
+    """
+    boxes: list[tuple[slice, ...] | None] = []
+    for bp, bg in zip(find_objects(p, max_label=k - 1), find_objects(g, max_label=k - 1)):
+        if bp is None or bg is None:
+            boxes.append(bp or bg)
+        else:
+            boxes.append(tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(bp, bg)))
+    return boxes
+
+
+def _class_row(
+    c: int, name: str, counts: np.ndarray, dsc: float, jc: float, dist: Mapping[str, float], n_slices: int
+) -> dict[str, Any]:
+    """One row of ``case_metrics``."""
+    tp, fp, fn = (int(v) for v in counts)
+    return {
+        "class_index": c,
+        "class_name": name,
+        "dsc": float(dsc),
+        "jc": float(jc),
+        **{m: dist[m] for m in BOUNDARY_METRICS},
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "gt_empty": tp + fn == 0,
+        "pred_empty": tp + fp == 0,
+        "n_slices": n_slices,
+    }
+
+
+def _check_case(pred: Any, gt: Any, class_names: Sequence[str], protocol: str) -> tuple[np.ndarray, np.ndarray]:
+    """The two label arrays, checked (classes, shapes, 2D/3D); paper 2D slices get a slice axis."""
     k = len(class_names)
     if k < 2:
         raise ValueError("class_names must list the background and at least one foreground class")
@@ -381,37 +536,68 @@ def case_metrics(
         raise ValueError(f"expected a 2D or 3D label array, got shape {p.shape}")
     if protocol == "paper" and p.ndim == 2:
         p, g = p[None], g[None]
+    return p, g
+
+
+def case_metrics(
+    pred: Any,
+    gt: Any,
+    class_names: Sequence[str],
+    spacing: Spacing = None,
+    protocol: str = "standard",
+    distances: str | None = None,
+    nsd_tolerance: float | Mapping[str, float] | None = None,
+) -> list[dict[str, Any]]:
+    """One row of metrics per foreground class for one case.
+
+    ``standard``: 3D DSC/JC from the case's counts; boundary metrics in mm with ``spacing``, by the
+    ``surface`` definition (``medssl.evaluation.surface``: directed HD95, area-weighted boundary
+    elements) or the ``medpy`` one (pooled HD95, every boundary voxel alike), empty masks as
+    ``_volume_boundary`` says. ``paper``: the row's DSC/JC are the case's pooled values (the sums
+    over its slices = its 3D counts; the test-set pooling is done by ``summarize`` from ``tp``,
+    ``fp``, ``fn``); HD95/ASD/ASSD/HD are medpy's mean over the case's 2D slices (axis 0) in pixels,
+    0 on slices where either mask is empty, so that ``summarize`` recovers the all-slice mean by
+    weighting with ``n_slices``; MASD and NSD are NaN.
+
+    Args:
+        pred: predicted labels ``(D, H, W)`` (or ``(H, W)``: one slice), integers ``0..K-1``.
+        gt: ground-truth labels, same shape.
+        class_names: K names, background first (class 0 gets no row).
+        spacing: voxel size ``(sz, sy, sx)`` in mm (standard only; paper works in pixels).
+        protocol: ``"standard"`` or ``"paper"``.
+        distances: ``"surface"``, ``"medpy"`` or None (the protocol's default, ``distance_definition``).
+        nsd_tolerance: NSD tolerance in mm, one value or per class name (``resolve_nsd_tolerance``).
+
+    Returns:
+        K-1 dicts with keys ``class_index, class_name, dsc, jc, hd95, asd, assd, masd, hd, nsd, tp,
+        fp, fn, gt_empty, pred_empty, n_slices`` (the caller adds ``case_id``). ``gt_empty``/
+        ``pred_empty`` refer to the whole case; ``n_slices`` is the number of slices scored (paper)
+        or along axis 0 (standard).
+
+    Raises:
+        ValueError: unknown protocol or definition, shape mismatch, labels outside the classes, bad
+            spacing or NSD tolerance.
+    """
+    definition, tolerances = distance_definition(protocol, distances), resolve_nsd_tolerance(nsd_tolerance, class_names)
+    p, g = _check_case(pred, gt, class_names, protocol)
     if protocol == "standard":
         _normalize_spacing(spacing, p.ndim)
+    k = len(class_names)
     counts = confusion_counts(p, g, k)
     dsc, jc = dice_jaccard_from_counts(counts)
     n_slices = int(p.shape[0]) if p.ndim == 3 else 1
+    boxes = _class_boxes(p, g, k) if definition == "surface" else []
     rows: list[dict[str, Any]] = []
     for c in range(1, k):
-        tp, fp, fn = (int(v) for v in counts[c])
-        gt_empty, pred_empty = tp + fn == 0, tp + fp == 0
-        pm, gm = p == c, g == c
+        name = str(class_names[c])
+        # surface: the class's bounding box is enough (and much faster); medpy: whole masks, as before
+        box = (boxes[c - 1] or (slice(0, 0),) * p.ndim) if boxes else (slice(None),) * p.ndim
+        pm, gm = p[box] == c, g[box] == c
         if protocol == "paper":
             dist = _paper_slice_distances(pm, gm)
-        elif gt_empty or pred_empty:
-            dist = _nan_distances()
         else:
-            dist = _from_distances(*surface_distances(pm, gm, spacing))
-        rows.append(
-            {
-                "class_index": c,
-                "class_name": str(class_names[c]),
-                "dsc": float(dsc[c]),
-                "jc": float(jc[c]),
-                **dist,
-                "tp": tp,
-                "fp": fp,
-                "fn": fn,
-                "gt_empty": bool(gt_empty),
-                "pred_empty": bool(pred_empty),
-                "n_slices": n_slices,
-            }
-        )
+            dist = _volume_boundary(pm, gm, spacing, definition, tolerances[name])
+        rows.append(_class_row(c, name, counts[c], dsc[c], jc[c], dist, n_slices))
     return rows
 
 
@@ -540,7 +726,7 @@ def _paper_pooled(
     d, jcv = dice_jaccard_from_counts([counts["tp"], counts["fp"], counts["fn"]])
     pooled = {"dsc": float(d), "jc": float(jcv)}
     w = ints["n_slices"][sel, j].astype(np.float64)
-    for m in DISTANCE_METRICS:
+    for m in BOUNDARY_METRICS:
         v = vals[m][sel, j]
         ok = ~np.isnan(v)
         pooled[m] = float((v[ok] * w[ok]).sum() / w[ok].sum()) if w[ok].sum() > 0 else float("nan")
@@ -605,13 +791,23 @@ class MetricAccumulator:
     Args:
         class_names: K names, background first.
         protocol: ``"standard"`` or ``"paper"``.
+        distances: ``"surface"``, ``"medpy"`` or None (the protocol's default).
+        nsd_tolerance: NSD tolerance in mm, one value or per class name (default 2 mm).
     """
 
-    def __init__(self, class_names: Sequence[str], protocol: str = "standard") -> None:
+    def __init__(
+        self,
+        class_names: Sequence[str],
+        protocol: str = "standard",
+        distances: str | None = None,
+        nsd_tolerance: float | Mapping[str, float] | None = None,
+    ) -> None:
         self.class_names = tuple(str(c) for c in class_names)
         self.protocol = _check_protocol(protocol)
         if len(self.class_names) < 2:
             raise ValueError("class_names must list the background and at least one foreground class")
+        self.distances = distance_definition(protocol, distances)
+        self.nsd_tolerance = resolve_nsd_tolerance(nsd_tolerance, self.class_names)
         self._rows: list[dict[str, Any]] = []
         self._case_ids: set[str] = set()
 
@@ -629,7 +825,8 @@ class MetricAccumulator:
         """
         if case_id in self._case_ids:
             raise ValueError(f"case '{case_id}' was already added")
-        rows = [{"case_id": case_id, **r} for r in case_metrics(pred, gt, self.class_names, spacing, self.protocol)]
+        scored = case_metrics(pred, gt, self.class_names, spacing, self.protocol, self.distances, self.nsd_tolerance)
+        rows = [{"case_id": case_id, **r} for r in scored]
         self._case_ids.add(case_id)
         self._rows.extend(rows)
         return [dict(r) for r in rows]

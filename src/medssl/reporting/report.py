@@ -21,6 +21,7 @@ from typing import Any
 
 from ..errors import DataError
 from .bundle import provenance_notes
+from .definitions import mixed_definition_notes
 from .figures import (
     FigureResult,
     plot_dsc_vs_labels,
@@ -571,7 +572,7 @@ def report(
     coll = collect_runs(root, exclude=[out, root / "variants"])  # a grid's variants have their own reports
     if not coll.runs and not coll.pretrain:
         raise DataError(root, f"no complete fine-tuning run found ({len(coll.skipped)} incomplete skipped)")
-    notes = [*provenance_notes(root), *coll.notes]
+    notes = [*provenance_notes(root), *mixed_definition_notes(coll.runs), *coll.notes]
     files: dict[str, Path] = {}
     tables = _write_results_tables(coll.runs, out, files)
     stats_md = _write_stats(coll.runs, out, files, min_pairs)
