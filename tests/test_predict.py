@@ -170,3 +170,201 @@ def test_roundtrip_mscmrseg_resampled_within_half_a_point(tmp_path: Path) -> Non
     )
     assert res.summary[-1]["class_name"] == "mean" and run_dsc(run) > 0.5
     assert abs(float(res.summary[-1]["dsc_mean"]) - run_dsc(run)) <= 0.005
+
+
+# --- geometry ------------------------------------------------------------------------------------
+
+
+def _rotation(deg: float, axis: tuple[float, float, float]) -> np.ndarray:
+    a = np.asarray(axis, float) / np.linalg.norm(axis)
+    k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
+    t = np.radians(deg)
+    r = np.eye(4)
+    r[:3, :3] = np.eye(3) + np.sin(t) * k + (1 - np.cos(t)) * k @ k
+    r[:3, 3] = (12.0, -7.5, 30.0)
+    return r
+
+
+def _variant(src: Path, out: Path, arr_fn, affine_fn, zooms: tuple[float, float, float] | None = None) -> Path:
+    """A copy of ``src`` with its voxels and affine transformed (qform and sform both set, codes 1)."""
+    img = nib.load(str(src))
+    arr = arr_fn(np.asanyarray(img.dataobj))
+    aff = affine_fn(img.affine, arr.shape)
+    new = nib.Nifti1Image(arr, aff)
+    new.set_qform(aff, code=1)
+    new.set_sform(aff, code=1)
+    nib.save(new, str(out))
+    return out
+
+
+def _zflip(aff: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    f = np.eye(4)
+    f[2, 2], f[2, 3] = -1.0, shape[2] - 1
+    return aff @ f
+
+
+GEOMETRIES = {
+    # name: (voxels, affine, what the label map must be in terms of the original one)
+    "rotated_oblique": (lambda a: a, lambda aff, s: _rotation(30, (1, 1, 0.3)) @ aff, lambda o: o),
+    "lps": (lambda a: a, lambda aff, s: np.diag([-1.0, -1.0, 1.0, 1.0]) @ aff, lambda o: o),
+    "flipped_z": (lambda a: a[:, :, ::-1], _zflip, lambda o: o[:, :, ::-1]),
+    "anisotropic": (lambda a: a, lambda aff, s: aff @ np.diag([0.7, 1.3, 3.5, 1.0]), lambda o: o),
+}
+
+
+def test_geometry_header_kept_and_labels_on_the_anatomy(hippo_run: Path, tmp_path: Path) -> None:
+    """Rotated, LPS, flipped and anisotropic copies of a test case: each label map has the input's header
+    (shape, affine, qform/sform and codes, zooms) and the labels of the original scan at the same
+    anatomy (the voxels' world positions), so it scores the known label exactly as the original does."""
+    from medssl.evaluation.metrics import confusion_counts
+
+    data = shared_data_dir()
+    cid = json.loads((hippo_run / "splits.json").read_text())["test"][0]
+    src_img = data / "msd_hippocampus" / "imagesTr" / f"{cid}.nii.gz"
+    src_lab = data / "msd_hippocampus" / "labelsTr" / f"{cid}.nii.gz"
+    inputs, gts = tmp_path / "in", tmp_path / "gt"
+    inputs.mkdir()
+    gts.mkdir()
+    for name, (arr_fn, aff_fn, _) in GEOMETRIES.items():
+        _variant(src_img, inputs / f"{name}.nii.gz", arr_fn, aff_fn)
+        _variant(src_lab, gts / f"{name}.nii.gz", arr_fn, aff_fn)
+    (inputs / "original.nii.gz").symlink_to(src_img)
+    assert (
+        main(["predict", str(hippo_run), str(inputs), str(tmp_path / "out"), "--no-progress", "--device", "cpu"]) == 0
+    )
+    original = np.asanyarray(nib.load(str(tmp_path / "out" / "original.nii.gz")).dataobj)
+    ref_counts = np.asarray(confusion_counts(original, np.asanyarray(nib.load(str(src_lab)).dataobj).astype(int), 3))
+    for name, (_, _, expect) in GEOMETRIES.items():
+        got, inp = nib.load(str(tmp_path / "out" / f"{name}.nii.gz")), nib.load(str(inputs / f"{name}.nii.gz"))
+        assert got.shape == inp.shape and got.get_data_dtype() == np.uint8, name
+        assert np.allclose(got.affine, inp.affine, atol=1e-6), name
+        for key in ("qform_code", "sform_code", "pixdim", "xyzt_units"):
+            assert np.allclose(got.header[key], inp.header[key], atol=1e-6), (name, key)
+        assert np.allclose(got.header.get_qform(), inp.header.get_qform(), atol=1e-5), name
+        labels = np.asanyarray(got.dataobj)
+        assert np.array_equal(labels, expect(original)), name
+        gt = np.asanyarray(nib.load(str(gts / f"{name}.nii.gz")).dataobj).astype(int)
+        assert np.array_equal(np.asarray(confusion_counts(labels, gt, 3)), ref_counts), name
+
+
+def write_dicom_series(
+    folder: Path, volume: np.ndarray, spacing=(2.0, 1.0, 1.0), series_uid: str | None = None
+) -> None:
+    """A ``(D, H, W)`` volume as single-frame DICOM files (axial, slices 0..D-1 along +z)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    series_uid = series_uid or generate_uid()
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, pixels in enumerate(volume):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = MRImageStorage, generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID, ds.SeriesInstanceUID = (
+            MRImageStorage,
+            meta.MediaStorageSOPInstanceUID,
+            series_uid,
+        )
+        ds.Modality, ds.Rows, ds.Columns = "MR", *pixels.shape
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.PixelSpacing = [spacing[1], spacing[2]]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [0.0, 0.0, float(k * spacing[0])]
+        ds.InstanceNumber = k + 1
+        ds.PixelData = np.asarray(pixels, dtype=np.uint16).tobytes()
+        ds.save_as(str(folder / f"{series_uid[-6:]}_{k:03d}.dcm"), enforce_file_format=True)
+
+
+def test_dicom_series_gets_a_nifti_in_its_patient_geometry(hippo_run: Path, tmp_path: Path) -> None:
+    """A DICOM series of a test case: the labels equal the NIfTI's, the affine maps voxels to the DICOM
+    patient positions (LPS -> RAS)."""
+    cid = json.loads((hippo_run / "splits.json").read_text())["test"][0]
+    src = shared_data_dir() / "msd_hippocampus" / "imagesTr" / f"{cid}.nii.gz"
+    volume = np.rint(np.asanyarray(nib.load(str(src)).dataobj)).transpose(2, 1, 0)
+    write_dicom_series(tmp_path / cid, volume)
+    assert main(["predict", str(hippo_run), str(tmp_path / cid), str(tmp_path / "out"), "--no-progress"]) == 0
+    assert main(["predict", str(hippo_run), str(src), str(tmp_path / "ref"), "--no-progress"]) == 0
+    got = nib.load(str(tmp_path / "out" / f"{cid}.nii.gz"))
+    ref = np.asanyarray(nib.load(str(tmp_path / "ref" / f"{cid}.nii.gz")).dataobj)
+    assert np.array_equal(np.asanyarray(got.dataobj), ref)
+    assert np.allclose(got.affine, np.diag([-1.0, -1.0, 2.0, 1.0]))
+
+
+# --- options, resume, ensembles -----------------------------------------------------------------
+
+
+def _copy_run(run: Path, out: Path, noise: float = 0.0, seed: int = 0) -> Path:
+    """A copy of a run folder, its weights perturbed by ``noise`` (a stand-in for a second seed)."""
+    import shutil
+
+    import torch
+
+    shutil.copytree(run, out)
+    if noise:
+        gen = torch.Generator().manual_seed(seed)
+        for name in ("checkpoint_best.pt", "checkpoint_latest.pt"):
+            if (out / name).is_file():
+                state = torch.load(out / name, weights_only=False)
+                for v in state["model"].values():
+                    if v.is_floating_point():
+                        v += noise * v.std().nan_to_num() * torch.randn(v.shape, generator=gen)
+                torch.save(state, out / name)
+    return out
+
+
+def test_resume_skips_finished_cases_and_overwrite_redoes_them(hippo_run: Path, tmp_path: Path, capsys) -> None:
+    cid = json.loads((hippo_run / "splits.json").read_text())["test"][0]
+    src = shared_data_dir() / "msd_hippocampus" / "imagesTr" / f"{cid}.nii.gz"
+    args = ["predict", str(hippo_run), str(src), str(tmp_path / "out"), "--no-progress"]
+    assert main(args) == 0
+    out = tmp_path / "out" / f"{cid}.nii.gz"
+    first = out.stat().st_mtime_ns
+    assert main(args) == 0 and out.stat().st_mtime_ns == first
+    assert "predicted 0 case(s)" in capsys.readouterr().out.splitlines()[-1]
+    assert main([*args, "--overwrite", "--save-probabilities"]) == 0 and out.stat().st_mtime_ns != first
+    probs = np.load(tmp_path / "out" / f"{cid}.npz")["probabilities"]
+    assert probs.shape == (3, *nib.load(str(out)).shape) and np.allclose(probs.sum(0), 1.0, atol=1e-5)
+
+
+def test_ensemble_averages_the_softmax_of_its_runs(hippo_run: Path, tmp_path: Path) -> None:
+    from medssl.evaluation.postprocess import keep_largest_component
+    from medssl.inference import Segmenter
+
+    other = _copy_run(hippo_run, tmp_path / "seed2", noise=0.3)
+    cid = json.loads((hippo_run / "splits.json").read_text())["test"][0]
+    src = shared_data_dir() / "msd_hippocampus" / "imagesTr" / f"{cid}.nii.gz"
+    assert main(["predict", str(hippo_run), str(other), str(src), str(tmp_path / "out"), "--no-progress"]) == 0
+    img = nib.load(str(src))
+    volume = np.asanyarray(img.dataobj).astype(np.float32).transpose(2, 1, 0)
+    singles = [Segmenter.from_run(r, device="cpu") for r in (hippo_run, other)]
+    mean = sum(s.predict_probabilities(volume, (1.0, 1.0, 1.0)) for s in singles) / 2
+    chosen = sorted(set(singles[0].largest_component) & set(singles[1].largest_component))
+    expected = keep_largest_component(mean.argmax(0).astype(np.uint8), chosen)
+    got = np.asanyarray(nib.load(str(tmp_path / "out" / f"{cid}.nii.gz")).dataobj).transpose(2, 1, 0)
+    assert np.array_equal(got, expected)
+    assert not np.array_equal(singles[0].predict(volume, (1.0, 1.0, 1.0)), singles[1].predict(volume, (1.0, 1.0, 1.0)))
+
+
+def test_tta_refused_for_classes_defined_by_side_and_averages_mirrorings_otherwise(
+    hippo_run: Path, cardiac_run: Path, tmp_path: Path, capsys
+) -> None:
+    from medssl.inference import Segmenter
+
+    src = shared_data_dir() / "msd_hippocampus" / "imagesTr" / "hippocampus_001.nii.gz"
+    assert main(["predict", str(hippo_run), str(src), str(tmp_path / "o"), "--tta"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "anterior, posterior are defined by side" in err
+    warned: list[str] = []
+    seg = Segmenter.from_run(cardiac_run, device="cpu", tta=True, warn=warned.append)
+    plain = Segmenter.from_run(cardiac_run, device="cpu")
+    assert warned and "trained without mirroring" in warned[0]
+    x = np.random.default_rng(0).normal(size=(3, 64, 48)).astype(np.float32)
+    manual = 0
+    for dims in ((), (1,), (2,), (1, 2)):
+        flipped = np.ascontiguousarray(np.flip(x, dims)) if dims else x
+        probs = plain.network_probabilities(flipped)
+        manual = manual + (probs.flip([d + 1 for d in dims]) if dims else probs) / 4
+    assert np.allclose(seg.network_probabilities(x).numpy(), np.asarray(manual), atol=1e-5)
