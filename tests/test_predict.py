@@ -368,3 +368,77 @@ def test_tta_refused_for_classes_defined_by_side_and_averages_mirrorings_otherwi
         probs = plain.network_probabilities(flipped)
         manual = manual + (probs.flip([d + 1 for d in dims]) if dims else probs) / 4
     assert np.allclose(seg.network_probabilities(x).numpy(), np.asarray(manual), atol=1e-5)
+
+
+# --- bad inputs: one line naming the file and the problem, exit 2, no partial output -------------
+
+
+def _bad_inputs(run: Path, tmp: Path) -> dict[str, tuple[list[str], str, str]]:
+    """name -> (predict arguments, the path the error must name, the problem it must state)."""
+    import gzip
+    import shutil
+
+    good = shared_data_dir() / "msd_hippocampus" / "imagesTr" / "hippocampus_001.nii.gz"
+    img = nib.load(str(good))
+    four_d = tmp / "four_d" / "scan.nii.gz"
+    four_d.parent.mkdir()
+    nib.save(nib.Nifti1Image(np.stack([np.asanyarray(img.dataobj)] * 3, -1), img.affine), str(four_d))
+    two_ch = tmp / "two_channels"
+    two_ch.mkdir()
+    for c in ("0000", "0001"):
+        (two_ch / f"case_{c}.nii.gz").symlink_to(good)
+    empty = tmp / "empty.nii.gz"
+    empty.write_bytes(b"")
+    corrupt = tmp / "corrupt.nii.gz"
+    corrupt.write_bytes(gzip.compress(b"not a nifti header" * 40))
+    truncated = tmp / "truncated"  # a good case first: it is kept, the truncated one gets no file
+    truncated.mkdir()
+    (truncated / "a_good.nii.gz").symlink_to(good)
+    raw = (shared_data_dir() / "msd_hippocampus" / "imagesTr" / "hippocampus_003.nii.gz").read_bytes()
+    (truncated / "b_truncated.nii.gz").write_bytes(raw[: len(raw) // 2])
+    series = tmp / "two_series"
+    vol = np.ones((2, 8, 8))
+    write_dicom_series(series, vol)
+    write_dicom_series(series, vol)
+    as_file = tmp / "out_is_a_file"
+    as_file.write_text("x")
+    no_ckpt = _copy_run(run, tmp / "no_ckpt")
+    for f in no_ckpt.glob("checkpoint_*.pt"):
+        f.unlink()
+    other_classes = _copy_run(run, tmp / "other_classes")
+    info = json.loads((other_classes / "run.json").read_text())
+    info["class_names"] = ["background", "liver", "spleen"]
+    (other_classes / "run.json").write_text(json.dumps(info))
+    pre = tmp / "pretrain_run"
+    pre.mkdir()
+    (pre / "run.json").write_text(json.dumps({"kind": "pretrain", "status": "done"}))
+    shutil.copy(run / "config.yaml", pre / "config.yaml")
+    r, out = str(run), str(tmp / "out")
+    return {
+        "4D image": ([r, str(four_d), out], str(four_d), "4D image"),
+        "2 channels": ([r, str(two_ch), out], "case_0001.nii.gz", "2 channel files"),
+        "empty file": ([r, str(empty), out], str(empty), "empty file"),
+        "corrupt file": ([r, str(corrupt), out], str(corrupt), "not a readable NIfTI"),
+        "truncated file": ([r, str(truncated), out], "b_truncated.nii.gz", "corrupt or truncated gzip data"),
+        "two DICOM series": ([r, str(series), out], str(series), "holds 2 DICOM series"),
+        "output is a file": ([r, str(good), str(as_file)], str(as_file), "exists and is not a folder"),
+        "no checkpoint": ([str(no_ckpt), str(good), out], str(no_ckpt), "no checkpoint"),
+        "ensemble classes": ([r, str(other_classes), str(good), out], str(other_classes), "differ in class_names"),
+        "pre-training run": ([str(pre), str(good), out], str(pre), "pre-training run: it has no segmentation head"),
+    }
+
+
+def test_bad_inputs_fail_on_one_line_with_exit_2_and_no_partial_output(hippo_run: Path, tmp_path: Path, capsys):
+    for name, (args, path, problem) in _bad_inputs(hippo_run, tmp_path).items():
+        out = tmp_path / "out"
+        assert main(["predict", *args, "--no-progress"]) == 2, name
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("medssl: error:") and "\n" not in err, (name, err)
+        assert path in err and problem in err, (name, err)
+        written = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+        expected = ["a_good.nii.gz", "classes.json"] if name == "truncated file" else []
+        assert [w for w in written if w != "classes.json" or expected] == expected, (name, written)
+        if out.is_dir():
+            import shutil
+
+            shutil.rmtree(out)
