@@ -476,7 +476,7 @@ def test_export_gives_the_runs_logits(hippo_run: Path, tmp_path: Path, fmt: str)
     with torch.no_grad():
         ref = Segmenter.from_run(hippo_run, device="cpu").models[0](torch.from_numpy(x)).numpy()
     if fmt == "onnx":
-        import onnxruntime as ort
+        ort = pytest.importorskip("onnxruntime")
 
         sess = ort.InferenceSession(str(tmp_path / fmt / "model.onnx"), providers=["CPUExecutionProvider"])
         got = sess.run(None, {"image": x})[0]
@@ -505,6 +505,7 @@ def test_onnx_example_script_reproduces_predict(which: str, hippo_run: Path, car
     """examples/onnx_predict.py (numpy + nibabel + onnxruntime) gives predict's label maps: exactly where
     no resampling is needed, and, for a resampled store, exactly with scikit-image and at >= 95% of the
     voxels with the numpy-only linear resampling (a barely trained run: boundaries are uncertain)."""
+    pytest.importorskip("onnxruntime")
     run = hippo_run if which == "hippo" else cardiac_run
     cases = json.loads((run / "splits.json").read_text())["test"]
     if which == "hippo":

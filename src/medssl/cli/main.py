@@ -409,6 +409,39 @@ def cmd_export(a: argparse.Namespace) -> int:
 MAX_FIGURE_SLICES = 32
 
 
+def _add_inference_parsers(sub: Any) -> None:
+    """``predict`` and ``export``: a fine-tuned run used on new scans."""
+    s = sub.add_parser(
+        "predict",
+        usage="medssl predict [options] RUN [RUN ...] INPUT OUTPUT",
+        help="segment new scans with fine-tuned run(s): label maps in each input's own geometry",
+    )
+    s.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="fine-tuning run folder(s) (several: an ensemble, softmax averaged), then a NIfTI file, a folder of "
+        "NIfTI files (nnU-Net _0000 names accepted) or a DICOM series folder, then the output folder",
+    )
+    s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    s.add_argument("--batch-size", type=int, default=16, help="slices per forward pass (default 16)")
+    s.add_argument(
+        "--tta", action="store_true", help="average over mirrored slices (refused for classes defined by side)"
+    )
+    s.add_argument("--save-probabilities", action="store_true", help="also write CASE.npz with the softmax maps")
+    s.add_argument("--overwrite", action="store_true", help="redo cases already in OUTPUT (default: skip them, resume)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(fn=cmd_predict)
+
+    s = sub.add_parser(
+        "export", help="export a fine-tuned run as TorchScript or ONNX with model.json (deploy without medssl)"
+    )
+    s.add_argument("run", help="a fine-tuning run folder")
+    s.add_argument("--format", choices=["torchscript", "onnx"], default="onnx", help="network format (default onnx)")
+    s.add_argument("--out", required=True, help="output folder (model.pt or model.onnx, and model.json)")
+    s.set_defaults(fn=cmd_export)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="medssl",
@@ -551,33 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(fn=cmd_figure)
 
-    s = sub.add_parser(
-        "predict", help="segment new scans with fine-tuned run(s): label maps in each input's own geometry"
-    )
-    s.add_argument(
-        "paths",
-        nargs="+",
-        metavar="RUN [RUN ...] INPUT OUTPUT",
-        help="fine-tuning run folder(s) (several: an ensemble, softmax averaged), then a NIfTI file, a folder of "
-        "NIfTI files (nnU-Net _0000 names accepted) or a DICOM series folder, then the output folder",
-    )
-    s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    s.add_argument("--batch-size", type=int, default=16, help="slices per forward pass (default 16)")
-    s.add_argument(
-        "--tta", action="store_true", help="average over mirrored slices (refused for classes defined by side)"
-    )
-    s.add_argument("--save-probabilities", action="store_true", help="also write CASE.npz with the softmax maps")
-    s.add_argument("--overwrite", action="store_true", help="redo cases already in OUTPUT (default: skip them, resume)")
-    s.add_argument("--no-progress", action="store_true", help="no progress bar")
-    s.set_defaults(fn=cmd_predict)
-
-    s = sub.add_parser(
-        "export", help="export a fine-tuned run as TorchScript or ONNX with model.json (deploy without medssl)"
-    )
-    s.add_argument("run", help="a fine-tuning run folder")
-    s.add_argument("--format", choices=["torchscript", "onnx"], default="onnx", help="network format (default onnx)")
-    s.add_argument("--out", required=True, help="output folder (model.pt or model.onnx, and model.json)")
-    s.set_defaults(fn=cmd_export)
+    _add_inference_parsers(sub)
     return p
 
 
