@@ -41,6 +41,7 @@ class RunSpec:
     Attributes:
         run: the run folder.
         checkpoint: the weights used (best epoch, else the last one).
+        store: the prepared store the run trained on.
         class_names: K names, background first.
         target_spacing: in-plane spacing (mm) the store resampled to; None = kept as read.
         normalization: the store's intensity normalisation (:func:`medssl.data.transforms.normalize`).
@@ -58,6 +59,7 @@ class RunSpec:
 
     run: Path
     checkpoint: Path
+    store: Path
     class_names: list[str]
     target_spacing: float | None
     normalization: str
@@ -124,12 +126,12 @@ def _checkpoint(run: Path) -> Path:
     raise DataError(run, "no checkpoint (checkpoint_best.pt or checkpoint_latest.pt): train the run first")
 
 
-def _plan(run: Path, info: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
-    """The ``plan.json`` of the store the run trained on (run.json's absolute path first)."""
+def _plan(run: Path, info: dict[str, Any], cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
+    """The ``plan.json`` of the store the run trained on (run.json's absolute path first), and the store."""
     cands = [info.get("data"), (cfg.get("data") or {}).get("path")]
     for c in cands:
         if c and (Path(c) / "plan.json").is_file():
-            return dict(_read_json(Path(c) / "plan.json"))
+            return dict(_read_json(Path(c) / "plan.json")), Path(c)
     raise DataError(
         run, f"its prepared store ({cands[0] or cands[1]}) is gone: its plan.json gives the spacing and normalisation"
     )
@@ -163,11 +165,12 @@ def load_run_spec(run: str | Path) -> RunSpec:
         cfg = yaml.safe_load((run / "config.yaml").read_text()) or {}
     except (OSError, yaml.YAMLError) as e:
         raise DataError(run / "config.yaml", f"unreadable ({e.__class__.__name__})") from None
-    plan = _plan(run, info, cfg)
+    plan, store = _plan(run, info, cfg)
     model = dict(cfg.get("model") or {})
     return RunSpec(
         run=run,
         checkpoint=ckpt,
+        store=store,
         class_names=list(info.get("class_names") or plan["class_names"]),
         target_spacing=plan.get("target_spacing"),
         normalization=str(plan.get("normalization", "none")),
