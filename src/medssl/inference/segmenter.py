@@ -197,8 +197,12 @@ class Segmenter:
             raise ConfigError("give at least one fine-tuning run folder")
         specs = [load_run_spec(p) for p in paths]
         check_ensemble(specs)
+        say = warn or (lambda m: warnings.warn(m, stacklevel=3))
+        for s in specs:
+            if s.status != "done":
+                say(f"{s.run}: the run has not finished (run.json status '{s.status}'); using {s.checkpoint.name}")
         if tta:
-            _check_tta(specs, warn or (lambda m: warnings.warn(m, stacklevel=3)))
+            _check_tta(specs, say)
         dev = resolve_device(device)
         models = [load_network(s, dev) for s in specs]
         return cls(specs, models, dev, batch_size, tta)
