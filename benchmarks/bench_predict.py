@@ -113,6 +113,7 @@ def main() -> None:
     p.add_argument("--width", type=int, default=32, help="U-Net base width (medssl's default: 32)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (this machine: 2 cores)")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--reps", type=int, default=2, help="alternated repetitions (best of each is reported)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     spacing = None if a.spacing == "keep" else float(a.spacing)
@@ -121,23 +122,26 @@ def main() -> None:
         run = make_run(Path(a.data), root, spacing, a.width)
         seg = Segmenter.from_run(run, device="cpu", batch_size=a.batch_size)
         folder = input_folder(Path(a.data), root, a.cases)
-        res = predict_inputs(seg, folder, root / "out", progress=False)
-        n_bare, t_bare = bare_forward(seg, folder)
+        best_predict, best_bare = 0.0, 0.0
+        for _ in range(a.reps):  # alternated, best of each: the machine's load changes between them
+            res = predict_inputs(seg, folder, root / "out", overwrite=True, progress=False)
+            n_bare, t_bare = bare_forward(seg, folder)
+            best_predict, best_bare = max(best_predict, res.slices_per_s), max(best_bare, n_bare / t_bare)
         small = input_folder(Path(a.data), root, 2) if a.cases > 2 else folder
         rss = {n: peak_rss_mb(run, f, root / f"mem_{n}", a.threads) for n, f in ((2, small), (a.cases, folder))}
-    bare = n_bare / t_bare
+    bare = best_bare
     print(f"# python benchmarks/bench_predict.py {' '.join(sys.argv[1:])}".rstrip())
     print(
         f"# torch {torch.__version__}, {a.threads} threads, {os.cpu_count()} cores; store spacing {a.spacing}, U-Net width {a.width}"
     )
     print(f"cases {res.predicted}, slices {res.slices}")
     print(
-        f"predict (read + resample + normalise + network + back-map + argmax + post-process + write): {res.slices_per_s:.1f} slices/s"
+        f"predict (read + resample + normalise + network + back-map + argmax + post-process + write): {best_predict:.1f} slices/s"
     )
     print(f"bare forward passes of the same batches: {bare:.1f} slices/s ({n_bare} slices)")
-    print(f"ratio predict / bare: {res.slices_per_s / bare:.2f} (goal >= 0.8)")
+    print(f"ratio predict / bare: {best_predict / bare:.2f} (goal >= 0.8; best of {a.reps} alternated runs each)")
     print("peak RSS: " + ", ".join(f"{n} files {mb:.0f} MB" for n, mb in rss.items()))
-    print(json.dumps({"predict_slices_per_s": res.slices_per_s, "bare_slices_per_s": bare, "peak_rss_mb": rss}))
+    print(json.dumps({"predict_slices_per_s": best_predict, "bare_slices_per_s": bare, "peak_rss_mb": rss}))
 
 
 if __name__ == "__main__":
