@@ -287,7 +287,8 @@ def save_label_map(labels_dhw: np.ndarray, scan: Scan, out: str | Path) -> Path:
     """Write a ``(D, H, W)`` label map in the scan's own geometry, atomically.
 
     The voxels go back to the file order ``(X, Y, Z)`` and the input's header is copied (shape,
-    affine, qform/sform codes, units) with the data type set to uint8 and no intensity scaling.
+    affine, qform/sform and their codes, units) with the data type set to uint8, no intensity
+    scaling and no display window.
 
     Args:
         labels_dhw: integer labels of the scan's ``(D, H, W)`` grid.
@@ -305,6 +306,7 @@ def save_label_map(labels_dhw: np.ndarray, scan: Scan, out: str | Path) -> Path:
         shape = tuple(int(s) for s in hdr.get_data_shape())
         xyz = xyz.reshape(shape) if int(np.prod(shape)) == xyz.size else xyz
         hdr.set_data_dtype(np.uint8)
+        hdr["cal_min"], hdr["cal_max"] = 0, 0  # the input's display window means nothing for labels
         cls = nib.Nifti2Image if isinstance(hdr, nib.Nifti2Header) else nib.Nifti1Image
         img = cls(xyz, scan.affine, header=hdr)
         img.header.set_slope_inter(1.0, 0.0)
