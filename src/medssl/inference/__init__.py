@@ -1,14 +1,17 @@
-"""From a fine-tuned run to segmentations of new scans: :class:`Segmenter`, ``medssl predict``,
-and :func:`export_run` (``medssl export``: TorchScript / ONNX plus ``model.json``)."""
+"""From a fine-tuned run to segmentations of new scans: :class:`Segmenter`, ``medssl predict``
+(:func:`predict_inputs`), and ``medssl export`` (:func:`export_run`: TorchScript / ONNX plus
+``model.json``). The user guide is ``docs/predict.md``."""
 
 from __future__ import annotations
 
+from .export import ExportResult, export_run
 from .pipeline import PredictSummary, predict_inputs
 from .runspec import RunSpec, load_run_spec
 from .scans import discover_inputs, read_scan, save_label_map
 from .segmenter import Segmenter
 
 __all__ = [
+    "ExportResult",
     "PredictSummary",
     "RunSpec",
     "Segmenter",
@@ -19,10 +22,3 @@ __all__ = [
     "read_scan",
     "save_label_map",
 ]
-
-
-def export_run(*args, **kwargs):  # type: ignore[no-untyped-def]
-    """See :func:`medssl.inference.export.export_run` (imported lazily: it needs onnx only for ONNX)."""
-    from .export import export_run as _export
-
-    return _export(*args, **kwargs)
