@@ -100,7 +100,8 @@ def softmax_volume(session: ort.InferenceSession, vol: np.ndarray, meta: dict, b
         low = x.min(axis=(2, 3), keepdims=True) if fill == "min" else np.zeros((len(x), 1, 1, 1), np.float32)
         x = np.pad(x - low, ((0, 0), (0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2))) + low
         x = np.repeat(x, channels, axis=1) if channels > 1 else x
-        logits = session.run(None, {"image": x.astype(np.float32)})[0][:, :, ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w]
+        logits = session.run(None, {"image": x.astype(np.float32)})[0]
+        logits = logits[:, :, ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w]
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
         out[:, s : s + batch] = (e / e.sum(axis=1, keepdims=True)).transpose(1, 0, 2, 3)
     return out
