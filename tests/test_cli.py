@@ -22,6 +22,8 @@ COMMANDS = [
     "benchmark",
     "demo",
     "figure",
+    "predict",
+    "export",
 ]
 
 

@@ -29,3 +29,6 @@ def test_quick_demo_into_a_log(
     story = cap.out[cap.out.index("What this run shows:") :]
     assert "- Scratch: DSC" in story and story.count("vs Scratch (paired Wilcoxon over") == 2
     assert (tmp_path / "demo" / "report" / "figures" / "pretrain_diagnostics_synthetic.png").is_file()
+    # the demo ends with `medssl predict` on phantoms no run trained on, and says where the label maps are
+    seg_dir = tmp_path / "demo" / "new_phantoms" / "segmentations"
+    assert f"label maps: {seg_dir}" in cap.out and len(list(seg_dir.glob("*.nii.gz"))) == 3

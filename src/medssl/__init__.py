@@ -7,6 +7,7 @@ Public API (each command of the ``medssl`` CLI is a thin layer over one of these
     run = medssl.pretrain(medssl.PretrainConfig(method="supercl", data=medssl.DataCfg(path="prepared/hippo")))
     res = medssl.finetune(medssl.FinetuneConfig(data=medssl.DataCfg(path="prepared/hippo"), init=str(run.checkpoint)))
     medssl.evaluate_run(res.out)
+    medssl.Segmenter.from_run(res.out).predict_file("new_scan.nii.gz", "seg/new_scan.nii.gz")
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ _LAZY = {
     "list_methods": ("medssl.methods.catalog", "list_methods"),
     "list_datasets": ("medssl.data.readers", "list_datasets"),
     "create_model": ("medssl.models.factory", "create_model"),
+    "Segmenter": ("medssl.inference.segmenter", "Segmenter"),
+    "export_run": ("medssl.inference.export", "export_run"),
     "FinetuneConfig": ("medssl.config", "FinetuneConfig"),
     "PretrainConfig": ("medssl.config", "PretrainConfig"),
     "DataCfg": ("medssl.config", "DataCfg"),

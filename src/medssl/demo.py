@@ -12,7 +12,10 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["demo_config_path", "demo_story", "run_demo"]
+__all__ = ["demo_config_path", "demo_story", "run_demo", "segment_new_phantoms"]
+
+#: the generator seed of the phantoms segmented at the end (the grid's phantoms use seed 0)
+NEW_PHANTOM_SEED = 1000
 
 
 def demo_config_path() -> Path:
@@ -62,7 +65,52 @@ def run_demo(
     for f in figs:
         say(f"figure: {f}")
     say(demo_story(Path(out)))
+    segment_new_phantoms(Path(out), say, device)
     return out_dir
+
+
+def _demo_run(root: Path) -> Path | None:
+    """A finished fine-tuning run of the demo (SuperCL's if there is one), or None."""
+    import json
+
+    runs = []
+    for info in sorted(root.rglob("run.json")):
+        doc = json.loads(info.read_text())
+        if doc.get("kind") == "finetune" and doc.get("status") == "done":
+            runs.append((doc.get("method") != "supercl", str(info.parent)))
+    return Path(min(runs)[1]) if runs else None
+
+
+def segment_new_phantoms(root: Path, say: Callable[[str], None], device: str = "auto", n: int = 3) -> Path | None:
+    """The last step of the demo: ``medssl predict`` on ``n`` phantoms that no run trained on.
+
+    The phantoms come from another generator seed than the grid's, are written as NIfTI files
+    (``root/new_phantoms/images``), and a fine-tuned run of the demo segments them into
+    ``root/new_phantoms/segmentations`` (label maps in each file's own geometry).
+
+    Returns:
+        The folder of the label maps (None when the demo has no finished fine-tuning run).
+    """
+    from .data.store import SliceStore
+    from .data.synthetic import generate_cases, write_nifti_folder
+    from .evaluation.evaluate import evaluate_folders
+    from .inference import Segmenter, predict_inputs
+
+    run = _demo_run(root)
+    if run is None:
+        return None
+    seg = Segmenter.from_run(run, device=device)
+    d, h, _ = SliceStore(seg.specs[0].store).cases[0].shape
+    cases = generate_cases(n_patients=n, frames=1, slices=d, size=h, seed=NEW_PHANTOM_SEED)
+    src = write_nifti_folder(root / "new_phantoms", cases)
+    res = predict_inputs(seg, src / "images", src / "segmentations", progress=False)
+    dsc = evaluate_folders(src / "segmentations", src / "labels", class_names=seg.class_names).summary[-1]["dsc_mean"]
+    say(
+        f"\nSegmented {res.predicted + res.skipped} new phantoms (never trained on) with `medssl predict {run} "
+        f"{src / 'images'} {src / 'segmentations'}`: mean DSC {100 * dsc:.1f}% against their labels."
+    )
+    say(f"label maps: {src / 'segmentations'} (class names in classes.json)")
+    return src / "segmentations"
 
 
 def demo_story(root: str | Path) -> str:

@@ -405,8 +405,69 @@ def cmd_figure(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(a: argparse.Namespace) -> int:
+    """``medssl predict RUN [RUN ...] INPUT OUTPUT``: label maps of new scans in their own geometry."""
+    from ..inference import Segmenter, predict_inputs
+
+    if len(a.paths) < 3:
+        raise ConfigError(
+            "predict: give RUN [RUN ...] INPUT OUTPUT (at least one run folder, the input and the output)"
+        )
+    *runs, src, out = a.paths
+    seg = Segmenter.from_run(runs, device=a.device, batch_size=a.batch_size, tta=a.tta, warn=_say)
+    what = f"ensemble of {len(runs)} runs" if len(runs) > 1 else str(runs[0])
+    _say(f"predict: {what} ({', '.join(seg.class_names[1:])}){'; TTA: 4 mirrorings' if a.tta else ''}")
+    res = predict_inputs(
+        seg, src, out, overwrite=a.overwrite, save_probabilities=a.save_probabilities, progress=not a.no_progress
+    )
+    _say(res.line())
+    return 0
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    """``medssl export RUN --format torchscript|onnx --out DIR``: the network plus ``model.json``."""
+    from ..inference.export import export_run
+
+    res = export_run(a.run, a.format, a.out)
+    _say(f"exported {a.run} as {a.format}: {res.model} and {res.meta}")
+    return 0
+
+
 #: rows of ``medssl figure`` (each row is four panels)
 MAX_FIGURE_SLICES = 32
+
+
+def _add_inference_parsers(sub: Any) -> None:
+    """``predict`` and ``export``: a fine-tuned run used on new scans."""
+    s = sub.add_parser(
+        "predict",
+        usage="medssl predict [options] RUN [RUN ...] INPUT OUTPUT",
+        help="segment new scans with fine-tuned run(s): label maps in each input's own geometry",
+    )
+    s.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="fine-tuning run folder(s) (several: an ensemble, softmax averaged), then a NIfTI file, a folder of "
+        "NIfTI files (nnU-Net _0000 names accepted) or a DICOM series folder, then the output folder",
+    )
+    s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    s.add_argument("--batch-size", type=int, default=16, help="slices per forward pass (default 16)")
+    s.add_argument(
+        "--tta", action="store_true", help="average over mirrored slices (refused for classes defined by side)"
+    )
+    s.add_argument("--save-probabilities", action="store_true", help="also write CASE.npz with the softmax maps")
+    s.add_argument("--overwrite", action="store_true", help="redo cases already in OUTPUT (default: skip them, resume)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(fn=cmd_predict)
+
+    s = sub.add_parser(
+        "export", help="export a fine-tuned run as TorchScript or ONNX with model.json (deploy without medssl)"
+    )
+    s.add_argument("run", help="a fine-tuning run folder")
+    s.add_argument("--format", choices=["torchscript", "onnx"], default="onnx", help="network format (default onnx)")
+    s.add_argument("--out", required=True, help="output folder (model.pt or model.onnx, and model.json)")
+    s.set_defaults(fn=cmd_export)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -567,10 +628,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-n", type=int, default=6, help="number of slices (rows), 1..32")
     s.add_argument("--seed", type=int, default=0, help="seed of the slice choice and of the random-init encoder")
     s.set_defaults(fn=cmd_figure)
+
+    _add_inference_parsers(sub)
     return p
 
 
 _INTERRUPTED = {
+    "predict": "rerun the same command to continue: finished label maps are kept and skipped",
     "prepare": "rerun the same command to continue: the cases already written are kept",
     "pretrain": "rerun the same command to resume from the last complete epoch",
     "finetune": "rerun the same command to resume from the last complete epoch",
