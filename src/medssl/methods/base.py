@@ -115,7 +115,7 @@ def update_momentum(online: nn.Module, target: nn.Module, m: float) -> None:
         bt.copy_(bo)
 
 
-def cosine_schedule(step: int, max_steps: int, start: float, end: float) -> float:
+def cosine_schedule(step: float, max_steps: int, start: float, end: float) -> float:
     """Cosine interpolation from ``start`` (step 0) to ``end`` (step ``max_steps``)."""
     import math
 

@@ -111,6 +111,8 @@ class DeSD(Method):
         freeze_last_layer: fraction of training without gradient to the last layers (0.01, DINO's 1 of 100 epochs).
     """
 
+    center: Tensor  # buffer
+
     pretrains: ClassVar[tuple[str, ...]] = ("encoder",)
     views: ClassVar[tuple[str, ...]] = ("v3", "v4")
 
@@ -155,7 +157,7 @@ class DeSD(Method):
 
     def momentum(self, progress: float) -> float:
         """Cosine from ``momentum_start`` (progress 0) to 1 (progress 1)."""
-        return cosine_schedule(progress, 1, self.momentum_start, 1.0)  # type: ignore[arg-type]
+        return cosine_schedule(progress, 1, self.momentum_start, 1.0)
 
     @torch.no_grad()
     def _teacher(self, x: Tensor) -> Tensor:
@@ -186,6 +188,5 @@ class DeSD(Method):
         f3, f4 = self.backbone.encode(batch["v3"]), self.backbone.encode(batch["v4"])
         freeze = self.progress < self.freeze_last_layer  # the same frozen last layer as the real step
         return t + sum(
-            head(f3[i], freeze).mean() + head(f4[i], freeze).mean()  # type: ignore[return-value]
-            for i, head in enumerate(self.student_heads)
+            head(f3[i], freeze).mean() + head(f4[i], freeze).mean() for i, head in enumerate(self.student_heads)
         )

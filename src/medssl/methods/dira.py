@@ -69,7 +69,8 @@ class PatchDiscriminator(nn.Sequential):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.normal_(m.weight, 0.0, 0.02)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.normal_(m.weight, 1.0, 0.02)
                 nn.init.zeros_(m.bias)
@@ -98,6 +99,9 @@ class DiRA(Method):
         distortion_probs: per-image probabilities of the distortions (``None``: the reference code's).
         seed: seed of the distortion generator.
     """
+
+    queue: Tensor  # buffers
+    queue_ptr: Tensor
 
     pretrains: ClassVar[tuple[str, ...]] = ("encoder", "decoder")
     views: ClassVar[tuple[str, ...]] = ("v1", "v4")

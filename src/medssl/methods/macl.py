@@ -286,7 +286,8 @@ class MACL(Method):
         if zl_dom.shape[-2:] != zl_aux.shape[-2:] and self.dominant_side(int(i_a.shape[-2])) != int(
             i_a.shape[-2] * self.down_factor
         ):
-            zl_dom = F.adaptive_avg_pool2d(zl_dom, zl_aux.shape[-2:])  # min_bottleneck: a larger dominant map
+            # min_bottleneck: a larger dominant map
+            zl_dom = F.adaptive_avg_pool2d(zl_dom, (int(zl_aux.shape[-2]), int(zl_aux.shape[-1])))
         if zl_aux.shape != zl_dom.shape:  # guarded by __init__ and check_input_size; kept as a clear message
             raise ValueError(
                 f"MACL: pixel maps differ: auxiliary {tuple(zl_aux.shape)} vs dominant {tuple(zl_dom.shape)}"
@@ -325,4 +326,4 @@ class MACL(Method):
 
     def bare_forward(self, batch: dict[str, Tensor]) -> Tensor:
         """The same network passes as :meth:`forward` with a trivial loss (sum of output means)."""
-        return sum(t.float().mean() for t in self._passes(batch))  # type: ignore[return-value]
+        return sum(t.float().mean() for t in self._passes(batch))  # type: ignore[return-value]  # sum() of tensors is a Tensor (its int start is absorbed)

@@ -45,7 +45,7 @@ class SimSiamProjector(ProjectionHead):
             ]
         )
 
-    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(self, x: Tensor) -> Tensor:
         return super().forward(x.mean(dim=(-2, -1)) if x.ndim == 4 else x)
 
 

@@ -68,6 +68,10 @@ class SwAV(Method):
     Batch: ``v3``, ``v4`` (B, 1, H, W), B >= 2. ``forward`` returns ``{"loss"}``.
     """
 
+    queue: Tensor  # buffers, registered only when queue_length > 0
+    queue_ptr: Tensor
+    queue_count: Tensor
+
     views: ClassVar[tuple[str, ...]] = ("v3", "v4")
     pretrains: ClassVar[tuple[str, ...]] = ("encoder",)
 
@@ -157,4 +161,4 @@ class SwAV(Method):
 
     def bare_forward(self, batch: dict[str, Tensor]) -> Tensor:
         w = self.prototypes.weight
-        return sum((self.embed(batch[v]) @ w.t()).mean() for v in self.views)  # type: ignore[return-value]
+        return sum((self.embed(batch[v]) @ w.t()).mean() for v in self.views)  # type: ignore[return-value]  # sum() of tensors is a Tensor (its int start is absorbed)

@@ -74,4 +74,4 @@ class WCL(Method):
 
     def bare_forward(self, batch: dict[str, Tensor]) -> Tensor:
         h3, h4 = self.backbone.encode(batch["v3"])[-1], self.backbone.encode(batch["v4"])[-1]
-        return sum(head(h).mean() for head in (self.instance_head, self.graph_head) for h in (h3, h4))  # type: ignore[return-value]
+        return sum(head(h).mean() for head in (self.instance_head, self.graph_head) for h in (h3, h4))
