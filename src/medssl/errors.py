@@ -9,6 +9,7 @@ usage errors), **1** when it ran and failed (:class:`TrainingError`, an I/O erro
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 __all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_USAGE", "ConfigError", "DataError", "MedsslError", "TrainingError"]
 
@@ -40,6 +41,7 @@ class DataError(MedsslError):
     def __init__(self, path: str | Path | None, problem: str) -> None:
         self.path = str(path) if path is not None else None
         self.problem = problem
+        self.problems: list[Any] = []  # every problem found, where a check reports several (prepare's verify)
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
 
 

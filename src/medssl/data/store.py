@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..utils.files import atomic_save_npy, atomic_write_json, atomic_write_text
 from .store_folder import begin_store_folder, check_prepare_target
 
@@ -200,7 +200,7 @@ def prepare(
     out = Path(out)
     options = {**spec.default_options, **(reader_options or {})}
     sources = scan_dataset(dataset, src, **options)
-    spacing_target = spec.target_spacing if target_spacing == "default" else target_spacing
+    spacing_target = _resolve_target_spacing(target_spacing, spec.target_spacing)
     _refuse_unknown_spacing(src, dataset, [s.meta for s in sources], spacing_target)
     norm = normalization or spec.normalization
     plan = _make_plan(dataset, src, spec, spacing_target, norm, options)
@@ -213,24 +213,52 @@ def prepare(
     (out / "images").mkdir(parents=True, exist_ok=True)
     got = _Collected(skipped=[{"case_id": cid, "reasons": "; ".join(r)} for cid, r in bad.items()])
     todo = [s for s in sources if s.case_id not in bad]
-    for src_case in progress_bar(todo, desc=f"prepare {dataset}", unit="case", disable=not progress):
-        case = _load_case(src_case, got, skip_bad)
-        if case is not None:
-            _prepare_case(case, src_case, out, spacing_target, norm, overwrite, got)
+    bar = progress_bar(todo, desc=f"prepare {dataset}", unit="case", disable=not progress)
+    _prepare_cases(bar, out, spacing_target, norm, overwrite, skip_bad, got)
     if not got.infos:
         raise DataError(src, "no case could be prepared")
     fingerprint = _fingerprint(dataset, got)
     _write_store(out, plan, fingerprint, got)
+    _say_prepared(out, got, fingerprint, log)
+    return PrepareResult(out, got.infos, got.skipped, fingerprint)
+
+
+def _resolve_target_spacing(requested: float | str | None, dataset_default: float | None) -> float | None:
+    """The in-plane spacing to resample to: ``"default"`` = the dataset's paper setting, None = keep."""
+    if requested == "default":
+        return dataset_default
+    if isinstance(requested, str):
+        raise ConfigError(f"target_spacing: {requested!r} is neither a spacing in mm, 'default' nor None")
+    return requested
+
+
+def _prepare_cases(
+    sources: Iterable[Any],
+    out: Path,
+    spacing_target: float | None,
+    norm: str,
+    overwrite: bool,
+    skip_bad: bool,
+    got: _Collected,
+) -> None:
+    """Load, resample, normalise and slice every source case into the store (problems collected in ``got``)."""
+    for src_case in sources:
+        case = _load_case(src_case, got, skip_bad)
+        if case is not None:
+            _prepare_case(case, src_case, out, spacing_target, norm, overwrite, got)
+
+
+def _say_prepared(out: Path, got: _Collected, fingerprint: dict[str, Any], log: Callable[[str], None] | None) -> None:
+    """The closing line and the fingerprint's notes, said aloud (the CLI prints them, the Python API warns)."""
     if log:
         log(
             f"prepared {len(got.infos)} cases ({fingerprint['num_slices']} slices) into {out}; skipped {len(got.skipped)}"
         )
-    for note in fingerprint["notes"]:  # said aloud: the CLI prints it, the Python API warns
+    for note in fingerprint["notes"]:
         if log:
             log(note)
         else:
             warnings.warn(note, stacklevel=2)
-    return PrepareResult(out, got.infos, got.skipped, fingerprint)
 
 
 # --- the steps of prepare() ------------------------------------------------------------------------------
@@ -273,7 +301,7 @@ def _verify(sources: Sequence[Any], spec: Any, src: str | Path, skip_bad: bool) 
         bad.setdefault(p.case_id, []).append(str(p))
     if problems and not skip_bad:
         err = DataError(src, f"{len(problems)} problem(s) in {len(bad)} case(s); fix them or use --skip-bad")
-        err.problems = problems  # type: ignore[attr-defined]
+        err.problems = problems
         raise err
     return bad
 
@@ -339,8 +367,8 @@ def _prepare_case(
         case_id=case.case_id,
         patient_id=case.patient_id,
         num_slices=int(image.shape[0]),
-        shape=tuple(int(s) for s in image.shape),  # type: ignore[arg-type]
-        spacing=tuple(float(s) for s in spacing),  # type: ignore[arg-type]
+        shape=(int(image.shape[0]), int(image.shape[1]), int(image.shape[2])),
+        spacing=(float(spacing[0]), float(spacing[1]), float(spacing[2])),
         has_label=label is not None,
         paper_key=src_case.meta.get("paper_key", case.meta.get("paper_key")),
         source=case.source,
