@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 __all__ = ["demo_config_path", "demo_story", "run_demo", "segment_new_phantoms"]
 
@@ -116,9 +117,10 @@ def segment_new_phantoms(root: Path, say: Callable[[str], None], device: str = "
 def demo_story(root: str | Path) -> str:
     """What a finished demo (or any benchmark folder) shows, written from its own numbers.
 
-    For every pre-trained method: its DSC against Scratch with the paired Wilcoxon test over the
-    test volumes, a verdict that follows from the test (better / not distinguishable / worse at
-    p < 0.05), and how its representation diagnostics moved from the random initialisation.
+    For every pre-trained method: its DSC against Scratch, the seed-level verdict of the report
+    (:mod:`medssl.reporting.replicates`: "ahead" / "behind" only when the bootstrap interval excludes 0
+    and the Holm-corrected p < 0.05, which one seed never gives), the case-level Wilcoxon test as a
+    secondary number, and how its representation diagnostics moved from the random initialisation.
 
     Args:
         root: the benchmark folder.
@@ -126,59 +128,74 @@ def demo_story(root: str | Path) -> str:
     Returns:
         A few lines of text.
     """
-    import json
-
-    from .reporting.stats import compare_methods
-    from .reporting.tables import collect_runs, method_display_name
+    from .reporting.replicates import seed_comparisons
+    from .reporting.tables import collect_runs
 
     coll = collect_runs(Path(root))
-    rows = compare_methods(coll.runs)
+    verdicts = {(c.dataset, c.labels, c.method): c for c in seed_comparisons(coll.runs) if c.other == "scratch"}
     lines = ["", "What this run shows:"]
-    scratch = {(r.dataset, r.labels): r.mean_dsc for r in rows if r.method == "scratch"}
-    for r in rows:
-        name = method_display_name(r.method)
-        if r.method == "scratch":
-            lines.append(f"- {name}: DSC {r.mean_dsc:.1f}% ({r.dataset}, {r.labels} labelled, {r.n_seeds} seed(s)).")
-            continue
-        t = r.vs_scratch
-        if t is None or scratch.get((r.dataset, r.labels)) is None:
-            lines.append(f"- {name}: DSC {r.mean_dsc:.1f}% (no Scratch run to compare with).")
-            continue
-        tested = t.p_value == t.p_value
-        p_ok = tested and t.p_value < 0.05
-        verdict = (
-            "better than Scratch"
-            if p_ok and t.mean_diff > 0
-            else "worse than Scratch"
-            if p_ok and t.mean_diff < 0
-            else "not distinguishable from Scratch"
-            if tested
-            else "no conclusion possible"
-        )
-        p_txt = f"p = {t.p_value:.2g}" if t.p_value == t.p_value else (t.note or "no test")
-        lines.append(
-            f"- {name}: DSC {r.mean_dsc:.1f}%, {t.mean_diff:+.1f} points vs Scratch "
-            f"(paired Wilcoxon over {t.n_pairs} test volumes, {p_txt}): {verdict}."
-        )
-        for pre in coll.pretrain:
-            diag = pre.path / "diagnostics.json"
-            if pre.method == r.method and pre.dataset.lower() == r.dataset.lower() and diag.is_file():
-                d = json.loads(diag.read_text())
-                moved = [
-                    f"{label} {d['initial'][k]:.2f} -> {d['final'][k]:.2f}"
-                    for k, label in (
-                        ("linear_probe_dice", "linear-probe Dice"),
-                        ("knn_position_mae", "k-NN position error"),
-                    )
-                    if k in d.get("initial", {}) and k in d.get("final", {})
-                ]
-                if moved:
-                    lines.append(
-                        f"  its pre-training moved the diagnostics from the random encoder's: {', '.join(moved)}."
-                    )
+    for r in _story_rows(coll.runs):
+        lines += _story_lines(r, verdicts.get((r.dataset, r.labels, r.method)), coll.pretrain)
     lines.append(
         "One seed on synthetic phantoms after a short pre-training: a check that the whole pipeline works and "
-        "how to read it, not evidence about the methods; the README's grids on real MRI (MS-CMRSeg, CHAOS, "
-        "3 seeds, paired tests) are."
+        "how to read it, not evidence about the methods; the documentation's results pages on real MRI "
+        "(MS-CMRSeg, CHAOS, several seeds, seed-level intervals) are."
     )
     return "\n".join(lines)
+
+
+def _story_rows(runs: Any) -> list[Any]:
+    """One row per (method, group) with its mean DSC and its case-level test against Scratch."""
+    from .reporting.stats import compare_methods
+
+    return list(compare_methods(runs))
+
+
+def _story_lines(r: Any, seed_cmp: Any, pretrain: Any) -> list[str]:
+    """The lines of one method: DSC, the difference to Scratch with its verdict, the diagnostics."""
+    from .reporting.tables import method_display_name
+
+    name = method_display_name(r.method)
+    if r.method == "scratch":
+        return [f"- {name}: DSC {r.mean_dsc:.1f}% ({r.dataset}, {r.labels} labelled, {r.n_seeds} seed(s))."]
+    t = r.vs_scratch
+    if t is None:
+        return [f"- {name}: DSC {r.mean_dsc:.1f}% (no Scratch run to compare with)."]
+    verdict = _story_verdict(seed_cmp)
+    p_txt = f"p = {t.p_value:.2g}" if t.p_value == t.p_value else (t.note or "no test")
+    lines = [
+        f"- {name}: DSC {r.mean_dsc:.1f}%, {t.mean_diff:+.1f} points vs Scratch: {verdict} "
+        f"(secondary: paired Wilcoxon over {t.n_pairs} test volumes pooled over seeds, {p_txt})."
+    ]
+    return lines + _diagnostics_lines(r, pretrain)
+
+
+def _story_verdict(seed_cmp: Any) -> str:
+    """The seed-level verdict in words (one seed gives no interval, hence no conclusion)."""
+    if seed_cmp is None or len(seed_cmp.seeds) < 2:
+        return "no conclusion possible from one seed"
+    if seed_cmp.verdict == "ahead":
+        return f"ahead of Scratch (95% interval {seed_cmp.ci_low:+.1f} to {seed_cmp.ci_high:+.1f}, Holm p {seed_cmp.p_holm:.2g})"
+    if seed_cmp.verdict == "behind":
+        return f"behind Scratch (95% interval {seed_cmp.ci_low:+.1f} to {seed_cmp.ci_high:+.1f}, Holm p {seed_cmp.p_holm:.2g})"
+    return f"inconclusive over {len(seed_cmp.seeds)} seeds (95% interval {seed_cmp.ci_low:+.1f} to {seed_cmp.ci_high:+.1f})"
+
+
+def _diagnostics_lines(r: Any, pretrain: Any) -> list[str]:
+    """How the method's pre-training moved the representation diagnostics (``diagnostics.json``)."""
+    import json
+
+    out: list[str] = []
+    for pre in pretrain:
+        diag = pre.path / "diagnostics.json"
+        if pre.method != r.method or pre.dataset.lower() != r.dataset.lower() or not diag.is_file():
+            continue
+        d = json.loads(diag.read_text())
+        moved = [
+            f"{label} {d['initial'][k]:.2f} -> {d['final'][k]:.2f}"
+            for k, label in (("linear_probe_dice", "linear-probe Dice"), ("knn_position_mae", "k-NN position error"))
+            if k in d.get("initial", {}) and k in d.get("final", {})
+        ]
+        if moved:
+            out.append(f"  its pre-training moved the diagnostics from the random encoder's: {', '.join(moved)}.")
+    return out
