@@ -492,15 +492,10 @@ def spatial_params(
 ) -> SpatialParams:
     """Draw one mirror + spatial transform with the reference's parameters (see the module docstring).
 
-    The draws follow batchgenerators 0.23 in order and probability:
-
-    1. ``MirrorTransform((0, 1))``: each axis flipped with probability 0.5 (if ``mirror``).
-    2. ``RndTransform(..., prob=p_spatial)``: with probability ``p_spatial`` the spatial transform,
-       otherwise its alternative (a random crop to the same size, i.e. nothing). Inside it, with the
-       defaults ``p_el_per_sample = p_rot_per_sample = p_scale_per_sample = 1`` of the reference:
-       elastic (``alpha ~ U(alpha)``, ``sigma ~ U(sigma)``, offsets from :func:`elastic_displacement`),
-       rotation (``angle ~ U(angle)``), scale (with probability 0.5 ``U(scale[0], 1)``, otherwise
-       ``U(1, scale[1])``, the batchgenerators rule), zero border, centre crop (``random_crop=False``).
+    The draws follow batchgenerators 0.23 in order and probability: ``MirrorTransform((0, 1))`` (each
+    axis flipped with probability 0.5), then ``RndTransform(..., prob=p_spatial)``: elastic
+    (:func:`elastic_displacement`), rotation, scale (with probability 0.5 ``U(scale[0], 1)``, else
+    ``U(1, scale[1])``), zero border, centre crop; otherwise nothing.
 
     Args:
         rng: random generator (the only source of randomness).
