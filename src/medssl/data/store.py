@@ -178,10 +178,9 @@ def prepare(
         src: the dataset in its official layout.
         out: folder of the prepared store (created).
         target_spacing: in-plane spacing in mm; ``"default"`` = the dataset's paper setting, None = keep.
-        normalization: override of the dataset's normalisation (``zscore``, ``clip_zscore``, ``minmax``,
-            ``slice_minmax``, ``max``, ``none``).
+        normalization: override of the dataset's normalisation (``zscore``, ``minmax``, ``none``, ...).
         skip_bad: prepare the good cases and record the bad ones in ``skipped.json`` instead of failing.
-        verify: run the integrity check first (every problem is reported, not only the first).
+        verify: run the integrity check first (every problem is reported).
         overwrite: re-prepare cases already present.
         progress: show a progress bar.
         reader_options: options passed to the reader's ``scan``.
@@ -190,14 +189,12 @@ def prepare(
         A :class:`PrepareResult`.
 
     Raises:
-        DataError: the source is missing/empty, or problems were found and ``skip_bad`` is False
-            (the message counts them; ``DataError.problems`` lists every one).
+        DataError: the source is missing/empty, or problems were found and ``skip_bad`` is False.
     """
     from ..utils.progress import progress_bar
     from .readers import resolve_spec, scan_dataset
 
-    spec = resolve_spec(dataset, src, **(reader_options or {}))
-    out = Path(out)
+    spec, out = resolve_spec(dataset, src, **(reader_options or {})), Path(out)
     options = {**spec.default_options, **(reader_options or {})}
     sources = scan_dataset(dataset, src, **options)
     spacing_target = _resolve_target_spacing(target_spacing, spec.target_spacing)
@@ -215,12 +212,18 @@ def prepare(
     todo = [s for s in sources if s.case_id not in bad]
     bar = progress_bar(todo, desc=f"prepare {dataset}", unit="case", disable=not progress)
     _prepare_cases(bar, out, spacing_target, norm, overwrite, skip_bad, got)
+    fingerprint = _finish_store(src, dataset, out, plan, got)
+    _say_prepared(out, got, fingerprint, log)
+    return PrepareResult(out, got.infos, got.skipped, fingerprint)
+
+
+def _finish_store(src: str | Path, dataset: str, out: Path, plan: dict[str, Any], got: _Collected) -> dict[str, Any]:
+    """The fingerprint of the prepared cases, written with the plan and the case index (DataError if none)."""
     if not got.infos:
         raise DataError(src, "no case could be prepared")
     fingerprint = _fingerprint(dataset, got)
     _write_store(out, plan, fingerprint, got)
-    _say_prepared(out, got, fingerprint, log)
-    return PrepareResult(out, got.infos, got.skipped, fingerprint)
+    return fingerprint
 
 
 def _resolve_target_spacing(requested: float | str | None, dataset_default: float | None) -> float | None:

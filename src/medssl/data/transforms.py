@@ -512,8 +512,7 @@ def spatial_params(
         p_el_per_sample: batchgenerators' probability of the elastic part inside the spatial step.
         p_rot_per_sample: batchgenerators' probability of the rotation inside the spatial step.
         p_scale_per_sample: batchgenerators' probability of the scaling inside the spatial step.
-        noise_stride: lattice spacing of the elastic noise (1 = per pixel, the reference; see
-            :func:`elastic_displacement`).
+        noise_stride: lattice spacing of the elastic noise (1 = per pixel, the reference).
 
     Returns:
         A :class:`SpatialParams` for :func:`apply_spatial`.
