@@ -109,21 +109,46 @@ def check_finetune_settings(cfg: Any) -> None:
         raise ConfigError(f"data.split: expected seeded or paper, got {cfg.data.split!r}")
     cfg = resolve_recipe(cfg)
     check_engine_settings(cfg)
+    if cfg.model.name == "unet":
+        from .run_checks import UNET_PARTS, check_freeze_names
+
+        check_freeze_names(list(cfg.freeze), UNET_PARTS)
     segmentation_loss(torch.zeros(1, 2, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long), cfg.loss, cfg.dice_mode)
 
 
-def check_finetune(cfg: Any) -> None:
+def check_finetune(cfg: Any) -> list[str]:
     """Everything :func:`medssl.finetune.finetune` can check before it writes the run folder.
+
+    Returns:
+        Warning lines for the user (an image size far beyond the store's slices).
 
     Raises:
         ConfigError, DataError: the first problem, as one line naming the setting or file.
     """
+    from .run_checks import check_environment
+
+    check_environment()
     check_finetune_settings(cfg)
     check_store_path(cfg.data.path)
     if cfg.init:
         from .models.checkpoint import resolve_checkpoint
 
         resolve_checkpoint(cfg.init)
+    return _memory_notes(cfg, None, views=1)
+
+
+def _memory_notes(cfg: Any, default_size: int | None, views: int) -> list[str]:
+    """The memory estimate of the run's training step against the machine (refused when it cannot fit)."""
+    from .data.store import SliceStore
+    from .run_checks import check_memory, check_store_labels
+
+    store = SliceStore(cfg.data.path)
+    if views == 1:  # fine-tuning: the labels are its targets
+        check_store_labels(store)
+    size = cfg.data.image_size or default_size or store.patch_size
+    largest = max((max(c.shape[1:]) for c in store.cases if len(c.shape) == 3), default=None)
+    note = check_memory(cfg, int(size), check_device(cfg.train.device), views, largest)
+    return [note] if note else []
 
 
 def check_method_args(method: str, cls: type, args: dict[str, Any]) -> None:
@@ -151,6 +176,7 @@ def check_pretrain_settings(cfg: Any) -> None:
     Raises:
         ConfigError: the first problem, as one line naming the setting.
     """
+    from .methods.arg_checks import check_method_arg_values
     from .methods.catalog import load_all_methods
     from .registry import METHODS
 
@@ -166,6 +192,7 @@ def check_pretrain_settings(cfg: Any) -> None:
             f"variant: method '{cfg.method}' has no variant '{cfg.variant}' (known: {', '.join(sorted(cls.variants)) or 'none'})"
         )
     check_method_args(cfg.method, cls, cfg.method_args)
+    check_method_arg_values(cfg.method, cls, cfg.method_args)  # temperatures > 0, thresholds in their domain...
     need = int(getattr(cls, "min_batch_size", 1))
     if cfg.data.batch_size < need:
         raise ConfigError(
@@ -175,14 +202,20 @@ def check_pretrain_settings(cfg: Any) -> None:
     check_engine_settings(cfg)
 
 
-def check_pretrain(cfg: Any) -> None:
+def check_pretrain(cfg: Any) -> list[str]:
     """Everything :func:`medssl.pretrain.pretrain` can check before it writes the run folder.
+
+    Returns:
+        Warning lines for the user (an image size far beyond the store's slices).
 
     Raises:
         ConfigError, DataError: the first problem, as one line naming the setting or file.
     """
     from .data.store import SliceStore
+    from .registry import METHODS
+    from .run_checks import check_environment
 
+    check_environment()
     check_pretrain_settings(cfg)
     check_store_path(cfg.data.path)
     store = SliceStore(cfg.data.path)
@@ -191,3 +224,5 @@ def check_pretrain(cfg: Any) -> None:
         raise ConfigError(
             f"data.batch_size: {cfg.data.batch_size} is larger than the {slices} slices of {cfg.data.path}"
         )
+    views = max(2, len(getattr(METHODS.get(cfg.method), "views", ())))
+    return _memory_notes(cfg, 128, views)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,8 @@ from ..engine.inference import outside_window_to_zero
 from ..errors import DataError
 
 __all__ = ["evaluate_run"]
+
+_RERUN = "its predictions belong to the old store: rerun its finetune command with --no-resume to evaluate on this one"
 
 
 def evaluate_run(run_dir: str | Path, protocol: str | None = None) -> Any:
@@ -26,15 +27,21 @@ def evaluate_run(run_dir: str | Path, protocol: str | None = None) -> Any:
         The ``EvaluationResult`` (rows and summary); files are written into ``run_dir``
         (``metrics.csv``, ``summary.*``; with another protocol than the run's, into ``run_dir/eval-<protocol>``).
     """
+    from ..reporting.runfiles import read_json_object, read_splits, stale_problem
     from .evaluate import evaluate_arrays, write_results
 
     run_dir = Path(run_dir)
     info_path = run_dir / "run.json"
     if not info_path.is_file():
         raise DataError(run_dir, "not a run folder (no run.json)")
-    info = json.loads(info_path.read_text())
+    info = read_json_object(info_path)
+    if not isinstance(info.get("data"), str):
+        raise DataError(info_path, "names no prepared store ('data'); the file is corrupt")
+    stale = stale_problem(run_dir, info)  # its predictions were made on another store: not comparable
+    if stale:
+        raise DataError(None, stale.replace("run it again (finetune --no-resume) to use it", _RERUN))
     store = SliceStore(info["data"])
-    split = json.loads((run_dir / "splits.json").read_text())
+    split = read_splits(run_dir)
     proto = protocol or info.get("protocol", "standard")
     window = _patch_size(run_dir, store) if proto == "paper" else None  # the papers score the centre window
     items = []
