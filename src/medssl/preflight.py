@@ -107,6 +107,11 @@ def check_finetune_settings(cfg: Any) -> None:
         raise ConfigError(f"protocol: expected paper or standard, got {cfg.protocol!r}")
     if cfg.data.split not in ("seeded", "paper"):
         raise ConfigError(f"data.split: expected seeded or paper, got {cfg.data.split!r}")
+    if cfg.protocol == "standard" and cfg.data.val_fraction == 0:
+        raise ConfigError(
+            "data.val_fraction: 0 leaves no validation patient, but the standard protocol selects the best epoch "
+            "on validation; give a fraction > 0 (at least one patient is used), or --protocol paper"
+        )
     cfg = resolve_recipe(cfg)
     check_engine_settings(cfg)
     if cfg.model.name == "unet":

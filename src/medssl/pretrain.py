@@ -114,13 +114,20 @@ class PretrainTask:
         cases = [c.case_id for c in store.cases]
         provider = None
         if "superpixels" in method.needs:
-            from .data.superpixels import SuperpixelConfig, SuperpixelProvider, build_superpixel_cache
+            from .data.superpixels import (
+                SuperpixelConfig,
+                SuperpixelProvider,
+                build_superpixel_cache,
+                superpixel_cache_dir,
+            )
+            from .run_checks import superpixel_cache_notice
 
             try:
                 sp_cfg = SuperpixelConfig(**{"cell_size": 2**cfg.model.depth, "view_size": size, **cfg.superpixels})
             except TypeError as e:
                 raise ConfigError(f"superpixels: {e}") from None
             if sp_cfg.mode == "cache" and du.rank() == 0:
+                say(superpixel_cache_notice(store.root, superpixel_cache_dir(store.root, sp_cfg)))
                 say(f"superpixel cache: {build_superpixel_cache(store, sp_cfg, progress=cfg.train.progress)}")
             if du.is_distributed():
                 torch.distributed.barrier()

@@ -33,6 +33,7 @@ __all__ = [
     "check_store_labels",
     "estimate_training_bytes",
     "frozen_random_parts",
+    "superpixel_cache_notice",
     "warn_frozen_random",
 ]
 
@@ -205,3 +206,26 @@ def check_store_labels(store: Any) -> None:
                 f"label value {top} not in the store's classes 0..{k - 1} ({', '.join(store.class_names)}); "
                 "the store is corrupt: prepare it again (medssl prepare --overwrite)",
             )
+
+
+def superpixel_cache_notice(store_root: Any, cache_dir: Any) -> str:
+    """The line said before the superpixel cache is written into the prepared store.
+
+    Args:
+        store_root: the prepared store.
+        cache_dir: the cache folder inside it (``<store>/cache/<settings tag>``).
+
+    Raises:
+        ConfigError: the store is read-only (the cache cannot be written there).
+    """
+    from pathlib import Path
+
+    cache = Path(cache_dir)
+    probe = next((p for p in (cache, *cache.parents) if p.exists()), Path(store_root))
+    if not os.access(probe, os.W_OK):
+        raise ConfigError(
+            f"superpixels: the superpixel cache is written into the prepared store ({cache}) but {probe} is not "
+            "writable; make the store writable, or set superpixels.mode=online (computed per batch, no cache)"
+        )
+    state = "reusing or completing" if (cache / "config.json").is_file() else "writing"
+    return f"superpixel cache: {state} {cache} inside the prepared store (once per store and settings)"

@@ -571,6 +571,12 @@ def _error(message: str) -> None:
     print(f"medssl: error: {' '.join(str(message).split())}", file=sys.stderr)
 
 
+def _check_environment() -> None:
+    from ..run_checks import check_environment
+
+    check_environment()
+
+
 def _closed_pipe() -> int:
     """The reader of our output went away (``medssl ... | head``): exit quietly and successfully, as Unix tools do."""
     import os
@@ -592,6 +598,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        _check_environment()
         return int(a.fn(a) or 0)
     except MedsslError as e:
         if a.verbose:

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import DataError
 from .metrics import METRIC_NAMES, SPACING_UNKNOWN_NOTE, MetricAccumulator, _check_protocol, distance_unit
+from .misses import add_miss_counts, miss_note
 
 __all__ = [
     "ROW_COLUMNS",
@@ -108,7 +109,7 @@ def evaluate_arrays(
             raise ValueError(f"{case_id}: {exc}") from exc
         spacing_known = spacing_known and spacing is not None
     unit = distance_unit(protocol, spacing_known)
-    summary = [{**r, "distance_unit": unit} for r in acc.summary()]
+    summary = add_miss_counts([{**r, "distance_unit": unit} for r in acc.summary()], acc.rows(), protocol)
     return EvaluationResult(acc.rows(), summary, protocol, acc.class_names, spacing_known)
 
 
@@ -189,7 +190,8 @@ def _table_cells(summary: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[
         line = [str(r["class_name"]), str(r["n_cases"])]
         for m in _MD_METRICS:
             line.append(_fmt(r.get(f"{m}_mean"), r.get(f"{m}_std"), 4 if m in ("dsc", "jc") else 2))
-        line += [str(r.get("n_gt_empty", 0)), str(r.get("n_pred_empty", 0)), str(r.get("hd95_n_empty", 0))]
+        no_distance = r.get("n_no_distance", r.get("hd95_n_empty", 0))  # the mean row: case/class pairs
+        line += [str(r.get("n_gt_empty", 0)), str(r.get("n_pred_empty", 0)), str(no_distance)]
         cells.append(line)
     return header, cells
 
@@ -216,6 +218,9 @@ def format_summary_table(summary: Sequence[Mapping[str, Any]]) -> str:
         lines.append("  ".join(v.ljust(w) for v, w in zip(c, widths)))
     if _summary_unit(summary) == "voxels":
         lines.append(SPACING_UNKNOWN_NOTE)
+    missed = miss_note(summary)
+    if missed:
+        lines.append(missed)
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -243,6 +248,9 @@ def _markdown(result: EvaluationResult) -> str:
     lines.append("|" + "|".join("---" for _ in header) + "|")
     for c in cells:
         lines.append("| " + " | ".join(c) + " |")
+    missed = miss_note(result.summary)
+    if missed:
+        lines += ["", missed]
     return "\n".join(lines) + "\n"
 
 
@@ -410,8 +418,8 @@ def evaluate_folders(
 
     if class_names is None:
         top = max(label_map.values()) if label_map else 0
-        for _, _, p, _, g, _ in pairs():
-            top = max(top, int(p.max(initial=0)), int(g.max(initial=0)))
+        for _, _, _, _, g, _ in pairs():  # the classes are the ground truth's: a predicted value beyond is flagged
+            top = max(top, int(g.max(initial=0)))
         class_names = ("background", *(f"class_{i}" for i in range(1, max(top, 1) + 1)))
     k = len(class_names)
     acc = MetricAccumulator(class_names, protocol)
@@ -420,6 +428,12 @@ def evaluate_folders(
             lo, hi = int(arr.min(initial=0)), int(arr.max(initial=0))
             if lo < 0 or hi >= k:
                 bad = lo if lo < 0 else hi
-                raise DataError(path, f"label value {bad} not in the classes 0..{k - 1} ({', '.join(class_names)})")
+                hint = "; the prediction has a value that is no class (give every class with --labels)"
+                raise DataError(
+                    path,
+                    f"label value {bad} not in the classes 0..{k - 1} ({', '.join(class_names)})"
+                    + (hint if path == ppath else ""),
+                )
         acc.add(name, p, g, spacing)
-    return EvaluationResult(acc.rows(), acc.summary(), protocol, acc.class_names)
+    summary = add_miss_counts(acc.summary(), acc.rows(), protocol)
+    return EvaluationResult(acc.rows(), summary, protocol, acc.class_names)
