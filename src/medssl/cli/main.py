@@ -309,8 +309,10 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                 f"--labels: give the class names, background first and at least one foreground class, "
                 f"comma-separated (e.g. background,liver), got '{a.labels}'"
             )
-    result = evaluate_folders(a.pred, a.gt, class_names=names, protocol=a.protocol or "standard")
     out = Path(a.out or a.pred)
+    if out.exists() and not out.is_dir():
+        raise DataError(out, "exists and is not a folder; give a folder for metrics.csv and summary.* (--out)")
+    result = evaluate_folders(a.pred, a.gt, class_names=names, protocol=a.protocol or "standard")
     write_results(result, out)
     _say(format_summary_table(result.summary))
     _say(f"metrics.csv and summary.md written to {out}")

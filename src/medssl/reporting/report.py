@@ -567,7 +567,7 @@ def report(
     coll = collect_runs(root, exclude=[out])
     if not coll.runs and not coll.pretrain:
         first = f"; first: {coll.skipped[0][1].removeprefix('ERROR: ')}" if coll.skipped else ""
-        raise DataError(root, f"no complete fine-tuning run found ({len(coll.skipped)} left out{first})")
+        raise DataError(root, f"no complete fine-tuning run found ({len(coll.skipped)} incomplete skipped{first})")
     notes = list(coll.notes)
     files: dict[str, Path] = {}
     tables = _write_results_tables(coll.runs, out, files)
