@@ -9,10 +9,11 @@
   store's slices is said in a warning line;
 * ``MEDSSL_PROGRESS`` holds a known value.
 
-The estimate (:func:`estimate_training_bytes`) was measured on this U-Net (``benchmarks`` not needed:
-peak RSS of two Adam steps at widths 8-32, sizes 128-512, batches 2-4 grew by 36-49 x B x width x
-size**2 x 4 bytes, parameters included); it takes 48 per image and view, plus the parameters, their
-gradients and two Adam moments, plus 0.5 GB for the framework.
+The estimate (:func:`estimate_training_bytes`) is calibrated on this U-Net: the peak RSS of two Adam
+steps at widths 8-32, sizes 128-512, batches 2-4 grew by 35.5-45.9 x B x width x size**2 x 4 bytes,
+parameters included (``benchmarks/bench_memory_estimate.py``, output in
+``benchmarks/results/cpu/bench_memory_estimate.txt``); it takes 48 per image and view, plus the
+parameters, their gradients and two Adam moments, plus 0.5 GB for the framework.
 """
 
 from __future__ import annotations
