@@ -361,6 +361,14 @@ def _read_labels(path: Path, label_map: Mapping[int, int] | None) -> tuple[np.nd
     return arr, spacing
 
 
+def _label_error(path: Path, value: int, class_names: Sequence[str], predicted: bool) -> DataError:
+    """A label value outside the classes; for a prediction, say that it is no class of the ground truth."""
+    hint = "; the prediction has a value that is no class (give every class with --labels)" if predicted else ""
+    return DataError(
+        path, f"label value {value} not in the classes 0..{len(class_names) - 1} ({', '.join(class_names)}){hint}"
+    )
+
+
 def evaluate_folders(
     pred_dir: str | Path,
     gt_dir: str | Path,
@@ -427,13 +435,7 @@ def evaluate_folders(
         for arr, path in ((g, gpath), (p, ppath)):
             lo, hi = int(arr.min(initial=0)), int(arr.max(initial=0))
             if lo < 0 or hi >= k:
-                bad = lo if lo < 0 else hi
-                hint = "; the prediction has a value that is no class (give every class with --labels)"
-                raise DataError(
-                    path,
-                    f"label value {bad} not in the classes 0..{k - 1} ({', '.join(class_names)})"
-                    + (hint if path == ppath else ""),
-                )
+                raise _label_error(path, lo if lo < 0 else hi, class_names, predicted=path == ppath)
         acc.add(name, p, g, spacing)
     summary = add_miss_counts(acc.summary(), acc.rows(), protocol)
     return EvaluationResult(acc.rows(), summary, protocol, acc.class_names)

@@ -519,6 +519,14 @@ def _results_markdown(
     return "\n".join(md).rstrip() + "\n"
 
 
+def _check_report_inputs(out: Path, reference_csv: str | Path | None) -> None:
+    """``--out`` can be a folder and ``--reference`` reads: refused before anything is written."""
+    if out.exists() and not out.is_dir():
+        raise DataError(out, "exists and is not a folder; give a folder for the report (--out)")
+    if reference_csv is not None:
+        load_paper_results(find_reference_csv(reference_csv))
+
+
 def report(
     dir: str | Path,
     out_dir: str | Path | None = None,
@@ -560,10 +568,7 @@ def report(
     if not root.is_dir():
         raise DataError(root, "not a folder")
     out = Path(out_dir) if out_dir is not None else root / "report"
-    if out.exists() and not out.is_dir():
-        raise DataError(out, "exists and is not a folder; give a folder for the report (--out)")
-    if reference_csv is not None:
-        load_paper_results(find_reference_csv(reference_csv))  # a bad file is refused before anything is written
+    _check_report_inputs(out, reference_csv)
     coll = collect_runs(root, exclude=[out])
     if not coll.runs and not coll.pretrain:
         first = f"; first: {coll.skipped[0][1].removeprefix('ERROR: ')}" if coll.skipped else ""
