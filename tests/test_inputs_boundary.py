@@ -226,6 +226,15 @@ def test_freeze_checked_against_the_model(finished, tmp_path, capsys, freeze, fr
     assert fragment in line and not (tmp_path / "r").exists()
 
 
+def test_init_parts_checked_against_the_checkpoint() -> None:
+    from medssl.run_checks import check_init_parts
+
+    check_init_parts(["encoder"], ("encoder", "decoder"), "macl.pt", "macl")
+    check_init_parts(["decoder"], None, "ref.pt", None)  # a checkpoint that declares nothing: loading decides
+    with pytest.raises(ConfigError, match=r"pre-trained only encoder \(simclr\): it has no decoder"):
+        check_init_parts(["encoder", "decoder"], ("encoder",), "pt/pretrain.pt", "simclr")
+
+
 def test_frozen_random_encoder_warns() -> None:
     from types import SimpleNamespace
 

@@ -34,7 +34,7 @@ from .models.checkpoint import checkpoint_in_channels, load_pretrained, read_che
 from .models.factory import create_model
 from .preflight import check_finetune
 from .recipes import describe_recipe, resolve_recipe
-from .run_checks import check_freeze, warn_frozen_random
+from .run_checks import check_freeze, check_init_parts, warn_frozen_random
 from .utils import distributed as du
 from .utils.files import atomic_save_npy, atomic_write_json
 
@@ -256,6 +256,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
     state_info: tuple | None = None
     if cfg.init:
         state_info = read_checkpoint(cfg.init)
+        check_init_parts(cfg.init_parts, state_info[3], cfg.init, state_info[2])
         in_channels = checkpoint_in_channels(state_info[0]) or in_channels
         method = method or state_info[2] or Path(cfg.init).stem
     method = method or "scratch"

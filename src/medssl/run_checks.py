@@ -30,6 +30,7 @@ __all__ = [
     "check_environment",
     "check_freeze",
     "check_freeze_names",
+    "check_init_parts",
     "check_memory",
     "check_store_labels",
     "estimate_training_bytes",
@@ -75,6 +76,22 @@ def check_freeze(cfg: Any, model: Any) -> None:
     check_freeze_names(list(cfg.freeze), _model_parts(model))
 
 
+def check_init_parts(init_parts: Sequence[str] | None, declared: Sequence[str] | None, init: Any, method: Any) -> None:
+    """``init_parts`` asks only for parts the ``--init`` checkpoint pre-trained (when it declares them).
+
+    Raises:
+        ConfigError: ``init_parts: the checkpoint ... pre-trained only encoder (simclr): it has no decoder``.
+    """
+    if not init_parts or not declared:
+        return
+    absent = [p for p in init_parts if p not in declared]
+    if absent:
+        raise ConfigError(
+            f"init_parts: the checkpoint {init} pre-trained only {', '.join(declared)} ({method or 'unknown method'}): "
+            f"it has no {', '.join(absent)} to load; use --set init_parts=[{','.join(declared)}] or leave it unset"
+        )
+
+
 def frozen_random_parts(freeze: Sequence[str], loaded: Sequence[str]) -> list[str]:
     """The frozen parts of the U-Net that keep their random initialisation (``head`` excluded: never pre-trained)."""
     return [p for p in freeze if p in ("encoder", "decoder") and p not in loaded]
@@ -87,7 +104,8 @@ def warn_frozen_random(cfg: Any, loaded: Sequence[str], say: Callable[[str], Non
         why = "no --init" if not cfg.init else f"init_parts / the checkpoint load only {', '.join(loaded) or 'nothing'}"
         say(
             f"warning: freeze: {', '.join(random)} frozen but not pre-trained ({why}): it keeps its random "
-            "initialisation and the rest of the network trains on random features; give --init or unfreeze it"
+            "initialisation and the rest of the network trains on random features; load it from a checkpoint "
+            "that pre-trained it (--init), or unfreeze it"
         )
 
 

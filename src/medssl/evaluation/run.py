@@ -56,7 +56,10 @@ def evaluate_run(run_dir: str | Path, protocol: str | None = None) -> Any:
         if window is not None:
             pred, gt = outside_window_to_zero(pred, window), outside_window_to_zero(gt, window)
         items.append((cid, pred, gt, store.info(cid).spacing))
-    result = evaluate_arrays(items, store.class_names, proto, spacing_known=store.spacing_known)
+    try:
+        result = evaluate_arrays(items, store.class_names, proto, spacing_known=store.spacing_known)
+    except ValueError as e:  # a prediction or label outside the classes: the message starts with the case id
+        raise DataError(run_dir / "predictions", str(e)) from None
     write_results(result, run_dir if proto == info.get("protocol") else run_dir / f"eval-{proto}")
     return result
 
