@@ -600,7 +600,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        _check_environment()
+        if a.command in ("prepare", "pretrain", "finetune", "benchmark", "demo"):  # the commands with progress bars
+            _check_environment()
         return int(a.fn(a) or 0)
     except MedsslError as e:
         if a.verbose:
