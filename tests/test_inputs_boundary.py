@@ -168,6 +168,16 @@ def test_corrupt_metrics_csv_named_and_left_out(finished, tmp_path, capsys, kind
     assert len(warn) == 1 and str(p) in warn[0], err
 
 
+def test_rerun_of_a_finished_run_with_damaged_results(finished, tmp_path, capsys) -> None:
+    run = _copy_run(finished, tmp_path / "r")
+    (run / "summary.json").write_text("[1, 2]")
+    line = _usage_error(capsys, _ft(finished[0], run))
+    assert str(run / "summary.json") in line and f"medssl evaluate {run}" in line
+    assert main(["evaluate", str(run)]) == 0  # rewrites the results from the saved predictions
+    assert main(_ft(finished[0], run)) == 0
+    assert "finished run with the same configuration" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("name", ["summary.json", "run.json", "splits.json"])
 def test_corrupt_json_files_named(finished, tmp_path, name) -> None:
     from medssl.reporting.runfiles import run_files_problem

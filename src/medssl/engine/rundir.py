@@ -109,9 +109,14 @@ class BoundRun:
         return f"{self.out}: new run"
 
     def summary(self) -> list[dict[str, Any]]:
-        """The ``summary`` rows of a finished fine-tuning run (``summary.json``)."""
-        doc = json.loads((self.out / "summary.json").read_text())
-        return list(doc.get("summary", []))
+        """The ``summary`` rows of a finished fine-tuning run (``summary.json``), its result files validated.
+
+        Raises:
+            DataError: a result file is missing, truncated or corrupt (named, with how to rewrite it).
+        """
+        from ..reporting.runfiles import finished_summary_rows
+
+        return finished_summary_rows(self.out)
 
     def last_metrics(self) -> dict[str, float]:
         """The last row of ``log.csv`` (train losses and validation metrics), as numbers."""

@@ -28,6 +28,7 @@ from ..errors import DataError
 __all__ = [
     "METRICS_REQUIRED_COLUMNS",
     "RunFiles",
+    "finished_summary_rows",
     "read_json_object",
     "read_metrics_csv",
     "read_run_files",
@@ -235,3 +236,21 @@ def unusable_run_problem(run_dir: str | Path, info: dict[str, Any]) -> str | Non
     Combines :func:`run_files_problem` (incomplete or corrupt result files) and :func:`stale_problem`.
     """
     return run_files_problem(run_dir) or stale_problem(run_dir, info)
+
+
+def finished_summary_rows(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The summary rows of a finished fine-tuning run, shown again when its command is rerun.
+
+    Raises:
+        DataError: a result file with a problem, and how to rewrite the results from the predictions.
+    """
+    run_dir = Path(run_dir)
+    remedy = f"rewrite the results from its predictions (medssl evaluate {run_dir}) or rerun with --no-resume"
+    try:
+        doc = read_run_files(run_dir).summary
+    except DataError as e:
+        raise DataError(None, f"{e}; {remedy}") from None
+    rows = doc.get("summary") if isinstance(doc, dict) else doc
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and {"class_name", "n_cases"} <= set(r) for r in rows):
+        raise DataError(run_dir / "summary.json", f"no summary rows (class_name, n_cases, ...); {remedy}")
+    return rows
