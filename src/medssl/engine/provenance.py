@@ -12,7 +12,8 @@ Fingerprints are cheap:
   size of every prepared array; it changes when the store is prepared again from other data or with
   other settings, and not when the same data is prepared again. Derived files (``cache/``) are left out.
 * a checkpoint's is the SHA-256 of the file (tens of MB for the U-Net: well under a second), cached by
-  path, size and modification time within a process.
+  path, size and modification time within a process; a store's is cached by the modification times of
+  its index files and array folders (``report`` over hundreds of runs of one store hashes it once).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ STORE_INDEX_FILES: tuple[str, ...] = ("plan.json", "cases.json", "fingerprint.js
 
 _CHUNK = 1 << 20
 _ckpt_cache: dict[tuple[str, int, int], str] = {}
+_store_cache: dict[tuple[Any, ...], str] = {}
 
 _DEFAULT_REMEDY = "rerun with --no-resume to start afresh in it (deleting its results), or give another --out"
 
@@ -55,6 +57,9 @@ def store_fingerprint(path: str | Path) -> str | None:
     root = Path(path)
     if not (root / "plan.json").is_file():
         return None
+    key = _store_key(root)
+    if key is not None and key in _store_cache:
+        return _store_cache[key]
     h = hashlib.sha256()
     try:
         for name in STORE_INDEX_FILES:
@@ -69,7 +74,23 @@ def store_fingerprint(path: str | Path) -> str | None:
                         h.update(f"{sub}/{entry.name}:{entry.stat().st_size}".encode())
     except OSError:
         return None
-    return f"sha256:{h.hexdigest()}"
+    fp = f"sha256:{h.hexdigest()}"
+    if key is not None:
+        _store_cache[key] = fp
+    return fp
+
+
+def _store_key(root: Path) -> tuple[Any, ...] | None:
+    """What changes whenever a store's fingerprint can (modification times of its index files and of the
+    array folders, which change when a file is added, removed or atomically replaced): a cache key."""
+    try:
+        parts: list[Any] = [str(root.resolve())]
+        for name in (*STORE_INDEX_FILES, "images", "labels"):
+            p = root / name
+            parts.append(p.stat().st_mtime_ns if p.exists() else None)
+    except OSError:
+        return None
+    return tuple(parts)
 
 
 def checkpoint_fingerprint(path: str | Path) -> str | None:
