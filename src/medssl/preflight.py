@@ -139,16 +139,17 @@ def check_finetune(cfg: Any) -> list[str]:
         from .models.checkpoint import resolve_checkpoint
 
         resolve_checkpoint(cfg.init)
-    return _memory_notes(cfg, None, views=1)
+    return _store_notes(cfg, None, views=1, labels=True)
 
 
-def _memory_notes(cfg: Any, default_size: int | None, views: int) -> list[str]:
-    """The memory estimate of the run's training step against the machine (refused when it cannot fit)."""
+def _store_notes(cfg: Any, default_size: int | None, views: int, labels: bool) -> list[str]:
+    """Checks against the prepared store and the machine: its labels (``labels``: fine-tuning's targets)
+    and the memory estimate of a training step (refused when it cannot fit); returns warning lines."""
     from .data.store import SliceStore
     from .run_checks import check_memory, check_store_labels
 
     store = SliceStore(cfg.data.path)
-    if views == 1:  # fine-tuning: the labels are its targets
+    if labels:
         check_store_labels(store)
     size = cfg.data.image_size or default_size or store.patch_size
     largest = max((max(c.shape[1:]) for c in store.cases if len(c.shape) == 3), default=None)
@@ -230,4 +231,4 @@ def check_pretrain(cfg: Any) -> list[str]:
             f"data.batch_size: {cfg.data.batch_size} is larger than the {slices} slices of {cfg.data.path}"
         )
     views = max(2, len(getattr(METHODS.get(cfg.method), "views", ())))
-    return _memory_notes(cfg, 128, views)
+    return _store_notes(cfg, 128, views, labels=False)
