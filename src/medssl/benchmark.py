@@ -567,4 +567,5 @@ def run_benchmark(
 
         rep = make_report(root)
         text += f"\nreport: {getattr(rep, 'out_dir', root / 'report')}"
+        text += "".join(f"\nwarning: left out of the report: {w.removeprefix('ERROR: ')}" for _, w in rep.skipped)
     return text
