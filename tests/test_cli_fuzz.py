@@ -164,7 +164,8 @@ def test_corrupt_run_files(world, name, how) -> None:
     with scratch_copy(world) as tmp:
         corrupt(tmp / "runs" / "r" / name, how)
         code, _, err = assert_clean(["report", str(tmp / "runs"), "--out", str(tmp / "rep")])
-        if code == 0 and name in ("metrics.csv", "summary.json"):
+        if code == 0 and name in ("metrics.csv", "summary.json") and how[0] != "flip":
+            # a flipped digit can be a valid number; every other corruption is seen and said
             assert "medssl: warning: left out of the report" in err  # never used silently
         assert_clean(["evaluate", str(tmp / "runs" / "r")])
 

@@ -229,7 +229,7 @@ def bind_run_dir(out: str | Path, cfg: Any, kind: str, resume: bool = True, reme
     if cfg_path.is_file():
         try:
             stored = yaml.safe_load(cfg_path.read_text())
-        except (OSError, yaml.YAMLError):
+        except (OSError, ValueError, yaml.YAMLError):
             stored = None
     if info is None and stored is None:
         if (out / "run.json").is_file() or cfg_path.is_file():
@@ -311,7 +311,7 @@ def read_run(out: str | Path) -> dict[str, Any] | None:
         return None
     try:
         info = json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # unreadable, not UTF-8 text, or not JSON
         return None
     return info if isinstance(info, dict) else None
 

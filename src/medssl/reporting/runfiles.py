@@ -19,6 +19,7 @@ import csv
 import io
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,9 @@ def read_splits(run_dir: str | Path) -> dict[str, Any]:
 def _check_header(path: Path, header: list[str] | None) -> None:
     if not header:
         raise DataError(path, "empty file (no header line); the run did not finish or the file was truncated")
+    garbled = next((c for c in header if not re.fullmatch(r"[A-Za-z0-9_]+", c)), None)
+    if garbled is not None:
+        raise DataError(path, f"the header has a garbled column name {garbled[:20]!r}; the file is corrupt")
     missing = [c for c in METRICS_REQUIRED_COLUMNS if c not in header]
     if missing:
         raise DataError(path, f"header lacks the column(s) {', '.join(missing)}; not a medssl metrics file")
@@ -196,6 +200,17 @@ def read_metrics_csv(path: str | Path, test: list[str] | None = None) -> list[di
     return rows
 
 
+def _check_summary(path: Path, doc: Any) -> Any:
+    """A ``summary.json``: ``{"mean": {...}}`` and/or ``{"summary": [rows]}``, or a list of rows, each row a
+    mapping with a ``class_name``."""
+    rows = doc if isinstance(doc, list) else doc.get("summary")
+    if isinstance(doc, dict) and isinstance(doc.get("mean"), dict) and rows is None:
+        return doc
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) and "class_name" in r for r in rows):
+        raise DataError(path, "no summary rows (class_name, dsc_mean, ...) and no 'mean'; the file is corrupt")
+    return doc
+
+
 def read_run_files(run_dir: str | Path) -> RunFiles:
     """Every result file of a finished fine-tuning run, validated (see the module docstring).
 
@@ -204,7 +219,7 @@ def read_run_files(run_dir: str | Path) -> RunFiles:
     """
     run_dir = Path(run_dir)
     info = read_json_object(run_dir / "run.json")
-    summary = read_json_object(run_dir / "summary.json", allow_list=True)
+    summary = _check_summary(run_dir / "summary.json", read_json_object(run_dir / "summary.json", allow_list=True))
     # runs written by other tools may lack splits.json: their rows are then checked among themselves
     test = list(read_splits(run_dir)["test"]) if (run_dir / "splits.json").exists() else None
     rows = read_metrics_csv(run_dir / "metrics.csv", test)
