@@ -25,7 +25,9 @@ from hypothesis import strategies as st
 
 from medssl.cli.main import main
 
-FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+FUZZ = settings(
+    max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None
+)
 
 
 def run_cli(argv: list[str]) -> tuple[int, str, str]:

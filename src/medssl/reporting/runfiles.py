@@ -201,13 +201,17 @@ def read_metrics_csv(path: str | Path, test: list[str] | None = None) -> list[di
 
 
 def _check_summary(path: Path, doc: Any) -> Any:
-    """A ``summary.json``: ``{"mean": {...}}`` and/or ``{"summary": [rows]}``, or a list of rows, each row a
-    mapping with a ``class_name``."""
-    rows = doc if isinstance(doc, list) else doc.get("summary")
-    if isinstance(doc, dict) and isinstance(doc.get("mean"), dict) and rows is None:
-        return doc
+    """A ``summary.json``: a mapping with ``protocol``, ``mean`` or ``summary`` (a missing ``mean`` is
+    recomputed from the validated ``metrics.csv``), or a list of rows; rows are mappings with a ``class_name``."""
+    if isinstance(doc, dict) and not {"protocol", "mean", "summary"} & set(doc):
+        raise DataError(path, "none of protocol, mean, summary; not a medssl summary (the file is corrupt)")
+    if isinstance(doc, dict) and "mean" in doc and not isinstance(doc["mean"], dict):
+        raise DataError(path, "'mean' is not a mapping of metric to value; the file is corrupt")
+    rows = doc if isinstance(doc, list) else doc.get("summary", [{"class_name": "-"}])
     if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) and "class_name" in r for r in rows):
-        raise DataError(path, "no summary rows (class_name, dsc_mean, ...) and no 'mean'; the file is corrupt")
+        raise DataError(
+            path, "its summary rows are missing or not rows (class_name, dsc_mean, ...); the file is corrupt"
+        )
     return doc
 
 
