@@ -398,7 +398,12 @@ def test_benchmark_set_key_and_dry_run_wording(finished, tmp_path, capsys) -> No
     assert line.startswith("medssl: error: --set foo") and str(grid) not in line
     grid.write_text(yaml.safe_dump({"methods": ["scratch"], "datasets": [{"name": "h", "prepared": str(finished[0])}]}))
     assert main(["benchmark", "--config", str(grid), "--out", str(tmp_path / "b"), "--dry-run"]) == 0
-    assert "cells of the grid are valid" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "cells of the grid are valid" in out and "checked once prepared" not in out  # splits were checked
+    synthetic = {"name": "s", "dataset": "synthetic", "src": "builtin"}
+    grid.write_text(yaml.safe_dump({"methods": ["scratch"], "datasets": [synthetic]}))
+    assert main(["benchmark", "--config", str(grid), "--out", str(tmp_path / "b2"), "--dry-run"]) == 0
+    assert "the splits (label counts vs patients) of s are checked once prepared" in capsys.readouterr().out
 
 
 def test_partial_checkpoint_hint_does_not_blame_matching_settings(finished, tmp_path) -> None:
