@@ -146,9 +146,15 @@ def load_grid(path: str | Path, overrides: list[str] | None = None) -> dict[str,
         ConfigError: a missing file, invalid YAML, unknown keys, or lists of the wrong type.
     """
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a folder; --config takes a grid YAML file")
     if not p.is_file():
         raise ConfigError(f"{p}: grid file not found")
-    grid = _yaml(p.read_text(), str(p))
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a text file (binary data); --config takes a grid YAML file") from None
+    grid = _yaml(text, str(p))
     grid = {} if grid is None else grid
     if not isinstance(grid, dict):
         raise ConfigError(f"{p}: expected a mapping of grid settings at the top level, got a {type(grid).__name__}")
@@ -158,6 +164,8 @@ def load_grid(path: str | Path, overrides: list[str] | None = None) -> dict[str,
         key, value = item.split("=", 1)
         node = grid
         parts = key.strip().split(".")
+        if parts[0] not in GRID_KEYS:  # the user's --set, not the grid file, names an unknown key
+            raise ConfigError(f"--set {key.strip()}: unknown grid key '{parts[0]}'; known: {', '.join(GRID_KEYS)}")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
@@ -493,13 +501,43 @@ def validate_grid(grid: dict[str, Any], root: str | Path, cells: list[GridCell] 
             seen.add(plan.pretrain_dir)  # type: ignore[arg-type]
             pairs.insert(0, (plan.pretrain.out, plan.pretrain, "pretrain"))
         for out, cfg, kind in pairs:
-            bind_run_dir(
+            bound = bind_run_dir(
                 out, cfg, kind, resume=True, remedy="change the grid back, or delete that run folder to run it again"
             )
+            _check_reuse(bound, cfg, kind)
     stores = {name: _store_path(ds, root) for name, ds in datasets.items()}
     ready = {name for name, path in stores.items() if (path / "plan.json").is_file()}
     check_splits([p for p in plans if p.cell.dataset in ready])
     return plans
+
+
+def _check_reuse(bound: Any, cfg: Any, kind: str) -> None:
+    """A run of the grid that will be resumed or reused was made on the same store and pre-trained weights,
+    and a finished fine-tuning cell has whole result files (:mod:`medssl.reporting.runfiles`)."""
+    from .engine.provenance import check_run_inputs
+    from .reporting.runfiles import run_files_problem
+
+    if bound.status not in ("done", "resume"):
+        return
+    check_run_inputs(bound.out, bound.info, cfg, remedy="delete that run folder to run it again")
+    problem = run_files_problem(bound.out) if bound.done and kind == "finetune" else None
+    if problem:
+        raise DataError(
+            None,
+            f"finished cell {bound.out} cannot be reused: {problem}; rewrite its results from its predictions "
+            f"(medssl evaluate {bound.out}) or delete that run folder to run it again",
+        )
+
+
+def _unchecked_note(grid: dict[str, Any], root: Path) -> str:
+    """What a dry run could not check: the splits (label counts) of datasets not yet prepared."""
+    todo = [d["name"] for d in grid["datasets"] if not (_store_path(d, root) / "plan.json").is_file()]
+    if not todo:
+        return ""
+    return (
+        f" as far as can be checked before preparing: the splits (label counts vs patients) of "
+        f"{', '.join(todo)} are checked once prepared"
+    )
 
 
 def check_splits(plans: list[CellPlan]) -> None:
@@ -616,6 +654,7 @@ def _write_reports(root: Path, grid: dict[str, Any]) -> str:
     for folder in [root, *(root / "variants" / v for v in grid.get("variants") or {})]:
         rep = make_report(folder)
         text += f"\nreport: {getattr(rep, 'out_dir', folder / 'report')}"
+        text += "".join(f"\nwarning: left out of the report: {w.removeprefix('ERROR: ')}" for _, w in rep.skipped)
     return text
 
 
@@ -665,7 +704,7 @@ def run_benchmark(
             [
                 *(p.label for p in mine),
                 _pretrain_line(grid, plans),
-                f"all {len(plans)} cells of the grid are valid",
+                f"all {len(plans)} cells of the grid are valid{_unchecked_note(grid, root)}",
                 f"{len(mine)} of {len(plans)} cells",
             ]
         )

@@ -684,12 +684,16 @@ def load_config(
     cfg = cls()
     if path:
         p = Path(path)
+        if p.is_dir():
+            raise ConfigError(f"{p}: is a folder; --config takes a YAML configuration file")
         if not p.is_file():
             raise ConfigError(f"{p}: configuration file not found")
         try:
-            data = yaml.safe_load(p.read_text()) or {}
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{p}: not a text file (binary data); --config takes a YAML configuration file") from None
         if not isinstance(data, Mapping):
             raise ConfigError(
                 f"{p}: expected a mapping of settings (key: value) at the top level, got a {type(data).__name__}"

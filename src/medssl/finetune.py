@@ -24,6 +24,7 @@ from .data.datasets import LabelledSlices, seed_worker
 from .data.splits import Split, make_split
 from .data.store import SliceStore
 from .engine.inference import outside_window_to_zero, predict_volume
+from .engine.provenance import check_run_inputs, run_inputs
 from .engine.rundir import bind_run_dir, init_run_dir, mark_done
 from .engine.trainer import Engine, resolve_device, seed_everything
 from .errors import ConfigError
@@ -33,6 +34,7 @@ from .models.checkpoint import checkpoint_in_channels, load_pretrained, read_che
 from .models.factory import create_model
 from .preflight import check_finetune
 from .recipes import describe_recipe, resolve_recipe
+from .run_checks import check_freeze, check_init_parts, warn_frozen_random
 from .utils import distributed as du
 from .utils.files import atomic_save_npy, atomic_write_json
 
@@ -264,6 +266,8 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
     if not cfg.data.path:
         raise ConfigError("data.path is empty: give the prepared store (--data)")
     bound = bind_run_dir(cfg.out, cfg, "finetune", resume)  # compares with a previous run; writes nothing
+    if bound.status in ("done", "resume"):
+        check_run_inputs(bound.out, bound.info, cfg)  # the same store and --init checkpoint, or refused
     if bound.done:
         say(bound.message)
         summary = bound.summary()
@@ -274,7 +278,8 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
             bound.info.get("best_epoch"),
             "val_dice" if cfg.protocol == "standard" else "test_dice",
         )
-    check_finetune(cfg)
+    for note in check_finetune(cfg):  # ... and the memory estimate: before anything is written
+        say(note)
     store = SliceStore(cfg.data.path)
     _check_boundary_options(cfg, store.class_names)
     out = Path(cfg.out)
@@ -295,6 +300,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
     state_info: tuple | None = None
     if cfg.init:
         state_info = read_checkpoint(cfg.init)
+        check_init_parts(cfg.init_parts, state_info[3], cfg.init, state_info[2])
         in_channels = checkpoint_in_channels(state_info[0]) or in_channels
         method = method or state_info[2] or Path(cfg.init).stem
     method = method or "scratch"
@@ -307,6 +313,8 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
             raise ConfigError("pre-trained weights load into model.name=unet only")
         report = load_pretrained(model, cfg.init, parts=cfg.init_parts)
         say(report.summary())
+    check_freeze(cfg, model)  # real parts of this model, and something left to train
+    warn_frozen_random(cfg, report.parts if report is not None else (), say)
     for part in cfg.freeze:
         sub = getattr(model, part, None)
         if sub is None:
@@ -336,6 +344,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
             "train_cases": len(split.train),
             "pretrained_parts": list(report.parts) if report is not None else [],
             "total_steps": total,
+            "inputs": run_inputs(cfg),
         },
         start_over=bound.status == "start_over",
     )

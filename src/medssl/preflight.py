@@ -107,23 +107,54 @@ def check_finetune_settings(cfg: Any) -> None:
         raise ConfigError(f"protocol: expected paper or standard, got {cfg.protocol!r}")
     if cfg.data.split not in ("seeded", "paper"):
         raise ConfigError(f"data.split: expected seeded or paper, got {cfg.data.split!r}")
+    if cfg.protocol == "standard" and cfg.data.val_fraction == 0:
+        raise ConfigError(
+            "data.val_fraction: 0 leaves no validation patient, but the standard protocol selects the best epoch "
+            "on validation; give a fraction > 0 (at least one patient is used), or --protocol paper"
+        )
     cfg = resolve_recipe(cfg)
     check_engine_settings(cfg)
+    if cfg.model.name == "unet":
+        from .run_checks import UNET_PARTS, check_freeze_names
+
+        check_freeze_names(list(cfg.freeze), UNET_PARTS)
     segmentation_loss(torch.zeros(1, 2, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long), cfg.loss, cfg.dice_mode)
 
 
-def check_finetune(cfg: Any) -> None:
+def check_finetune(cfg: Any) -> list[str]:
     """Everything :func:`medssl.finetune.finetune` can check before it writes the run folder.
+
+    Returns:
+        Warning lines for the user (an image size far beyond the store's slices).
 
     Raises:
         ConfigError, DataError: the first problem, as one line naming the setting or file.
     """
+    from .run_checks import check_environment
+
+    check_environment()
     check_finetune_settings(cfg)
     check_store_path(cfg.data.path)
     if cfg.init:
         from .models.checkpoint import resolve_checkpoint
 
         resolve_checkpoint(cfg.init)
+    return _store_notes(cfg, None, views=1, labels=True)
+
+
+def _store_notes(cfg: Any, default_size: int | None, views: int, labels: bool) -> list[str]:
+    """Checks against the prepared store and the machine: its labels (``labels``: fine-tuning's targets)
+    and the memory estimate of a training step (refused when it cannot fit); returns warning lines."""
+    from .data.store import SliceStore
+    from .run_checks import check_memory, check_store_labels
+
+    store = SliceStore(cfg.data.path)
+    if labels:
+        check_store_labels(store)
+    size = cfg.data.image_size or default_size or store.patch_size
+    largest = max((max(c.shape[1:]) for c in store.cases if len(c.shape) == 3), default=None)
+    note = check_memory(cfg, int(size), check_device(cfg.train.device), views, largest)
+    return [note] if note else []
 
 
 def check_method_args(method: str, cls: type, args: dict[str, Any]) -> None:
@@ -151,6 +182,7 @@ def check_pretrain_settings(cfg: Any) -> None:
     Raises:
         ConfigError: the first problem, as one line naming the setting.
     """
+    from .methods.arg_checks import check_method_arg_values
     from .methods.catalog import load_all_methods
     from .registry import METHODS
 
@@ -166,6 +198,7 @@ def check_pretrain_settings(cfg: Any) -> None:
             f"variant: method '{cfg.method}' has no variant '{cfg.variant}' (known: {', '.join(sorted(cls.variants)) or 'none'})"
         )
     check_method_args(cfg.method, cls, cfg.method_args)
+    check_method_arg_values(cfg.method, cls, cfg.method_args)  # temperatures > 0, thresholds in their domain...
     need = int(getattr(cls, "min_batch_size", 1))
     if cfg.data.batch_size < need:
         raise ConfigError(
@@ -175,14 +208,20 @@ def check_pretrain_settings(cfg: Any) -> None:
     check_engine_settings(cfg)
 
 
-def check_pretrain(cfg: Any) -> None:
+def check_pretrain(cfg: Any) -> list[str]:
     """Everything :func:`medssl.pretrain.pretrain` can check before it writes the run folder.
+
+    Returns:
+        Warning lines for the user (an image size far beyond the store's slices).
 
     Raises:
         ConfigError, DataError: the first problem, as one line naming the setting or file.
     """
     from .data.store import SliceStore
+    from .registry import METHODS
+    from .run_checks import check_environment
 
+    check_environment()
     check_pretrain_settings(cfg)
     check_store_path(cfg.data.path)
     store = SliceStore(cfg.data.path)
@@ -191,3 +230,5 @@ def check_pretrain(cfg: Any) -> None:
         raise ConfigError(
             f"data.batch_size: {cfg.data.batch_size} is larger than the {slices} slices of {cfg.data.path}"
         )
+    views = max(2, len(getattr(METHODS.get(cfg.method), "views", ())))
+    return _store_notes(cfg, 128, views, labels=False)

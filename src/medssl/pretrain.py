@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from .config import PretrainConfig, apply_overrides, config_to_dict
 from .data.datasets import PretrainSlices, seed_worker
 from .data.store import SliceStore
+from .engine.provenance import check_run_inputs, run_inputs
 from .engine.rundir import bind_run_dir, init_run_dir, mark_done
 from .engine.trainer import Engine, resolve_device, seed_everything
 from .errors import ConfigError, DataError
@@ -113,13 +114,20 @@ class PretrainTask:
         cases = [c.case_id for c in store.cases]
         provider = None
         if "superpixels" in method.needs:
-            from .data.superpixels import SuperpixelConfig, SuperpixelProvider, build_superpixel_cache
+            from .data.superpixels import (
+                SuperpixelConfig,
+                SuperpixelProvider,
+                build_superpixel_cache,
+                superpixel_cache_dir,
+            )
+            from .run_checks import superpixel_cache_notice
 
             try:
                 sp_cfg = SuperpixelConfig(**{"cell_size": 2**cfg.model.depth, "view_size": size, **cfg.superpixels})
             except TypeError as e:
                 raise ConfigError(f"superpixels: {e}") from None
             if sp_cfg.mode == "cache" and du.rank() == 0:
+                say(superpixel_cache_notice(store.root, superpixel_cache_dir(store.root, sp_cfg)))
                 say(f"superpixel cache: {build_superpixel_cache(store, sp_cfg, progress=cfg.train.progress)}")
             if du.is_distributed():
                 torch.distributed.barrier()
@@ -232,9 +240,12 @@ def pretrain(cfg: PretrainConfig, resume: bool = True, log_fn: Callable[[str], N
         A :class:`PretrainResult`; ``checkpoint`` is the ``pretrain.pt`` to pass to ``finetune --init``.
     """
     say = log_fn or log.info
-    check_pretrain(cfg)  # method, arguments, batch size, store, device: before anything is written
+    for note in check_pretrain(cfg):  # method, arguments, batch size, store, device, memory: before anything is written
+        say(note)
     cfg = apply_variant(cfg)
     bound = bind_run_dir(cfg.out, cfg, "pretrain", resume)  # compares with a previous run; writes nothing
+    if bound.status in ("done", "resume"):
+        check_run_inputs(bound.out, bound.info, cfg)  # the same store, or refused
     if bound.done:
         say(bound.message)
         return PretrainResult(
@@ -264,6 +275,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = True, log_fn: Callable[[str], N
             "data": str(Path(cfg.data.path).resolve()),
             "pretrains": list(method.pretrains),
             "variant": cfg.variant,
+            "inputs": run_inputs(cfg),
         },
         start_over=bound.status == "start_over",
     )

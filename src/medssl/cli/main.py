@@ -97,7 +97,7 @@ def cmd_datasets(a: argparse.Namespace) -> int:
     for spec in list_datasets():
         tag = " (pre-training only)" if spec.pretrain_only else ""
         _say(f"{spec.name:<12} {spec.description}{tag}")
-        if a.verbose:
+        if a.layouts:
             for line in spec.layout.strip().splitlines():
                 _say(f"{'':<13}{line}")
             _say(
@@ -307,6 +307,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if a.run:
         from ..evaluation.run import evaluate_run
 
+        _check_evaluate_options(a)
         _check_evaluable_run(Path(a.run))
         result = evaluate_run(a.run, a.protocol, a.distances, tolerance)
         _say(format_summary_table(result.summary))
@@ -321,6 +322,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                 f"--labels: give the class names, background first and at least one foreground class, "
                 f"comma-separated (e.g. background,liver), got '{a.labels}'"
             )
+    out = Path(a.out or a.pred)
+    if out.exists() and not out.is_dir():
+        raise DataError(out, "exists and is not a folder; give a folder for metrics.csv and summary.* (--out)")
     result = evaluate_folders(
         a.pred,
         a.gt,
@@ -329,11 +333,21 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         distances=a.distances,
         nsd_tolerance=tolerance,
     )
-    out = Path(a.out or a.pred)
     write_results(result, out)
     _say(format_summary_table(result.summary))
     _say(f"metrics.csv and summary.md written to {out}")
     return 0
+
+
+def _check_evaluate_options(a: argparse.Namespace) -> None:
+    """A run folder is evaluated into itself: options that only apply to --pred/--gt are refused, not ignored."""
+    given = [f for f, v in (("--pred", a.pred), ("--gt", a.gt), ("--labels", a.labels), ("--out", a.out)) if v]
+    if given:
+        raise ConfigError(
+            f"evaluate: {', '.join(given)} cannot be combined with a RUN folder (a run is evaluated against its "
+            "store, its results written into the run folder, or RUN/eval-<protocol> with another --protocol); "
+            "give either RUN or --pred DIR --gt DIR"
+        )
 
 
 def _check_evaluable_run(run: Path) -> None:
@@ -368,7 +382,16 @@ def cmd_report(a: argparse.Namespace) -> int:
         return 0
     res = report(a.dir, a.out, a.reference)
     _say(res.markdown if hasattr(res, "markdown") else str(res))
+    _warn_left_out(getattr(res, "skipped", []), "report")
     return 0
+
+
+def _warn_left_out(skipped: Sequence[tuple[Any, str]], what: str) -> None:
+    """One visible ``medssl: warning:`` line on stderr per run left out (incomplete, corrupt, stale, duplicate)."""
+    for folder, why in skipped:
+        text = why.removeprefix("ERROR: ")
+        where = "" if str(folder) in text else f"{folder}: "
+        print(f"medssl: warning: left out of the {what}: {where}{' '.join(text.split())}", file=sys.stderr)
 
 
 def cmd_benchmark(a: argparse.Namespace) -> int:
@@ -400,6 +423,12 @@ def cmd_figure(a: argparse.Namespace) -> int:
 
     if not 1 <= a.n <= MAX_FIGURE_SLICES:
         raise ConfigError(f"-n: the number of slices must be in 1..{MAX_FIGURE_SLICES}, got {a.n}")
+    if not 0 <= a.seed <= 2**32 - 1:
+        raise ConfigError(f"--seed: expected an integer in 0..{2**32 - 1}, got {a.seed}")
+    if Path(a.out).is_dir():
+        raise ConfigError(
+            f"--out {a.out}: is a folder; give the image file to write, e.g. {Path(a.out) / 'figure.png'}"
+        )
     path = supercl_figure(a.data, a.out, n=a.n, seed=a.seed)
     _say(f"figure: {path}")
     return 0
@@ -481,7 +510,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     s = sub.add_parser("datasets", help="list the dataset readers and the layout each expects")
-    s.add_argument("--verbose", "-v", action="store_true", help="show each layout and the preprocessing defaults")
+    s.add_argument(
+        "--verbose",
+        "-v",
+        dest="layouts",  # not the global -v (tracebacks): `medssl datasets -v | head` must not show one
+        action="store_true",
+        help="show each layout and the preprocessing defaults",
+    )
     s.set_defaults(fn=cmd_datasets)
 
     s = sub.add_parser("methods", help="list the pre-training methods, their papers and what they pre-train")
@@ -647,6 +682,24 @@ def _error(message: str) -> None:
     print(f"medssl: error: {' '.join(str(message).split())}", file=sys.stderr)
 
 
+def _check_environment() -> None:
+    from ..run_checks import check_environment
+
+    check_environment()
+
+
+def _closed_pipe() -> int:
+    """The reader of our output went away (``medssl ... | head``): exit quietly and successfully, as Unix tools do."""
+    import os
+
+    try:  # point stdout at /dev/null so that the interpreter's final flush does not fail again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (see the module docstring)."""
     parser = build_parser()
@@ -656,12 +709,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        if a.command in ("prepare", "pretrain", "finetune", "benchmark", "demo"):  # the commands with progress bars
+            _check_environment()
         return int(a.fn(a) or 0)
     except MedsslError as e:
         if a.verbose:
             raise
         _error(str(e))
         return e.exit_code
+    except BrokenPipeError:
+        return _closed_pipe()
     except KeyboardInterrupt:
         hint = _INTERRUPTED.get(a.command)
         print(f"medssl: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)

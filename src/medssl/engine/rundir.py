@@ -109,9 +109,14 @@ class BoundRun:
         return f"{self.out}: new run"
 
     def summary(self) -> list[dict[str, Any]]:
-        """The ``summary`` rows of a finished fine-tuning run (``summary.json``)."""
-        doc = json.loads((self.out / "summary.json").read_text())
-        return list(doc.get("summary", []))
+        """The ``summary`` rows of a finished fine-tuning run (``summary.json``), its result files validated.
+
+        Raises:
+            DataError: a result file is missing, truncated or corrupt (named, with how to rewrite it).
+        """
+        from ..reporting.runfiles import finished_summary_rows
+
+        return finished_summary_rows(self.out)
 
     def last_metrics(self) -> dict[str, float]:
         """The last row of ``log.csv`` (train losses and validation metrics), as numbers."""
@@ -224,7 +229,7 @@ def bind_run_dir(out: str | Path, cfg: Any, kind: str, resume: bool = True, reme
     if cfg_path.is_file():
         try:
             stored = yaml.safe_load(cfg_path.read_text())
-        except (OSError, yaml.YAMLError):
+        except (OSError, ValueError, yaml.YAMLError):
             stored = None
     if info is None and stored is None:
         if (out / "run.json").is_file() or cfg_path.is_file():
@@ -306,7 +311,7 @@ def read_run(out: str | Path) -> dict[str, Any] | None:
         return None
     try:
         info = json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # unreadable, not UTF-8 text, or not JSON
         return None
     return info if isinstance(info, dict) else None
 

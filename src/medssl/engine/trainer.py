@@ -401,7 +401,7 @@ class Engine:
         """The state to start from: ``checkpoint_latest.pt`` when resuming, else a fresh one."""
         state = _State()
         if self.resume and self.latest_path.is_file():
-            ck = torch.load(self.latest_path, map_location=self.device, weights_only=False)
+            ck = _read_resume_checkpoint(self.latest_path, self.device)
             run.model.load_state_dict(ck["model"])
             run.optimizer.load_state_dict(ck["optimizer"])
             if ck.get("scaler"):
@@ -582,3 +582,20 @@ def _to_device(batch: Any, device: torch.device, channels_last: bool = False) ->
     if isinstance(batch, (list, tuple)):
         return type(batch)(_to_device(v, device, channels_last) for v in batch)
     return batch
+
+
+def _read_resume_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    """``checkpoint_latest.pt`` of an interrupted run; a truncated or corrupt file is named (one line)."""
+    from ..errors import DataError
+
+    try:
+        ck = torch.load(path, map_location=device, weights_only=False)
+    except Exception as e:
+        raise DataError(
+            path,
+            f"cannot resume from this checkpoint (truncated or corrupt: {e.__class__.__name__}); "
+            "rerun with --no-resume to start the run over",
+        ) from None
+    if not isinstance(ck, dict) or not {"model", "optimizer", "epoch", "step", "torch_rng"} <= set(ck):
+        raise DataError(path, "not a medssl training checkpoint; rerun with --no-resume to start the run over")
+    return ck

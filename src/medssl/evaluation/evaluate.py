@@ -28,6 +28,7 @@ from .metrics import (
     _check_protocol,
     distance_unit,
 )
+from .misses import add_miss_counts, miss_note
 
 __all__ = [
     "ROW_COLUMNS",
@@ -142,7 +143,7 @@ def evaluate_arrays(
             raise ValueError(f"{case_id}: {exc}") from exc
         spacing_known = spacing_known and spacing is not None
     unit = distance_unit(protocol, spacing_known)
-    summary = [{**r, "distance_unit": unit} for r in acc.summary()]
+    summary = add_miss_counts([{**r, "distance_unit": unit} for r in acc.summary()], acc.rows(), protocol)
     return EvaluationResult(
         acc.rows(), summary, protocol, acc.class_names, spacing_known, acc.distances, acc.nsd_tolerance
     )
@@ -232,7 +233,8 @@ def _table_cells(summary: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[
         line = [str(r["class_name"]), str(r["n_cases"])]
         for m in shown:
             line.append(_fmt(r.get(f"{m}_mean"), r.get(f"{m}_std"), 4 if m in _UNITLESS else 2))
-        line += [str(r.get("n_gt_empty", 0)), str(r.get("n_pred_empty", 0)), str(r.get("hd95_n_empty", 0))]
+        no_distance = r.get("n_no_distance", r.get("hd95_n_empty", 0))  # the mean row: case/class pairs
+        line += [str(r.get("n_gt_empty", 0)), str(r.get("n_pred_empty", 0)), str(no_distance)]
         cells.append(line)
     return header, cells
 
@@ -259,6 +261,9 @@ def format_summary_table(summary: Sequence[Mapping[str, Any]]) -> str:
         lines.append("  ".join(v.ljust(w) for v, w in zip(c, widths)))
     if _summary_unit(summary) == "voxels":
         lines.append(SPACING_UNKNOWN_NOTE)
+    missed = miss_note(summary)
+    if missed:
+        lines.append(missed)
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -286,6 +291,9 @@ def _markdown(result: EvaluationResult) -> str:
     lines.append("|" + "|".join("---" for _ in header) + "|")
     for c in cells:
         lines.append("| " + " | ".join(c) + " |")
+    missed = miss_note(result.summary)
+    if missed:
+        lines += ["", missed]
     return "\n".join(lines) + "\n"
 
 
@@ -435,13 +443,11 @@ def _paired_files(pdir: Path, gdir: Path) -> tuple[dict[str, Path], dict[str, Pa
     return preds, gts
 
 
-def _check_label_range(arr: np.ndarray, path: Path, class_names: Sequence[str]) -> None:
+def _check_label_range(arr: np.ndarray, path: Path, class_names: Sequence[str], predicted: bool = False) -> None:
     """Every label of ``arr`` is a class index (else a ``DataError`` naming ``path``)."""
-    k = len(class_names)
     lo, hi = int(arr.min(initial=0)), int(arr.max(initial=0))
-    if lo < 0 or hi >= k:
-        bad = lo if lo < 0 else hi
-        raise DataError(path, f"label value {bad} not in the classes 0..{k - 1} ({', '.join(class_names)})")
+    if lo < 0 or hi >= len(class_names):
+        raise _label_error(path, lo if lo < 0 else hi, class_names, predicted)
 
 
 def _read_pairs(
@@ -462,6 +468,14 @@ def _read_pairs(
                 f"{tuple(round(s, 4) for s in gsp)} ({gts[name]})",
             )
         yield name, preds[name], p, gts[name], g, gsp
+
+
+def _label_error(path: Path, value: int, class_names: Sequence[str], predicted: bool) -> DataError:
+    """A label value outside the classes; for a prediction, say that it is no class of the ground truth."""
+    hint = "; the prediction has a value that is no class (give every class with --labels)" if predicted else ""
+    return DataError(
+        path, f"label value {value} not in the classes 0..{len(class_names) - 1} ({', '.join(class_names)}){hint}"
+    )
 
 
 def evaluate_folders(
@@ -503,8 +517,8 @@ def evaluate_folders(
 
     if class_names is None:
         top = max(label_map.values()) if label_map else 0
-        for _, _, p, _, g, _ in pairs():
-            top = max(top, int(p.max(initial=0)), int(g.max(initial=0)))
+        for _, _, _, _, g, _ in pairs():  # the classes are the ground truth's: a predicted value beyond is flagged
+            top = max(top, int(g.max(initial=0)))
         class_names = ("background", *(f"class_{i}" for i in range(1, max(top, 1) + 1)))
     try:
         acc = MetricAccumulator(class_names, protocol, distances, nsd_tolerance)
@@ -512,8 +526,7 @@ def evaluate_folders(
         raise ConfigError(str(exc)) from exc
     for name, ppath, p, gpath, g, spacing in pairs():
         _check_label_range(g, gpath, class_names)
-        _check_label_range(p, ppath, class_names)
+        _check_label_range(p, ppath, class_names, predicted=True)
         acc.add(name, p, g, spacing)
-    return EvaluationResult(
-        acc.rows(), acc.summary(), protocol, acc.class_names, True, acc.distances, acc.nsd_tolerance
-    )
+    summary = add_miss_counts(acc.summary(), acc.rows(), protocol)
+    return EvaluationResult(acc.rows(), summary, protocol, acc.class_names, True, acc.distances, acc.nsd_tolerance)

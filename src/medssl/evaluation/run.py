@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,8 @@ from ..engine.inference import outside_window_to_zero
 from ..errors import ConfigError, DataError
 
 __all__ = ["evaluate_run"]
+
+_RERUN = "its predictions belong to the old store: rerun its finetune command with --no-resume to evaluate on this one"
 
 
 def evaluate_run(
@@ -38,6 +39,7 @@ def evaluate_run(
         DataError: not a run folder, a prediction missing or of the wrong shape.
         ConfigError: ``distances`` does not fit the protocol, or the tolerance names an unknown class.
     """
+    from ..reporting.runfiles import read_json_object, read_splits, stale_problem
     from .evaluate import evaluate_arrays, write_results
     from .metrics import distance_definition, resolve_nsd_tolerance
 
@@ -45,9 +47,14 @@ def evaluate_run(
     info_path = run_dir / "run.json"
     if not info_path.is_file():
         raise DataError(run_dir, "not a run folder (no run.json)")
-    info = json.loads(info_path.read_text())
+    info = read_json_object(info_path)
+    if not isinstance(info.get("data"), str):
+        raise DataError(info_path, "names no prepared store ('data'); the file is corrupt")
+    stale = stale_problem(run_dir, info)  # its predictions were made on another store: not comparable
+    if stale:
+        raise DataError(None, stale.replace("run it again (finetune --no-resume) to use it", _RERUN))
     store = SliceStore(info["data"])
-    split = json.loads((run_dir / "splits.json").read_text())
+    split = read_splits(run_dir)
     proto = protocol or info.get("protocol", "standard")
     window = _patch_size(run_dir, store) if proto == "paper" else None  # the papers score the centre window
     cfg = _run_config(run_dir)
@@ -60,14 +67,17 @@ def evaluate_run(
     except ValueError as exc:
         raise ConfigError(f"{run_dir}: {exc}") from exc
     items = _items(run_dir, split["test"], store, window)
-    result = evaluate_arrays(
-        items,
-        store.class_names,
-        proto,
-        spacing_known=store.spacing_known,
-        distances=distances,
-        nsd_tolerance=nsd_tolerance,
-    )
+    try:
+        result = evaluate_arrays(
+            items,
+            store.class_names,
+            proto,
+            spacing_known=store.spacing_known,
+            distances=distances,
+            nsd_tolerance=nsd_tolerance,
+        )
+    except ValueError as e:  # a prediction or label outside the classes: the message starts with the case id
+        raise DataError(run_dir / "predictions", str(e)) from None
     write_results(result, _out_dir(run_dir, info, cfg, proto, result.distances))
     return result
 

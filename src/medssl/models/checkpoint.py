@@ -197,8 +197,14 @@ def _mismatch_message(report: LoadReport, model: nn.Module, path: Path) -> str:
         keys = ("base_width", "depth", "in_channels")
         theirs = ", ".join(f"{k}={trained[k]}" for k in keys if k in trained)
         ours = ", ".join(f"{k}={getattr(model, k)}" for k in keys if hasattr(model, k))
+        differ = [k for k in keys if k in trained and hasattr(model, k) and trained[k] != getattr(model, k)]
+        if ours and not differ:  # the settings agree: the file itself lacks tensors
+            return msg + (
+                f"; the checkpoint's model settings match this model ({ours}): the file itself is partial or "
+                "edited; pre-train again or give the complete checkpoint"
+            )
         msg += f"; the checkpoint was pre-trained with model {theirs}" + (f", this model has {ours}" if ours else "")
-        msg += "; fine-tune with the pre-training's model settings (--set model.base_width=...)"
+        msg += f"; fine-tune with the pre-training's model settings (--set model.{(differ or ['base_width'])[0]}=...)"
     return msg
 
 

@@ -154,7 +154,14 @@ def load_paper_results(path: str | Path) -> list[PaperCell]:
         DataError: when a column is missing or a value is not a number.
     """
     path = Path(path)
-    with open(path, newline="") as fh:
+    try:
+        return _read_paper_cells(path)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(path, f"not a CSV text file ({e.__class__.__name__}); give the published-results CSV") from None
+
+
+def _read_paper_cells(path: Path) -> list[PaperCell]:
+    with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         need = {"source", "dataset", "labels", "method", "dsc", "jc", "hd95", "asd"}
         missing = need - set(reader.fieldnames or [])
@@ -162,6 +169,8 @@ def load_paper_results(path: str | Path) -> list[PaperCell]:
             raise DataError(path, f"missing columns {sorted(missing)}")
         cells = []
         for i, r in enumerate(reader, start=2):
+            if any(r.get(k) is None for k in need) or "\x00" in "".join(map(str, r.values())):
+                raise DataError(path, f"line {i}: the row is cut short or holds binary data")
             try:
                 vals = [float(r[k]) if str(r[k]).strip() else math.nan for k in ("dsc", "jc", "hd95", "asd")]
             except ValueError:
@@ -527,6 +536,14 @@ def _results_markdown(
     return "\n".join(md).rstrip() + "\n"
 
 
+def _check_report_inputs(out: Path, reference_csv: str | Path | None) -> None:
+    """``--out`` can be a folder and ``--reference`` reads: refused before anything is written."""
+    if out.exists() and not out.is_dir():
+        raise DataError(out, "exists and is not a folder; give a folder for the report (--out)")
+    if reference_csv is not None:
+        load_paper_results(find_reference_csv(reference_csv))
+
+
 def report(
     dir: str | Path,
     out_dir: str | Path | None = None,
@@ -569,9 +586,11 @@ def report(
     if not root.is_dir():
         raise DataError(root, "not a folder")
     out = Path(out_dir) if out_dir is not None else root / "report"
+    _check_report_inputs(out, reference_csv)
     coll = collect_runs(root, exclude=[out, root / "variants"])  # a grid's variants have their own reports
     if not coll.runs and not coll.pretrain:
-        raise DataError(root, f"no complete fine-tuning run found ({len(coll.skipped)} incomplete skipped)")
+        first = f"; first: {coll.skipped[0][1].removeprefix('ERROR: ')}" if coll.skipped else ""
+        raise DataError(root, f"no complete fine-tuning run found ({len(coll.skipped)} incomplete skipped{first})")
     notes = [*provenance_notes(root), *mixed_definition_notes(coll.runs), *coll.notes]
     files: dict[str, Path] = {}
     tables = _write_results_tables(coll.runs, out, files)

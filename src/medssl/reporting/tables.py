@@ -28,6 +28,7 @@ import numpy as np
 
 from ..engine.rundir import init_load_problem
 from ..evaluation.metrics import SPACING_UNKNOWN_NOTE
+from .runfiles import unusable_run_problem
 
 __all__ = [
     "CSV_FIELDS",
@@ -341,7 +342,7 @@ def collect_runs(root: str | Path, exclude: Iterable[str | Path] = ()) -> RunCol
             if not isinstance(info, dict):
                 raise ValueError("not a JSON object")
         except (OSError, ValueError) as exc:
-            out.skipped.append((folder, f"unreadable run.json ({exc})"))
+            out.skipped.append((folder, f"ERROR: {run_json}: unreadable, not a JSON object ({exc})"))
             continue
         kind = str(info.get("kind", "finetune"))
         if kind == "pretrain":
@@ -362,7 +363,11 @@ def collect_runs(root: str | Path, exclude: Iterable[str | Path] = ()) -> RunCol
         try:
             summary = json.loads(summary_path.read_text())
         except (OSError, ValueError) as exc:
-            out.skipped.append((folder, f"unreadable summary.json ({exc})"))
+            out.skipped.append((folder, f"ERROR: {summary_path}: unreadable, not valid JSON ({exc})"))
+            continue
+        problem = unusable_run_problem(folder, info)  # incomplete or corrupt results, or a changed store
+        if problem:
+            out.skipped.append((folder, f"ERROR: {problem}"))
             continue
         summary = _normalise_summary(summary)
         dataset = str(info.get("dataset", "?"))
