@@ -182,7 +182,11 @@ def _dicom_headers(folder: Path) -> list[Any]:
         try:
             heads.append(pydicom.dcmread(f, stop_before_pixels=True))
         except (InvalidDicomError, OSError, ValueError, EOFError, TypeError) as exc:
-            raise DataError(f, f"not a readable DICOM file ({exc.__class__.__name__})") from None
+            raise DataError(
+                f,
+                f"not a readable DICOM file ({exc.__class__.__name__}); a folder given as INPUT holds NIfTI files "
+                "(*.nii.gz, *.nii) or one DICOM series",
+            ) from None
     uids = sorted({str(getattr(h, "SeriesInstanceUID", "")) for h in heads})
     if len(uids) > 1:
         raise DataError(
