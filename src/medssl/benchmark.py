@@ -496,9 +496,10 @@ def validate_grid(grid: dict[str, Any], root: str | Path, cells: list[GridCell] 
     plans += variant_plans(grid, root, cells)
     seen: set[Path] = set()
     for plan in plans:
-        pairs = [(plan.finetune.out, plan.finetune, "finetune")]
-        if plan.pretrain is not None and plan.pretrain_dir not in seen:
-            seen.add(plan.pretrain_dir)  # type: ignore[arg-type]
+        pairs: list[tuple[str, FinetuneConfig | PretrainConfig, str]] = [(plan.finetune.out, plan.finetune, "finetune")]
+        # a cell has a pre-training folder exactly when it has a pre-training (see _cell_configs)
+        if plan.pretrain is not None and plan.pretrain_dir is not None and plan.pretrain_dir not in seen:
+            seen.add(plan.pretrain_dir)
             pairs.insert(0, (plan.pretrain.out, plan.pretrain, "pretrain"))
         for out, cfg, kind in pairs:
             bound = bind_run_dir(
@@ -687,9 +688,6 @@ def run_benchmark(
     Raises:
         ConfigError, DataError: a cell that cannot run (before any work; splits once stores are prepared).
     """
-    from .finetune import finetune
-    from .pretrain import pretrain
-
     say = log_fn or print
     grid = load_grid(config, overrides)
     root = Path(out)
@@ -700,24 +698,55 @@ def run_benchmark(
         plans = validate_grid(grid, root)  # every cell (and variant), before any work
     mine = plans[share[0] :: share[1]]
     if dry_run:
-        return "\n".join(
-            [
-                *(p.label for p in mine),
-                _pretrain_line(grid, plans),
-                f"all {len(plans)} cells of the grid are valid{_unchecked_note(grid, root)}",
-                f"{len(mine)} of {len(plans)} cells",
-            ]
-        )
+        return _dry_run_text(grid, root, plans, mine)
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_json(root / "grid.json", grid)
     _record_command(root, config, overrides, cells, pretrain_only)
-    datasets = {d["name"]: d for d in grid["datasets"]}
     todo = [p for p in mine if not is_done(Path(p.finetune.out))]
-    for name in dict.fromkeys(p.cell.dataset for p in todo):  # the stores first, then every split: no late failure
+    _prepare_cells(grid, root, config, todo, say)
+    ran = _run_cells(todo, mine, pretrain_only, say)
+    name = grid.get("name", Path(config).stem)
+    text = f"grid '{name}': {ran} cells run, {len(mine) - len(todo)} already done, {len(plans) - len(mine)} left to other processes"
+    if pretrain_only:
+        text = f"grid '{name}': the pre-trainings of {len(todo)} cells are done (fine-tuning not run: --pretrain-only)"
+    text += "\n" + _pretrain_line(grid, plans)
+    runs = [*(root / "pretrain").glob("*"), *(root / "finetune").glob("*"), *root.glob("variants/*/finetune/*")]
+    text += _compute_line(runs)
+    if report and all(is_done(Path(p.finetune.out)) for p in plans):
+        text += _write_reports(root, grid)
+    return text
+
+
+def _dry_run_text(grid: dict[str, Any], root: Path, plans: list[CellPlan], mine: list[CellPlan]) -> str:
+    """What ``--dry-run`` prints: this process's cells, the pre-trainings, and that every cell is valid."""
+    return "\n".join(
+        [
+            *(p.label for p in mine),
+            _pretrain_line(grid, plans),
+            f"all {len(plans)} cells of the grid are valid{_unchecked_note(grid, root)}",
+            f"{len(mine)} of {len(plans)} cells",
+        ]
+    )
+
+
+def _prepare_cells(
+    grid: dict[str, Any], root: Path, config: str | Path, todo: list[CellPlan], say: Callable[[str], None]
+) -> None:
+    """The stores that the cells to run need, then every split of those cells: no late failure."""
+    datasets = {d["name"]: d for d in grid["datasets"]}
+    for name in dict.fromkeys(p.cell.dataset for p in todo):
         _prepared(grid, datasets[name], root, say)
     with _named(config):
         check_splits(todo)
-    ran, skipped = 0, len(mine) - len(todo)
+
+
+def _run_cells(todo: list[CellPlan], mine: list[CellPlan], pretrain_only: bool, say: Callable[[str], None]) -> int:
+    """Each cell's pre-training (unless done, or being run by another process: then wait for it), then its
+    fine-tuning (not with ``pretrain_only``); returns the number of fine-tunings run."""
+    from .finetune import finetune
+    from .pretrain import pretrain
+
+    ran = 0
     for plan in todo:
         k = mine.index(plan) + 1
         if plan.pretrain is not None and plan.pretrain_dir is not None and _wait_or_lock(plan.pretrain_dir):
@@ -731,12 +760,4 @@ def run_benchmark(
         say(f"[finetune {k}/{len(mine)}] {plan.label}")
         finetune(plan.finetune, log_fn=say)
         ran += 1
-    text = f"grid '{grid.get('name', Path(config).stem)}': {ran} cells run, {skipped} already done, {len(plans) - len(mine)} left to other processes"
-    if pretrain_only:
-        text = f"grid '{grid.get('name', Path(config).stem)}': the pre-trainings of {len(todo)} cells are done (fine-tuning not run: --pretrain-only)"
-    text += "\n" + _pretrain_line(grid, plans)
-    runs = [*(root / "pretrain").glob("*"), *(root / "finetune").glob("*"), *root.glob("variants/*/finetune/*")]
-    text += _compute_line(runs)
-    if report and all(is_done(Path(p.finetune.out)) for p in plans):
-        text += _write_reports(root, grid)
-    return text
+    return ran

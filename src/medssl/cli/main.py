@@ -13,13 +13,16 @@ import logging
 import math
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from ..errors import EXIT_FAILURE, EXIT_INTERRUPTED, ConfigError, DataError, MedsslError
 
 __all__ = ["build_parser", "main"]
+
+#: what ``add_subparsers`` returns; each ``_add_<command>_parser`` adds its command(s) to it
+_SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 EPILOG = "Docs: README.md and docs/ (mkdocs serve). Every training command writes its resolved config, git commit, seed and environment into its run folder."
 
@@ -192,7 +195,8 @@ def parse_spacing(text: str | None) -> Any:
     return value
 
 
-def _fmt_list(values: Sequence[float]) -> str:
+def _fmt_list(values: Iterable[float]) -> str:
+    """``[1, 2.5, 3]``: numbers in their shortest form (a list, a tuple or a 1-D array)."""
     return "[" + ", ".join(f"{v:g}" for v in values) + "]"
 
 
@@ -466,7 +470,7 @@ def cmd_export(a: argparse.Namespace) -> int:
 MAX_FIGURE_SLICES = 32
 
 
-def _add_inference_parsers(sub: Any) -> None:
+def _add_inference_parsers(sub: _SubParsers) -> None:
     """``predict`` and ``export``: a fine-tuned run used on new scans."""
     s = sub.add_parser(
         "predict",
@@ -499,16 +503,8 @@ def _add_inference_parsers(sub: Any) -> None:
     s.set_defaults(fn=cmd_export)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="medssl",
-        description="Self-supervised pre-training (SuperCL, MACL and 11 baselines) and few-label fine-tuning of a 2D U-Net for medical image segmentation.",
-        epilog=EPILOG,
-    )
-    p.add_argument("--version", action="version", version="medssl 0.1.0")
-    p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks of errors")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-
+def _add_listing_parsers(sub: _SubParsers) -> None:
+    """``datasets`` and ``methods``: what medssl can read and pre-train."""
     s = sub.add_parser("datasets", help="list the dataset readers and the layout each expects")
     s.add_argument(
         "--verbose",
@@ -522,6 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("methods", help="list the pre-training methods, their papers and what they pre-train")
     s.set_defaults(fn=cmd_methods)
 
+
+def _add_prepare_parser(sub: _SubParsers) -> None:
+    """``prepare``: a dataset folder -> a prepared store of normalised slices."""
     s = sub.add_parser("prepare", help="check, resample, normalise and slice a dataset into a prepared store")
     s.add_argument("dataset", help="dataset name (see `medssl datasets`)")
     s.add_argument("src", help="the dataset folder in its official layout (`builtin` for synthetic)")
@@ -553,12 +552,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_prepare)
 
+
+def _add_pretrain_parser(sub: _SubParsers) -> None:
+    """``pretrain``: self-supervised pre-training with one method (plus the shared training options)."""
     s = sub.add_parser("pretrain", help="self-supervised pre-training of the U-Net with one method")
     s.add_argument("--method", help="method name (see `medssl methods`); default supercl")
     s.add_argument("--variant", help="named option set where paper and code disagree (e.g. macl: paper)")
     _add_training_args(s)
     s.set_defaults(fn=cmd_pretrain)
 
+
+def _add_finetune_parser(sub: _SubParsers) -> None:
+    """``finetune``: few-label fine-tuning and test evaluation (plus the shared training options)."""
     s = sub.add_parser(
         "finetune", help="fine-tune the U-Net with a share of the labels, then evaluate on the test patients"
     )
@@ -592,6 +597,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_args(s)
     s.set_defaults(fn=cmd_finetune)
 
+
+def _add_evaluate_parser(sub: _SubParsers) -> None:
+    """``evaluate``: the metrics of a fine-tuning run, or of two folders of NIfTI label maps."""
     s = sub.add_parser(
         "evaluate", help="DSC, JC, HD95, ASD, ASSD per case and class: of a run, or of two NIfTI folders"
     )
@@ -616,6 +624,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="where to write metrics.csv and summary.* (default: the prediction folder)")
     s.set_defaults(fn=cmd_evaluate)
 
+
+def _add_report_parser(sub: _SubParsers) -> None:
+    """``report``: tables, statistics and figures of a folder of runs (or a slim bundle of it)."""
     s = sub.add_parser("report", help="tables (Markdown, CSV, LaTeX), statistics and figures of a folder of runs")
     s.add_argument("dir", help="a benchmark folder (or any folder holding run folders)")
     s.add_argument("--out", help="output folder (default DIR/report)")
@@ -628,6 +639,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(fn=cmd_report)
 
+
+def _add_benchmark_parser(sub: _SubParsers) -> None:
+    """``benchmark``: a grid of methods x datasets x label fractions x seeds."""
     s = sub.add_parser(
         "benchmark",
         help="run a grid of methods x datasets x label fractions x seeds, reusing pre-trainings and skipping finished cells",
@@ -649,12 +663,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(fn=cmd_benchmark)
 
+
+def _add_demo_parser(sub: _SubParsers) -> None:
+    """``demo``: the whole pipeline on built-in synthetic data."""
     s = sub.add_parser("demo", help="the whole pipeline on built-in synthetic data, in a few minutes on a CPU")
     s.add_argument("--out", default="medssl_demo", help="output folder (default ./medssl_demo)")
     s.add_argument("--quick", action="store_true", help="an even shorter run (for tests)")
     s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     s.set_defaults(fn=cmd_demo)
 
+
+def _add_figure_parser(sub: _SubParsers) -> None:
+    """``figure``: what SuperCL does to a batch, as an image."""
     s = sub.add_parser("figure", help="show what SuperCL does: image, superpixels, ASP map and CCL groups of a batch")
     s.add_argument("data", help="prepared store")
     s.add_argument(
@@ -664,6 +684,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed of the slice choice and of the random-init encoder")
     s.set_defaults(fn=cmd_figure)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``medssl`` argument parser: global options, then one sub-parser per command, in ``medssl -h`` order.
+
+    The documentation's CLI reference is generated from it.
+
+    Returns:
+        The full parser; ``parse_args`` sets ``fn`` to the chosen command's ``cmd_*`` function.
+    """
+    p = argparse.ArgumentParser(
+        prog="medssl",
+        description="Self-supervised pre-training (SuperCL, MACL and 11 baselines) and few-label fine-tuning of a 2D U-Net for medical image segmentation.",
+        epilog=EPILOG,
+    )
+    p.add_argument("--version", action="version", version="medssl 0.1.0")
+    p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks of errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    _add_listing_parsers(sub)
+    _add_prepare_parser(sub)
+    _add_pretrain_parser(sub)
+    _add_finetune_parser(sub)
+    _add_evaluate_parser(sub)
+    _add_report_parser(sub)
+    _add_benchmark_parser(sub)
+    _add_demo_parser(sub)
+    _add_figure_parser(sub)
     _add_inference_parsers(sub)
     return p
 

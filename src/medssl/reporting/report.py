@@ -544,6 +544,19 @@ def _check_report_inputs(out: Path, reference_csv: str | Path | None) -> None:
         load_paper_results(find_reference_csv(reference_csv))
 
 
+def _collect_report_runs(root: Path, out: Path, reference_csv: str | Path | None) -> RunCollection:
+    """Step 0: the inputs checked (:func:`_check_report_inputs`), then the runs under ``root`` (not those in
+    ``out`` or in ``root/variants``: a grid's variants have their own reports); none at all is an error."""
+    if not root.is_dir():
+        raise DataError(root, "not a folder")
+    _check_report_inputs(out, reference_csv)
+    coll = collect_runs(root, exclude=[out, root / "variants"])
+    if not coll.runs and not coll.pretrain:
+        first = f"; first: {coll.skipped[0][1].removeprefix('ERROR: ')}" if coll.skipped else ""
+        raise DataError(root, f"no complete fine-tuning run found ({len(coll.skipped)} incomplete skipped{first})")
+    return coll
+
+
 def report(
     dir: str | Path,
     out_dir: str | Path | None = None,
@@ -583,14 +596,8 @@ def report(
             given but unreadable.
     """
     root = Path(dir)
-    if not root.is_dir():
-        raise DataError(root, "not a folder")
     out = Path(out_dir) if out_dir is not None else root / "report"
-    _check_report_inputs(out, reference_csv)
-    coll = collect_runs(root, exclude=[out, root / "variants"])  # a grid's variants have their own reports
-    if not coll.runs and not coll.pretrain:
-        first = f"; first: {coll.skipped[0][1].removeprefix('ERROR: ')}" if coll.skipped else ""
-        raise DataError(root, f"no complete fine-tuning run found ({len(coll.skipped)} incomplete skipped{first})")
+    coll = _collect_report_runs(root, out, reference_csv)
     notes = [*provenance_notes(root), *mixed_definition_notes(coll.runs), *coll.notes]
     files: dict[str, Path] = {}
     tables = _write_results_tables(coll.runs, out, files)
@@ -601,13 +608,5 @@ def report(
     written = [fr for fr in fig_results if fr.path is not None]
     markdown = _results_markdown(root, out, coll, tables, stats_md, comp_md, written, notes, pretrain_md)
     files["results_md"] = _write_text(out / "results.md", markdown)
-    return ReportResult(
-        out,
-        markdown,
-        files,
-        [fr.path for fr in written if fr.path is not None],
-        len(coll.runs),
-        len(coll.pretrain),
-        list(coll.skipped),
-        notes,
-    )
+    pngs = [fr.path for fr in written if fr.path is not None]
+    return ReportResult(out, markdown, files, pngs, len(coll.runs), len(coll.pretrain), list(coll.skipped), notes)

@@ -349,61 +349,77 @@ def collect_runs(root: str | Path, exclude: Iterable[str | Path] = ()) -> RunCol
             out.pretrain.append(
                 PretrainRecord(folder, str(info.get("method", "?")), str(info.get("dataset", "?")), info)
             )
-            continue
-        if kind != "finetune":
-            continue
-        init_problem = init_load_problem(folder)  # e.g. a checkpoint of another width: the run is not what it claims
-        if init_problem:
-            out.skipped.append((folder, f"ERROR: {init_problem}"))
-            continue
-        summary_path = folder / "summary.json"
-        if not summary_path.is_file():
-            out.skipped.append((folder, "no summary.json (incomplete run)"))
-            continue
-        try:
-            summary = json.loads(summary_path.read_text())
-        except (OSError, ValueError) as exc:
-            out.skipped.append((folder, f"ERROR: {summary_path}: unreadable, not valid JSON ({exc})"))
-            continue
-        problem = unusable_run_problem(folder, info)  # incomplete or corrupt results, or a changed store
-        if problem:
-            out.skipped.append((folder, f"ERROR: {problem}"))
-            continue
-        summary = _normalise_summary(summary)
-        dataset = str(info.get("dataset", "?"))
-        seed_raw = info.get("seed", 0)
-        try:
-            seed = int(seed_raw)
-        except (TypeError, ValueError):
-            seed = 0
-        rec = RunRecord(
-            path=folder,
-            method=str(info.get("method", "?")).lower(),
-            dataset=dataset,
-            dataset_label=str(info.get("dataset_label") or dataset),
-            labels=str(info.get("labels", "?")),
-            seed=seed,
-            protocol=str(info.get("protocol") or summary.get("protocol") or "standard"),
-            data=_resolve_data(info.get("data"), folder),
-            class_names=[str(c) for c in info.get("class_names", [])][1:],  # run.json lists background first
-            run=info,
-            summary=summary,
-        )
-        key = (rec.protocol, rec.method, rec.dataset_label, rec.labels, rec.seed)
-        mtime = summary_path.stat().st_mtime
-        if key in found:
-            old_mtime, old = found[key]
-            keep, drop = (rec, old) if mtime >= old_mtime else (old, rec)
-            out.notes.append(f"duplicate run {key}: kept {keep.path}, ignored {drop.path}")
-            out.skipped.append((drop.path, "duplicate of a newer run"))
-            found[key] = (max(mtime, old_mtime), keep)
-        else:
-            found[key] = (mtime, rec)
+        elif kind == "finetune":
+            read = _read_finetune_run(folder, info)
+            if isinstance(read, str):
+                out.skipped.append((folder, read))
+            else:
+                _keep_newest(found, out, *read)
     out.runs = sorted(
         (r for _, r in found.values()),
         key=lambda r: (r.protocol, r.dataset_label, labels_sort_key(r.labels), method_sort_key(r.method), r.seed),
     )
     return out
+
+
+def _read_finetune_run(folder: Path, info: dict[str, Any]) -> tuple[RunRecord, float] | str:
+    """A fine-tuning run folder as ``(record, mtime of its summary.json)``, or why it is left out."""
+    init_problem = init_load_problem(folder)  # e.g. a checkpoint of another width: the run is not what it claims
+    if init_problem:
+        return f"ERROR: {init_problem}"
+    summary_path = folder / "summary.json"
+    if not summary_path.is_file():
+        return "no summary.json (incomplete run)"
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (OSError, ValueError) as exc:
+        return f"ERROR: {summary_path}: unreadable, not valid JSON ({exc})"
+    problem = unusable_run_problem(folder, info)  # incomplete or corrupt results, or a changed store
+    if problem:
+        return f"ERROR: {problem}"
+    return _run_record(folder, info, _normalise_summary(summary)), summary_path.stat().st_mtime
+
+
+def _run_record(folder: Path, info: dict[str, Any], summary: dict[str, Any]) -> RunRecord:
+    """The :class:`RunRecord` of a readable fine-tuning run (``run.json`` and its normalised summary)."""
+    dataset = str(info.get("dataset", "?"))
+    seed_raw = info.get("seed", 0)
+    try:
+        seed = int(seed_raw)
+    except (TypeError, ValueError):
+        seed = 0
+    return RunRecord(
+        path=folder,
+        method=str(info.get("method", "?")).lower(),
+        dataset=dataset,
+        dataset_label=str(info.get("dataset_label") or dataset),
+        labels=str(info.get("labels", "?")),
+        seed=seed,
+        protocol=str(info.get("protocol") or summary.get("protocol") or "standard"),
+        data=_resolve_data(info.get("data"), folder),
+        class_names=[str(c) for c in info.get("class_names", [])][1:],  # run.json lists background first
+        run=info,
+        summary=summary,
+    )
+
+
+def _keep_newest(
+    found: dict[tuple[str, str, str, str, int], tuple[float, RunRecord]],
+    out: RunCollection,
+    rec: RunRecord,
+    mtime: float,
+) -> None:
+    """Add ``rec`` to ``found``; of two runs of one (protocol, method, dataset, labels, seed) the newer
+    ``summary.json`` is kept and the other noted and skipped."""
+    key = (rec.protocol, rec.method, rec.dataset_label, rec.labels, rec.seed)
+    if key in found:
+        old_mtime, old = found[key]
+        keep, drop = (rec, old) if mtime >= old_mtime else (old, rec)
+        out.notes.append(f"duplicate run {key}: kept {keep.path}, ignored {drop.path}")
+        out.skipped.append((drop.path, "duplicate of a newer run"))
+        found[key] = (max(mtime, old_mtime), keep)
+    else:
+        found[key] = (mtime, rec)
 
 
 def _recompute_mean(run: RunRecord, key: str) -> float:
