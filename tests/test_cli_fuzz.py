@@ -120,7 +120,8 @@ def world(synthetic_store: Path, tmp_path_factory: pytest.TempPathFactory) -> di
         "inputs": run_inputs(cfg),
     }
     (run / "run.json").write_text(json.dumps(info))
-    assert run_cli(["evaluate", str(run)])[0] == 0  # writes metrics.csv and summary.*
+    (run / "config.yaml").write_text("protocol: standard\ndistances: surface\nnsd_tolerance: 2.0\n")  # a current run's
+    assert run_cli(["evaluate", str(run)])[0] == 0  # writes metrics.csv and summary.* into the run folder
     for sub in ("pred", "gt"):
         for cid in ids[-2:]:
             lab = np.asarray(store.label(cid)).transpose(2, 1, 0).astype(np.uint8)
