@@ -39,20 +39,12 @@ def evaluate_run(
         DataError: not a run folder, a prediction missing or of the wrong shape.
         ConfigError: ``distances`` does not fit the protocol, or the tolerance names an unknown class.
     """
-    from ..reporting.runfiles import read_json_object, read_splits, stale_problem
+    from ..reporting.runfiles import read_splits
     from .evaluate import evaluate_arrays, write_results
     from .metrics import distance_definition, resolve_nsd_tolerance
 
     run_dir = Path(run_dir)
-    info_path = run_dir / "run.json"
-    if not info_path.is_file():
-        raise DataError(run_dir, "not a run folder (no run.json)")
-    info = read_json_object(info_path)
-    if not isinstance(info.get("data"), str):
-        raise DataError(info_path, "names no prepared store ('data'); the file is corrupt")
-    stale = stale_problem(run_dir, info)  # its predictions were made on another store: not comparable
-    if stale:
-        raise DataError(None, stale.replace("run it again (finetune --no-resume) to use it", _RERUN))
+    info = _read_run_info(run_dir)
     store = SliceStore(info["data"])
     split = read_splits(run_dir)
     proto = protocol or info.get("protocol", "standard")
@@ -80,6 +72,22 @@ def evaluate_run(
         raise DataError(run_dir / "predictions", str(e)) from None
     write_results(result, _out_dir(run_dir, info, cfg, proto, result.distances))
     return result
+
+
+def _read_run_info(run_dir: Path) -> dict[str, Any]:
+    """The run's ``run.json``, checked: it names its store, and neither store nor ``init`` changed since."""
+    from ..reporting.runfiles import read_json_object, stale_problem
+
+    info_path = run_dir / "run.json"
+    if not info_path.is_file():
+        raise DataError(run_dir, "not a run folder (no run.json)")
+    info = read_json_object(info_path)
+    if not isinstance(info.get("data"), str):
+        raise DataError(info_path, "names no prepared store ('data'); the file is corrupt")
+    stale = stale_problem(run_dir, info)  # its predictions were made on another store: not comparable
+    if stale:
+        raise DataError(None, stale.replace("run it again (finetune --no-resume) to use it", _RERUN))
+    return info
 
 
 def _items(run_dir: Path, case_ids: list[str], store: SliceStore, window: int | None) -> list[tuple[Any, ...]]:
