@@ -15,7 +15,7 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 
@@ -38,7 +38,10 @@ __all__ = [
     "in_range",
     "load_config",
     "numeric_fields_without_range",
+    "required",
 ]
+
+_T = TypeVar("_T")
 
 
 # --- declared ranges ------------------------------------------------------------------------------
@@ -174,7 +177,7 @@ def numeric_fields_without_range(cls: type, prefix: str = "") -> list[str]:
     out: list[str] = []
     for f in fields(cls):
         hint = hints[f.name]
-        if is_dataclass(hint):
+        if isinstance(hint, type) and is_dataclass(hint):  # a section class (never an instance)
             out += numeric_fields_without_range(hint, f"{prefix}{f.name}.")
         elif _numeric(hint) and "range" not in f.metadata:
             out.append(f"{prefix}{f.name}")
@@ -428,6 +431,27 @@ class TransferCfg(_Checked):
         return self == TransferCfg()
 
 
+def required(value: _T | None, key: str) -> _T:
+    """The value of the setting ``key``, which a run cannot do without.
+
+    Fine-tuning leaves the recipe's settings at None until :func:`~medssl.recipes.resolve_recipe`
+    fills them; past that point (and in pre-training, which has no recipe) None is a mistake.
+
+    Args:
+        value: the setting's value.
+        key: its dotted name (``optim.lr``), for the message.
+
+    Returns:
+        ``value``, known not to be None.
+
+    Raises:
+        ConfigError: ``<key>: not set; ...`` when ``value`` is None.
+    """
+    if value is None:
+        raise ConfigError(f"{key}: not set; give a value (fine-tuning takes it from its recipe)")
+    return value
+
+
 def _finetune_optim() -> OptimCfg:
     """Adam, wd 1e-5; learning rate, its floor and warm-up from the recipe."""
     return OptimCfg(name="adam", lr=None, weight_decay=1e-5, min_lr=None, warmup_steps=None)
@@ -622,7 +646,7 @@ def config_from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> An
         if key not in names:
             raise ConfigError(f"unknown setting '{prefix}{key}'; known: {', '.join(sorted(names))}")
         hint = hints[key]
-        if is_dataclass(hint) and isinstance(value, Mapping):
+        if isinstance(hint, type) and is_dataclass(hint) and isinstance(value, Mapping):  # a section class
             # a partial section keeps the parent's own defaults for it (PretrainConfig's SGD optimiser,
             # FinetuneConfig's recipe-filled learning rate), not the section class's
             factory = names[key].default_factory

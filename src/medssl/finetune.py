@@ -19,18 +19,18 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
-from .config import FinetuneConfig
+from .config import FinetuneConfig, required
 from .data.datasets import LabelledSlices, seed_worker
 from .data.splits import Split, make_split
 from .data.store import SliceStore
 from .engine.inference import outside_window_to_zero, predict_volume
 from .engine.provenance import check_run_inputs, run_inputs
-from .engine.rundir import bind_run_dir, init_run_dir, mark_done
-from .engine.trainer import Engine, resolve_device, seed_everything
+from .engine.rundir import BoundRun, bind_run_dir, init_run_dir, mark_done
+from .engine.trainer import Engine, FitResult, resolve_device, seed_everything
 from .errors import ConfigError
 from .evaluation.postprocess import choose_largest_component_classes, keep_largest_component
 from .losses.segmentation import segmentation_loss
-from .models.checkpoint import checkpoint_in_channels, load_pretrained, read_checkpoint
+from .models.checkpoint import LoadReport, checkpoint_in_channels, load_pretrained, read_checkpoint
 from .models.factory import create_model
 from .preflight import check_finetune
 from .recipes import describe_recipe, resolve_recipe
@@ -60,17 +60,18 @@ def joint_augment(cfg: FinetuneConfig, patch: int) -> Any:
 
     rot = math.radians(cfg.rotation or 0.0)
     angle = (0.0, 2.0 * math.pi) if cfg.rotation is not None and cfg.rotation >= 180 else (-rot, rot)
+    scale = tuple(required(cfg.scale, "scale"))
     return JointAugment(
         patch,
-        p_spatial=cfg.p_spatial,
-        mirror=cfg.mirror,
+        p_spatial=required(cfg.p_spatial, "p_spatial"),
+        mirror=required(cfg.mirror, "mirror"),
         backend=cfg.data.spatial_backend,
-        fill=cfg.fill,
+        fill=required(cfg.fill, "fill"),
         noise_stride=cfg.data.elastic_noise_stride,
         rotation=bool(cfg.rotation),
         angle=angle,
-        scaling=tuple(cfg.scale) != (1.0, 1.0),
-        scale=tuple(cfg.scale),
+        scaling=scale != (1.0, 1.0),
+        scale=scale,
         elastic=bool(cfg.elastic),
     )
 
@@ -95,9 +96,12 @@ class SegmentationTask:
         multiple = 2**cfg.model.depth
         if self.patch % multiple:
             raise ConfigError(f"image size {self.patch} must be divisible by {multiple} (2**depth)")
+        #: the recipe-filled settings a step and a prediction use (set once the recipe is resolved)
+        self.fill = required(cfg.fill, "fill")
+        self.loss, self.dice_mode = required(cfg.loss, "loss"), required(cfg.dice_mode, "dice_mode")
         aug = joint_augment(cfg, self.patch) if cfg.augment else None
         self.dataset = LabelledSlices(
-            store, split.train, self.patch, aug, seed=cfg.train.seed, in_channels=in_channels, fill=cfg.fill
+            store, split.train, self.patch, aug, seed=cfg.train.seed, in_channels=in_channels, fill=self.fill
         )
         self.select_on = split.val if cfg.protocol == "standard" else split.test
         self.monitor = "val_dice" if cfg.protocol == "standard" else "test_dice"
@@ -132,7 +136,7 @@ class SegmentationTask:
 
     def training_step(self, model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         logits = model(batch["image"])
-        return {"loss": segmentation_loss(logits, batch["label"], self.cfg.loss, self.cfg.dice_mode)}
+        return {"loss": segmentation_loss(logits, batch["label"], self.loss, self.dice_mode)}
 
     def on_step(self, step: int, max_steps: int) -> None:
         pass
@@ -149,7 +153,7 @@ class SegmentationTask:
             in_channels=self.in_channels,
             multiple=2**self.cfg.model.depth,
             window=self.window,
-            fill=self.cfg.fill,
+            fill=self.fill,
         )
 
     def reference(self, case_id: str) -> np.ndarray:
@@ -249,6 +253,11 @@ def _check_boundary_options(cfg: FinetuneConfig, class_names: Sequence[str]) -> 
 def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], None] | None = None) -> FinetuneResult:
     """Fine-tune the U-Net on a prepared store and evaluate it on the test patients.
 
+    The steps: :func:`_resolved` (recipe), the run folder bound (or a finished run's result,
+    :func:`_finished`), the preflight checks, :func:`_make_split`, :func:`_run_identity` and
+    :func:`_build_model` (``init``, ``freeze``), the engine and its schedule, :func:`_start_run_dir`,
+    training, then :func:`_test` (best epoch, post-processing, test predictions and metrics).
+
     Args:
         cfg: the resolved configuration (``cfg.data.path`` = prepared store, ``cfg.out`` = run folder).
         resume: continue an interrupted run from its last complete epoch.
@@ -257,27 +266,13 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
     Returns:
         A :class:`FinetuneResult` with the run folder and the summary table.
     """
-    from .evaluation.evaluate import evaluate_arrays, format_summary_table, write_results
-
     say = log_fn or log.info
-    if cfg.protocol not in ("paper", "standard"):
-        raise ConfigError(f"protocol must be 'paper' or 'standard', got '{cfg.protocol}'")
-    cfg = resolve_recipe(cfg)  # every unset setting from the recipe: config.yaml records the values used
-    if not cfg.data.path:
-        raise ConfigError("data.path is empty: give the prepared store (--data)")
+    cfg = _resolved(cfg)
     bound = bind_run_dir(cfg.out, cfg, "finetune", resume)  # compares with a previous run; writes nothing
     if bound.status in ("done", "resume"):
         check_run_inputs(bound.out, bound.info, cfg)  # the same store and --init checkpoint, or refused
     if bound.done:
-        say(bound.message)
-        summary = bound.summary()
-        return FinetuneResult(
-            bound.out,
-            summary,
-            format_summary_table(summary),
-            bound.info.get("best_epoch"),
-            "val_dice" if cfg.protocol == "standard" else "test_dice",
-        )
+        return _finished(cfg, bound, say)
     for note in check_finetune(cfg):  # ... and the memory estimate: before anything is written
         say(note)
     store = SliceStore(cfg.data.path)
@@ -286,7 +281,59 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
     du.init_from_env()
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     device = resolve_device(cfg.train.device)
-    split = make_split(
+    split = _make_split(cfg, store)
+    method, in_channels = _run_identity(cfg)
+    model, report = _build_model(cfg, store, in_channels, say)
+    task = SegmentationTask(cfg, store, split, model, in_channels, device)
+    engine = Engine(cfg.train, cfg.optim, out, resume=resume)
+    total = engine.plan(task.steps_per_epoch()).total
+    engine.schedule = _transfer_schedule(cfg, model, report, total, say)
+    _start_run_dir(cfg, out, bound, str(device), store, split, method, report, total)
+    if cfg.protocol == "paper":
+        say(
+            "protocol 'paper': the best epoch is selected on the TEST set, as the papers did; use --protocol standard for a sound estimate"
+        )
+    say(describe_recipe(cfg))
+
+    fit = engine.fit(task)
+
+    if du.rank() != 0:
+        return FinetuneResult(out, [], "", fit.best_epoch, task.monitor)
+    return _test(cfg, task, engine, fit, out, say)
+
+
+def _resolved(cfg: FinetuneConfig) -> FinetuneConfig:
+    """``cfg`` with every unset setting from its recipe (``config.yaml`` records the values used).
+
+    Raises:
+        ConfigError: an unknown protocol, or no prepared store (``data.path``).
+    """
+    if cfg.protocol not in ("paper", "standard"):
+        raise ConfigError(f"protocol must be 'paper' or 'standard', got '{cfg.protocol}'")
+    cfg = resolve_recipe(cfg)
+    if not cfg.data.path:
+        raise ConfigError("data.path is empty: give the prepared store (--data)")
+    return cfg
+
+
+def _finished(cfg: FinetuneConfig, bound: BoundRun, say: Callable[[str], None]) -> FinetuneResult:
+    """The result of a run that is already done (its folder says so): nothing is trained again."""
+    from .evaluation.evaluate import format_summary_table
+
+    say(bound.message)
+    summary = bound.summary()
+    return FinetuneResult(
+        bound.out,
+        summary,
+        format_summary_table(summary),
+        bound.info.get("best_epoch"),
+        "val_dice" if cfg.protocol == "standard" else "test_dice",
+    )
+
+
+def _make_split(cfg: FinetuneConfig, store: SliceStore) -> Split:
+    """The patient split (``data.split_seed``, else the training seed)."""
+    return make_split(
         store,
         cfg.data.labels,
         seed=cfg.data.split_seed if cfg.data.split_seed is not None else cfg.train.seed,
@@ -295,15 +342,33 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
         test_fraction=cfg.data.test_fraction,
         val_fraction=cfg.data.val_fraction,
     )
+
+
+def _run_identity(cfg: FinetuneConfig) -> tuple[str, int]:
+    """The method name the reports show and the input channels: the ``init`` checkpoint's when given
+    (its ``init_parts`` checked against the parts it declares), else ``method`` (or ``scratch``)."""
     in_channels = cfg.model.in_channels
     method = cfg.method
-    state_info: tuple | None = None
     if cfg.init:
-        state_info = read_checkpoint(cfg.init)
-        check_init_parts(cfg.init_parts, state_info[3], cfg.init, state_info[2])
-        in_channels = checkpoint_in_channels(state_info[0]) or in_channels
-        method = method or state_info[2] or Path(cfg.init).stem
-    method = method or "scratch"
+        state, _, ck_method, declared = read_checkpoint(cfg.init)
+        check_init_parts(cfg.init_parts, declared, cfg.init, ck_method)
+        in_channels = checkpoint_in_channels(state) or in_channels
+        method = method or ck_method or Path(cfg.init).stem
+    return method or "scratch", in_channels
+
+
+def _build_model(
+    cfg: FinetuneConfig, store: SliceStore, in_channels: int, say: Callable[[str], None]
+) -> tuple[nn.Module, LoadReport | None]:
+    """The network, the pre-trained parts of ``init`` loaded into it and the ``freeze`` parts frozen.
+
+    Returns:
+        The model and what was loaded into it (None without ``init``).
+
+    Raises:
+        ConfigError: ``init_parts`` without ``init``, ``init`` into a model other than the U-Net,
+            or a ``freeze`` part the model does not have.
+    """
     model = create_model(cfg.model, store.num_classes, in_channels)
     report = None
     if cfg.init_parts and not cfg.init:
@@ -321,16 +386,27 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
             raise ConfigError(f"freeze: the model has no part '{part}'")
         for p in sub.parameters():
             p.requires_grad_(False)
-    task = SegmentationTask(cfg, store, split, model, in_channels, device)
-    engine = Engine(cfg.train, cfg.optim, out, resume=resume)
-    total = engine.plan(task.steps_per_epoch()).total
-    engine.schedule = _transfer_schedule(cfg, model, report, total, say)
+    return model, report
 
-    init_run_dir(  # only now that the run is known to be valid
+
+def _start_run_dir(
+    cfg: FinetuneConfig,
+    out: Path,
+    bound: BoundRun,
+    device: str,
+    store: SliceStore,
+    split: Split,
+    method: str,
+    report: LoadReport | None,
+    total: int,
+) -> None:
+    """The run folder, only now that the run is known to be valid: ``config.yaml``, ``run.json``
+    (what the reports read), ``splits.json`` and ``load_report.json``."""
+    init_run_dir(
         out,
         cfg,
         "finetune",
-        str(device),
+        device,
         {
             "method": method,
             "dataset": store.plan.get("dataset"),
@@ -352,19 +428,19 @@ def finetune(cfg: FinetuneConfig, resume: bool = True, log_fn: Callable[[str], N
         atomic_write_json(out / "splits.json", split.to_dict())
         if report is not None:
             atomic_write_json(out / "load_report.json", report.to_dict())
-    if cfg.protocol == "paper":
-        say(
-            "protocol 'paper': the best epoch is selected on the TEST set, as the papers did; use --protocol standard for a sound estimate"
-        )
-    say(describe_recipe(cfg))
 
-    fit = engine.fit(task)
 
-    if du.rank() != 0:
-        return FinetuneResult(out, [], "", fit.best_epoch, task.monitor)
+def _test(
+    cfg: FinetuneConfig, task: SegmentationTask, engine: Engine, fit: FitResult, out: Path, say: Callable[[str], None]
+) -> FinetuneResult:
+    """The best epoch's model on the test patients: post-processing decided on validation,
+    ``predictions/<case>.npy``, the metrics (``results``) and the run marked done."""
+    from .evaluation.evaluate import evaluate_arrays, format_summary_table, write_results
+
+    model, store, split = task.model, task.store, task.split
     if engine.best_path.is_file():
-        model.load_state_dict(torch.load(engine.best_path, map_location=device, weights_only=False)["model"])
-    model.to(device)
+        model.load_state_dict(torch.load(engine.best_path, map_location=task.device, weights_only=False)["model"])
+    model.to(task.device)
     keep_largest = _decide_postprocessing(cfg, task, model, split, out, say)
     items = []
     (out / "predictions").mkdir(exist_ok=True)

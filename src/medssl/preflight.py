@@ -163,7 +163,7 @@ def check_method_args(method: str, cls: type, args: dict[str, Any]) -> None:
     Raises:
         ConfigError: ``method_args.<key>: not an argument of <method>; its arguments: ...``.
     """
-    params = inspect.signature(cls.__init__).parameters
+    params = inspect.signature(cls).parameters  # the constructor's arguments, without ``self``
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
     known = [

@@ -23,8 +23,8 @@ from .config import PretrainConfig, apply_overrides, config_to_dict
 from .data.datasets import PretrainSlices, seed_worker
 from .data.store import SliceStore
 from .engine.provenance import check_run_inputs, run_inputs
-from .engine.rundir import bind_run_dir, init_run_dir, mark_done
-from .engine.trainer import Engine, resolve_device, seed_everything
+from .engine.rundir import BoundRun, bind_run_dir, init_run_dir, mark_done
+from .engine.trainer import Engine, FitResult, resolve_device, seed_everything
 from .errors import ConfigError, DataError
 from .evaluation.representation import build_probe_set, collapsed, format_diagnostics, probe_diagnostics
 from .methods.base import Method, update_momentum
@@ -231,6 +231,10 @@ def _probe_label_cases(cfg: PretrainConfig, store: SliceStore) -> list[str]:
 def pretrain(cfg: PretrainConfig, resume: bool = True, log_fn: Callable[[str], None] | None = None) -> PretrainResult:
     """Pre-train the U-Net with ``cfg.method`` on a prepared store.
 
+    The steps: the preflight checks, the method's variant, the run folder bound (or a finished
+    run's result, :func:`_finished`), the method and its :class:`PretrainTask`, :func:`_start_run_dir`,
+    training, then :func:`_write_outputs` (``pretrain.pt``, ``diagnostics.json``).
+
     Args:
         cfg: resolved configuration (``cfg.data.path`` = prepared store; ``cfg.out`` = run folder).
         resume: continue an interrupted run from its last complete epoch.
@@ -247,14 +251,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = True, log_fn: Callable[[str], N
     if bound.status in ("done", "resume"):
         check_run_inputs(bound.out, bound.info, cfg)  # the same store, or refused
     if bound.done:
-        say(bound.message)
-        return PretrainResult(
-            bound.out,
-            bound.out / "pretrain.pt",
-            cfg.method,
-            tuple(bound.info.get("pretrains", ())),
-            bound.last_metrics(),
-        )
+        return _finished(cfg, bound, say)
     if not cfg.data.path:
         raise ConfigError("data.path is empty: give the prepared store (--data)")
     store = SliceStore(cfg.data.path)
@@ -264,11 +261,33 @@ def pretrain(cfg: PretrainConfig, resume: bool = True, log_fn: Callable[[str], N
     method = build_method(cfg)
     out = Path(cfg.out)
     task = PretrainTask(cfg, store, method, device, say)
+    _start_run_dir(cfg, out, bound, str(device), store, method)
+    fit = Engine(cfg.train, cfg.optim, out, resume=resume).fit(task)
+    ckpt = _write_outputs(cfg, out, task, fit, say)
+    return PretrainResult(out, ckpt, cfg.method, tuple(method.pretrains), fit.last_metrics)
+
+
+def _finished(cfg: PretrainConfig, bound: BoundRun, say: Callable[[str], None]) -> PretrainResult:
+    """The result of a run that is already done (its folder says so): nothing is trained again."""
+    say(bound.message)
+    return PretrainResult(
+        bound.out,
+        bound.out / "pretrain.pt",
+        cfg.method,
+        tuple(bound.info.get("pretrains", ())),
+        bound.last_metrics(),
+    )
+
+
+def _start_run_dir(
+    cfg: PretrainConfig, out: Path, bound: BoundRun, device: str, store: SliceStore, method: Method
+) -> None:
+    """The run folder, only now that the run is known to be valid: ``config.yaml`` and ``run.json``."""
     init_run_dir(
         out,
         cfg,
         "pretrain",
-        str(device),
+        device,
         {
             "method": cfg.method,
             "dataset": store.plan.get("dataset"),
@@ -279,7 +298,15 @@ def pretrain(cfg: PretrainConfig, resume: bool = True, log_fn: Callable[[str], N
         },
         start_over=bound.status == "start_over",
     )
-    fit = Engine(cfg.train, cfg.optim, out, resume=resume).fit(task)
+
+
+def _write_outputs(
+    cfg: PretrainConfig, out: Path, task: PretrainTask, fit: FitResult, say: Callable[[str], None]
+) -> Path:
+    """``pretrain.pt`` (the pre-trained parts, for ``finetune --init``), ``diagnostics.json`` (the
+    representation at the start and the end) and the run marked done, on the main process; returns
+    the checkpoint's path."""
+    method = task.model
     ckpt = out / "pretrain.pt"
     payload = {
         "format": "medssl-pretrain",
@@ -299,4 +326,4 @@ def pretrain(cfg: PretrainConfig, resume: bool = True, log_fn: Callable[[str], N
         )
         say(format_diagnostics(task.initial_diagnostics, final))
         mark_done(out, steps=fit.steps, checkpoint=str(ckpt))
-    return PretrainResult(out, ckpt, cfg.method, tuple(method.pretrains), fit.last_metrics)
+    return ckpt

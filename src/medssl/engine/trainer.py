@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from ..config import OptimCfg, TrainCfg
+from ..config import OptimCfg, TrainCfg, required
 from ..errors import ConfigError, TrainingError
 from ..utils import distributed as du
 from ..utils.files import atomic_write
@@ -41,13 +41,24 @@ __all__ = [
 
 
 class Task(Protocol):
-    """What the engine trains. ``model`` holds every trained parameter."""
+    """What the engine trains. ``model`` holds every trained parameter.
 
-    model: nn.Module
-    #: metric returned by ``validate`` that selects the best checkpoint (higher is better), or None
-    monitor: str | None
+    ``model`` and ``monitor`` are read-only to the engine: a task may declare them as plain
+    attributes of a narrower type (a :class:`~medssl.methods.base.Method`, a fixed metric name or None).
+    """
+
     #: DDP must look for parameters without gradient (methods with unused heads/blocks)
     find_unused_parameters: bool
+
+    @property
+    def model(self) -> nn.Module:
+        """The module that holds every trained parameter."""
+        ...
+
+    @property
+    def monitor(self) -> str | None:
+        """The metric of ``validate`` that selects the best checkpoint (higher is better), or None (the last epoch)."""
+        ...
 
     def steps_per_epoch(self) -> int: ...
 
@@ -134,26 +145,33 @@ def build_optimizer(params: Iterable[Any], cfg: OptimCfg) -> torch.optim.Optimiz
     else:
         params = [p for p in params if p.requires_grad]
     name = cfg.name.lower()
+    if name not in ("adam", "adamw", "sgd"):
+        raise ConfigError(f"optim.name must be adam|adamw|sgd, got '{cfg.name}'")
+    lr = required(cfg.lr, "optim.lr")
     if name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    raise ConfigError(f"optim.name must be adam|adamw|sgd, got '{cfg.name}'")
+        return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
 def lr_at(step: int, total: int, cfg: OptimCfg) -> float:
-    """Learning rate at ``step`` of ``total``: linear warm-up, then cosine from ``lr`` to ``min_lr`` (or constant)."""
+    """Learning rate at ``step`` of ``total``: linear warm-up, then cosine from ``lr`` to ``min_lr`` (or constant).
+
+    Raises:
+        ConfigError: an unknown ``optim.schedule``, or a setting it needs left unset (None).
+    """
+    lr = required(cfg.lr, "optim.lr")
     if cfg.warmup_steps and step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
+        return lr * (step + 1) / cfg.warmup_steps
     if cfg.schedule == "constant":
-        return cfg.lr
+        return lr
     if cfg.schedule != "cosine":
         raise ConfigError(f"optim.schedule must be cosine|constant, got '{cfg.schedule}'")
-    span = max(total - cfg.warmup_steps, 1)
-    t = min(max(step - cfg.warmup_steps, 0) / span, 1.0)
-    return cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * t))
+    warmup, min_lr = required(cfg.warmup_steps, "optim.warmup_steps"), required(cfg.min_lr, "optim.min_lr")
+    span = max(total - warmup, 1)
+    t = min(max(step - warmup, 0) / span, 1.0)
+    return min_lr + (lr - min_lr) * 0.5 * (1 + math.cos(math.pi * t))
 
 
 @dataclass
@@ -380,7 +398,8 @@ class Engine:
         cfg = self.cfg
         model = task.model.to(self.device)
         if cfg.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+            # Module.to takes memory_format (documented, and it works); torch's stubs list no overload with it
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         train_model: nn.Module = model
         if du.is_distributed():
             if self.device.type == "cuda":
