@@ -5,8 +5,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 SRC = Path(__file__).resolve().parents[1] / "src" / "medssl"
 
 #: the longest function, ``def`` line to last line, that a reader is expected to hold in their head
@@ -48,13 +46,6 @@ def test_long_functions_finds_methods_and_nested_functions(tmp_path: Path) -> No
     assert found == {"A.long": 62, "outer": 64, "outer.inner": 62}
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="still over 60 lines (being split in other branches): cli/main.py build_parser, finetune.py finetune, "
-    "benchmark.py run_benchmark, reporting/tables.py collect_runs, evaluation/metrics.py case_metrics, "
-    "data/store.py prepare, evaluation/evaluate.py evaluate_folders, demo.py demo_story, pretrain.py pretrain, "
-    "reporting/report.py report",
-)
 def test_no_function_longer_than_60_lines() -> None:
     found = long_functions(SRC)
     assert not found, "functions over 60 lines (split them into named steps):\n" + "\n".join(

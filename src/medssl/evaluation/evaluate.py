@@ -402,8 +402,12 @@ def _read_labels(path: Path, label_map: Mapping[int, int] | None) -> tuple[np.nd
 
     try:
         img = nib.load(str(path))
+        if not isinstance(img, nib.spatialimages.SpatialImage):
+            raise DataError(path, f"not an image volume ({type(img).__name__})")
         raw = np.asanyarray(img.dataobj)
         zooms = img.header.get_zooms()
+    except DataError:
+        raise
     except Exception as exc:
         raise DataError(path, f"cannot read NIfTI file ({exc})") from exc
     if raw.ndim not in (2, 3) and not (raw.ndim > 3 and all(s == 1 for s in raw.shape[3:])):
