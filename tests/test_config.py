@@ -1,6 +1,7 @@
 """Typed configuration: defaults match the papers, YAML < flags < --set, clear errors."""
 
 import pytest
+import torch
 
 from medssl.config import FinetuneConfig, PretrainConfig, apply_overrides, config_from_dict, load_config
 from medssl.errors import ConfigError
@@ -88,3 +89,15 @@ def test_errors_name_the_key():
     with pytest.raises(ConfigError, match="key=value"):
         apply_overrides(FinetuneConfig(), ["optim.lr"])
     assert apply_overrides(FinetuneConfig(), ["train.max_steps=null"]).train.max_steps is None
+
+
+def test_required_setting_left_unset_is_a_config_error() -> None:
+    from medssl.config import OptimCfg, required
+    from medssl.engine.trainer import build_optimizer
+
+    assert required(0.5, "optim.lr") == 0.5
+    with pytest.raises(ConfigError, match=r"^optim.lr: not set"):
+        required(None, "optim.lr")
+    model = torch.nn.Linear(2, 2)
+    with pytest.raises(ConfigError, match="optim.lr"):  # pre-training has no recipe to fill it
+        build_optimizer(model.parameters(), OptimCfg(lr=None))
