@@ -285,6 +285,9 @@ def test_input_problems_are_usage_errors(finished, tmp_path, capsys, monkeypatch
     assert not (tmp_path / "p").exists()
     line = _usage_error(capsys, _ft(store, tmp_path / "v", "--set", "data.val_fraction=0"))
     assert "data.val_fraction" in line and "validation" in line
+    pre = ["pretrain", "--method", "supercl", "--data", str(store), "--out", str(tmp_path / "sp"), "--max-steps", "1"]
+    line = _usage_error(capsys, [*pre, "--image-size", "32", "--set", "superpixels.foo=1"])
+    assert line.startswith("medssl: error: superpixels.foo: unknown setting") and "n_segments" in line
 
 
 def test_label_beyond_the_classes_names_the_case(finished, tmp_path, capsys) -> None:

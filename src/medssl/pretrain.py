@@ -11,7 +11,7 @@ import logging
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +122,12 @@ class PretrainTask:
             )
             from .run_checks import superpixel_cache_notice
 
+            known = {f.name for f in fields(SuperpixelConfig)}
+            unknown = sorted(set(cfg.superpixels) - known)
+            if unknown:
+                raise ConfigError(
+                    f"superpixels.{unknown[0]}: unknown setting; the superpixel settings are {', '.join(sorted(known))}"
+                )
             try:
                 sp_cfg = SuperpixelConfig(**{"cell_size": 2**cfg.model.depth, "view_size": size, **cfg.superpixels})
             except TypeError as e:
