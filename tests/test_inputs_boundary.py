@@ -288,6 +288,8 @@ def test_input_problems_are_usage_errors(finished, tmp_path, capsys, monkeypatch
     pre = ["pretrain", "--method", "supercl", "--data", str(store), "--out", str(tmp_path / "sp"), "--max-steps", "1"]
     line = _usage_error(capsys, [*pre, "--image-size", "32", "--set", "superpixels.foo=1"])
     assert line.startswith("medssl: error: superpixels.foo: unknown setting") and "n_segments" in line
+    (tmp_path / "a_file").write_text("x")
+    assert "give a folder for the demo" in _usage_error(capsys, ["demo", "--out", str(tmp_path / "a_file")])
 
 
 def test_label_beyond_the_classes_names_the_case(finished, tmp_path, capsys) -> None:

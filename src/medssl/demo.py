@@ -13,6 +13,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .errors import DataError
+
 __all__ = ["demo_config_path", "demo_story", "run_demo", "segment_new_phantoms"]
 
 #: the generator seed of the phantoms segmented at the end (the grid's phantoms use seed 0)
@@ -44,6 +46,8 @@ def run_demo(
     from .reporting.report import report
 
     say = log_fn or print
+    if Path(out).exists() and not Path(out).is_dir():
+        raise DataError(out, "exists and is not a folder; give a folder for the demo's runs and report (--out)")
     overrides = [f"pretrain.train.device={device}", f"finetune.train.device={device}"]
     if quick:
         overrides += [
