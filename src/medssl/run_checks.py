@@ -148,7 +148,7 @@ def available_memory(device: Any) -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     try:
-        import psutil  # type: ignore[import-untyped]
+        import psutil  # type: ignore[import-untyped]  # optional, and without stubs where installed
 
         return int(psutil.virtual_memory().available)
     except Exception:

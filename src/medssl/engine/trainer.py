@@ -411,6 +411,7 @@ class Engine:
                 or self.schedule.find_unused_parameters,
             )
         if cfg.compile:
+            # torch.compile returns a callable wrapper typed as a function; it is the compiled module
             train_model = torch.compile(train_model)  # type: ignore[assignment]
         optimizer = build_optimizer(self.schedule.param_groups(model), self.optim_cfg)
         scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)

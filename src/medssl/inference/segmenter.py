@@ -231,8 +231,10 @@ class Segmenter:
         image = np.asarray(image, dtype=np.float32)
         if image.ndim != 3:
             raise DataError(None, f"expected a (D, H, W) volume, got shape {image.shape}")
-        sp = tuple(float(s) for s in spacing)
-        resampled, _, _ = resample_inplane(image, None, sp, spec.target_spacing)  # type: ignore[arg-type]
+        if len(spacing) != 3:
+            raise DataError(None, f"expected a spacing (sz, sy, sx), got {tuple(spacing)}")
+        sp = (float(spacing[0]), float(spacing[1]), float(spacing[2]))
+        resampled, _, _ = resample_inplane(image, None, sp, spec.target_spacing)
         return normalize(resampled, spec.normalization)
 
     def network_probabilities(self, volume: np.ndarray) -> torch.Tensor:

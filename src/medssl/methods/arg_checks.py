@@ -100,7 +100,7 @@ def _numeric(hint: Any) -> bool:
 
 def _hints(cls: type) -> dict[str, Any]:
     try:
-        return typing.get_type_hints(cls.__init__)  # type: ignore[misc]
+        return typing.get_type_hints(cls.__init__)  # type: ignore[misc]  # cls is the class itself, not an instance
     except Exception:  # an annotation that does not resolve: no type check, ranges still apply
         return {}
 
@@ -108,7 +108,7 @@ def _hints(cls: type) -> dict[str, Any]:
 def numeric_args_without_range(method: str, cls: type) -> list[str]:
     """The numeric constructor arguments of ``cls`` that declare no range (should be none)."""
     hints = _hints(cls)
-    params = inspect.signature(cls.__init__).parameters  # type: ignore[misc]
+    params = inspect.signature(cls.__init__).parameters  # type: ignore[misc]  # cls is the class itself
     return [
         n for n in params if n in hints and n not in _SHAPED and _numeric(hints[n]) and arg_range(method, n) is None
     ]
