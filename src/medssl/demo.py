@@ -142,8 +142,8 @@ def demo_story(root: str | Path) -> str:
         lines += _story_lines(r, verdicts.get((r.dataset, r.labels, r.method)), coll.pretrain)
     lines.append(
         "One seed on synthetic phantoms after a short pre-training: a check that the whole pipeline works and "
-        "how to read it, not evidence about the methods; the documentation's results pages on real MRI "
-        "(MS-CMRSeg, CHAOS, several seeds, seed-level intervals) are."
+        "how to read it, not evidence about the methods; the documentation's results pages say what several "
+        "seeds on real MRI (MS-CMRSeg, CHAOS) show."
     )
     return "\n".join(lines)
 
