@@ -36,19 +36,8 @@ from medssl.finetune import finetune
 from medssl.inference import Segmenter, discover_inputs, predict_inputs, read_scan
 from medssl.inference.segmenter import _pad_slices
 
-_REPO = Path(__file__).resolve().parents[1]
-DATA = next(
-    (
-        p
-        for p in (
-            Path(os.environ.get("MEDSSL_SHARED_DATA", "-")),
-            _REPO.parent / "shared" / "data",
-            Path("/work/shared/data"),
-        )
-        if p.is_dir()
-    ),
-    _REPO.parent / "shared" / "data",
-)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from finetune_recipes import _data_root
 
 
 def make_run(data: Path, root: Path, spacing: float | None, width: int) -> Path:
@@ -136,7 +125,7 @@ def peak_rss_mb(run: Path, folder: Path, out: Path, threads: int) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default=str(DATA), help="the shared data folder")
+    p.add_argument("--data", default=None, help="the shared data folder (default: ../shared/data)")
     p.add_argument("--cases", type=int, default=8, help="raw scans to segment (MS-CMRSeg patients 4..)")
     p.add_argument("--spacing", default="1.5", help="the store's in-plane spacing in mm, or keep")
     p.add_argument("--width", type=int, default=32, help="U-Net base width (medssl's default: 32)")
@@ -146,18 +135,19 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     spacing = None if a.spacing == "keep" else float(a.spacing)
+    data = _data_root(a.data)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        run = make_run(Path(a.data), root, spacing, a.width)
+        run = make_run(data, root, spacing, a.width)
         seg = Segmenter.from_run(run, device="cpu", batch_size=a.batch_size)
-        folder = input_folder(Path(a.data), root, a.cases)
+        folder = input_folder(data, root, a.cases)
         best_predict, best_bare = 0.0, 0.0
         for _ in range(a.reps):  # alternated, best of each: the machine's load changes between them
             res = predict_inputs(seg, folder, root / "out", overwrite=True, progress=False)
             n_bare, t_bare = bare_forward(seg, folder)
             best_predict, best_bare = max(best_predict, res.slices_per_s), max(best_bare, n_bare / t_bare)
         stages = stage_seconds(seg, folder)
-        small = input_folder(Path(a.data), root, 2) if a.cases > 2 else folder
+        small = input_folder(data, root, 2) if a.cases > 2 else folder
         rss = {n: peak_rss_mb(run, f, root / f"mem_{n}", a.threads) for n, f in ((2, small), (a.cases, folder))}
     bare = best_bare
     print(f"# python benchmarks/bench_predict.py {' '.join(sys.argv[1:])}".rstrip())

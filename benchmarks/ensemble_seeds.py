@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -30,19 +29,9 @@ from medssl.evaluation.evaluate import evaluate_folders
 from medssl.finetune import finetune
 from medssl.inference import Segmenter, predict_inputs
 
-_REPO = Path(__file__).resolve().parents[1]
-DATA = next(
-    (
-        p
-        for p in (
-            Path(os.environ.get("MEDSSL_SHARED_DATA", "-")),
-            _REPO.parent / "shared" / "data",
-            Path("/work/shared/data"),
-        )
-        if p.is_dir()
-    ),
-    _REPO.parent / "shared" / "data",
-)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from finetune_recipes import _data_root
+
 RAW_LABELS = {0: 0, 200: 1, 500: 2, 600: 3}
 CLASSES = ("background", "LV-myo", "LV", "RV")
 
@@ -83,7 +72,7 @@ def score(runs: list[Path], raw: Path, test: list[str], out: Path) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default=str(DATA))
+    p.add_argument("--data", default=None, help="the shared data folder (default: ../shared/data)")
     p.add_argument("--patients", type=int, default=12)
     p.add_argument("--crop", type=int, default=128, help="in-plane crop in pixels (1.25 mm)")
     p.add_argument("--labels", default="100%")
@@ -98,7 +87,7 @@ def main() -> None:
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        raw = crops(Path(a.data), root / "raw", a.patients, a.crop)
+        raw = crops(_data_root(a.data), root / "raw", a.patients, a.crop)
         prepare("mscmrseg", raw, root / "store", progress=False)
         runs = [train(root / "store", root / f"seed{s}", s, a) for s in seeds]
         test = json.loads((runs[0] / "splits.json").read_text())["test"]
