@@ -82,8 +82,13 @@ def resample(vol: np.ndarray, spacing: tuple[float, float, float], target: float
         try:
             from skimage.transform import resize
 
-            size = (vol.shape[0], *shape)
-            return resize(vol.astype(np.float64), size, order=3, mode="edge", preserve_range=True).astype(np.float32)
+            out = np.stack(
+                [
+                    resize(v.astype(np.float64), shape, order=3, mode="edge", preserve_range=True, clip=False)
+                    for v in vol
+                ]
+            )
+            return np.clip(out, vol.min(), vol.max()).astype(np.float32)  # clipped to the volume's range
         except ImportError:
             pass
     return bilinear(vol, shape)

@@ -43,3 +43,18 @@ def test_windowed_prediction_and_scoring_equal_the_cropped_ones() -> None:
     full = np.asarray(confusion_counts(pred, outside_window_to_zero(label, 16), 2))
     cropped = np.asarray(confusion_counts(crop_pred, crop_gt, 2))
     assert np.array_equal(full[1], cropped[1])
+
+
+def test_class_argmax_is_torch_argmax_with_ties_to_the_first_class() -> None:
+    import torch
+
+    from medssl.inference.segmenter import class_argmax
+
+    g = torch.Generator().manual_seed(0)
+    probs = torch.softmax(torch.randn(4, 3, 17, 11, generator=g), dim=0)
+    probs[:, 0, 0, 0] = torch.tensor([0.1, 0.4, 0.4, 0.1])  # a tie: the first of the tied classes
+    probs[:, 1, 2, 3] = 0.25  # all tied: class 0
+    got = class_argmax(probs)
+    assert got.dtype == torch.uint8 and got.shape == (3, 17, 11)
+    assert torch.equal(got, probs.argmax(0).to(torch.uint8))
+    assert int(got[0, 0, 0]) == 1 and int(got[1, 2, 3]) == 0

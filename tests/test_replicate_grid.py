@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,38 @@ def test_each_seed_gets_its_own_pretraining_by_default(grid_file, tmp_path):
     assert [p.finetune.init for p in plans] == [str(p.pretrain_dir / "pretrain.pt") for p in plans]
     text = run_benchmark(grid_file, tmp_path / "b", dry_run=True)
     assert "2 pre-trainings (one per method, dataset and seed: independent replicates)" in text
+
+
+def test_pretrain_only_processes_claim_the_pretrainings_one_at_a_time(grid_file, tmp_path):
+    """--cells i/n with --pretrain-only: every process sees every pre-training, starting at its own
+    n-th of the list, and runs those that are neither finished nor locked by another live process
+    (the cells interleave methods: dealing cells would give one process every pre-training of one
+    method, and pre-trainings differ in cost)."""
+    from medssl.benchmark import _process_stamp
+
+    sets = ["seeds=[0, 1, 2]"]
+    texts = [
+        run_benchmark(grid_file, tmp_path / "b", dry_run=True, overrides=sets, cells=f"{i}/2", pretrain_only=True)
+        for i in (0, 1)
+    ]
+    mine = [[line.split()[1] for line in t.splitlines() if line.startswith("pretrain ")] for t in texts]
+    everything = [f"simclr__syn__s{s}" for s in range(3)]
+    assert mine[0] == everything and mine[1] == everything[1:] + everything[:1]
+    assert texts[0].endswith("3 of 3 pre-trainings")
+    # s1 is being run by another live process (here: this test's own, with its real stamp); a stale
+    # lock (a pid that runs, but another process's start time) on s2 is taken over
+    root = tmp_path / "b"
+    (root / "pretrain" / "simclr__syn__s1").mkdir(parents=True)
+    (root / "pretrain" / "simclr__syn__s1" / ".lock").write_text(_process_stamp(os.getpid()))
+    (root / "pretrain" / "simclr__syn__s2").mkdir(parents=True)
+    (root / "pretrain" / "simclr__syn__s2" / ".lock").write_text(f"{os.getpid()} 1 not-this-boot")
+    said: list[str] = []
+    text = run_benchmark(grid_file, root, overrides=sets, pretrain_only=True, cells="0/2", log_fn=said.append)
+    assert "[pretrain] simclr__syn__s1: being run by another process; skipped" in said
+    assert "[pretrain] simclr__syn__s0" in said and "[pretrain] simclr__syn__s2" in said
+    assert "2 of 3 pre-trainings done (fine-tuning not run: --pretrain-only)" in text
+    assert not (root / "pretrain" / "simclr__syn__s0" / ".lock").exists()
+    assert (root / "pretrain" / "simclr__syn__s0" / "pretrain.pt").is_file()
 
 
 def test_sharing_one_pretraining_is_explicit_and_labelled(grid_file, tmp_path):

@@ -141,6 +141,24 @@ def test_resample_cubic_reproduces_linear_ramp():
     np.testing.assert_allclose(i2[0, 10, 12:-12], expected[12:-12], atol=1e-3)  # away from the edge-mode border
 
 
+@pytest.mark.parametrize("target", [0.7, 1.25, 2.5])
+def test_resample_slice_by_slice_equals_the_reference_3d_resize(target):
+    """The reference pre-processing resizes the whole volume at once (z zoom 1); resample_inplane
+    resizes each slice, clipped to the volume's range: the same values (float32 rounding), including
+    where the cubic overshoot of one slice passes its own range but not the volume's."""
+    from skimage.transform import resize
+
+    rng = np.random.default_rng(0)
+    vol = ndimage.gaussian_filter(rng.normal(size=(5, 33, 27)), 1.5)
+    vol[2] *= 0.1  # a dim slice: its overshoot would be clipped by a per-slice range
+    vol[3, 10:20, 8:16] += 5.0  # a sharp bright block: cubic overshoot
+    got, _, _ = resample_inplane(vol, None, (6.0, 1.0, 1.1), target)
+    ref = resize(vol, got.shape, order=3, mode="edge", preserve_range=True).astype(np.float32)
+    assert got.shape == ref.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6 * float(np.ptp(vol)))
+    assert float(got.max()) <= float(vol.max()) and float(got.min()) >= float(vol.min())
+
+
 # ---------------------------------------------------------------------------------------- pad/crop
 def test_pad_or_crop_sizes_and_centre():
     a = np.arange(10 * 7, dtype=np.float32).reshape(10, 7)

@@ -357,11 +357,30 @@ def _prepared(grid: dict[str, Any], ds: dict[str, Any], root: Path, say: Callabl
     return out
 
 
-def _wait_or_lock(run: Path, done: Callable[[], bool] | None = None) -> bool:
-    """True if this process must make ``run`` (it took ``run/.lock``); False once another finished it.
+def _process_stamp(pid: int) -> str:
+    """``pid`` and, where ``/proc`` tells it, the process's start time and the boot: a lock names its
+    owner this way, so that a later process that happens to get the same pid is not taken for it."""
+    try:
+        start = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except (OSError, IndexError):
+        return str(pid)
+    return f"{pid} {start} {boot}"
 
-    ``done`` tells whether it is finished (default: the run folder's status).
-    """
+
+def _owner_alive(stamp: str) -> bool:
+    """Whether the process a lock file names (:func:`_process_stamp`) still runs."""
+    try:
+        pid = int(stamp.split()[0])
+        os.kill(pid, 0)
+    except (ValueError, IndexError, ProcessLookupError, PermissionError, OSError):
+        return False
+    return len(stamp.split()) < 3 or _process_stamp(pid) == stamp.strip()
+
+
+def _try_lock(run: Path, done: Callable[[], bool] | None = None) -> bool | None:
+    """Take ``run/.lock`` if ``run`` is neither finished nor being made: True (this process makes it),
+    False (finished), None (another live process holds the lock). A stale lock is removed."""
     run.mkdir(parents=True, exist_ok=True)
     lock = run / ".lock"
     while True:
@@ -369,17 +388,27 @@ def _wait_or_lock(run: Path, done: Callable[[], bool] | None = None) -> bool:
             return False
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            os.write(fd, str(os.getpid()).encode())
+            os.write(fd, _process_stamp(os.getpid()).encode())
             os.close(fd)
             return True
         except FileExistsError:
             try:
-                pid = int(lock.read_text() or 0)
-                os.kill(pid, 0)
-            except (ValueError, ProcessLookupError, PermissionError, OSError):
-                lock.unlink(missing_ok=True)  # stale lock of a dead process
-                continue
-            time.sleep(5)
+                stamp = lock.read_text()
+            except OSError:
+                continue  # removed meanwhile
+            if _owner_alive(stamp):
+                return None
+            lock.unlink(missing_ok=True)  # stale lock of a dead process
+
+
+def _wait_or_lock(run: Path, done: Callable[[], bool] | None = None) -> bool:
+    """True if this process must make ``run`` (it took ``run/.lock``); False once another finished it.
+
+    ``done`` tells whether it is finished (default: the run folder's status).
+    """
+    while (got := _try_lock(run, done)) is None:
+        time.sleep(5)
+    return got
 
 
 def pretrain_name(grid: dict[str, Any], cell: GridCell) -> str:
@@ -647,6 +676,22 @@ def _parse_share(cells: str | None) -> tuple[int, int]:
     return (i, n)
 
 
+def _my_cells(plans: list[CellPlan], share: tuple[int, int], pretrain_only: bool) -> list[CellPlan]:
+    """This process's cells: every n-th fine-tuning cell; with ``pretrain_only``, the first cell of
+    every distinct pre-training, starting at the i-th n-th of the list: the processes then claim the
+    pre-trainings one at a time (a lock each), so that they share them whatever each one costs."""
+    i, n = share
+    if not pretrain_only:
+        return plans[i::n]
+    first: dict[Path, CellPlan] = {}
+    for plan in plans:
+        if plan.pretrain is not None and plan.pretrain_dir is not None:
+            first.setdefault(plan.pretrain_dir, plan)
+    ordered = list(first.values())
+    start = i * len(ordered) // n
+    return ordered[start:] + ordered[:start]
+
+
 def _write_reports(root: Path, grid: dict[str, Any]) -> str:
     """The report of the grid's cells and one per variant; returns the lines naming them."""
     from .reporting.report import report as make_report
@@ -696,9 +741,9 @@ def run_benchmark(
     share = _parse_share(cells)
     with _named(config):
         plans = validate_grid(grid, root)  # every cell (and variant), before any work
-    mine = plans[share[0] :: share[1]]
+    mine = _my_cells(plans, share, pretrain_only)
     if dry_run:
-        return _dry_run_text(grid, root, plans, mine)
+        return _dry_run_text(grid, root, plans, mine, pretrain_only)
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_json(root / "grid.json", grid)
     _record_command(root, config, overrides, cells, pretrain_only)
@@ -708,7 +753,9 @@ def run_benchmark(
     name = grid.get("name", Path(config).stem)
     text = f"grid '{name}': {ran} cells run, {len(mine) - len(todo)} already done, {len(plans) - len(mine)} left to other processes"
     if pretrain_only:
-        text = f"grid '{name}': the pre-trainings of {len(todo)} cells are done (fine-tuning not run: --pretrain-only)"
+        dirs = {p.pretrain_dir for p in plans if p.pretrain_dir is not None}
+        finished = sum(is_done(d) for d in dirs)
+        text = f"grid '{name}': {finished} of {len(dirs)} pre-trainings done (fine-tuning not run: --pretrain-only)"
     text += "\n" + _pretrain_line(grid, plans)
     runs = [*(root / "pretrain").glob("*"), *(root / "finetune").glob("*"), *root.glob("variants/*/finetune/*")]
     text += _compute_line(runs)
@@ -717,14 +764,23 @@ def run_benchmark(
     return text
 
 
-def _dry_run_text(grid: dict[str, Any], root: Path, plans: list[CellPlan], mine: list[CellPlan]) -> str:
-    """What ``--dry-run`` prints: this process's cells, the pre-trainings, and that every cell is valid."""
+def _dry_run_text(
+    grid: dict[str, Any], root: Path, plans: list[CellPlan], mine: list[CellPlan], pretrain_only: bool = False
+) -> str:
+    """What ``--dry-run`` prints: this process's cells (or pre-trainings), the pre-trainings, and that
+    every cell is valid."""
+    if pretrain_only:
+        total = len({p.pretrain_dir for p in plans if p.pretrain is not None})
+        lines = [f"pretrain {p.pretrain_dir.name}" for p in mine if p.pretrain_dir is not None]
+        share = f"{len(mine)} of {total} pre-trainings"
+    else:
+        lines, share = [p.label for p in mine], f"{len(mine)} of {len(plans)} cells"
     return "\n".join(
         [
-            *(p.label for p in mine),
+            *lines,
             _pretrain_line(grid, plans),
             f"all {len(plans)} cells of the grid are valid{_unchecked_note(grid, root)}",
-            f"{len(mine)} of {len(plans)} cells",
+            share,
         ]
     )
 
@@ -742,22 +798,42 @@ def _prepare_cells(
 
 def _run_cells(todo: list[CellPlan], mine: list[CellPlan], pretrain_only: bool, say: Callable[[str], None]) -> int:
     """Each cell's pre-training (unless done, or being run by another process: then wait for it), then its
-    fine-tuning (not with ``pretrain_only``); returns the number of fine-tunings run."""
+    fine-tuning (not with ``pretrain_only``: then each free pre-training, skipping those that another
+    process is running); returns the number of fine-tunings run."""
     from .finetune import finetune
-    from .pretrain import pretrain
 
     ran = 0
     for plan in todo:
         k = mine.index(plan) + 1
-        if plan.pretrain is not None and plan.pretrain_dir is not None and _wait_or_lock(plan.pretrain_dir):
-            try:
-                say(f"[pretrain] {plan.pretrain_dir.name}")
-                pretrain(plan.pretrain, log_fn=say)
-            finally:
-                (plan.pretrain_dir / ".lock").unlink(missing_ok=True)
         if pretrain_only:
+            _claim_pretraining(plan, say)
             continue
+        if plan.pretrain is not None and plan.pretrain_dir is not None and _wait_or_lock(plan.pretrain_dir):
+            _pretrain_locked(plan, say)
         say(f"[finetune {k}/{len(mine)}] {plan.label}")
         finetune(plan.finetune, log_fn=say)
         ran += 1
     return ran
+
+
+def _claim_pretraining(plan: CellPlan, say: Callable[[str], None]) -> None:
+    """Run ``plan``'s pre-training if it is neither finished nor being run by another process."""
+    if plan.pretrain is None or plan.pretrain_dir is None:
+        return
+    got = _try_lock(plan.pretrain_dir)
+    if got is None:
+        say(f"[pretrain] {plan.pretrain_dir.name}: being run by another process; skipped")
+    elif got:
+        _pretrain_locked(plan, say)
+
+
+def _pretrain_locked(plan: CellPlan, say: Callable[[str], None]) -> None:
+    """``plan``'s pre-training, whose lock this process holds (released at the end, also on failure)."""
+    from .pretrain import pretrain
+
+    assert plan.pretrain is not None and plan.pretrain_dir is not None
+    try:
+        say(f"[pretrain] {plan.pretrain_dir.name}")
+        pretrain(plan.pretrain, log_fn=say)
+    finally:
+        (plan.pretrain_dir / ".lock").unlink(missing_ok=True)

@@ -151,7 +151,9 @@ def resample_inplane(
     is what the reference pre-processing does (``positional_cl/dataset/generate_acdc.py`` calls
     ``skimage.transform.resize(image, new_shape, order=3, mode='edge')`` with the z spacing kept),
     and cubic keeps edges sharper than linear for the up-sampling that ACDC (about 1.5 mm -> 1.25 mm)
-    needs. The label uses nearest neighbour by default (``label_mode="nearest"``, no new values);
+    needs. Each slice is resized on its own (a 2D ``resize`` per slice, clipped to the volume's
+    range): the same values as the reference's single 3D call (whose z zoom of 1 interpolates nothing
+    along z) at about a quarter of its cost. The label uses nearest neighbour by default (``label_mode="nearest"``, no new values);
     ``label_mode="onehot"`` is the reference's own choice: each class indicator resized linearly,
     then the argmax (smoother boundaries, also no new values).
 
@@ -172,7 +174,6 @@ def resample_inplane(
     Raises:
         ValueError: wrong dimensions, shape mismatch, non-positive spacing or unknown label mode.
     """
-    from skimage.transform import resize
 
     if image.ndim != 3:
         raise ValueError(f"resample_inplane expects a (D, H, W) volume, got shape {image.shape}")
@@ -189,9 +190,23 @@ def resample_inplane(
     nh = max(1, int(round(h * sy / target)))
     nw = max(1, int(round(w * sx / target)))
     new_shape = (d, nh, nw)
-    img = resize(image.astype(np.float64), new_shape, order=3, mode="edge", preserve_range=True).astype(np.float32)
+    img = _resize_slices(image, (nh, nw))
     lab = None if label is None else _resize_label(label, new_shape, label_mode)
     return img, lab, (sz, h * sy / nh, w * sx / nw)
+
+
+def _resize_slices(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Each slice of ``image`` resized to ``shape`` (cubic, edge mode, anti-aliased), float32, clipped to
+    the volume's range: the values of one 3D ``resize`` with a z zoom of 1 (which clips to the volume's
+    range), for 16 spline taps per voxel instead of 64."""
+    from skimage.transform import resize
+
+    img = np.empty((image.shape[0], *shape), dtype=np.float32)
+    for k, plane in enumerate(image):
+        img[k] = resize(plane.astype(np.float64), shape, order=3, mode="edge", preserve_range=True, clip=False)
+    if image.size:
+        np.clip(img, np.float32(image.min()), np.float32(image.max()), out=img)
+    return img
 
 
 def _resize_label(label: np.ndarray, new_shape: tuple[int, int, int], label_mode: str) -> np.ndarray:

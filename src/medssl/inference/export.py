@@ -70,8 +70,9 @@ def model_metadata(spec: RunSpec, fmt: str, file: str) -> dict[str, Any]:
         },
         "output": "logits (N, K, H, W); softmax over K",
         "target_spacing": spec.target_spacing,
-        "resampling": "in-plane only (z kept): image cubic with anti-aliasing (skimage.transform.resize order 3, "
-        "mode edge) to shape round(H * sy / target); none when target_spacing is null",
+        "resampling": "in-plane only (z kept), slice by slice: image cubic with anti-aliasing "
+        "(skimage.transform.resize order 3, mode edge, no clipping per slice) to shape round(H * sy / target), "
+        "then clipped to the volume's [min, max]; none when target_spacing is null",
         "normalization": {"method": spec.normalization, "statistics": NORMALIZATION_RULES.get(spec.normalization, "")},
         "label_back_mapping": "softmax resampled bilinearly (pixel centres aligned, edge repeated) to the input's "
         "in-plane grid, then argmax",

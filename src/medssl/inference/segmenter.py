@@ -35,7 +35,7 @@ from torch import nn
 from ..errors import ConfigError, DataError
 from .runspec import RunSpec, check_ensemble, load_run_spec, side_defined_classes
 
-__all__ = ["MIRRORINGS", "Segmenter", "load_network", "probabilities_to_grid", "softmax_volume"]
+__all__ = ["MIRRORINGS", "Segmenter", "class_argmax", "load_network", "probabilities_to_grid", "softmax_volume"]
 
 #: the flips TTA averages over: none, rows, columns, both (dims of an ``(N, C, H, W)`` batch)
 MIRRORINGS: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (2, 3))
@@ -129,6 +129,21 @@ def probabilities_to_grid(probs: torch.Tensor, shape: tuple[int, int], chunk: in
             1, 0, 2, 3
         )
     return out
+
+
+def class_argmax(probs: torch.Tensor) -> torch.Tensor:
+    """``probs.argmax(0)`` as uint8 for ``(K, ...)`` maps, the first class on ties, like ``argmax``.
+
+    One pass per class over contiguous planes: ``argmax`` over the outermost dimension of a large
+    volume reads it with a stride and takes about 3x as long on a CPU.
+    """
+    best = probs[0].clone()
+    labels = torch.zeros(probs.shape[1:], dtype=torch.uint8)
+    for k in range(1, probs.shape[0]):
+        higher = probs[k] > best
+        labels[higher] = k
+        best = torch.where(higher, probs[k], best)
+    return labels
 
 
 def _check_tta(specs: Sequence[RunSpec], warn: Callable[[str], None]) -> None:
@@ -250,7 +265,7 @@ class Segmenter:
         from ..evaluation.postprocess import keep_largest_component
 
         grid = probabilities_to_grid(probs, (int(shape[1]), int(shape[2])))
-        labels = grid.argmax(0).to(torch.uint8).numpy()
+        labels = class_argmax(grid).numpy()
         if self.largest_component:
             labels = keep_largest_component(labels, self.largest_component)
         return labels, grid
