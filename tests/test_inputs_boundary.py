@@ -84,8 +84,36 @@ def test_run_records_input_fingerprints(finished) -> None:
 
     store, run = finished
     inputs = json.loads((run / "run.json").read_text())["inputs"]
-    assert inputs["store"] == store_fingerprint(store) and inputs["store"].startswith("sha256:")
+    assert inputs["store"] == store_fingerprint(store) and inputs["store"].startswith("sha256c:")
     assert inputs["init"] is None
+
+
+def test_array_edited_in_place_changes_the_store_fingerprint(finished, tmp_path) -> None:
+    """An array overwritten in place with the same size (same names, same index files) is a changed
+    store; preparing the same data again (new files, same bytes) is not; runs recorded with the older
+    names-and-sizes fingerprint are compared with that definition."""
+    import numpy as np
+
+    from medssl.engine.provenance import changed_inputs, store_fingerprint
+
+    store = tmp_path / "store"
+    shutil.copytree(finished[0], store)
+    before, old = store_fingerprint(store), store_fingerprint(store, contents=False)
+    assert old is not None and old.startswith("sha256:") and (store / "cache" / "array_digests.json").is_file()
+    arr = sorted((store / "images").glob("*.npy"))[0]
+    data = np.load(arr)
+    np.save(arr, data)  # rewritten, same bytes: the same store
+    assert store_fingerprint(store) == before
+    edited = data.copy()
+    edited.flat[0] += 1.0
+    np.save(arr, edited)  # same size and name, other content
+    assert arr.stat().st_size == (finished[0] / "images" / arr.name).stat().st_size
+    assert store_fingerprint(store) != before
+    assert (
+        changed_inputs({"store": before}, store)
+        and "changed since this run" in changed_inputs({"store": before}, store)[0]
+    )
+    assert changed_inputs({"store": old}, store) == []  # the old definition cannot see it, and is not misjudged
 
 
 def test_stale_store_refused_by_finetune_evaluate_and_report(finished, tmp_path, capsys) -> None:

@@ -9,8 +9,12 @@ Fingerprints are cheap:
 
 * a store's is the SHA-256 of its index files (``plan.json``, ``cases.json``, ``fingerprint.json``
   with the per-case shapes, label counts and intensity statistics, ``slices.csv``) and of the name and
-  size of every prepared array; it changes when the store is prepared again from other data or with
-  other settings, and not when the same data is prepared again. Derived files (``cache/``) are left out.
+  content digest of every prepared array; it changes when the store is prepared again from other data
+  or with other settings, or when an array is edited in place, and not when the same data is prepared
+  again. The digests are kept in the store's ``cache/array_digests.json`` by size and modification
+  time, so an array is read again only after it changed on disk. Derived files (``cache/``) are left
+  out. Runs recorded before content digests (fingerprints ``sha256:...``: names and sizes only) are
+  compared with that older definition, so their resumes and reports keep working.
 * a checkpoint's is the SHA-256 of the file (tens of MB for the U-Net: well under a second), cached by
   path, size and modification time within a process; a store's is cached by the modification times of
   its index files and array folders (``report`` over hundreds of runs of one store hashes it once).
@@ -18,6 +22,7 @@ Fingerprints are cheap:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Mapping
@@ -27,6 +32,7 @@ from typing import Any
 from ..errors import ConfigError
 
 __all__ = [
+    "STORE_FP_PREFIX",
     "STORE_INDEX_FILES",
     "changed_inputs",
     "check_run_inputs",
@@ -45,39 +51,115 @@ _store_cache: dict[tuple[Any, ...], str] = {}
 _DEFAULT_REMEDY = "rerun with --no-resume to start afresh in it (deleting its results), or give another --out"
 
 
-def store_fingerprint(path: str | Path) -> str | None:
+#: the prefix of store fingerprints with content digests of the arrays (``sha256:``: names and sizes only)
+STORE_FP_PREFIX = "sha256c:"
+_DIGESTS = Path("cache") / "array_digests.json"
+_digest_cache: dict[tuple[str, int, int], str] = {}
+
+
+def store_fingerprint(path: str | Path, contents: bool = True) -> str | None:
     """The fingerprint of a prepared store, or None when ``path`` holds no store (no ``plan.json``).
 
     Args:
         path: the store folder (``data.path``).
+        contents: digest every array's content (the current definition, ``sha256c:``); False: only
+            the arrays' names and sizes (the definition before, ``sha256:``, to compare old runs).
 
     Returns:
-        ``"sha256:<hex>"`` over the index files and the names and sizes of ``images/`` and ``labels/``.
+        ``"sha256c:<hex>"`` (or ``"sha256:<hex>"``) over the index files and the arrays of
+        ``images/`` and ``labels/``.
     """
     root = Path(path)
     if not (root / "plan.json").is_file():
         return None
+    if contents:
+        return _content_fingerprint(root)
     key = _store_key(root)
     if key is not None and key in _store_cache:
         return _store_cache[key]
-    h = hashlib.sha256()
+    h = _index_hash(root)
     try:
-        for name in STORE_INDEX_FILES:
-            p = root / name
-            h.update(name.encode())
-            h.update(p.read_bytes() if p.is_file() else b"<absent>")
-        for sub in ("images", "labels"):
-            d = root / sub
-            if d.is_dir():
-                for entry in sorted(os.scandir(d), key=lambda e: e.name):
-                    if entry.name.endswith(".npy"):
-                        h.update(f"{sub}/{entry.name}:{entry.stat().st_size}".encode())
+        for sub, entry in _arrays(root):
+            h.update(f"{sub}/{entry.name}:{entry.stat().st_size}".encode())
     except OSError:
         return None
     fp = f"sha256:{h.hexdigest()}"
     if key is not None:
         _store_cache[key] = fp
     return fp
+
+
+def _index_hash(root: Path) -> Any:
+    """A SHA-256 fed with the store's index files (absent ones marked)."""
+    h = hashlib.sha256()
+    for name in STORE_INDEX_FILES:
+        p = root / name
+        h.update(name.encode())
+        h.update(p.read_bytes() if p.is_file() else b"<absent>")
+    return h
+
+
+def _arrays(root: Path) -> list[tuple[str, os.DirEntry]]:
+    """The ``.npy`` arrays of ``images/`` and ``labels/``, sorted by name."""
+    out = []
+    for sub in ("images", "labels"):
+        d = root / sub
+        if d.is_dir():
+            out += [(sub, e) for e in sorted(os.scandir(d), key=lambda e: e.name) if e.name.endswith(".npy")]
+    return out
+
+
+def _content_fingerprint(root: Path) -> str | None:
+    """``sha256c:`` over the index files and each array's name and content digest."""
+    try:
+        h = _index_hash(root)
+        digests = _array_digests(root)
+    except OSError:
+        return None
+    for name, digest in digests.items():
+        h.update(f"{name}:{digest}".encode())
+    return f"{STORE_FP_PREFIX}{h.hexdigest()}"
+
+
+def _array_digests(root: Path) -> dict[str, str]:
+    """``images/x.npy -> sha256 hex`` of every array; unchanged files (size and modification time as
+    recorded in ``cache/array_digests.json``) are not read again. The cache is rewritten (atomically)
+    when it changed; a store that cannot be written is only read."""
+    import json
+
+    from ..utils.files import atomic_write_json
+
+    try:
+        saved = json.loads((root / _DIGESTS).read_text())
+    except (OSError, ValueError):
+        saved = {}
+    saved = saved if isinstance(saved, dict) else {}
+    out, stamps = {}, {}
+    for sub, entry in _arrays(root):
+        st, name = entry.stat(), f"{sub}/{entry.name}"
+        stamps[name] = [st.st_size, st.st_mtime_ns]
+        key = (os.path.realpath(entry.path), st.st_size, st.st_mtime_ns)
+        hit = saved.get(name)
+        if key in _digest_cache:
+            out[name] = _digest_cache[key]
+        elif isinstance(hit, list) and len(hit) == 3 and hit[:2] == stamps[name]:
+            out[name] = str(hit[2])
+        else:
+            out[name] = _file_sha256(Path(entry.path))
+        _digest_cache[key] = out[name]
+    fresh = {name: [*stamps[name], out[name]] for name in out}
+    if fresh != saved:
+        with contextlib.suppress(OSError):  # a read-only store: digests are recomputed by the next process
+            atomic_write_json(root / _DIGESTS, fresh)
+    return out
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _store_key(root: Path) -> tuple[Any, ...] | None:
@@ -109,11 +191,7 @@ def checkpoint_fingerprint(path: str | Path) -> str | None:
         return None
     key = (str(file.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _ckpt_cache:
-        h = hashlib.sha256()
-        with open(file, "rb") as fh:
-            for block in iter(lambda: fh.read(_CHUNK), b""):
-                h.update(block)
-        _ckpt_cache[key] = f"sha256:{h.hexdigest()}"
+        _ckpt_cache[key] = f"sha256:{_file_sha256(file)}"
     return _ckpt_cache[key]
 
 
@@ -131,7 +209,7 @@ def run_inputs(cfg: Any) -> dict[str, str | None]:
 
 
 def _short(fp: Any) -> str:
-    return str(fp).removeprefix("sha256:")[:12] if fp else "none"
+    return str(fp).split(":", 1)[-1][:12] if fp else "none"
 
 
 def changed_inputs(recorded: Any, store: str | Path | None, init: str | Path | None = None) -> list[str]:
@@ -152,7 +230,7 @@ def changed_inputs(recorded: Any, store: str | Path | None, init: str | Path | N
         return []
     out = []
     if store and recorded.get("store"):
-        now = store_fingerprint(store)
+        now = store_fingerprint(store, contents=str(recorded["store"]).startswith(STORE_FP_PREFIX))
         if now is not None and now != recorded["store"]:
             out.append(
                 f"the prepared store {store} changed since this run (fingerprint "

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Issue 22's evidence, every stage in order, two processes with one thread each on 2 cores.
+# Every stage resumes: rerun the same command after an interruption (a session's end) and finished runs
+# are skipped, a pre-training or fine-tuning resumes from its last epoch. A stage's outputs feed the next.
+#
+#   bash benchmarks/run_evidence.sh            # every stage not finished yet
+#   bash benchmarks/run_evidence.sh 2          # from stage 2 on
+#
+#   1  MS-CMRSeg: the 15 pre-trainings (PCL, SuperCL, MACL x 5 seeds, each seed its own)
+#   2  MS-CMRSeg: fine-tuning with the standard recipe at 500 steps (the grid's cells) and 150 steps
+#      (variant steps150), and the papers' recipe at 750 steps (variant paper750)
+#   3  the pre-trainings of the two other sets: CHAOS (15, the evidence grid) and MSD Hippocampus (MACL,
+#      seeds 0-2, for the choice of stage 4)
+#   4  the choice of the fine-tuning of pre-trained encoders on validation, on the three sets
+#      (benchmarks/finetune_transfer.py, MACL, seeds 0-2, four arms: OUT/transfer/choice.json), and the
+#      CHAOS budget on MS-CMRSeg's validation (benchmarks/evidence_choice.py budget: OUT/evidence_budget.json)
+#   5  the chosen fine-tuning as variants of MS-CMRSeg (500 and 150 steps); CHAOS at the chosen budget,
+#      with the chosen fine-tuning as a variant
+#   6  the bundles (medssl report --export) under benchmarks/results/cpu/
+# Compute: `medssl benchmark` prints the core-hours of a grid's runs (wall time x torch threads) at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-runs}
+FROM=${1:-1}
+export OMP_NUM_THREADS=1
+
+two() {  # the same command as two processes, --cells 0/2 and 1/2; fails if either fails
+    local pids=()
+    for i in 0 1; do
+        "$@" --cells "$i/2" >"$OUT/logs/$(basename "${LOGNAME_PREFIX:-run}")_$i.log" 2>&1 &
+        pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p"; done
+}
+mkdir -p "$OUT/logs"
+MS=(medssl benchmark --config configs/evidence_mscmrseg.yaml --out "$OUT/evidence_mscmrseg")
+CH=(medssl benchmark --config configs/evidence_chaos.yaml --out "$OUT/evidence_chaos")
+HI=(medssl benchmark --config configs/evidence_hippocampus.yaml --out "$OUT/evidence_hippocampus"
+    --set "methods=[scratch, macl]" --set "seeds=[0, 1, 2]")
+
+if [ "$FROM" -le 1 ]; then echo "stage 1: MS-CMRSeg pre-trainings"; LOGNAME_PREFIX=s1 two "${MS[@]}" --pretrain-only; fi
+if [ "$FROM" -le 2 ]; then echo "stage 2: MS-CMRSeg fine-tuning"; LOGNAME_PREFIX=s2 two "${MS[@]}" --no-report; fi
+if [ "$FROM" -le 3 ]; then
+    echo "stage 3: CHAOS and Hippocampus pre-trainings"
+    LOGNAME_PREFIX=s3h two "${HI[@]}" --pretrain-only
+    LOGNAME_PREFIX=s3c two "${CH[@]}" --pretrain-only
+fi
+if [ "$FROM" -le 4 ]; then
+    echo "stage 4: the choices, on validation"
+    python benchmarks/finetune_transfer.py --out "$OUT/transfer" --method macl --seeds 0 1 2 --jobs 2 \
+        --arms scratch standard lr0.1 lpft lpft_lr0.1 \
+        --store mscmrseg="$OUT/evidence_mscmrseg/prepared/mscmrseg" \
+        --store chaos="$OUT/evidence_chaos/prepared/chaos" \
+        --store hippocampus="$OUT/evidence_hippocampus/prepared/hippocampus" \
+        --init mscmrseg="$OUT/evidence_mscmrseg/pretrain/macl__mscmrseg__s{seed}" \
+        --init chaos="$OUT/evidence_chaos/pretrain/macl__chaos__s{seed}" \
+        --init hippocampus="$OUT/evidence_hippocampus/pretrain/macl__hippocampus__s{seed}" \
+        >"$OUT/logs/s4_transfer.log" 2>&1
+    python benchmarks/evidence_choice.py budget "$OUT/evidence_mscmrseg" >"$OUT/evidence_budget.json"
+fi
+sets_args() {  # --set arguments of stage 5 for "ms" or "ch" (empty before stage 4's choices exist)
+    local lines=() a=()
+    [ -f "$OUT/transfer/choice.json" ] || return 0
+    if [ "$1" = ms ]; then
+        mapfile -t lines < <(python benchmarks/evidence_choice.py sets --choice "$OUT/transfer/choice.json" --steps 500 150)
+    else
+        mapfile -t lines < <(python benchmarks/evidence_choice.py sets --choice "$OUT/transfer/choice.json" \
+            --budget-file "$OUT/evidence_budget.json")
+    fi
+    for l in "${lines[@]}"; do a+=(--set "$l"); done
+    printf '%s\n' "${a[@]}"
+}
+if [ "$FROM" -le 5 ]; then
+    echo "stage 5: the chosen fine-tuning (MS-CMRSeg variants; CHAOS at the chosen budget)"
+    mapfile -t ARGS < <(sets_args ms)
+    LOGNAME_PREFIX=s5m two "${MS[@]}" "${ARGS[@]}" --no-report
+    mapfile -t ARGS < <(sets_args ch)
+    LOGNAME_PREFIX=s5c two "${CH[@]}" "${ARGS[@]}" --no-report
+fi
+if [ "$FROM" -le 6 ]; then
+    echo "stage 6: reports (every cell is done: the benchmark only writes them) and bundles"
+    mapfile -t ARGS < <(sets_args ms)
+    "${MS[@]}" "${ARGS[@]}" | tail -n 20
+    mapfile -t ARGS < <(sets_args ch)
+    "${CH[@]}" "${ARGS[@]}" | tail -n 20
+    for g in mscmrseg chaos; do
+        dest="benchmarks/results/cpu/evidence_$g"
+        if [ -e "$dest" ]; then echo "$dest exists: remove it to export again"; continue; fi
+        medssl report "$OUT/evidence_$g" --export "$dest"
+    done
+fi
