@@ -327,6 +327,17 @@ def test_resume_skips_finished_cases_and_overwrite_redoes_them(hippo_run: Path, 
     assert main([*args, "--overwrite", "--save-probabilities"]) == 0 and out.stat().st_mtime_ns != first
     probs = np.load(tmp_path / "out" / f"{cid}.npz")["probabilities"]
     assert probs.shape == (3, *nib.load(str(out)).shape) and np.allclose(probs.sum(0), 1.0, atol=1e-5)
+    # the folder's label maps were made by one run: an ensemble (or other TTA, post-processing or
+    # checkpoints) does not skip them as done, and does not mix its maps with them
+    other = _copy_run(hippo_run, tmp_path / "seed2", noise=0.3)
+    ens = ["predict", str(hippo_run), str(other), str(src), str(tmp_path / "out"), "--no-progress"]
+    assert main(ens) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.count("\n") == 0 and "holds 1 label map(s) made with other settings (runs" in err and "--overwrite" in err
+    )
+    assert out.stat().st_mtime_ns != first and main([*ens, "--overwrite"]) == 0
+    assert json.loads((tmp_path / "out" / "classes.json").read_text())["runs"][1] == str(other.resolve())
 
 
 def test_ensemble_averages_the_softmax_of_its_runs(hippo_run: Path, tmp_path: Path) -> None:

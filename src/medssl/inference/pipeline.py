@@ -13,6 +13,7 @@ header is checked before the first prediction: a bad file stops the command befo
 from __future__ import annotations
 
 import contextlib
+import json
 import queue
 import threading
 import time
@@ -63,17 +64,60 @@ class PredictSummary:
         return f"predicted {self.predicted} case(s), {self.slices} slices{rate}{skip}; label maps in {self.out}"
 
 
+#: the fields of ``classes.json`` that decide what a label map holds: outputs made with other values
+#: are not skipped as done (a resumed folder must not mix two settings)
+SETTINGS_FIELDS: tuple[str, ...] = ("class_names", "runs", "checkpoints", "largest_component", "tta")
+
+
+def _settings(seg: Any) -> dict[str, Any]:
+    from ..engine.provenance import checkpoint_fingerprint
+
+    return {
+        "class_names": list(seg.class_names),
+        "runs": [str(s.run.resolve()) for s in seg.specs],
+        "checkpoints": [checkpoint_fingerprint(s.checkpoint) for s in seg.specs],
+        "largest_component": list(seg.largest_component),
+        "tta": bool(seg.tta),
+    }
+
+
 def write_classes(seg: Any, folder: Path) -> Path:
-    """``classes.json``: label value -> class name, the runs and what was applied."""
+    """``classes.json``: label value -> class name, the runs (and their checkpoints' fingerprints) and
+    what was applied."""
     doc = {
         "labels": {str(i): n for i, n in enumerate(seg.class_names)},
-        "class_names": seg.class_names,
-        "runs": [str(s.run.resolve()) for s in seg.specs],
-        "largest_component": seg.largest_component,
-        "tta": seg.tta,
+        **_settings(seg),
         "label_back_mapping": "softmax resampled bilinearly to the input grid, then argmax",
     }
     return atomic_write_json(folder / CLASSES_FILE, doc)
+
+
+def check_same_settings(seg: Any, out_dir: Path, skipped: int) -> None:
+    """Refuse to skip ``skipped`` finished label maps of ``out_dir`` made with other settings (other
+    runs or checkpoints, TTA, post-processing) than ``seg``'s, as its ``classes.json`` records them.
+
+    Raises:
+        DataError: ``OUTPUT: holds N label map(s) made with other settings (tta False -> True); ...``.
+    """
+    path = out_dir / CLASSES_FILE
+    if not skipped or not path.is_file():
+        return
+    try:
+        before = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise DataError(path, "is not readable JSON; give --overwrite to predict every case again") from None
+    now = _settings(seg)
+    diffs = [
+        "the runs' checkpoints changed" if k == "checkpoints" else f"{k} {before[k]} -> {now[k]}"
+        for k in SETTINGS_FIELDS
+        if k in before and before[k] != now[k]
+    ]
+    if diffs:
+        raise DataError(
+            out_dir,
+            f"holds {skipped} label map(s) made with other settings ({'; '.join(diffs)}); "
+            "give --overwrite to predict them again with these, or another OUTPUT",
+        )
 
 
 def _save_probabilities(probs: Any, class_names: list[str], out: Path) -> Path:
@@ -203,6 +247,7 @@ def predict_inputs(
     for item in items:
         check_input(item, seg.specs[0].in_channels)
     todo = _todo(items, out_dir, overwrite, save_probabilities)
+    check_same_settings(seg, out_dir, len(items) - len(todo))
     out_dir.mkdir(parents=True, exist_ok=True)
     write_classes(seg, out_dir)
     wq: queue.Queue = queue.Queue(maxsize=2)
