@@ -101,3 +101,31 @@ def test_required_setting_left_unset_is_a_config_error() -> None:
     model = torch.nn.Linear(2, 2)
     with pytest.raises(ConfigError, match="optim.lr"):  # pre-training has no recipe to fill it
         build_optimizer(model.parameters(), OptimCfg(lr=None))
+
+
+def test_switching_the_recipe_of_a_resolved_config_takes_the_new_recipes_settings(tmp_path):
+    """A run's config.yaml holds every setting its recipe filled; `--set recipe=paper` on it must train
+    with the paper recipe's settings (not keep standard's under a paper label), while settings the
+    user changed from the old recipe, and explicit overrides, are kept."""
+    import dataclasses
+
+    import yaml
+
+    from medssl.config import DataCfg, FinetuneConfig, load_config
+    from medssl.recipes import RECIPES, resolve_recipe, unresolve_recipe
+
+    resolved = resolve_recipe(FinetuneConfig(data=DataCfg(path="x"), rotation=30.0))
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(dataclasses.asdict(resolved)))
+    paper = RECIPES["paper"]
+    got = resolve_recipe(load_config(FinetuneConfig, path, ["recipe=paper"]))
+    assert (got.recipe, got.loss, got.optim.lr, got.mirror, got.train.val_every) == (
+        "paper", paper.loss, paper.lr, paper.mirror, paper.val_every
+    )  # fmt: skip
+    assert got.rotation == 30.0  # changed by the user from standard's: kept
+    got = resolve_recipe(load_config(FinetuneConfig, path, ["recipe=paper", "optim.lr=0.002"]))
+    assert got.optim.lr == 0.002 and got.loss == paper.loss
+    same = load_config(FinetuneConfig, path, ["optim.lr=0.002"])  # no recipe change: nothing unset
+    assert same.loss == resolved.loss and same.optim.min_lr == resolved.optim.min_lr
+    _, unset = unresolve_recipe(resolved)
+    assert "loss" in unset and "optim.lr" in unset and "rotation" not in unset

@@ -725,8 +725,21 @@ def load_config(
         flat = _flatten(data)
         cfg = apply_overrides(cfg, flat)
     if overrides:
-        cfg = apply_overrides(cfg, overrides)
+        cfg = _switch_recipe(cfg, overrides) if hasattr(cfg, "recipe") else apply_overrides(cfg, overrides)
     return cfg
+
+
+def _switch_recipe(cfg: Any, overrides: Mapping[str, Any] | list[str]) -> Any:
+    """``overrides`` applied to a fine-tuning configuration; when they change its concrete recipe (a
+    run's resolved ``config.yaml`` with ``recipe=paper``), the settings the old recipe had filled are
+    unset first, so that the new recipe fills them (:func:`medssl.recipes.unresolve_recipe`)."""
+    from .recipes import RECIPES, recipe_name, unresolve_recipe
+
+    new = apply_overrides(cfg, overrides)
+    if cfg.recipe not in RECIPES or recipe_name(new) == cfg.recipe:
+        return new
+    unset, _ = unresolve_recipe(cfg)
+    return apply_overrides(unset, overrides)
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -32,7 +32,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["RECIPES", "Recipe", "describe_recipe", "recipe_name", "resolve_recipe"]
+__all__ = ["RECIPES", "Recipe", "describe_recipe", "recipe_name", "resolve_recipe", "unresolve_recipe"]
 
 
 @dataclass(frozen=True)
@@ -160,6 +160,45 @@ def resolve_recipe(cfg: Any) -> Any:
         fill=pick(cfg.fill, r.fill),
         postprocess=pick(cfg.postprocess, r.postprocess),
     )
+
+
+#: the settings a recipe fills: ``(section or "", field)`` -> the recipe's attribute
+_RECIPE_FIELDS: dict[tuple[str, str], str] = {
+    ("optim", "lr"): "lr",
+    ("optim", "min_lr"): "min_lr",
+    ("optim", "warmup_steps"): "warmup_steps",
+    **{("", f): f for f in ("loss", "dice_mode", "mirror", "p_spatial", "rotation", "scale", "elastic", "fill")},
+    ("", "postprocess"): "postprocess",
+}
+
+
+def unresolve_recipe(cfg: Any) -> tuple[Any, list[str]]:
+    """Undo :func:`resolve_recipe` where it is visible: every setting that equals the value its concrete
+    recipe (``cfg.recipe``) fills is unset (``None``), so that another recipe can fill it.
+
+    A resolved ``config.yaml`` (a run's) holds every recipe setting; changing only its ``recipe``
+    would label the run with the new recipe while it trains with the old one's settings. Settings
+    that differ from the old recipe (set by the user) are kept.
+
+    Returns:
+        ``(cfg, unset)``: the configuration and the dotted names of the settings unset.
+    """
+    if cfg.recipe not in RECIPES:
+        return cfg, []
+    r, unset = RECIPES[cfg.recipe], []
+    sections: dict[str, dict[str, Any]] = {"optim": {}, "": {}}
+    for (section, name), attr in _RECIPE_FIELDS.items():
+        value = getattr(cfg.optim if section else cfg, name)
+        mine = getattr(r, attr)
+        if value is not None and (list(value) == list(mine) if name == "scale" else value == mine):
+            sections[section][name] = None
+            unset.append(f"{section}.{name}".lstrip("."))
+    train = cfg.train
+    if (train.val_every, train.val_every_steps) == (r.val_every, r.val_every_steps):
+        train = dataclasses.replace(train, val_every=None, val_every_steps=None)
+        unset.append("train.val_every")
+    optim = dataclasses.replace(cfg.optim, **sections["optim"])
+    return dataclasses.replace(cfg, optim=optim, train=train, **sections[""]), unset
 
 
 def describe_recipe(cfg: Any) -> str:
