@@ -713,6 +713,7 @@ def run_benchmark(
     log_fn: Callable[[str], None] | None = None,
     report: bool = True,
     pretrain_only: bool = False,
+    status: bool = False,
 ) -> str:
     """Run (or resume) a grid and write its report.
 
@@ -726,6 +727,8 @@ def run_benchmark(
         report: write ``out/report`` at the end.
         pretrain_only: run only the pre-trainings that this process's cells need (fine-tune later,
             or elsewhere, with the same command without it).
+        status: run nothing; say which runs are done, started or pending, the compute spent and an
+            estimate of what is left (:mod:`medssl.grid_status`).
 
     Returns:
         A short text: what ran, what was skipped, where the report is.
@@ -741,6 +744,10 @@ def run_benchmark(
     share = _parse_share(cells)
     with _named(config):
         plans = validate_grid(grid, root)  # every cell (and variant), before any work
+    if status:
+        from .grid_status import grid_status
+
+        return grid_status(plans)
     mine = _my_cells(plans, share, pretrain_only)
     if dry_run:
         return _dry_run_text(grid, root, plans, mine, pretrain_only)

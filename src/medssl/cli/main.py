@@ -410,6 +410,7 @@ def cmd_benchmark(a: argparse.Namespace) -> int:
         log_fn=_say,
         report=not a.no_report,
         pretrain_only=a.pretrain_only,
+        status=a.status,
     )
     _say(res)
     return 0
@@ -652,6 +653,11 @@ def _add_benchmark_parser(sub: _SubParsers) -> None:
         "--cells", help="run only part of the grid: `i/n` (cells i, i+n, ...) to split across machines or GPUs"
     )
     s.add_argument("--dry-run", action="store_true", help="list the cells and exit")
+    s.add_argument(
+        "--status",
+        action="store_true",
+        help="run nothing: which runs are done, started or pending, compute spent and an estimate of what is left",
+    )
     s.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     s.add_argument(
         "--pretrain-only",

@@ -1,0 +1,136 @@
+"""``medssl benchmark --status``: where a long grid stands, and what is left, from its run folders.
+
+A grid that takes tens of core-hours runs over several sessions (each ends its processes; a rerun
+resumes). The status reads every pre-training and fine-tuning folder of the grid (variants included)
+and says, without running anything, which are done, which started (at which step) and which wait;
+the compute spent (the seconds of ``log.csv``, times each run's torch threads); and an estimate of
+what is left from the seconds per step measured in this grid: per pre-training method, and over all
+fine-tunings (their step costs the same for every method). Runs of a kind with no measured step yet
+are counted, not guessed.
+
+    medssl benchmark --config configs/evidence_mscmrseg.yaml --out runs/evidence_mscmrseg --status
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .engine.rundir import is_done, read_run
+
+__all__ = ["RunProgress", "grid_status", "run_progress"]
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """How far one run folder is.
+
+    Attributes:
+        state: ``done``, ``started`` (log rows, not finished) or ``pending`` (nothing yet).
+        step: the last optimiser step logged (the total for a finished run).
+        max_steps: the run's configured length (None when set by epochs only).
+        seconds: wall seconds spent (the sum of ``log.csv``'s per-epoch ``seconds``).
+        threads: torch threads of the run (``run.json``; 1 when not recorded).
+    """
+
+    state: str
+    step: int
+    max_steps: int | None
+    seconds: float
+    threads: int
+
+    @property
+    def seconds_per_step(self) -> float | None:
+        return self.seconds / self.step if self.step > 0 and self.seconds > 0 else None
+
+
+def run_progress(run: Path, max_steps: int | None) -> RunProgress:
+    """The progress of the run folder ``run`` (see :class:`RunProgress`)."""
+    info = read_run(run) or {}
+    threads = (info.get("environment") or {}).get("torch_threads")
+    threads = threads if isinstance(threads, int) and threads > 0 else 1
+    step, seconds = 0, 0.0
+    try:
+        with open(run / "log.csv", newline="") as fh:
+            for row in csv.DictReader(fh):
+                step = max(step, int(float(row.get("step") or 0)))
+                seconds += float(row.get("seconds") or 0.0)
+    except (OSError, ValueError):
+        pass
+    if is_done(run):
+        return RunProgress("done", step, max_steps, seconds, threads)
+    return RunProgress("started" if step > 0 else "pending", step, max_steps, seconds, threads)
+
+
+def _collect(plans: list[Any]) -> tuple[dict[str, tuple[str, RunProgress]], dict[str, RunProgress]]:
+    """``name -> (method, progress)`` of each distinct pre-training, ``label -> progress`` of each fine-tuning."""
+    pre: dict[str, tuple[str, RunProgress]] = {}
+    fine: dict[str, RunProgress] = {}
+    for p in plans:
+        if p.pretrain is not None and p.pretrain_dir is not None and p.pretrain_dir.name not in pre:
+            pre[p.pretrain_dir.name] = (p.cell.method, run_progress(p.pretrain_dir, p.pretrain.train.max_steps))
+        fine[p.label] = run_progress(Path(p.finetune.out), p.finetune.train.max_steps)
+    return pre, fine
+
+
+def _left_seconds(runs: list[RunProgress], rate: float | None) -> tuple[float, int]:
+    """Seconds left for ``runs`` at ``rate`` s/step, and how many of them have no estimate."""
+    left, unknown = 0.0, 0
+    for r in runs:
+        if r.state == "done":
+            continue
+        if rate is None or r.max_steps is None:
+            unknown += 1
+        else:
+            left += max(r.max_steps - r.step, 0) * rate * r.threads
+    return left, unknown
+
+
+def _rate(runs: list[RunProgress]) -> float | None:
+    steps = sum(r.step for r in runs if r.seconds_per_step is not None)
+    secs = sum(r.seconds for r in runs if r.seconds_per_step is not None)
+    return secs / steps if steps else None
+
+
+def _counts(runs: list[RunProgress]) -> str:
+    return ", ".join(f"{sum(r.state == s for r in runs)} {s}" for s in ("done", "started", "pending"))
+
+
+def _line(name: str, r: RunProgress) -> str:
+    of = f"/{r.max_steps}" if r.max_steps else ""
+    return f"  {name:<44} {r.state:<8} step {r.step}{of}, {r.seconds / 60:.0f} min"
+
+
+def grid_status(plans: list[Any]) -> str:
+    """The status text of a grid's cells (:func:`medssl.benchmark.validate_grid`'s plans).
+
+    Lists every pre-training and every fine-tuning that is not done, the counts, the compute spent
+    and the estimate of what is left.
+    """
+    pre, fine = _collect(plans)
+    lines = [f"pre-trainings: {_counts([r for _, r in pre.values()])}"]
+    lines += [_line(n, r) for n, (_, r) in pre.items() if r.state != "pending"]
+    lines.append(f"fine-tunings: {_counts(list(fine.values()))}")
+    lines += [_line(n, r) for n, r in fine.items() if r.state == "started"]
+    every = [r for _, r in pre.values()] + list(fine.values())
+    spent = sum(r.seconds * r.threads for r in every) / 3600
+    left, unknown = 0.0, 0
+    rates = []
+    for method in dict.fromkeys(m for m, _ in pre.values()):
+        runs = [r for m, r in pre.values() if m == method]
+        rate = _rate(runs)
+        rates.append(f"pre-training {method} {rate:.2f} s/step" if rate else f"pre-training {method} not measured")
+        s, u = _left_seconds(runs, rate)
+        left, unknown = left + s, unknown + u
+    rate = _rate(list(fine.values()))
+    rates.append(f"fine-tuning {rate:.2f} s/step" if rate else "fine-tuning not measured")
+    s, u = _left_seconds(list(fine.values()), rate)
+    left, unknown = left + s, unknown + u
+    lines.append(f"compute spent: {spent:.2f} core-hours (log.csv seconds x torch threads)")
+    lines.append(
+        f"left: about {left / 3600:.1f} core-hours at this grid's measured seconds per step ({'; '.join(rates)})"
+        + (f"; {unknown} runs not estimated (no measured step of their kind, or no max_steps)" if unknown else "")
+    )
+    return "\n".join(lines)
