@@ -757,18 +757,27 @@ def run_benchmark(
     todo = [p for p in mine if not is_done(Path(p.finetune.out))]
     _prepare_cells(grid, root, config, todo, say)
     ran = _run_cells(todo, mine, pretrain_only, say)
-    name = grid.get("name", Path(config).stem)
-    text = f"grid '{name}': {ran} cells run, {len(mine) - len(todo)} already done, {len(plans) - len(mine)} left to other processes"
-    if pretrain_only:
-        dirs = {p.pretrain_dir for p in plans if p.pretrain_dir is not None}
-        finished = sum(is_done(d) for d in dirs)
-        text = f"grid '{name}': {finished} of {len(dirs)} pre-trainings done (fine-tuning not run: --pretrain-only)"
+    text = _outcome_line(grid.get("name", Path(config).stem), plans, mine, todo, ran, pretrain_only)
     text += "\n" + _pretrain_line(grid, plans)
     runs = [*(root / "pretrain").glob("*"), *(root / "finetune").glob("*"), *root.glob("variants/*/finetune/*")]
     text += _compute_line(runs)
     if report and all(is_done(Path(p.finetune.out)) for p in plans):
         text += _write_reports(root, grid)
     return text
+
+
+def _outcome_line(
+    name: str, plans: list[CellPlan], mine: list[CellPlan], todo: list[CellPlan], ran: int, pretrain_only: bool
+) -> str:
+    """The first line of what a benchmark process prints at its end."""
+    if pretrain_only:
+        dirs = {p.pretrain_dir for p in plans if p.pretrain_dir is not None}
+        finished = sum(is_done(d) for d in dirs)
+        return f"grid '{name}': {finished} of {len(dirs)} pre-trainings done (fine-tuning not run: --pretrain-only)"
+    return (
+        f"grid '{name}': {ran} cells run, {len(mine) - len(todo)} already done, "
+        f"{len(plans) - len(mine)} left to other processes"
+    )
 
 
 def _dry_run_text(
