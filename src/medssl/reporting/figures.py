@@ -601,7 +601,7 @@ def plot_validation_curves(
     ax.set_ylabel("validation Dice")
     ax.set_title(name)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, title="Method (seeds)", loc="lower right")
+    ax.legend(fontsize=8, title="Method (seeds)", loc="center left", bbox_to_anchor=(1.01, 0.5))
     left = sorted({s for c in curves for s in c.left_out})
     if left:
         fig.text(
