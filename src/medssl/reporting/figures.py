@@ -19,6 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from ..errors import DataError
 from ..evaluation.representation import DIAGNOSTICS
 from .stats import case_dsc
 from .tables import (
@@ -29,20 +30,26 @@ from .tables import (
     labels_sort_key,
     method_display_name,
     method_sort_key,
+    read_csv_rows,
     to_float,
     write_csv,
 )
 
 __all__ = [
     "CLASS_COLOURS",
+    "VALIDATION_CURVE_COLUMNS",
+    "CurveSeries",
     "FigureResult",
     "plot_dsc_vs_labels",
     "plot_pretrain_curves",
     "plot_pretrain_diagnostics",
     "plot_qualitative",
     "plot_training_curves",
+    "plot_validation_curves",
+    "read_validation_curves",
     "select_slices",
     "slugify",
+    "validation_curve_series",
 ]
 
 #: RGB colours of classes 1, 2, ... (cycled), distinguishable on a grey image.
@@ -363,6 +370,40 @@ def _mean_band(series: Sequence[dict[float, float]]) -> tuple[np.ndarray, np.nda
     return xs, mean, std, cnt
 
 
+def _full_band(series: Sequence[dict[float, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_mean_band` kept only at the x values every series covers.
+
+    Where only some seeds have a score (before the first validation of seeds with longer epochs, or
+    after the end of shorter runs) the mean would be over fewer seeds than the legend's ``n``.
+    """
+    xs, mean, std, n = _mean_band(series)
+    keep = n == len(series)
+    return xs[keep], mean[keep], std[keep]
+
+
+def _draw_band(ax: Any, xs: np.ndarray, mean: np.ndarray, std: np.ndarray, colour: Any, label: str) -> None:
+    """A mean line with markers at its points and a ± std band where the std is known."""
+    ax.plot(xs, mean, label=label, color=colour, linewidth=1.5, marker="o" if len(xs) <= 25 else None, markersize=3)
+    if np.isfinite(std).any():
+        ax.fill_between(xs, mean - np.nan_to_num(std), mean + np.nan_to_num(std), color=colour, alpha=0.2)
+
+
+def _staggered_note(by_method: dict[str, list[RunRecord]], x_key: str) -> str | None:
+    """A footnote when the seeds of a method validated at different steps (epochs of other lengths)."""
+    firsts: set[float] = set()
+    for rs in by_method.values():
+        starts = {min(s) for s in (_series(r.log_rows(), x_key, "val_dice") for r in rs) if s}
+        if len(starts) > 1:
+            firsts |= starts
+    if not firsts:
+        return None
+    steps = ", ".join(f"{x:g}" for x in sorted(firsts))
+    return (
+        f"Seeds validated at different {x_key}s (first at {steps}: epochs of other lengths); each line is the mean "
+        f"over all seeds, each seed interpolated between its own {x_key}s, where every seed has a score."
+    )
+
+
 def plot_training_curves(
     runs: Sequence[RunRecord], path: Path, title: str | None = None, dpi: int = 110
 ) -> FigureResult:
@@ -370,7 +411,8 @@ def plot_training_curves(
 
     Against the optimiser step (the epoch where a log has no step): seeds with different numbers of
     labelled slices have epochs of different lengths. Seeds scored at different steps are aligned
-    by linear interpolation (:func:`_mean_band`).
+    by linear interpolation (:func:`_mean_band`), and a method's line is drawn only where every one
+    of its seeds has a value, so the legend's ``n`` holds at every point.
 
     Args:
         runs: runs of ONE dataset / label fraction / protocol with ``log.csv``
@@ -393,25 +435,31 @@ def plot_training_curves(
     colours = _method_colours(methods)
     fig = Figure(figsize=(11, 4.2))
     axes = fig.subplots(1, 2)
-    any_val = False
     x_key = (
         "step" if all(_series(r.log_rows(), "step", "train_loss") for rs in by_method.values() for r in rs) else "epoch"
     )
+    drawn = {"train_loss": False, "val_dice": False}
     for ax, key, ylabel in ((axes[0], "train_loss", "training loss"), (axes[1], "val_dice", "validation Dice")):
         for m in methods:
             series = [s for s in (_series(r.log_rows(), x_key, key) for r in by_method[m]) if s]
-            if not series:
-                continue
-            xs, mean, std, _ = _mean_band(series)
-            ax.plot(xs, mean, label=f"{method_display_name(m)} (n={len(series)})", color=colours[m], linewidth=1.5)
-            if np.isfinite(std).any():
-                ax.fill_between(xs, mean - np.nan_to_num(std), mean + np.nan_to_num(std), color=colours[m], alpha=0.2)
-            any_val = any_val or key == "val_dice"
+            xs, mean, std = _full_band(series) if series else (np.array([]),) * 3
+            if len(xs):
+                _draw_band(ax, xs, mean, std, colours[m], f"{method_display_name(m)} (n={len(series)})")
+                drawn[key] = True
         ax.set_xlabel(x_key)
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
-    if not any_val:
+    if not any(drawn.values()):
+        return FigureResult(None, name, ["no step logged a training loss or validation Dice"])
+    if not drawn["val_dice"]:
         axes[1].text(0.5, 0.5, "no validation Dice logged", ha="center", va="center", transform=axes[1].transAxes)
+    _finish_curves(fig, axes, name, _staggered_note(by_method, x_key))
+    _write_validation_means(by_method, methods, path.with_suffix(".csv"))
+    return FigureResult(_save(fig, path, dpi), name)
+
+
+def _finish_curves(fig: Figure, axes: Any, name: str, footnote: str | None) -> None:
+    """Titles, the shared method legend on the right and an optional footnote."""
     axes[0].set_title("Training loss")
     axes[1].set_title("Validation Dice")
     handles, labels = axes[0].get_legend_handles_labels()
@@ -420,9 +468,9 @@ def plot_training_curves(
     fig.subplots_adjust(right=0.8, wspace=0.25)
     if handles:
         fig.legend(handles, labels, loc="center left", bbox_to_anchor=(0.81, 0.5), fontsize=8, title="Method")
+    if footnote:
+        fig.text(0.01, -0.04, footnote, fontsize=7, ha="left", va="top", wrap=True)
     fig.suptitle(name)
-    _write_validation_means(by_method, methods, path.with_suffix(".csv"))
-    return FigureResult(_save(fig, path, dpi), name)
 
 
 def _write_validation_means(by_method: dict[str, list[RunRecord]], methods: Sequence[str], path: Path) -> None:
@@ -447,6 +495,128 @@ def _write_validation_means(by_method: dict[str, list[RunRecord]], methods: Sequ
         write_csv(path, ["method", "step", "val_dice_mean", "val_dice_std", "n"], rows)
 
 
+#: the columns of a ``validation_curves.csv`` (``report/figures/curves_*.csv``, written beside each curve figure)
+VALIDATION_CURVE_COLUMNS = ("method", "step", "val_dice_mean", "val_dice_std", "n")
+
+
+@dataclass(frozen=True)
+class CurveSeries:
+    """One method's validation curve from a ``validation_curves.csv``, at the steps every seed covers.
+
+    Attributes:
+        method: the method's name as written in the file.
+        steps: optimiser steps, increasing.
+        mean, std: validation Dice over the seeds at each step (std NaN where unknown).
+        n: seeds behind every point (the largest ``n`` the method has in the file).
+        left_out: steps where fewer seeds had a score (left out of the line).
+    """
+
+    method: str
+    steps: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    n: int
+    left_out: tuple[int, ...]
+
+
+def read_validation_curves(path: Path) -> list[dict[str, str]]:
+    """The rows of a ``validation_curves.csv``.
+
+    Raises:
+        DataError: the file is missing or lacks one of :data:`VALIDATION_CURVE_COLUMNS`.
+    """
+    if not path.is_file():
+        raise DataError(path, "no such file (a validation_curves.csv written by medssl report)")
+    rows = read_csv_rows(path)
+    missing = [c for c in VALIDATION_CURVE_COLUMNS if not rows or c not in rows[0]]
+    if missing:
+        raise DataError(
+            path, f"no rows or missing column(s) {', '.join(missing)}; expected {', '.join(VALIDATION_CURVE_COLUMNS)}"
+        )
+    return rows
+
+
+def validation_curve_series(rows: Sequence[dict[str, str]]) -> list[CurveSeries]:
+    """Each method's curve, kept at the steps where all its seeds had a score.
+
+    A ``validation_curves.csv`` row at a step where only some seeds had validated (seeds whose epochs
+    end elsewhere validate first at a later step, e.g. 50 against 52) has a smaller ``n``; drawn
+    on one line with the others it would mix a one-seed value into a curve labelled with all seeds.
+
+    Args:
+        rows: rows with the columns of :data:`VALIDATION_CURVE_COLUMNS`.
+
+    Returns:
+        One :class:`CurveSeries` per method, in the order the methods first appear.
+    """
+    by_method: dict[str, list[dict[str, str]]] = {}
+    for r in rows:
+        by_method.setdefault(r["method"], []).append(r)
+    out = []
+    for m, rs in by_method.items():
+        n_all = max(int(to_float(r["n"])) for r in rs)
+        rs = sorted(rs, key=lambda r: to_float(r["step"]))
+        kept = [r for r in rs if int(to_float(r["n"])) == n_all]
+        out.append(
+            CurveSeries(
+                m,
+                np.array([to_float(r["step"]) for r in kept]),
+                np.array([to_float(r["val_dice_mean"]) for r in kept]),
+                np.array([to_float(r["val_dice_std"]) for r in kept]),
+                n_all,
+                tuple(int(to_float(r["step"])) for r in rs if int(to_float(r["n"])) != n_all),
+            )
+        )
+    return out
+
+
+def plot_validation_curves(
+    rows: Sequence[dict[str, str]], path: Path, title: str | None = None, dpi: int = 110
+) -> FigureResult:
+    """Validation Dice against optimiser step from a ``validation_curves.csv`` (mean ± std over seeds).
+
+    Redraws a grid's validation curves from the numbers that ``medssl report`` writes beside its
+    curve figure, when the runs' ``log.csv`` files are not at hand. Only the steps every seed of a
+    method covers are drawn (:func:`validation_curve_series`); a footnote names the others.
+
+    Args:
+        rows: rows of :func:`read_validation_curves`.
+        path: PNG to write.
+        title: figure title.
+        dpi: resolution.
+
+    Returns:
+        A :class:`FigureResult`; ``path`` None when no method has two steps to draw a line through.
+    """
+    name = title or "validation curves"
+    curves = [c for c in validation_curve_series(rows) if len(c.steps) >= 2]
+    if not curves:
+        return FigureResult(None, name, ["no method has two steps that all its seeds scored: nothing to draw"])
+    colours = _method_colours([c.method for c in curves])
+    fig = Figure(figsize=(7.4, 4.2))
+    ax = fig.add_subplot(1, 1, 1)
+    for c in curves:
+        _draw_band(ax, c.steps, c.mean, c.std, colours[c.method], f"{method_display_name(c.method)} (n={c.n})")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("validation Dice")
+    ax.set_title(name)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, title="Method (seeds)", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    left = sorted({s for c in curves for s in c.left_out})
+    if left:
+        fig.text(
+            0.01,
+            -0.02,
+            f"Left out: step(s) {', '.join(map(str, left))}, where not every seed had validated yet "
+            "(seeds whose epochs end elsewhere validate at other steps; the others are interpolated).",
+            fontsize=7,
+            ha="left",
+            va="top",
+            wrap=True,
+        )
+    return FigureResult(_save(fig, path, dpi), name)
+
+
 def plot_pretrain_curves(record: PretrainRecord, path: Path, dpi: int = 110) -> FigureResult:
     """Pre-training loss and its components against step (or epoch) for one pre-training run.
 
@@ -459,7 +629,8 @@ def plot_pretrain_curves(record: PretrainRecord, path: Path, dpi: int = 110) -> 
         dpi: resolution.
 
     Returns:
-        A :class:`FigureResult` (``path`` None when the log is empty).
+        A :class:`FigureResult` (``path`` None when the log is empty or holds one step only: a line
+        needs two points, and a figure of empty axes says nothing).
     """
     name = f"Pre-training {method_display_name(record.method)} on {record.dataset}"
     rows = record.log_rows()
@@ -473,6 +644,13 @@ def plot_pretrain_curves(record: PretrainRecord, path: Path, dpi: int = 110) -> 
     ys = [c for c in cols if c.lower() not in NON_LOSS_COLUMNS and c not in DIAGNOSTICS and _series(rows, x_key, c)]
     if not ys:
         return FigureResult(None, name, [f"{record.path}: no loss columns"])
+    points = max(len(_series(rows, x_key, c)) for c in ys)
+    if points < 2:
+        return FigureResult(
+            None,
+            name,
+            [f"{record.path}: log.csv has one {x_key} ({len(rows)} row): no curve to draw through one point"],
+        )
     ys.sort(key=lambda c: (c != "loss", c))
     fig = Figure(figsize=(7, 4.2))
     ax = fig.add_subplot(1, 1, 1)
@@ -528,7 +706,8 @@ def plot_pretrain_diagnostics(records: Sequence[PretrainRecord], path: Path, dpi
                 continue
             xs = sorted(s)
             c = colours[r.method]
-            ax.plot(xs, [s[x] for x in xs], color=c, linewidth=1.5, label=method_display_name(r.method))
+            marker = "o" if len(xs) == 1 else None  # one logged epoch: a visible point, not an empty axis
+            ax.plot(xs, [s[x] for x in xs], color=c, linewidth=1.5, marker=marker, label=method_display_name(r.method))
             if key in initial and math.isfinite(to_float(initial[key])):
                 ax.axhline(to_float(initial[key]), color=c, linestyle=":", linewidth=1.0)
         ax.set_title(DIAGNOSTICS[key].split(" (")[0], fontsize=9)

@@ -7,8 +7,12 @@ the last steps (for 1200 steps and ``window=1/12``: steps 1-100, 600-700 and 110
 relative change from the halfway window to the end. Averages, not single logged values, because
 one step's contrastive loss moves with its batch.
 
-The values come from the run's ``steps.csv`` (one row every ``log_every`` steps) when it exists,
-else from ``log.csv`` (one row per epoch, columns ``train_<term>`` where it has them).
+The values come from the run's ``log.csv`` when its epochs are no longer than a window: each row
+there is the mean of every step of its epoch, and a window averages the epochs it overlaps,
+weighted by the overlap. Otherwise (epochs longer than a window) they come from ``steps.csv``, one
+batch's losses every ``log_every`` steps: with ``log_every=10`` a window of 100 steps holds 10
+batches, and one batch's contrastive loss moves with its batch by about as much as the few per cent
+that separate a still falling loss from a flat one.
 """
 
 from __future__ import annotations
@@ -62,7 +66,11 @@ class LossWindows:
 
 
 def loss_windows(
-    rows: Sequence[dict[str, str]], window: float = 1 / 12, x_key: str = "step", prefix: str = ""
+    rows: Sequence[dict[str, str]],
+    window: float = 1 / 12,
+    x_key: str = "step",
+    prefix: str = "",
+    spans: bool = False,
 ) -> dict[str, tuple[int, float, float, float]]:
     """Mean of every loss column over the first, halfway and last ``window`` of the steps.
 
@@ -76,6 +84,10 @@ def loss_windows(
         prefix: only columns starting with it are loss terms, named without it (``"train_"`` for
             ``log.csv``); ``""`` takes every column but the step/epoch/lr/time ones and the
             representation diagnostics.
+        spans: each row is the mean over the steps since the previous row (``log.csv``: one row
+            per epoch); a window's mean weights each row by how many of its steps fall in the
+            window. False: each row is the value at its step (``steps.csv``), and a window averages
+            the rows inside it.
 
     Returns:
         ``term -> (N, start, middle, end)``; empty when no row has a finite step.
@@ -100,16 +112,53 @@ def loss_windows(
         and c[len(prefix) :].lower() not in NON_LOSS_COLUMNS
         and c not in DIAGNOSTICS
     ]
+    order = np.argsort(np.where(ok, xs, np.inf), kind="stable")
+    xs_sorted = xs[order]
+    starts = np.concatenate([[0.0], xs_sorted[:-1]])
     out: dict[str, tuple[int, float, float, float]] = {}
     for c in cols:
-        ys = np.array([to_float(r.get(c)) for r in rows], dtype=float)
-        means = []
-        for lo, hi in bounds.values():
-            sel = ok & np.isfinite(ys) & (xs > lo) & (xs <= hi)
-            means.append(float(ys[sel].mean()) if sel.any() else float("nan"))
+        ys = np.array([to_float(r.get(c)) for r in rows], dtype=float)[order]
+        good = np.isfinite(xs_sorted) & np.isfinite(ys)
+        means = [_window_mean(starts, xs_sorted, ys, good, lo, hi, spans) for lo, hi in bounds.values()]
         if any(math.isfinite(m) for m in means):
             out[c[len(prefix) :]] = (int(n), means[0], means[1], means[2])
     return out
+
+
+def _window_mean(
+    starts: np.ndarray, ends: np.ndarray, ys: np.ndarray, good: np.ndarray, lo: float, hi: float, spans: bool
+) -> float:
+    """Mean of ``ys`` over the steps ``(lo, hi]``: rows as spans ``(start, end]`` weighted by their
+    overlap with the window, or as points at ``end``; NaN when nothing falls inside."""
+    if spans:
+        weights = np.where(good, np.clip(np.minimum(ends, hi) - np.maximum(starts, lo), 0.0, None), 0.0)
+    else:
+        weights = (good & (ends > lo) & (ends <= hi)).astype(float)
+    total = float(weights.sum())
+    return float((np.nan_to_num(ys) * weights).sum() / total) if total > 0 else float("nan")
+
+
+def _epochs_fit(rows: Sequence[dict[str, str]], window: float) -> bool:
+    """True when every epoch of a ``log.csv`` spans at most ``window`` of the run's steps."""
+    xs = sorted(x for x in (to_float(r.get("step")) for r in rows) if math.isfinite(x))
+    if len(xs) < 2:
+        return False
+    longest = max(b - a for a, b in zip([0.0, *xs[:-1]], xs))
+    return longest <= window * xs[-1]
+
+
+def _loss_rows(record: PretrainRecord, window: float) -> tuple[list[dict[str, str]], str, bool]:
+    """The rows a run's windows are computed from, their column prefix, and whether rows are spans:
+    ``log.csv`` (every step, as epoch means) when its epochs fit in a window, else ``steps.csv``
+    (one batch every ``log_every`` steps), else ``log.csv`` anyway."""
+    log = record.log_rows()
+    prefix = "train_" if log and any(c.startswith("train_") for c in log[0]) else ""
+    if prefix and _epochs_fit(log, window):
+        return log, prefix, True
+    steps = read_csv_rows(record.path / "steps.csv") if (record.path / "steps.csv").is_file() else []
+    if steps:
+        return steps, "", False
+    return log, prefix, bool(prefix)
 
 
 def pretrain_loss_windows(records: Sequence[PretrainRecord], window: float = 1 / 12) -> list[LossWindows]:
@@ -124,12 +173,8 @@ def pretrain_loss_windows(records: Sequence[PretrainRecord], window: float = 1 /
     """
     rows: list[LossWindows] = []
     for r in sorted(records, key=lambda x: (x.dataset.lower(), method_sort_key(x.method), str(x.path))):
-        rows_ = read_csv_rows(r.path / "steps.csv") if (r.path / "steps.csv").is_file() else []
-        prefix = ""
-        if not rows_:  # no steps.csv: the per-epoch log.csv
-            rows_ = r.log_rows()
-            prefix = "train_" if rows_ and any(c.startswith("train_") for c in rows_[0]) else ""
-        terms = loss_windows(rows_, window, prefix=prefix)
+        rows_, prefix, spans = _loss_rows(r, window)
+        terms = loss_windows(rows_, window, prefix=prefix, spans=spans)
         for term in sorted(terms, key=lambda t: (t != "loss", t)):
             n, a, b, c = terms[term]
             rows.append(LossWindows(r.method, r.dataset, term, n, a, b, c))
@@ -178,6 +223,7 @@ def loss_windows_markdown(rows: Sequence[LossWindows], window: float = 1 / 12) -
     lines += [
         "",
         f"Means over windows of {pct} of the steps each: the first, the one that starts halfway, and the last "
-        "(`steps.csv`, else `log.csv`). A term that still falls over the second half has not plateaued.",
+        "(`log.csv`, every step as epoch means, where its epochs fit in a window; else `steps.csv`, one batch "
+        "every `log_every` steps). A term that still falls over the second half has not plateaued.",
     ]
     return "\n".join(lines)

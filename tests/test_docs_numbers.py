@@ -1,0 +1,144 @@
+"""Numbers that the documentation quotes equal the shipped files they come from.
+
+Each test reads one benchmark output under ``benchmarks/results/`` and the sentence of the
+documentation that quotes it, and recomputes the quoted number (a range is the min and max of the
+file's column), so that a rerun of a benchmark or an edit of a page cannot leave them disagreeing.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def _page(name: str) -> str:
+    return " ".join((REPO / "docs" / name).read_text(encoding="utf-8").split())  # lines joined
+
+
+def _table(path: Path, header: str) -> list[list[str]]:
+    """The fields of each line under the header line ``header`` (compared with its spaces collapsed)
+    of a benchmark output, up to the first line with another number of fields than the first row."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    i = next(k for k, line in enumerate(lines) if " ".join(line.split()) == header)
+    rows: list[list[str]] = []
+    for line in lines[i + 1 :]:
+        if rows and len(line.split()) != len(rows[0]):
+            break
+        rows.append(line.split())
+    return rows
+
+
+def _range(values: list[float], digits: int) -> str:
+    return f"{min(values):.{digits}f}-{max(values):.{digits}f}"
+
+
+WORDS = {11: "Eleven", 13: "thirteen"}
+
+
+def test_gpu_step_ratios_quote_step_192() -> None:
+    head = "method step ms bare ms ratio img/s peak MiB"
+    rows = {r[0]: float(r[3]) for r in _table(RESULTS / "h100_2026-11-25" / "step_192.txt", head)}
+    above = {m: v for m, v in rows.items() if v > 1.15}
+    within = [v for m, v in rows.items() if m not in above]
+    text = _page("performance.md")
+    assert f"{_range(within, 2)} for {len(within)} methods" in text
+    assert f"MACL {above.pop('macl'):.2f}, WCL {above.pop('wcl'):.2f}" in text and not above
+    assert f"{WORDS[len(within)]} of {WORDS[len(rows)]} methods are within the 1.15 target" in text
+
+
+def test_cpu_step_ratios_quote_bench_step() -> None:
+    table = _table(
+        RESULTS / "cpu" / "bench_step.txt", "method step ms bare ms ratio img/s peak MiB step ops bare ops extra"
+    )
+    rows = {r[0]: float(r[3]) for r in table}
+    desd = rows.pop("desd")
+    extra = [int(r[8]) for r in table]
+    text = _page("performance.md")
+    assert f"{_range(list(rows.values()), 2)} for {len(rows)} methods; DeSD {desd:.2f}" in text
+    assert f"the losses add {min(extra)}-{max(extra)} working" in text
+
+
+def test_metrics_speed_ups_quote_bench_metrics() -> None:
+    text = (RESULTS / "cpu" / "bench_metrics.txt").read_text()
+    per_case = [float(x) for x in re.findall(r"([\d.]+)x\s+[\d.]+e[+-]\d+$", text, flags=re.M)]
+    overall = float(re.search(r"metrics speed-up vs medpy: ([\d.]+)x", text).group(1))
+    assert len(per_case) == 9
+    page = _page("protocols.md")
+    assert f"{min(per_case):.0f}-{max(per_case):.0f}x faster per volume, {overall:.0f}x over all volumes" in page
+    assert f"**{overall:.0f}x** faster than medpy" in _page("performance.md")
+
+
+VIEW_COLUMNS = (
+    "size medssl/s torch/s naive/s bg-style/s medssl/naive medssl/bg torch/naive torch/medssl lattice/s "
+    "lattice/medssl T_int ms T_sp ms T_sp torch T_sp lattice"
+)
+
+
+def test_view_speed_ups_quote_bench_views() -> None:
+    lines = (RESULTS / "cpu" / "bench_views.txt").read_text().splitlines()
+    assert " ".join(lines[1].split()) == VIEW_COLUMNS  # the columns below are read by position
+    names = ["size", "scipy", "torch", "naive", "bg", "scipy/naive", "scipy/bg", "torch/naive", "torch/scipy"]
+    names += ["lattice", "lattice/scipy", "t_int", "t_sp", "t_sp_torch", "t_sp_lattice"]
+    row = next(dict(zip(names, map(float, x.split()))) for x in lines[2:] if x.split()[:1] == ["512"])
+    text = _page("performance.md")
+    assert f"{row['torch/scipy']:.1f}x faster views at 512 px" in text
+    assert f"{row['torch']} with torch ({row['torch/scipy']:.1f}x scipy)" in text
+    assert f"512 px {row['t_sp_torch'] / row['t_sp_lattice']:.1f}x cheaper" in text
+    assert f"{row['t_sp_lattice']:.1f} against {row['t_sp_torch']:.1f} ms" in text
+
+
+def test_superpixel_cache_speed_ups_quote_bench_superpixels() -> None:
+    text = (RESULTS / "cpu" / "bench_superpixels.txt").read_text()
+    cache = {int(s): float(x) for s, x in re.findall(r"^\s*(\d+) cache: .*?([\d.]+)x$", text, flags=re.M)}
+    for page in ("methods.md", "results/superpixel-mode.md"):
+        body = _page(page)
+        assert f"{cache[512]:.0f}x" in body and f"{cache[256]:.0f}x at 256 px" in body, page
+    assert f"{cache[256]:.0f}x** and **{cache[512]:.0f}x**" in _page("performance.md")
+
+
+def test_recipes_core_hours_quote_recipes_csv() -> None:
+    with open(RESULTS / "cpu" / "recipes.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    seeds = {r["seed"] for r in rows}
+    hours = sum(float(r["seconds"]) for r in rows) / 3600
+    text = _page("results/recipes.md")
+    assert f"ten runs took {hours:.1f} core-hours" in text and len(rows) == 10 and seeds == {"0"}
+    assert f"about {3 * hours:.0f}, not run yet" in text
+
+
+def test_cardiac_p_values_quote_pairwise_csv() -> None:
+    with open(RESULTS / "cpu" / "cardiac_grid" / "pairwise.csv", newline="") as fh:
+        p = {(r["method_a"], r["method_b"]): float(r["p"]) for r in csv.DictReader(fh)}
+    text = _page("results/mscmrseg.md")
+    assert f"MACL vs SimCLR +4.37 (p {p[('MACL', 'SimCLR')]:.2g})" in text
+    assert f"SuperCL vs SimCLR +3.43 (p {p[('SuperCL', 'SimCLR')]:.1g})" in text
+    assert f"p {p[('SuperCL', 'SimCLR')]:.1g} and {p[('MACL', 'SimCLR')]:.2g}" in text
+    assert "p <= 0.001" not in text
+
+
+def test_chaos_validation_dice_quote_validation_curves() -> None:
+    with open(RESULTS / "cpu" / "chaos_grid" / "validation_curves.csv", newline="") as fh:
+        v = {(r["method"], int(r["step"])): float(r["val_dice_mean"]) for r in csv.DictReader(fh)}
+    text = _page("results/chaos.md")
+    end = f"({v[('Scratch', 500)]:.2f} against SuperCL's {v[('SuperCL', 500)]:.2f} and MACL's {v[('MACL', 500)]:.2f})"
+    assert end in text
+    assert f"at step 52 SuperCL {v[('SuperCL', 52)]:.2f}, MACL {v[('MACL', 52)]:.2f} against Scratch" in text
+
+
+@pytest.mark.parametrize(
+    "page, gone",
+    [
+        ("results/hippocampus.md", "pretrain_supercl_msd_1.png"),
+        ("diagnostics.md", "0.06 with He init"),
+        ("protocols.md", "4-60x"),
+        ("results/chaos.md", "Every loss is flat"),
+    ],
+)
+def test_fixed_mismatches_stay_gone(page: str, gone: str) -> None:
+    assert gone not in _page(page)
