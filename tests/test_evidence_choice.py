@@ -53,11 +53,14 @@ def test_budget_stops_on_a_missing_budget(tmp_path: Path) -> None:
     assert proc.returncode != 0 and "finished cells missing for a budget" in proc.stderr
 
 
-def test_sets_make_valid_variants_and_nothing_for_standard() -> None:
+def test_sets_make_valid_variants_and_nothing_for_standard(tmp_path: Path, shared_data: Path) -> None:
     choice = {"overall": "lpft_lr0.1", "overrides": ["transfer.schedule=lpft", "transfer.lpft_fraction=0.1",
                                                       "transfer.pretrained_lr_scale=0.1"]}  # fmt: skip
     sets = evidence_choice.variant_sets(choice, [500, 150])
-    grid = load_grid(REPO / "configs" / "evidence_mscmrseg.yaml", sets)
+    text = (REPO / "configs" / "evidence_mscmrseg.yaml").read_text()  # its src is relative to the repository
+    config = tmp_path / "evidence_mscmrseg.yaml"
+    config.write_text(text.replace("../shared/data", str(shared_data)))
+    grid = load_grid(config, sets)
     assert set(grid["variants"]) == {"steps150", "paper750", "transfer500", "transfer150"}
     plans = [p for p in validate_grid(grid, Path("/nonexistent")) if p.variant == "transfer150"]
     macl = next(p for p in plans if p.cell.method == "macl")
