@@ -102,7 +102,8 @@ def main() -> None:
         lines.append(f"finetune.train.max_steps={n}")
         steps = [n]
     lines += variant_sets(choice, steps)
-    print("\n".join(lines))
+    if lines:
+        print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -3,21 +3,23 @@
 # Every stage resumes: rerun the same command after an interruption (a session's end) and finished runs
 # are skipped, a pre-training or fine-tuning resumes from its last epoch. A stage's outputs feed the next.
 #
-#   bash benchmarks/run_evidence.sh            # every stage not finished yet
-#   bash benchmarks/run_evidence.sh 2          # from stage 2 on
+#   bash benchmarks/run_evidence.sh            # every stage in turn (finished work is skipped)
+#   bash benchmarks/run_evidence.sh 4          # from stage 4 on
 #
 #   1  MS-CMRSeg: the 15 pre-trainings (PCL, SuperCL, MACL x 5 seeds, each seed its own)
-#   2  MS-CMRSeg: fine-tuning with the standard recipe at 500 steps (the grid's cells) and 150 steps
-#      (variant steps150), and the papers' recipe at 750 steps (variant paper750)
-#   3  the pre-trainings of the two other sets: CHAOS (15, the evidence grid) and MSD Hippocampus (MACL,
-#      seeds 0-2, for the choice of stage 4)
-#   4  the choice of the fine-tuning of pre-trained encoders on validation, on the three sets
-#      (benchmarks/finetune_transfer.py, MACL, seeds 0-2, four arms: OUT/transfer/choice.json), and the
-#      CHAOS budget on MS-CMRSeg's validation (benchmarks/evidence_choice.py budget: OUT/evidence_budget.json)
-#   5  the chosen fine-tuning as variants of MS-CMRSeg (500 and 150 steps); CHAOS at the chosen budget,
-#      with the chosen fine-tuning as a variant
-#   6  the bundles (medssl report --export) under benchmarks/results/cpu/
-# Compute: `medssl benchmark` prints the core-hours of a grid's runs (wall time x torch threads) at the end.
+#   2  MACL pre-trainings of seeds 0-2 on CHAOS and MSD Hippocampus (the folders of their evidence grids)
+#   3  the choice of the fine-tuning of pre-trained encoders on VALIDATION, on the three sets
+#      (benchmarks/finetune_transfer.py, MACL, seeds 0-2, arms standard, lr0.1, lpft, lpft_lr0.1 and
+#      Scratch: OUT/transfer/choice.json)
+#   4  MS-CMRSeg fine-tuning in one pass: the standard recipe at 500 steps (the grid's cells) and 150
+#      steps (variant steps150), the papers' recipe at 750 steps (paper750), and the chosen fine-tuning
+#      at 500 and 150 steps (variants transfer500, transfer150; none when validation chose standard)
+#   5  CHAOS: its other 12 pre-trainings, the budget picked on MS-CMRSeg's validation
+#      (benchmarks/evidence_choice.py budget: OUT/evidence_budget.json), fine-tuning at that budget with
+#      the chosen fine-tuning as a variant
+#   6  the reports of every grid and variant, and the bundles under benchmarks/results/cpu/
+# Compute: `medssl benchmark ... --status` says what is done and what is left; each benchmark process
+# prints the core-hours of the grid's runs (wall time x torch threads) at its end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs}
@@ -39,14 +41,13 @@ HI=(medssl benchmark --config configs/evidence_hippocampus.yaml --out "$OUT/evid
     --set "methods=[scratch, macl]" --set "seeds=[0, 1, 2]")
 
 if [ "$FROM" -le 1 ]; then echo "stage 1: MS-CMRSeg pre-trainings"; LOGNAME_PREFIX=s1 two "${MS[@]}" --pretrain-only; fi
-if [ "$FROM" -le 2 ]; then echo "stage 2: MS-CMRSeg fine-tuning"; LOGNAME_PREFIX=s2 two "${MS[@]}" --no-report; fi
-if [ "$FROM" -le 3 ]; then
-    echo "stage 3: CHAOS and Hippocampus pre-trainings"
-    LOGNAME_PREFIX=s3h two "${HI[@]}" --pretrain-only
-    LOGNAME_PREFIX=s3c two "${CH[@]}" --pretrain-only
+if [ "$FROM" -le 2 ]; then
+    echo "stage 2: MACL pre-trainings (seeds 0-2) on CHAOS and Hippocampus"
+    LOGNAME_PREFIX=s2h two "${HI[@]}" --pretrain-only
+    LOGNAME_PREFIX=s2c two "${CH[@]}" --set "methods=[scratch, macl]" --set "seeds=[0, 1, 2]" --pretrain-only
 fi
-if [ "$FROM" -le 4 ]; then
-    echo "stage 4: the choices, on validation"
+if [ "$FROM" -le 3 ]; then
+    echo "stage 3: the choice of fine-tuning for pre-trained encoders, on validation"
     python benchmarks/finetune_transfer.py --out "$OUT/transfer" --method macl --seeds 0 1 2 --jobs 2 \
         --arms scratch standard lr0.1 lpft lpft_lr0.1 \
         --store mscmrseg="$OUT/evidence_mscmrseg/prepared/mscmrseg" \
@@ -55,27 +56,32 @@ if [ "$FROM" -le 4 ]; then
         --init mscmrseg="$OUT/evidence_mscmrseg/pretrain/macl__mscmrseg__s{seed}" \
         --init chaos="$OUT/evidence_chaos/pretrain/macl__chaos__s{seed}" \
         --init hippocampus="$OUT/evidence_hippocampus/pretrain/macl__hippocampus__s{seed}" \
-        >"$OUT/logs/s4_transfer.log" 2>&1
-    python benchmarks/evidence_choice.py budget "$OUT/evidence_mscmrseg" >"$OUT/evidence_budget.json"
+        >"$OUT/logs/s3_transfer.log" 2>&1
 fi
-sets_args() {  # --set arguments of stage 5 for "ms" or "ch" (empty before stage 4's choices exist)
+sets_args() {  # the --set arguments of the chosen fine-tuning (stage 3) for "ms" or "ch"
     local lines=() a=()
-    [ -f "$OUT/transfer/choice.json" ] || return 0
+    if [ ! -f "$OUT/transfer/choice.json" ]; then echo "no $OUT/transfer/choice.json: run stage 3 first" >&2; exit 1; fi
     if [ "$1" = ms ]; then
         mapfile -t lines < <(python benchmarks/evidence_choice.py sets --choice "$OUT/transfer/choice.json" --steps 500 150)
     else
         mapfile -t lines < <(python benchmarks/evidence_choice.py sets --choice "$OUT/transfer/choice.json" \
             --budget-file "$OUT/evidence_budget.json")
     fi
-    for l in "${lines[@]}"; do a+=(--set "$l"); done
-    printf '%s\n' "${a[@]}"
+    for l in "${lines[@]}"; do [ -n "$l" ] && a+=(--set "$l"); done
+    [ "${#a[@]}" -eq 0 ] || printf '%s\n' "${a[@]}"
 }
-if [ "$FROM" -le 5 ]; then
-    echo "stage 5: the chosen fine-tuning (MS-CMRSeg variants; CHAOS at the chosen budget)"
+if [ "$FROM" -le 4 ]; then
+    echo "stage 4: MS-CMRSeg fine-tuning (standard 500 / 150, paper 750, the chosen fine-tuning 500 / 150)"
+    sets_args ms >/dev/null  # stops here without stage 3's choice
     mapfile -t ARGS < <(sets_args ms)
-    LOGNAME_PREFIX=s5m two "${MS[@]}" "${ARGS[@]}" --no-report
+    LOGNAME_PREFIX=s4 two "${MS[@]}" "${ARGS[@]}" --no-report
+fi
+if [ "$FROM" -le 5 ]; then
+    echo "stage 5: CHAOS (the other pre-trainings; fine-tuning at the budget MS-CMRSeg's validation picked)"
+    LOGNAME_PREFIX=s5p two "${CH[@]}" --pretrain-only
+    python benchmarks/evidence_choice.py budget "$OUT/evidence_mscmrseg" >"$OUT/evidence_budget.json"
     mapfile -t ARGS < <(sets_args ch)
-    LOGNAME_PREFIX=s5c two "${CH[@]}" "${ARGS[@]}" --no-report
+    LOGNAME_PREFIX=s5f two "${CH[@]}" "${ARGS[@]}" --no-report
 fi
 if [ "$FROM" -le 6 ]; then
     echo "stage 6: reports (every cell is done: the benchmark only writes them) and bundles"
