@@ -5,6 +5,7 @@
 #
 #   bash benchmarks/run_evidence.sh            # every stage in turn (finished work is skipped)
 #   bash benchmarks/run_evidence.sh 4          # from stage 4 on
+#   bash benchmarks/run_evidence.sh status     # where every grid stands (runs nothing)
 #
 #   1  MS-CMRSeg: the 15 pre-trainings (PCL, SuperCL, MACL x 5 seeds, each seed its own)
 #   2  MACL pre-trainings of seeds 0-2 on CHAOS and MSD Hippocampus (the folders of their evidence grids)
@@ -40,6 +41,15 @@ CH=(medssl benchmark --config configs/evidence_chaos.yaml --out "$OUT/evidence_c
 HI=(medssl benchmark --config configs/evidence_hippocampus.yaml --out "$OUT/evidence_hippocampus"
     --set "methods=[scratch, macl]" --set "seeds=[0, 1, 2]")
 
+if [ "$FROM" = status ]; then
+    for g in "MS" "HI" "CH"; do
+        declare -n cmd="$g"
+        echo "== ${cmd[3]}"
+        "${cmd[@]}" --status
+    done
+    echo "== transfer choice: $(find "$OUT/transfer" -name summary.json 2>/dev/null | wc -l) of 45 runs finished"
+    exit 0
+fi
 if [ "$FROM" -le 1 ]; then echo "stage 1: MS-CMRSeg pre-trainings"; LOGNAME_PREFIX=s1 two "${MS[@]}" --pretrain-only; fi
 if [ "$FROM" -le 2 ]; then
     echo "stage 2: MACL pre-trainings (seeds 0-2) on CHAOS and Hippocampus"

@@ -9,7 +9,7 @@ import pytest
 
 from medssl.benchmark import run_benchmark
 from medssl.cli.main import main
-from medssl.grid_status import RunProgress, _left_seconds, run_progress
+from medssl.grid_status import RunProgress, _left_seconds, _rate, run_progress
 
 GRID = (
     "name: t\nmethods: [scratch, simclr]\nlabels: ['2']\nseeds: [0, 1]\n"
@@ -32,14 +32,16 @@ def _log(run: Path, rows: list[tuple[int, float]], status: str | None = None, th
 
 
 def test_run_progress_states_and_rate(tmp_path: Path) -> None:
-    _log(tmp_path / "a", [(10, 20.0), (20, 20.0)], status="done")
+    _log(tmp_path / "a", [(10, 20.0), (20, 20.0), (30, 200.0)], status="done")  # one paused epoch
     _log(tmp_path / "b", [(10, 30.0)], status="running", threads=1)
-    a, b, c = (run_progress(tmp_path / n, 20) for n in "abc")
-    assert (a.state, a.step, a.seconds, a.threads, a.seconds_per_step) == ("done", 20, 40.0, 2, 2.0)
+    a, b, c = (run_progress(tmp_path / n, 30) for n in "abc")
+    assert (a.state, a.step, a.seconds, a.threads) == ("done", 30, 240.0, 2)
+    assert a.epoch_rates == (2.0, 2.0, 20.0) and a.seconds_per_step == 2.0  # the median: the pause does not count
     assert (b.state, b.step, b.seconds_per_step) == ("started", 10, 3.0)
+    assert _rate([a, b]) == 2.5  # the median of every epoch: 2, 2, 3, 20
     assert (c.state, c.step, c.seconds_per_step) == ("pending", 0, None)
     left, unknown = _left_seconds([a, b, c, RunProgress("pending", 0, None, 0.0, 1)], rate=2.0)
-    assert left == pytest.approx((20 - 10) * 2.0 + 20 * 2.0) and unknown == 1  # no max_steps: not guessed
+    assert left == pytest.approx((30 - 10) * 2.0 + 30 * 2.0) and unknown == 1  # no max_steps: not guessed
 
 
 def test_status_of_a_grid_after_its_pretrainings(tmp_path: Path, capsys) -> None:

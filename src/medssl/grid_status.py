@@ -3,9 +3,10 @@
 A grid that takes tens of core-hours runs over several sessions (each ends its processes; a rerun
 resumes). The status reads every pre-training and fine-tuning folder of the grid (variants included)
 and says, without running anything, which are done, which started (at which step) and which wait;
-the compute spent (the seconds of ``log.csv``, times each run's torch threads); and an estimate of
-what is left from the seconds per step measured in this grid: per pre-training method, and over all
-fine-tunings (their step costs the same for every method). Runs of a kind with no measured step yet
+the compute spent (the seconds of ``log.csv``, times each run's torch threads: wall time, pauses
+included); and an estimate of what is left from the median seconds per step of the epochs measured
+in this grid: per pre-training method, and over all fine-tunings (their step costs the same for
+every method). Runs of a kind with no measured step yet
 are counted, not guessed.
 
     medssl benchmark --config configs/evidence_mscmrseg.yaml --out runs/evidence_mscmrseg --status
@@ -17,6 +18,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .engine.rundir import is_done, read_run
 
@@ -33,6 +36,7 @@ class RunProgress:
         max_steps: the run's configured length (None when set by epochs only).
         seconds: wall seconds spent (the sum of ``log.csv``'s per-epoch ``seconds``).
         threads: torch threads of the run (``run.json``; 1 when not recorded).
+        epoch_rates: seconds per step of each logged epoch (its ``seconds`` over its steps).
     """
 
     state: str
@@ -40,10 +44,12 @@ class RunProgress:
     max_steps: int | None
     seconds: float
     threads: int
+    epoch_rates: tuple[float, ...] = ()
 
     @property
     def seconds_per_step(self) -> float | None:
-        return self.seconds / self.step if self.step > 0 and self.seconds > 0 else None
+        """The median of :attr:`epoch_rates`: an epoch slowed by a pause or a busy machine does not move it."""
+        return float(np.median(self.epoch_rates)) if self.epoch_rates else None
 
 
 def run_progress(run: Path, max_steps: int | None) -> RunProgress:
@@ -51,17 +57,18 @@ def run_progress(run: Path, max_steps: int | None) -> RunProgress:
     info = read_run(run) or {}
     threads = (info.get("environment") or {}).get("torch_threads")
     threads = threads if isinstance(threads, int) and threads > 0 else 1
-    step, seconds = 0, 0.0
+    step, seconds, rates = 0, 0.0, []
     try:
         with open(run / "log.csv", newline="") as fh:
             for row in csv.DictReader(fh):
-                step = max(step, int(float(row.get("step") or 0)))
-                seconds += float(row.get("seconds") or 0.0)
+                now, secs = int(float(row.get("step") or 0)), float(row.get("seconds") or 0.0)
+                if now > step and secs > 0:
+                    rates.append(secs / (now - step))
+                step, seconds = max(step, now), seconds + secs
     except (OSError, ValueError):
         pass
-    if is_done(run):
-        return RunProgress("done", step, max_steps, seconds, threads)
-    return RunProgress("started" if step > 0 else "pending", step, max_steps, seconds, threads)
+    state = "done" if is_done(run) else ("started" if step > 0 else "pending")
+    return RunProgress(state, step, max_steps, seconds, threads, tuple(rates))
 
 
 def _collect(plans: list[Any]) -> tuple[dict[str, tuple[str, RunProgress]], dict[str, RunProgress]]:
@@ -89,9 +96,9 @@ def _left_seconds(runs: list[RunProgress], rate: float | None) -> tuple[float, i
 
 
 def _rate(runs: list[RunProgress]) -> float | None:
-    steps = sum(r.step for r in runs if r.seconds_per_step is not None)
-    secs = sum(r.seconds for r in runs if r.seconds_per_step is not None)
-    return secs / steps if steps else None
+    """The median seconds per step over every logged epoch of ``runs`` (None when none logged)."""
+    rates = [x for r in runs for x in r.epoch_rates]
+    return float(np.median(rates)) if rates else None
 
 
 def _counts(runs: list[RunProgress]) -> str:
@@ -128,9 +135,9 @@ def grid_status(plans: list[Any]) -> str:
     rates.append(f"fine-tuning {rate:.2f} s/step" if rate else "fine-tuning not measured")
     s, u = _left_seconds(list(fine.values()), rate)
     left, unknown = left + s, unknown + u
-    lines.append(f"compute spent: {spent:.2f} core-hours (log.csv seconds x torch threads)")
+    lines.append(f"compute spent: {spent:.2f} core-hours (log.csv seconds x torch threads: wall time, pauses included)")
     lines.append(
-        f"left: about {left / 3600:.1f} core-hours at this grid's measured seconds per step ({'; '.join(rates)})"
+        f"left: about {left / 3600:.1f} core-hours at this grid's median seconds per step ({'; '.join(rates)})"
         + (f"; {unknown} runs not estimated (no measured step of their kind, or no max_steps)" if unknown else "")
     )
     return "\n".join(lines)
