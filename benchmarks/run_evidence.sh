@@ -10,8 +10,8 @@
 #   1  MS-CMRSeg: the 15 pre-trainings (PCL, SuperCL, MACL x 5 seeds, each seed its own)
 #   2  MACL pre-trainings of seeds 0-2 on CHAOS and MSD Hippocampus (the folders of their evidence grids)
 #   3  the choice of the fine-tuning of pre-trained encoders on VALIDATION, on the three sets
-#      (benchmarks/finetune_transfer.py, MACL, seeds 0-2, arms standard, lr0.1, lpft, lpft_lr0.1 and
-#      Scratch: OUT/transfer/choice.json)
+#      (benchmarks/finetune_transfer.py, MACL, seeds 0-2, arms standard, lr0.1, lpft, lpft_lr0.1;
+#      Scratch is the grids' own cells: OUT/transfer/choice.json)
 #   4  MS-CMRSeg fine-tuning in one pass: the standard recipe at 500 steps (the grid's cells) and 150
 #      steps (variant steps150), the papers' recipe at 750 steps (paper750), and the chosen fine-tuning
 #      at 500 and 150 steps (variants transfer500, transfer150; none when validation chose standard)
@@ -47,7 +47,7 @@ if [ "$FROM" = status ]; then
         echo "== ${cmd[3]}"
         "${cmd[@]}" --status
     done
-    echo "== transfer choice: $(find "$OUT/transfer" -name summary.json 2>/dev/null | wc -l) of 45 runs finished"
+    echo "== transfer choice: $(find "$OUT/transfer" -name summary.json 2>/dev/null | wc -l) of 36 runs finished"
     exit 0
 fi
 if [ "$FROM" -le 1 ]; then echo "stage 1: MS-CMRSeg pre-trainings"; LOGNAME_PREFIX=s1 two "${MS[@]}" --pretrain-only; fi
@@ -59,7 +59,7 @@ fi
 if [ "$FROM" -le 3 ]; then
     echo "stage 3: the choice of fine-tuning for pre-trained encoders, on validation"
     python benchmarks/finetune_transfer.py --out "$OUT/transfer" --method macl --seeds 0 1 2 --jobs 2 \
-        --arms scratch standard lr0.1 lpft lpft_lr0.1 \
+        --arms standard lr0.1 lpft lpft_lr0.1 \
         --store mscmrseg="$OUT/evidence_mscmrseg/prepared/mscmrseg" \
         --store chaos="$OUT/evidence_chaos/prepared/chaos" \
         --store hippocampus="$OUT/evidence_hippocampus/prepared/hippocampus" \
