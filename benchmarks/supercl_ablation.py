@@ -22,9 +22,9 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import subprocess
 from pathlib import Path
+
+from superpixel_mode import supercl_pretrain
 
 #: variant -> (w_intra, w_inter); L_ins keeps weight 1 (the reference's) in every variant
 VARIANTS: dict[str, tuple[float, float]] = {
@@ -37,45 +37,9 @@ DIAG = ("linear_probe_dice", "knn_position_mae", "effective_rank")
 
 
 def _pretrain(a: argparse.Namespace, name: str, out: Path) -> Path:
-    run = out / name
-    if (run / "pretrain.pt").is_file():
-        return run
     w_intra, w_inter = VARIANTS[name]
-    cmd = [
-        "medssl",
-        "pretrain",
-        "--method",
-        "supercl",
-        "--data",
-        a.data,
-        "--out",
-        str(run),
-        "--image-size",
-        str(a.size),
-        "--batch-size",
-        str(a.batch),
-        "--max-steps",
-        str(a.steps),
-        "--workers",
-        str(a.workers),
-        "--no-progress",
-        "--seed",
-        str(a.seed),
-        "--set",
-        f"model.base_width={a.width}",
-        "--set",
-        f"superpixels.mode={a.superpixels}",
-        "--set",
-        "train.log_every=10",
-        "--set",
-        f"method_args.w_intra={w_intra}",
-        "--set",
-        f"method_args.w_inter={w_inter}",
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    with open(out / f"{name}.log", "w") as fh:
-        subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, check=True)
-    return run
+    sets = [f"superpixels.mode={a.superpixels}", f"method_args.w_intra={w_intra}", f"method_args.w_inter={w_inter}"]
+    return supercl_pretrain(a, out / name, [f"train.seed={a.seed}", *sets], out / f"{name}.log")
 
 
 def _curves(run: Path) -> tuple[dict[str, float], list[dict[str, float]]]:

@@ -30,38 +30,21 @@ def _run(cmd: list[str], log: Path) -> None:
         subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, check=True)
 
 
-def _pretrain(a: argparse.Namespace, mode: str, out: Path) -> Path:
-    run = out / f"supercl_{mode}"
+def supercl_pretrain(a: argparse.Namespace, run: Path, sets: list[str], log: Path) -> Path:
+    """``medssl pretrain --method supercl`` into ``run`` (skipped when finished) with the scripts' shared
+    settings from ``a`` (data, size, batch, steps, workers, width) and the extra ``--set`` values."""
     if not (run / "pretrain.pt").is_file():
-        _run(
-            [
-                "medssl",
-                "pretrain",
-                "--method",
-                "supercl",
-                "--data",
-                a.data,
-                "--out",
-                str(run),
-                "--image-size",
-                str(a.size),
-                "--batch-size",
-                str(a.batch),
-                "--max-steps",
-                str(a.steps),
-                "--workers",
-                str(a.workers),
-                "--no-progress",
-                "--set",
-                f"model.base_width={a.width}",
-                "--set",
-                f"superpixels.mode={mode}",
-                "--set",
-                "train.log_every=10",
-            ],
-            out / f"pretrain_{mode}.log",
-        )
+        cmd = ["medssl", "pretrain", "--method", "supercl", "--data", a.data, "--out", str(run), "--no-progress"]
+        cmd += ["--image-size", str(a.size), "--batch-size", str(a.batch), "--max-steps", str(a.steps)]
+        cmd += ["--workers", str(a.workers)]
+        for kv in [f"model.base_width={a.width}", "train.log_every=10", *sets]:
+            cmd += ["--set", kv]
+        _run(cmd, log)
     return run
+
+
+def _pretrain(a: argparse.Namespace, mode: str, out: Path) -> Path:
+    return supercl_pretrain(a, out / f"supercl_{mode}", [f"superpixels.mode={mode}"], out / f"pretrain_{mode}.log")
 
 
 def _finetune(a: argparse.Namespace, init: Path, seed: int, out: Path) -> float:
