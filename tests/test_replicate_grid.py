@@ -46,7 +46,7 @@ def test_pretrain_only_processes_claim_the_pretrainings_one_at_a_time(grid_file,
     n-th of the list, and runs those that are neither finished nor locked by another live process
     (the cells interleave methods: dealing cells would give one process every pre-training of one
     method, and pre-trainings differ in cost)."""
-    from medssl.benchmark import _process_stamp
+    from medssl.benchmark import _owner_alive, _process_stamp
 
     sets = ["seeds=[0, 1, 2]"]
     texts = [
@@ -64,6 +64,8 @@ def test_pretrain_only_processes_claim_the_pretrainings_one_at_a_time(grid_file,
     (root / "pretrain" / "simclr__syn__s1" / ".lock").write_text(_process_stamp(os.getpid()))
     (root / "pretrain" / "simclr__syn__s2").mkdir(parents=True)
     (root / "pretrain" / "simclr__syn__s2" / ".lock").write_text(f"{os.getpid()} 1 not-this-boot")
+    assert _owner_alive(str(os.getpid())) == (b"medssl" in Path(f"/proc/{os.getpid()}/cmdline").read_bytes())
+    assert not _owner_alive("1")  # an old-style lock naming a pid that runs something else (init)
     said: list[str] = []
     text = run_benchmark(grid_file, root, overrides=sets, pretrain_only=True, cells="0/2", log_fn=said.append)
     assert "[pretrain] simclr__syn__s1: being run by another process; skipped" in said

@@ -375,7 +375,12 @@ def _owner_alive(stamp: str) -> bool:
         os.kill(pid, 0)
     except (ValueError, IndexError, ProcessLookupError, PermissionError, OSError):
         return False
-    return len(stamp.split()) < 3 or _process_stamp(pid) == stamp.strip()
+    if len(stamp.split()) >= 3:
+        return _process_stamp(pid) == stamp.strip()
+    try:  # a lock of an older medssl names only the pid: alive if that pid still runs medssl
+        return b"medssl" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc: the pid runs, which is all that can be known
 
 
 def _try_lock(run: Path, done: Callable[[], bool] | None = None) -> bool | None:
