@@ -54,7 +54,7 @@ _DEFAULT_REMEDY = "rerun with --no-resume to start afresh in it (deleting its re
 #: the prefix of store fingerprints with content digests of the arrays (``sha256:``: names and sizes only)
 STORE_FP_PREFIX = "sha256c:"
 _DIGESTS = Path("cache") / "array_digests.json"
-_digest_cache: dict[tuple[str, int, int], str] = {}
+_digest_cache: dict[tuple[str, str, int, int], str] = {}
 
 
 def store_fingerprint(path: str | Path, contents: bool = True) -> str | None:
@@ -123,30 +123,33 @@ def _content_fingerprint(root: Path) -> str | None:
 
 def _array_digests(root: Path) -> dict[str, str]:
     """``images/x.npy -> sha256 hex`` of every array; unchanged files (size and modification time as
-    recorded in ``cache/array_digests.json``) are not read again. The cache is rewritten (atomically)
-    when it changed; a store that cannot be written is only read."""
+    recorded in ``cache/array_digests.json``, or already digested by this process) are not read again.
+    The cache file is read only when this process has not digested every array yet (``report`` asks
+    once per run of a store), and rewritten (atomically) when it changed; a read-only store is only read."""
     import json
 
     from ..utils.files import atomic_write_json
 
+    real = os.path.realpath(root)
+    stamps = {f"{sub}/{e.name}": (e.stat().st_size, e.stat().st_mtime_ns) for sub, e in _arrays(root)}
+    keys = {name: (real, name, *stamp) for name, stamp in stamps.items()}
+    if all(k in _digest_cache for k in keys.values()):
+        return {name: _digest_cache[k] for name, k in keys.items()}
     try:
         saved = json.loads((root / _DIGESTS).read_text())
     except (OSError, ValueError):
         saved = {}
     saved = saved if isinstance(saved, dict) else {}
-    out, stamps = {}, {}
-    for sub, entry in _arrays(root):
-        st, name = entry.stat(), f"{sub}/{entry.name}"
-        stamps[name] = [st.st_size, st.st_mtime_ns]
-        key = (os.path.realpath(entry.path), st.st_size, st.st_mtime_ns)
+    out = {}
+    for name, stamp in stamps.items():
         hit = saved.get(name)
-        if key in _digest_cache:
-            out[name] = _digest_cache[key]
-        elif isinstance(hit, list) and len(hit) == 3 and hit[:2] == stamps[name]:
+        if keys[name] in _digest_cache:
+            out[name] = _digest_cache[keys[name]]
+        elif isinstance(hit, list) and len(hit) == 3 and tuple(hit[:2]) == stamp:
             out[name] = str(hit[2])
         else:
-            out[name] = _file_sha256(Path(entry.path))
-        _digest_cache[key] = out[name]
+            out[name] = _file_sha256(root / name)
+        _digest_cache[keys[name]] = out[name]
     fresh = {name: [*stamps[name], out[name]] for name in out}
     if fresh != saved:
         with contextlib.suppress(OSError):  # a read-only store: digests are recomputed by the next process
