@@ -70,14 +70,27 @@ def budget_choice(grid: Path) -> dict:
     return {"rule": RULE, "gain_per_cell": gains, "mean_gain": means, "max_steps": chosen}
 
 
+#: the evidence grids' pre-trained methods (configs/evidence_*.yaml; a test keeps them in step)
+PRETRAINED = ("pcl", "supercl", "macl")
+
+
 def variant_sets(choice: dict, steps: list[int]) -> list[str]:
-    """``--set variants.transfer<steps>={finetune: {...}}`` for the chosen arm's overrides."""
+    """``--set variants.transfer<steps>={methods: [...], finetune: {...}}`` for the chosen arm's overrides.
+
+    The variant fine-tunes the pre-trained methods only when the arm's options all act on pre-trained
+    weights (a learning-rate scale, LP-FT, layer decay): Scratch has none, so its runs would repeat the
+    grid's own cells of the same budget, which the summary (``evidence_summary.py``) compares with
+    instead. An arm with a warm-up changes Scratch too, and its variant trains Scratch again.
+    """
     overrides = choice.get("overrides") or []
     if choice.get("overall") in (None, "standard") or not overrides:
         return []
     transfer = ", ".join(o.split(".", 1)[1].replace("=", ": ") for o in overrides)
+    touches_scratch = any(o.startswith("transfer.warmup_fraction") for o in overrides)
+    methods = "" if touches_scratch else f"methods: [{', '.join(PRETRAINED)}], "
     return [
-        f"variants.transfer{n}={{finetune: {{train: {{max_steps: {n}}}, transfer: {{{transfer}}}}}}}" for n in steps
+        f"variants.transfer{n}={{{methods}finetune: {{train: {{max_steps: {n}}}, transfer: {{{transfer}}}}}}}"
+        for n in steps
     ]
 
 

@@ -66,4 +66,15 @@ def test_sets_make_valid_variants_and_nothing_for_standard(tmp_path: Path, share
     macl = next(p for p in plans if p.cell.method == "macl")
     assert macl.finetune.train.max_steps == 150 and macl.finetune.transfer.schedule == "lpft"
     assert macl.finetune.transfer.pretrained_lr_scale == 0.1 and macl.finetune.transfer.lpft_fraction == 0.1
+    assert {p.cell.method for p in plans} == set(evidence_choice.PRETRAINED)  # Scratch: the grid's steps150 cells
     assert evidence_choice.variant_sets({"overall": "standard", "overrides": []}, [500]) == []
+    warm = evidence_choice.variant_sets({"overall": "warmup", "overrides": ["transfer.warmup_fraction=0.05"]}, [500])
+    assert warm == ["variants.transfer500={finetune: {train: {max_steps: 500}, transfer: {warmup_fraction: 0.05}}}"]
+
+
+def test_pretrained_methods_are_the_evidence_grids() -> None:
+    import yaml
+
+    for name in ("evidence_mscmrseg", "evidence_chaos"):
+        grid = yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text())
+        assert tuple(m for m in grid["methods"] if m != "scratch") == evidence_choice.PRETRAINED

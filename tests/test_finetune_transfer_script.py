@@ -47,6 +47,28 @@ def test_choice_reads_validation_never_test():
     assert ft.choose(worse)["overall"] == "standard"  # no option beats the standard one on validation
 
 
+def test_outputs_recompute_from_the_exported_bundle(tmp_path):
+    """run_evidence.sh ships stage 3 as a bundle and recomputes transfer.csv / choice.json from it alone."""
+    from medssl.reporting.bundle import export_bundle
+
+    ft = _script()
+    out = tmp_path / "transfer"
+    for seed in (0, 1):
+        for arm, top in (("standard", 0.5), ("lpft", 0.6 + 0.01 * seed)):
+            run = out / "mscmrseg" / f"s{seed}" / arm
+            run.mkdir(parents=True)
+            (run / "run.json").write_text(json.dumps({"kind": "finetune", "method": f"macl+{arm}", "seed": seed}))
+            (run / "summary.json").write_text(json.dumps({"mean": {"dsc": 0.4}}))
+            (run / "log.csv").write_text(f"epoch,step,val_dice\n0,50,0.2\n1,100,{top}\n")
+            (run / "checkpoint.pt").write_bytes(b"heavy")  # not shipped
+    rows = ft.collect(out, ["mscmrseg"], [0, 1], ["standard", "lpft"])
+    export_bundle(out, tmp_path / "bundle", command="test")
+    again = ft.collect(tmp_path / "bundle", ["mscmrseg"], [0, 1], ["standard", "lpft"])
+    assert again == rows and len(rows) == 4
+    assert ft.write_outputs(again, tmp_path / "bundle")["overall"] == "lpft"
+    assert not list((tmp_path / "bundle").rglob("*.pt")) and (tmp_path / "bundle" / "transfer.png").is_file()
+
+
 @pytest.mark.slow  # ~1 min of subprocesses; the default run covers its parts (test_transfer, test_bundle, above)
 def test_script_runs_tiny_and_exports_a_bundle(synthetic_store, tmp_path):
     torch.manual_seed(0)

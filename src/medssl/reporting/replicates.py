@@ -36,6 +36,7 @@ from .tables import RunRecord, labels_sort_key, method_display_name, method_sort
 __all__ = [
     "SEED_STATS_FIELDS",
     "SeedComparison",
+    "compare_pair",
     "hierarchical_bootstrap",
     "holm",
     "min_sign_flip_p",
@@ -215,7 +216,17 @@ class SeedComparison:
     notes: list[str] = field(default_factory=list)
 
 
-def _compare(group: tuple[str, str, str], a: str, b: str, by_method: dict[str, list[RunRecord]]) -> SeedComparison:
+def compare_pair(group: tuple[str, str, str], a: str, b: str, by_method: dict[str, list[RunRecord]]) -> SeedComparison:
+    """Method ``a`` against ``b`` in one group at the seed level (no correction: ``p_holm`` is NaN).
+
+    Args:
+        group: ``(protocol, dataset_label, labels)`` of the runs.
+        a, b: method names, keys of ``by_method``.
+        by_method: the group's runs per method (one per seed).
+
+    Returns:
+        A :class:`SeedComparison` with per-seed differences, the bootstrap interval and the t-test p.
+    """
     diffs = per_seed_differences(by_method[a], by_method[b])
     seeds = tuple(diffs)
     seed_diffs = tuple(float(d.mean() * 100.0) for d in diffs.values())
@@ -267,7 +278,7 @@ def seed_comparisons(runs: Sequence[RunRecord]) -> list[SeedComparison]:
             for o in others:
                 key = (*group, *sorted((m, o)))
                 if key not in rows:
-                    rows[key] = _compare(group, m, o, by_method)
+                    rows[key] = compare_pair(group, m, o, by_method)
     out = list(rows.values())
     for cmp, ph in zip(out, holm([c.p for c in out])):
         cmp.p_holm = float(ph)

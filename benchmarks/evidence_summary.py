@@ -1,0 +1,44 @@
+"""Issue 22's summary: every pre-trained method against Scratch in every grid and variant, one family.
+
+Each GRID (a benchmark folder or its results bundle) and each of its ``variants/*`` is one setting,
+labelled from its runs' configurations (recipe, transfer options, budget); a variant that only
+changes how pre-trained weights are fine-tuned is compared with the Scratch runs of the same recipe
+and budget (``medssl.reporting.family.grid_settings``). Per-seed differences, hierarchical-bootstrap
+intervals and t-tests over seeds, with Holm's correction over ALL comparisons of all grids together:
+
+    python benchmarks/evidence_summary.py --out benchmarks/results/cpu/evidence_summary \\
+        benchmarks/results/cpu/evidence_mscmrseg benchmarks/results/cpu/evidence_chaos
+
+writes OUT/summary.md (table + legend), summary.csv, summary.tex, summary.txt (the sentences the
+README's paragraph quotes) and forest.png, and prints summary.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from medssl.errors import DataError
+from medssl.reporting.family import family_comparisons, grid_settings, write_family
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("grids", nargs="+", type=Path, help="benchmark folders or results bundles")
+    ap.add_argument("--out", type=Path, required=True, help="folder for summary.* and forest.png")
+    a = ap.parse_args(argv)
+    try:
+        settings = [st for g in a.grids for st in grid_settings(g)]
+        rows = family_comparisons(settings)
+        files = write_family(rows, a.out)
+    except DataError as e:
+        print(f"evidence_summary: error: {e}", file=sys.stderr)
+        return 2
+    print(files["txt"].read_text(), end="")
+    print(f"({len(rows)} comparisons in {len(settings)} settings: {', '.join(str(p) for p in files.values())})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
