@@ -39,7 +39,16 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..errors import DataError
-from .replicates import N_BOOT, SeedComparison, compare_pair, holm, min_sign_flip_p, verdict
+from .replicates import (
+    N_BOOT,
+    SeedComparison,
+    compare_pair,
+    csv_number,
+    format_p,
+    holm,
+    min_sign_flip_p,
+    verdict,
+)
 from .stats import case_dsc
 from .tables import (
     RunRecord,
@@ -284,10 +293,6 @@ FAMILY_FIELDS = [
 ]
 
 
-def _num(x: float) -> str:
-    return "" if not math.isfinite(x) else repr(round(float(x), 6))
-
-
 def _csv_rows(rows: Sequence[FamilyRow]) -> list[dict[str, Any]]:
     return [
         {
@@ -298,27 +303,21 @@ def _csv_rows(rows: Sequence[FamilyRow]) -> list[dict[str, Any]]:
             "method": method_display_name(r.cmp.method),
             "n_seeds": len(r.cmp.seeds),
             "pretrainings": r.cmp.pretrainings,
-            "method_dsc": _num(r.method_dsc),
-            "scratch_dsc": _num(r.scratch_dsc),
+            "method_dsc": csv_number(r.method_dsc),
+            "scratch_dsc": csv_number(r.scratch_dsc),
             "seed_diffs": " ".join(f"s{s}:{d:+.4f}" for s, d in zip(r.cmp.seeds, r.cmp.seed_diffs)),
             "seeds_ahead": r.cmp.n_ahead,
-            "mean_diff": _num(r.cmp.mean_diff),
-            "ci_low": _num(r.cmp.ci_low),
-            "ci_high": _num(r.cmp.ci_high),
-            "p_t_seeds": _num(r.cmp.p),
-            "p_holm_family": _num(r.cmp.p_holm),
+            "mean_diff": csv_number(r.cmp.mean_diff),
+            "ci_low": csv_number(r.cmp.ci_low),
+            "ci_high": csv_number(r.cmp.ci_high),
+            "p_t_seeds": csv_number(r.cmp.p),
+            "p_holm_family": csv_number(r.cmp.p_holm),
             "verdict": r.cmp.verdict,
             "scratch_from": r.scratch_from,
             "notes": "; ".join(r.cmp.notes),
         }
         for r in rows
     ]
-
-
-def _p(p: float) -> str:
-    if not math.isfinite(p):
-        return "n/a"
-    return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
 
 
 def _pp(x: float) -> str:
@@ -378,8 +377,8 @@ def family_markdown(rows: Sequence[FamilyRow]) -> str:
             f"{c.n_ahead} of {len(c.seeds)}",
             _pp(c.mean_diff),
             _ci(r),
-            _p(c.p),
-            _p(c.p_holm),
+            format_p(c.p),
+            format_p(c.p_holm),
             f"**{c.verdict}**" if c.verdict != "inconclusive" else c.verdict,
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -403,7 +402,7 @@ def family_latex(rows: Sequence[FamilyRow]) -> str:
                 f"{r.cmp.n_ahead}/{len(r.cmp.seeds)}",
                 _pp(r.cmp.mean_diff),
                 _ci(r),
-                _p(r.cmp.p_holm),
+                format_p(r.cmp.p_holm),
             ]
         )
         + r" \\"
@@ -427,7 +426,7 @@ def family_text(rows: Sequence[FamilyRow]) -> str:
         c = r.cmp
         return (
             f"{method_display_name(c.method)} on {c.dataset} ({r.setting}): {_pp(c.mean_diff)} DSC points "
-            f"{_ci(r)}, {c.n_ahead} of {len(c.seeds)} seeds above Scratch, p Holm {_p(c.p_holm)}"
+            f"{_ci(r)}, {c.n_ahead} of {len(c.seeds)} seeds above Scratch, p Holm {format_p(c.p_holm)}"
         )
 
     out = []

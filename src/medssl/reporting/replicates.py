@@ -37,6 +37,8 @@ __all__ = [
     "SEED_STATS_FIELDS",
     "SeedComparison",
     "compare_pair",
+    "csv_number",
+    "format_p",
     "hierarchical_bootstrap",
     "holm",
     "min_sign_flip_p",
@@ -311,7 +313,8 @@ SEED_STATS_FIELDS = [
 ]
 
 
-def _num(x: float) -> str:
+def csv_number(x: float) -> str:
+    """A number for a CSV cell: rounded to 6 decimals, empty for NaN or None."""
     return "" if x is None or not math.isfinite(x) else repr(round(float(x), 6))
 
 
@@ -328,14 +331,14 @@ def seed_stats_csv_rows(rows: Sequence[SeedComparison]) -> list[dict[str, Any]]:
             "pretrainings": c.pretrainings,
             "seed_diffs": " ".join(f"s{s}:{d:+.4f}" for s, d in zip(c.seeds, c.seed_diffs)),
             "seeds_ahead": c.n_ahead,
-            "mean_diff": _num(c.mean_diff),
-            "ci_low": _num(c.ci_low),
-            "ci_high": _num(c.ci_high),
-            "p_t_seeds": _num(c.p),
-            "p_sign_flip": _num(c.p_sign_flip),
-            "p_holm": _num(c.p_holm),
+            "mean_diff": csv_number(c.mean_diff),
+            "ci_low": csv_number(c.ci_low),
+            "ci_high": csv_number(c.ci_high),
+            "p_t_seeds": csv_number(c.p),
+            "p_sign_flip": csv_number(c.p_sign_flip),
+            "p_holm": csv_number(c.p_holm),
             "verdict": c.verdict,
-            "p_wilcoxon_pooled_cases": _num(c.pooled.p_value),
+            "p_wilcoxon_pooled_cases": csv_number(c.pooled.p_value),
             "n_pairs_pooled": c.pooled.n_pairs,
             "notes": "; ".join(c.notes),
         }
@@ -343,7 +346,8 @@ def seed_stats_csv_rows(rows: Sequence[SeedComparison]) -> list[dict[str, Any]]:
     ]
 
 
-def _p(p: float) -> str:
+def format_p(p: float) -> str:
+    """A p-value for a table: ``n/a`` for NaN, scientific below 0.001 (``2.0e-04``), else 3 decimals."""
     if not math.isfinite(p):
         return "n/a"
     return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
@@ -367,10 +371,10 @@ def _markdown_row(c: SeedComparison) -> str:
         f"{c.n_ahead} of {len(c.seeds)}",
         _pp(c.mean_diff),
         ci,
-        _p(c.p),
-        _p(c.p_holm),
+        format_p(c.p),
+        format_p(c.p_holm),
         f"**{c.verdict}**" if c.verdict != "inconclusive" else c.verdict,
-        f"{_p(c.pooled.p_value)} ({c.pooled.n_pairs})",
+        f"{format_p(c.pooled.p_value)} ({c.pooled.n_pairs})",
         "; ".join(c.notes),
     ]
     return "| " + " | ".join(cells) + " |"
