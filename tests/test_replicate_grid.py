@@ -46,7 +46,8 @@ def test_pretrain_only_processes_claim_the_pretrainings_one_at_a_time(grid_file,
     n-th of the list, and runs those that are neither finished nor locked by another live process
     (the cells interleave methods: dealing cells would give one process every pre-training of one
     method, and pre-trainings differ in cost)."""
-    from medssl.benchmark import _owner_alive, _process_stamp
+    from medssl.utils.locks import owner_alive as _owner_alive
+    from medssl.utils.locks import process_stamp as _process_stamp
 
     sets = ["seeds=[0, 1, 2]"]
     texts = [

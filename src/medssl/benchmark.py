@@ -52,11 +52,10 @@ import contextlib
 import copy
 import inspect
 import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -65,6 +64,7 @@ from .engine.rundir import bind_run_dir, is_done, read_run
 from .errors import ConfigError, DataError
 from .recipes import resolve_recipe
 from .utils.files import atomic_write_json
+from .utils.locks import FolderLock, try_lock, wait_or_lock
 
 __all__ = [
     "CellPlan",
@@ -346,74 +346,27 @@ def _prepared(grid: dict[str, Any], ds: dict[str, Any], root: Path, say: Callabl
     if ready():
         return out
     # one process prepares a store that several processes (--cells i/n) need; the others wait
-    lock_dir = root / "prepared" / ".locks" / ds["name"]
-    if _wait_or_lock(lock_dir, ready):
-        try:
+    lock = _wait_or_lock(root / "prepared" / ".locks" / ds["name"], ready)
+    if lock:
+        with lock:
             opts = dict(ds.get("prepare") or {})
             say(f"preparing {ds['name']} ({ds['dataset']} from {ds['src']})")
             prepare(ds["dataset"], ds["src"], out, progress=grid.get("progress", True), log=say, **opts)
-        finally:
-            (lock_dir / ".lock").unlink(missing_ok=True)
     return out
 
 
-def _process_stamp(pid: int) -> str:
-    """``pid`` and, where ``/proc`` tells it, the process's start time and the boot: a lock names its
-    owner this way, so that a later process that happens to get the same pid is not taken for it."""
-    try:
-        start = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except (OSError, IndexError):
-        return str(pid)
-    return f"{pid} {start} {boot}"
+def _try_lock(run: Path, done: Callable[[], bool] | None = None) -> FolderLock | Literal[False] | None:
+    """Take ``run/.lock`` if ``run`` is neither finished nor being made (:func:`medssl.utils.locks.try_lock`):
+    a lock (this process makes it), False (finished), None (another live process holds the lock)."""
+    return try_lock(run, done or (lambda: is_done(run)))
 
 
-def _owner_alive(stamp: str) -> bool:
-    """Whether the process a lock file names (:func:`_process_stamp`) still runs."""
-    try:
-        pid = int(stamp.split()[0])
-        os.kill(pid, 0)
-    except (ValueError, IndexError, ProcessLookupError, PermissionError, OSError):
-        return False
-    if len(stamp.split()) >= 3:
-        return _process_stamp(pid) == stamp.strip()
-    try:  # a lock of an older medssl names only the pid: alive if that pid still runs medssl
-        return b"medssl" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return True  # no /proc: the pid runs, which is all that can be known
-
-
-def _try_lock(run: Path, done: Callable[[], bool] | None = None) -> bool | None:
-    """Take ``run/.lock`` if ``run`` is neither finished nor being made: True (this process makes it),
-    False (finished), None (another live process holds the lock). A stale lock is removed."""
-    run.mkdir(parents=True, exist_ok=True)
-    lock = run / ".lock"
-    while True:
-        if (done or (lambda: is_done(run)))():
-            return False
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            os.write(fd, _process_stamp(os.getpid()).encode())
-            os.close(fd)
-            return True
-        except FileExistsError:
-            try:
-                stamp = lock.read_text()
-            except OSError:
-                continue  # removed meanwhile
-            if _owner_alive(stamp):
-                return None
-            lock.unlink(missing_ok=True)  # stale lock of a dead process
-
-
-def _wait_or_lock(run: Path, done: Callable[[], bool] | None = None) -> bool:
-    """True if this process must make ``run`` (it took ``run/.lock``); False once another finished it.
+def _wait_or_lock(run: Path, done: Callable[[], bool] | None = None) -> FolderLock | Literal[False]:
+    """A lock if this process must make ``run``; False once another finished it.
 
     ``done`` tells whether it is finished (default: the run folder's status).
     """
-    while (got := _try_lock(run, done)) is None:
-        time.sleep(5)
-    return got
+    return wait_or_lock(run, done or (lambda: is_done(run)))
 
 
 def pretrain_name(grid: dict[str, Any], cell: GridCell) -> str:
@@ -829,8 +782,10 @@ def _run_cells(todo: list[CellPlan], mine: list[CellPlan], pretrain_only: bool, 
         if pretrain_only:
             _claim_pretraining(plan, say)
             continue
-        if plan.pretrain is not None and plan.pretrain_dir is not None and _wait_or_lock(plan.pretrain_dir):
-            _pretrain_locked(plan, say)
+        if plan.pretrain is not None and plan.pretrain_dir is not None:
+            lock = _wait_or_lock(plan.pretrain_dir)
+            if lock:
+                _pretrain_locked(plan, lock, say)
         say(f"[finetune {k}/{len(mine)}] {plan.label}")
         finetune(plan.finetune, log_fn=say)
         ran += 1
@@ -845,11 +800,11 @@ def _claim_pretraining(plan: CellPlan, say: Callable[[str], None]) -> None:
     if got is None:
         say(f"[pretrain] {plan.pretrain_dir.name}: being run by another process; skipped")
     elif got:
-        _pretrain_locked(plan, say)
+        _pretrain_locked(plan, got, say)
 
 
-def _pretrain_locked(plan: CellPlan, say: Callable[[str], None]) -> None:
-    """``plan``'s pre-training, whose lock this process holds (released at the end, also on failure)."""
+def _pretrain_locked(plan: CellPlan, lock: FolderLock, say: Callable[[str], None]) -> None:
+    """``plan``'s pre-training, whose ``lock`` this process holds (released at the end, also on failure)."""
     from .pretrain import pretrain
 
     assert plan.pretrain is not None and plan.pretrain_dir is not None
@@ -857,4 +812,4 @@ def _pretrain_locked(plan: CellPlan, say: Callable[[str], None]) -> None:
         say(f"[pretrain] {plan.pretrain_dir.name}")
         pretrain(plan.pretrain, log_fn=say)
     finally:
-        (plan.pretrain_dir / ".lock").unlink(missing_ok=True)
+        lock.release()
