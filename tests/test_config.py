@@ -103,7 +103,7 @@ def test_required_setting_left_unset_is_a_config_error() -> None:
         build_optimizer(model.parameters(), OptimCfg(lr=None))
 
 
-def test_switching_the_recipe_of_a_resolved_config_takes_the_new_recipes_settings(tmp_path):
+def test_switching_the_recipe_of_a_resolved_config_takes_the_new_recipes_settings(tmp_path, caplog):
     """A run's config.yaml holds every setting its recipe filled; `--set recipe=paper` on it must train
     with the paper recipe's settings (not keep standard's under a paper label), while settings the
     user changed from the old recipe, and explicit overrides, are kept."""
@@ -118,7 +118,10 @@ def test_switching_the_recipe_of_a_resolved_config_takes_the_new_recipes_setting
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(dataclasses.asdict(resolved)))
     paper = RECIPES["paper"]
-    got = resolve_recipe(load_config(FinetuneConfig, path, ["recipe=paper"]))
+    with caplog.at_level("INFO", logger="medssl"):
+        got = resolve_recipe(load_config(FinetuneConfig, path, ["recipe=paper"]))
+    said = [r.getMessage() for r in caplog.records if r.name == "medssl"]
+    assert len(said) == 1 and said[0].startswith("recipe standard -> paper: optim.lr, ") and "rotation" not in said[0]
     assert (got.recipe, got.loss, got.optim.lr, got.mirror, got.train.val_every) == (
         "paper", paper.loss, paper.lr, paper.mirror, paper.val_every
     )  # fmt: skip
@@ -128,4 +131,4 @@ def test_switching_the_recipe_of_a_resolved_config_takes_the_new_recipes_setting
     same = load_config(FinetuneConfig, path, ["optim.lr=0.002"])  # no recipe change: nothing unset
     assert same.loss == resolved.loss and same.optim.min_lr == resolved.optim.min_lr
     _, unset = unresolve_recipe(resolved)
-    assert "loss" in unset and "optim.lr" in unset and "rotation" not in unset
+    assert "loss" in unset and "optim.lr" in unset and "postprocess" in unset and "rotation" not in unset

@@ -8,6 +8,7 @@ every run folder.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import re
 import types
@@ -738,7 +739,12 @@ def _switch_recipe(cfg: Any, overrides: Mapping[str, Any] | list[str]) -> Any:
     new = apply_overrides(cfg, overrides)
     if cfg.recipe not in RECIPES or recipe_name(new) == cfg.recipe:
         return new
-    unset, _ = unresolve_recipe(cfg)
+    unset, names = unresolve_recipe(cfg)
+    if names:
+        logging.getLogger("medssl").info(
+            "recipe %s -> %s: %s unset so that %s fills them (settings that differ from %s are kept)",
+            cfg.recipe, recipe_name(new), ", ".join(names), recipe_name(new), cfg.recipe,
+        )  # fmt: skip
     return apply_overrides(unset, overrides)
 
 

@@ -167,8 +167,10 @@ _RECIPE_FIELDS: dict[tuple[str, str], str] = {
     ("optim", "lr"): "lr",
     ("optim", "min_lr"): "min_lr",
     ("optim", "warmup_steps"): "warmup_steps",
-    **{("", f): f for f in ("loss", "dice_mode", "mirror", "p_spatial", "rotation", "scale", "elastic", "fill")},
-    ("", "postprocess"): "postprocess",
+    **{
+        ("", f): f
+        for f in ("loss", "dice_mode", "mirror", "p_spatial", "rotation", "scale", "elastic", "fill", "postprocess")
+    },
 }
 
 
