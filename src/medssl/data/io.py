@@ -66,11 +66,12 @@ def check_file(path: str | Path) -> Path:
         ``path`` as a ``Path``.
 
     Raises:
-        DataError: ``file not found``, ``expected a file, found a folder`` or ``empty file (0 bytes)``.
+        DataError: ``file not found`` (``broken link to ...``), ``expected a file, found a folder`` or
+            ``empty file (0 bytes)``.
     """
     p = Path(path)
     if not p.exists():
-        raise DataError(p, "file not found")
+        raise DataError(p, f"broken link to {p.readlink()}" if p.is_symlink() else "file not found")
     if p.is_dir():
         raise DataError(p, "expected a file, found a folder")
     if p.stat().st_size == 0:

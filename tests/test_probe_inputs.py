@@ -1,0 +1,103 @@
+"""Inputs found by an adversarial probe of the commands that used to give a raw error ("internal
+error", a traceback) or a silently wrong answer; each now gives one line naming the file and the problem.
+
+Tiny synthetic files only (a few 12x10x4 volumes, width-4 networks): the module runs in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from medssl.data.readers import scan_dataset
+from medssl.data.readers.nifti_folder import find_pairs, resolve_labels
+from medssl.errors import DataError
+
+SHAPE = (12, 10, 4)  # (X, Y, Z) on disk
+
+
+def write_nii(path: Path, arr: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(np.asarray(arr), np.eye(4)), str(path))
+    return path
+
+
+def labels(values: tuple[int, ...] = (0, 1, 2), dtype: type = np.int16) -> np.ndarray:
+    lab = np.zeros(SHAPE, dtype)
+    for i, v in enumerate(values):
+        lab[i, :, :] = v
+    return lab
+
+
+def pair_folder(root: Path, lab: np.ndarray, n: int = 2) -> Path:
+    g = np.random.default_rng(0)
+    for i in range(n):
+        write_nii(root / "images" / f"c{i}.nii.gz", g.normal(size=SHAPE).astype(np.float32))
+        write_nii(root / "labels" / f"c{i}.nii.gz", lab)
+    return root
+
+
+def resolved(root: Path):
+    return resolve_labels(root, find_pairs(root), None, None)
+
+
+# ------------------------------------------------------------------------------ nifti-folder labels
+
+
+def test_negative_label_in_the_first_case_keeps_raw_0_as_background(tmp_path: Path) -> None:
+    lmap, names = resolved(pair_folder(tmp_path, labels((-1, 0, 2))))
+    assert lmap.values[0] == 0 and names[0] == "background"  # was: -1 -> 0 and raw 0 -> class 1
+    assert dict(lmap.values) == {0: 0, -1: 1, 2: 2} and names == ("background", "class_-1", "class_2")
+
+
+def test_nan_in_the_first_label_is_a_case_problem_not_an_internal_error(tmp_path: Path) -> None:
+    lab = labels((0, 1, 2), np.float32)
+    lab[0, 0, 0] = np.nan
+    root = pair_folder(tmp_path, lab, n=1)
+    _lmap, names = resolved(root)  # raised ValueError (cannot convert float NaN to integer)
+    assert names == ("background", "class_1", "class_2")
+    with pytest.raises(DataError, match="non-finite label values"):
+        scan_dataset("nifti-folder", root)[0].load()
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ('{"labels": {"0": "background", ', "dataset.json: not valid JSON"),  # truncated: was silently ignored
+        ('{"labels": {"background": "zero", "x": "y"}}', "'labels' must map label values to names"),  # ValueError
+        ('{"labels": {"whole tumour": [1, 2]}}', "'labels' must map label values to names"),  # TypeError
+        ('{"labels": ["background", "liver"]}', "'labels' must map label values to names"),
+    ],
+)
+def test_unreadable_dataset_json_is_named(tmp_path: Path, text: str, fragment: str) -> None:
+    root = pair_folder(tmp_path, labels())
+    (root / "dataset.json").write_text(text)
+    with pytest.raises(DataError, match=fragment) as ei:
+        resolved(root)
+    assert str(ei.value).startswith(str(root / "dataset.json")) and "\n" not in str(ei.value)
+
+
+def test_dataset_json_label_values_are_used_as_written(tmp_path: Path) -> None:
+    root = pair_folder(tmp_path, labels((0, 1, 5)))
+    (root / "dataset.json").write_text(json.dumps({"labels": {"0": "background", "1": "a", "5": "b"}}))
+    lmap, names = resolved(root)
+    assert dict(lmap.values) == {0: 0, 1: 1, 5: 2} and names == ("background", "a", "b")  # was: 5 unknown, 2 = b
+    (root / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "a": 1, "b": 5}}))  # nnU-Net v2
+    assert resolved(root) == (lmap, names)
+    assert scan_dataset("nifti-folder", root)[0].load().label.max() == 2
+
+
+def test_broken_link_is_a_problem_not_a_missing_case(tmp_path: Path) -> None:
+    from medssl.data.readers import resolve_spec
+    from medssl.data.verify import verify_dataset
+
+    root = pair_folder(tmp_path, labels(), n=2)
+    (root / "images" / "c1.nii.gz").unlink()
+    (root / "images" / "c1.nii.gz").symlink_to(tmp_path / "gone.nii.gz")
+    assert [c for c, _, _ in find_pairs(root)] == ["c0", "c1"]  # was: c1 silently left out
+    problems = verify_dataset(scan_dataset("nifti-folder", root), resolve_spec("nifti-folder"))
+    assert [str(p) for p in problems] == [f"{root / 'images' / 'c1.nii.gz'}: broken link to {tmp_path / 'gone.nii.gz'}"]
