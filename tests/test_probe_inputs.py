@@ -101,3 +101,76 @@ def test_broken_link_is_a_problem_not_a_missing_case(tmp_path: Path) -> None:
     assert [c for c, _, _ in find_pairs(root)] == ["c0", "c1"]  # was: c1 silently left out
     problems = verify_dataset(scan_dataset("nifti-folder", root), resolve_spec("nifti-folder"))
     assert [str(p) for p in problems] == [f"{root / 'images' / 'c1.nii.gz'}: broken link to {tmp_path / 'gone.nii.gz'}"]
+
+
+# ------------------------------------------------------------------------------ stores and checkpoints
+
+
+class _Store:
+    """The little of a SliceStore that ``check_store_labels`` reads."""
+
+    def __init__(self, root: Path, class_names: list[str], labels: dict[str, np.ndarray | None]) -> None:
+        from types import SimpleNamespace
+
+        self.root, self.class_names, self._labels = root, class_names, labels
+        self.num_classes = len(class_names)
+        self.cases = [SimpleNamespace(case_id=c) for c in labels]
+
+    def label(self, case_id: str) -> np.ndarray | None:
+        return self._labels[case_id]
+
+
+@pytest.mark.parametrize("names", [["background"], ["background", "liver"]])
+def test_store_of_background_only_labels_is_refused_before_training(tmp_path: Path, names: list[str]) -> None:
+    from medssl.run_checks import check_store_labels
+
+    empty = {"a": np.zeros((2, 8, 8), np.uint8), "b": np.zeros((2, 8, 8), np.uint8), "u": None}
+    with pytest.raises(DataError, match=r"its labels hold background only \(2 labelled cases") as ei:
+        check_store_labels(_Store(tmp_path, names, empty))  # was: NaN loss at step 1 blaming the learning rate
+    assert str(ei.value).startswith(f"{tmp_path}: ")
+    one = {**empty, "b": np.ones((2, 8, 8), np.uint8)}
+    check_store_labels(_Store(tmp_path, ["background", "liver"], one))  # one foreground voxel is enough
+    check_store_labels(_Store(tmp_path, ["background"], {"u": None}))  # unlabelled (pre-training) stores pass
+
+
+def _unet_state(width: int = 4, classes: int = 3) -> dict:
+    from medssl.config import ModelCfg
+    from medssl.models.factory import create_model
+
+    return create_model(ModelCfg(base_width=width), classes).state_dict()
+
+
+def test_pretrained_checkpoint_with_nan_weights_is_refused(tmp_path: Path) -> None:
+    import torch
+
+    from medssl.config import ModelCfg
+    from medssl.models.checkpoint import load_pretrained
+    from medssl.models.factory import create_model
+
+    enc = {k: v for k, v in _unet_state().items() if k.startswith("encoder.")}
+    enc["encoder.stages.0.0.0.weight"] = enc["encoder.stages.0.0.0.weight"] * float("nan")
+    path = tmp_path / "pretrain.pt"
+    torch.save({"format": "medssl-pretrain", "method": "simclr", "pretrains": ["encoder"], "state_dict": enc}, path)
+    model = create_model(ModelCfg(base_width=4), 3)
+    before = model.encoder.stages[0][0][0].weight.detach().clone()
+    with pytest.raises(DataError, match=r"1 of \d+ weight tensors hold NaN or infinite values") as ei:
+        load_pretrained(model, path)  # was: loaded, then "non-finite loss ... lower optim.lr"
+    assert str(ei.value).startswith(f"{path}: ") and "encoder.stages.0.0.0.weight" in str(ei.value)
+    assert torch.equal(model.encoder.stages[0][0][0].weight, before)  # the model is left untouched
+
+
+def test_run_checkpoint_with_nan_weights_is_refused_by_predict_and_export(tmp_path: Path) -> None:
+    import torch
+
+    from medssl.inference.runspec import RunSpec
+    from medssl.inference.segmenter import load_network
+
+    state = _unet_state()
+    path = tmp_path / "checkpoint_best.pt"
+    torch.save({"model": state}, path)
+    spec = RunSpec(tmp_path, path, tmp_path, ["bg", "a", "b"], None, "zscore", "zero", 16, 1, {"base_width": 4})
+    load_network(spec, torch.device("cpu"))
+    state["head.weight"] = torch.full_like(state["head.weight"], float("inf"))
+    torch.save({"model": state}, path)
+    with pytest.raises(DataError, match=r"1 of \d+ weight tensors hold NaN or infinite values \(first: head"):
+        load_network(spec, torch.device("cpu"))  # was: every label map silently background
