@@ -174,3 +174,44 @@ def test_run_checkpoint_with_nan_weights_is_refused_by_predict_and_export(tmp_pa
     torch.save({"model": state}, path)
     with pytest.raises(DataError, match=r"1 of \d+ weight tensors hold NaN or infinite values \(first: head"):
         load_network(spec, torch.device("cpu"))  # was: every label map silently background
+
+
+# ------------------------------------------------------------------------------ predict
+
+
+def _with_pixdim(path: Path, x_spacing: float) -> Path:
+    """Rewrite a .nii.gz with its first voxel size set to ``x_spacing`` (and no qform/sform), as a broken
+    converter writes it; nibabel refuses to write such a header itself."""
+    import gzip
+    import struct
+
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    struct.pack_into("<f", raw, 80, x_spacing)  # pixdim[1]
+    struct.pack_into("<hh", raw, 252, 0, 0)  # qform_code, sform_code
+    path.write_bytes(gzip.compress(bytes(raw)))
+    return path
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_predict_input_with_non_finite_voxel_spacing_is_named(tmp_path: Path, bad: float) -> None:
+    from medssl.inference.scans import discover_inputs, read_scan
+
+    path = write_nii(tmp_path / "scan.nii.gz", np.ones(SHAPE, np.float32))
+    assert read_scan(discover_inputs(path)[0]).spacing == (1.0, 1.0, 1.0)
+    _with_pixdim(path, bad)
+    with pytest.raises(DataError) as ei:  # was: an internal error (HeaderDataError) when saving the label map
+        read_scan(discover_inputs(path)[0])
+    assert str(ei.value) == f"{path}: invalid voxel spacing (1.0, 1.0, {bad}) (D, H, W) in the header: fix its pixdim"
+
+
+@pytest.mark.parametrize("classes", [None, "[]"])
+def test_predict_output_with_maps_of_unknown_origin_is_not_resumed(tmp_path: Path, classes: str | None) -> None:
+    from medssl.inference.pipeline import check_same_settings
+
+    if classes is not None:
+        (tmp_path / "classes.json").write_text(classes)
+    with pytest.raises(DataError, match="give --overwrite") as ei:  # was: 3 maps skipped as done, silently
+        check_same_settings(None, tmp_path, 3)
+    where = tmp_path if classes is None else tmp_path / "classes.json"
+    assert str(ei.value).startswith(f"{where}: ") and "\n" not in str(ei.value)
+    check_same_settings(None, tmp_path, 0)  # nothing skipped (a new folder, or --overwrite): nothing to check
