@@ -215,3 +215,67 @@ def test_predict_output_with_maps_of_unknown_origin_is_not_resumed(tmp_path: Pat
     where = tmp_path if classes is None else tmp_path / "classes.json"
     assert str(ei.value).startswith(f"{where}: ") and "\n" not in str(ei.value)
     check_same_settings(None, tmp_path, 0)  # nothing skipped (a new folder, or --overwrite): nothing to check
+
+
+# ------------------------------------------------------------------------------ report and bundles
+
+METRICS_HEADER = "case_id,class_index,class_name,dsc,jc,hd95,asd,tp,fp,fn\n"
+
+
+def minimal_run(folder: Path, mean: dict | None = None, row: str = "c1,1,liver,0.5,0.33,4.0,1.0,10,5,5") -> Path:
+    """A finished run as another tool might write it: run.json, summary.json, metrics.csv (no splits.json)."""
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"kind": "finetune", "status": "done", "method": "scratch"}))
+    summary = {"protocol": "standard", "mean": mean if mean is not None else {"dsc": 0.5, "hd95": 4.0}}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    (folder / "metrics.csv").write_text(METRICS_HEADER + row + "\n")
+    return folder
+
+
+@pytest.mark.parametrize(
+    "mean, fragment",
+    [
+        ({"dsc": 7.0}, "summary.json: mean: dsc = 7.0 is out of range"),  # was: a 700 % DSC in the table
+        ({"hd95": -5.0}, "summary.json: mean: hd95 = -5.0 is out of range"),
+        ({"dsc": "abc"}, "summary.json: mean: dsc is not a number ('abc')"),  # was: shown as "–"
+        ({"dsc": True}, "summary.json: mean: dsc is not a number ('True')"),
+        ({"nsd": 1.5}, "summary.json: mean: nsd = 1.5 is out of range"),
+    ],
+)
+def test_summary_means_out_of_range_or_not_numbers_are_named(tmp_path: Path, mean: dict, fragment: str) -> None:
+    from medssl.reporting.runfiles import run_files_problem
+
+    assert run_files_problem(minimal_run(tmp_path / "ok")) is None
+    assert run_files_problem(minimal_run(tmp_path / "nan", {"dsc": None, "hd95": float("nan")})) is None
+    problem = run_files_problem(minimal_run(tmp_path / "r", mean))
+    assert problem is not None and problem.startswith(str(tmp_path / "r")) and fragment in problem, problem
+
+
+@pytest.mark.parametrize("row", ["c1,1,liver,0.5,0.33,-4.0,1.0,10,5,5", "c1,1,liver,0.5,0.33,4.0,1.0,10,-5,5"])
+def test_negative_distances_and_counts_in_metrics_csv_are_named(tmp_path: Path, row: str) -> None:
+    from medssl.reporting.runfiles import run_files_problem
+
+    problem = run_files_problem(minimal_run(tmp_path / "r", row=row))  # was: used as they were
+    assert problem is not None and "metrics.csv: line 2: " in problem and "is out of range" in problem, problem
+
+
+def test_bundle_with_truncated_manifest_or_added_run_is_named(tmp_path: Path, capsys) -> None:
+    from medssl.cli.main import _warn_bundle_changed
+    from medssl.reporting.bundle import export_bundle, provenance_notes, verify_bundle
+
+    minimal_run(tmp_path / "runs" / "a")
+    bundle = export_bundle(tmp_path / "runs", tmp_path / "b", command="test").out
+    assert verify_bundle(bundle) == [] and "files verified" in provenance_notes(bundle)[0]
+    minimal_run(bundle / "added", {"dsc": 0.99})
+    (bundle / "a" / "summary.json").write_text(json.dumps({"protocol": "standard", "mean": {"dsc": 0.9}}))
+    assert verify_bundle(bundle) == [
+        "a/summary.json: changed since export (sha256 differs)",
+        "added/run.json: added since export (not in bundle.json)",  # was: its runs entered the tables silently
+    ]
+    _warn_bundle_changed(bundle)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all(e.startswith(f"medssl: warning: bundle {bundle}: ") for e in err)
+    manifest = bundle / "bundle.json"
+    manifest.write_text(manifest.read_text()[:40])
+    with pytest.raises(DataError, match="bundle.json: not a readable bundle manifest"):
+        provenance_notes(bundle)  # was: an internal error (JSONDecodeError)
