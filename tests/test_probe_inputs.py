@@ -279,3 +279,38 @@ def test_bundle_with_truncated_manifest_or_added_run_is_named(tmp_path: Path, ca
     manifest.write_text(manifest.read_text()[:40])
     with pytest.raises(DataError, match="bundle.json: not a readable bundle manifest"):
         provenance_notes(bundle)  # was: an internal error (JSONDecodeError)
+
+
+# ------------------------------------------------------------------------------ benchmark grids
+
+GRID = (
+    "name: t\nmethods: [scratch, simclr]\nlabels: ['2']\nseeds: [0]\n"
+    "datasets:\n  - {name: syn, dataset: synthetic, src: builtin}\n"
+    "pretrain: {data: {image_size: 32, batch_size: 4}, model: {base_width: 4}, train: {max_steps: 1}}\n"
+    "finetune: {data: {image_size: 32, batch_size: 4}, model: {base_width: 4}, train: {max_steps: 1}}\n"
+)
+
+
+@pytest.mark.parametrize(
+    "old, new, fragment",
+    [
+        ("seeds: [0]", "seeds: [0, 1, 0]", "seeds: 0 is listed twice"),  # was: two cells of one run folder
+        ("methods: [scratch, simclr]", "methods: [scratch, simclr, simclr]", "methods: simclr is listed twice"),
+        (  # was: "all cells valid", then the fine-tuning failed after the pre-training had run
+            "pretrain: {data: {image_size: 32, batch_size: 4}, model: {base_width: 4}",
+            "pretrain: {data: {image_size: 32, batch_size: 4}, model: {base_width: 8}",
+            "cell simclr__syn__2__s0: model.base_width: pre-training uses 8, fine-tuning 4",
+        ),
+    ],
+)
+def test_benchmark_dry_run_refuses_grids_that_cannot_run_as_meant(tmp_path: Path, old: str, new: str, fragment: str):
+    from medssl.benchmark import run_benchmark
+    from medssl.errors import ConfigError
+
+    (tmp_path / "ok.yaml").write_text(GRID)
+    assert "2 of 2 cells" in run_benchmark(tmp_path / "ok.yaml", tmp_path / "b", dry_run=True)
+    assert GRID.count(old) == 1
+    (tmp_path / "bad.yaml").write_text(GRID.replace(old, new))
+    with pytest.raises(ConfigError, match=fragment) as ei:
+        run_benchmark(tmp_path / "bad.yaml", tmp_path / "b", dry_run=True)
+    assert str(ei.value).startswith(str(tmp_path / "bad.yaml")) and "\n" not in str(ei.value)
