@@ -314,3 +314,18 @@ def test_benchmark_dry_run_refuses_grids_that_cannot_run_as_meant(tmp_path: Path
     with pytest.raises(ConfigError, match=fragment) as ei:
         run_benchmark(tmp_path / "bad.yaml", tmp_path / "b", dry_run=True)
     assert str(ei.value).startswith(str(tmp_path / "bad.yaml")) and "\n" not in str(ei.value)
+
+
+def test_header_fixed_by_nibabel_is_one_medssl_warning_per_file(tmp_path: Path, capfd, caplog) -> None:
+    import logging
+
+    from medssl.data.io import load_nifti
+
+    path = _with_pixdim(write_nii(tmp_path / "zero.nii.gz", np.ones(SHAPE, np.float32)), 0.0)
+    with caplog.at_level(logging.WARNING, logger="medssl"):
+        for _ in range(3):  # prepare reads a file several times
+            assert load_nifti(path)[1][0] == 1.0  # nibabel reads a voxel size of 0 as 1 mm ...
+    assert [r.getMessage() for r in caplog.records] == [  # ... which is said once, on one line
+        f"medssl: warning: {path}: header fixed on reading: pixdim[1,2,3] should be non-zero; setting 0 dims to 1"
+    ]
+    assert "pixdim" not in capfd.readouterr().err  # was: nibabel's own line, at every read

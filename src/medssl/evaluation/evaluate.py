@@ -399,9 +399,11 @@ def _read_labels(path: Path, label_map: Mapping[int, int] | None) -> tuple[np.nd
     import nibabel as nib
 
     from ..data.case import to_dhw
+    from ..data.io import nibabel_header_fixes
 
     try:
-        img = nib.load(str(path))
+        with nibabel_header_fixes(path):
+            img = nib.load(str(path))
         if not isinstance(img, nib.spatialimages.SpatialImage):
             raise DataError(path, f"not an image volume ({type(img).__name__})")
         raw = np.asanyarray(img.dataobj)

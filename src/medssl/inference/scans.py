@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..data.case import to_dhw
-from ..data.io import check_file, load_dicom_series, load_nifti, read_nifti_header
+from ..data.io import check_file, load_dicom_series, load_nifti, nibabel_header_fixes, read_nifti_header
 from ..errors import DataError
 
 __all__ = [
@@ -265,7 +265,8 @@ def read_scan(item: InputItem, channels: int = 1) -> Scan:
         arr = arr.reshape(arr.shape[:3]) if arr.ndim > 3 else arr
         zz = tuple(zooms[:3]) if len(zooms) >= 3 else tuple(zooms[:2]) + (1.0,)
         image, spacing = to_dhw(arr, zz)
-        header = nib.load(str(item.path)).header
+        with nibabel_header_fixes(item.path):
+            header = nib.load(str(item.path)).header
         scan = Scan(item, image.astype(np.float32, copy=False), spacing, affine, header)
     if not np.all(np.isfinite(scan.image)):
         raise DataError(item.path, "image holds NaN or infinite values")
