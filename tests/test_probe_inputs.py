@@ -329,3 +329,25 @@ def test_header_fixed_by_nibabel_is_one_medssl_warning_per_file(tmp_path: Path, 
         f"medssl: warning: {path}: header fixed on reading: pixdim[1,2,3] should be non-zero; setting 0 dims to 1"
     ]
     assert "pixdim" not in capfd.readouterr().err  # was: nibabel's own line, at every read
+
+
+def test_evaluate_warns_when_predictions_are_stored_in_other_axis_directions(tmp_path: Path, caplog) -> None:
+    import logging
+
+    from medssl.evaluation.evaluate import evaluate_folders
+
+    lab = labels((0, 1, 2), np.uint8)
+    flipped = np.diag([-1.0, 1.0, 1.0, 1.0])
+    flipped[0, 3] = SHAPE[0] - 1  # the same voxel centres, x stored the other way round
+    (tmp_path / "pred").mkdir()
+    for i in range(2):
+        write_nii(tmp_path / "gt" / f"c{i}.nii.gz", lab)
+        nib.save(nib.Nifti1Image(lab[::-1].copy(), flipped), str(tmp_path / "pred" / f"c{i}.nii.gz"))
+    with caplog.at_level(logging.WARNING, logger="medssl"):
+        evaluate_folders(tmp_path / "pred", tmp_path / "gt")  # was: scored voxel by voxel without a word
+    (msg,) = [r.getMessage() for r in caplog.records]
+    assert msg.startswith("medssl: warning: 2 prediction(s) stored with other axis directions") and "LAS" in msg
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="medssl"):
+        evaluate_folders(tmp_path / "gt", tmp_path / "gt")
+    assert not caplog.records

@@ -449,6 +449,35 @@ def _paired_files(pdir: Path, gdir: Path) -> tuple[dict[str, Path], dict[str, Pa
     return preds, gts
 
 
+def _axcodes(path: Path) -> str | None:
+    """The voxel axes' directions of a NIfTI file from its header (``RAS``, ``LPS``...; None if unreadable)."""
+    import nibabel as nib
+
+    from ..data.io import nibabel_header_fixes
+
+    try:
+        with nibabel_header_fixes(path):
+            return "".join(str(c) for c in nib.aff2axcodes(nib.load(str(path)).affine))  # type: ignore[attr-defined]
+    except Exception:  # an unreadable file is named when its voxels are read
+        return None
+
+
+def _warn_orientation(preds: Mapping[str, Path], gts: Mapping[str, Path]) -> None:
+    """One ``medssl: warning:`` line when predictions are stored with other axis directions than their
+    ground truth: the labels are compared voxel by voxel, so a prediction reoriented (or written without
+    its scan's geometry) may not lie on the same anatomy."""
+    import logging
+
+    odd = [(n, p, g) for n in sorted(gts) if (p := _axcodes(preds[n])) and (g := _axcodes(gts[n])) and p != g]
+    if odd:
+        name, p, g = odd[0]
+        logging.getLogger("medssl").warning(
+            "medssl: warning: %d prediction(s) stored with other axis directions than their ground truth (first: "
+            "%s: %s, ground truth %s); labels are compared voxel by voxel as stored: check that they are aligned",
+            len(odd), preds[name], p, g,
+        )  # fmt: skip
+
+
 def _check_label_range(arr: np.ndarray, path: Path, class_names: Sequence[str], predicted: bool = False) -> None:
     """Every label of ``arr`` is a class index (else a ``DataError`` naming ``path``)."""
     lo, hi = int(arr.min(initial=0)), int(arr.max(initial=0))
@@ -517,6 +546,7 @@ def evaluate_folders(
     """
     _check_protocol(protocol)
     preds, gts = _paired_files(Path(pred_dir), Path(gt_dir))
+    _warn_orientation(preds, gts)
 
     def pairs() -> Iterable[tuple[str, Path, np.ndarray, Path, np.ndarray, tuple[float, ...]]]:
         return _read_pairs(preds, gts, label_map, spacing_tolerance)
