@@ -351,3 +351,15 @@ def test_evaluate_warns_when_predictions_are_stored_in_other_axis_directions(tmp
     with caplog.at_level(logging.WARNING, logger="medssl"):
         evaluate_folders(tmp_path / "gt", tmp_path / "gt")
     assert not caplog.records
+
+
+def test_store_array_of_another_shape_than_cases_json_is_named(tmp_path: Path) -> None:
+    from medssl.data.store import SliceStore, prepare
+
+    root = pair_folder(tmp_path / "src", labels(), n=2)
+    store = SliceStore(prepare("nifti-folder", root, tmp_path / "store", target_spacing=None, progress=False).root)
+    assert store.label("c1").shape == store.image("c1").shape == (4, 10, 12)
+    np.save(tmp_path / "store" / "labels" / "c1.npy", np.zeros((4, 9, 12), np.uint8))
+    with pytest.raises(DataError) as ei:  # was: an internal error (ValueError: arrays differ in-plane) in training
+        store.label("c1")
+    assert str(ei.value).startswith(f"{tmp_path / 'store' / 'labels' / 'c1.npy'}: shape (4, 9, 12) differs from")
