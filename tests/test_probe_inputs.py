@@ -363,3 +363,28 @@ def test_store_array_of_another_shape_than_cases_json_is_named(tmp_path: Path) -
     with pytest.raises(DataError) as ei:  # was: an internal error (ValueError: arrays differ in-plane) in training
         store.label("c1")
     assert str(ei.value).startswith(f"{tmp_path / 'store' / 'labels' / 'c1.npy'}: shape (4, 9, 12) differs from")
+
+
+@pytest.mark.parametrize(
+    "text, fragment", [("protocol: [\n", r"unreadable \(ParserError\)"), ("- x\n", "not a mapping")]
+)
+def test_evaluate_run_names_a_damaged_config_yaml(tmp_path: Path, text: str, fragment: str) -> None:
+    from medssl.evaluation.run import _run_config
+
+    assert _run_config(tmp_path) == {}
+    (tmp_path / "config.yaml").write_text(text)
+    with pytest.raises(DataError, match=fragment) as ei:  # was: an internal error (ParserError)
+        _run_config(tmp_path)
+    assert str(ei.value).startswith(f"{tmp_path / 'config.yaml'}: ")
+
+
+def test_evaluate_run_names_a_truncated_prediction(tmp_path: Path) -> None:
+    from medssl.evaluation.run import _items
+
+    path = tmp_path / "predictions" / "c1.npy"
+    path.parent.mkdir()
+    np.save(path, np.zeros((4, 16, 16), np.uint8))
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(DataError, match="unreadable prediction .*the file is damaged") as ei:
+        _items(tmp_path, ["c1"], None, None)  # type: ignore[arg-type]  # was: an internal error (ValueError)
+    assert str(ei.value).startswith(f"{path}: ")
