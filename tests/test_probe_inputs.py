@@ -388,3 +388,31 @@ def test_evaluate_run_names_a_truncated_prediction(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="unreadable prediction .*the file is damaged") as ei:
         _items(tmp_path, ["c1"], None, None)  # type: ignore[arg-type]  # was: an internal error (ValueError)
     assert str(ei.value).startswith(f"{path}: ")
+
+
+def test_predict_and_export_name_a_config_yaml_that_is_not_a_mapping(tmp_path: Path) -> None:
+    from medssl.inference.runspec import load_run_spec
+
+    (tmp_path / "run.json").write_text(json.dumps({"kind": "finetune", "status": "done"}))
+    (tmp_path / "checkpoint_best.pt").write_bytes(b"x")
+    (tmp_path / "config.yaml").write_text("- model\n")
+    with pytest.raises(DataError) as ei:  # was: an internal error ('list' object has no attribute 'get')
+        load_run_spec(tmp_path)
+    assert str(ei.value) == f"{tmp_path / 'config.yaml'}: not a mapping of settings (a list); the file is damaged"
+
+
+def test_report_figure_goes_on_without_an_unreadable_prediction(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from medssl.reporting.figures import _load_predictions
+
+    for m in ("scratch", "macl"):
+        (tmp_path / m / "predictions").mkdir(parents=True)
+        np.save(tmp_path / m / "predictions" / "c1.npy", np.zeros((2, 8, 8), np.uint8))
+    bad = tmp_path / "macl" / "predictions" / "c1.npy"
+    bad.write_bytes(bad.read_bytes()[:140])
+    runs = {m: SimpleNamespace(path=tmp_path / m) for m in ("scratch", "macl")}
+    notes: list[str] = []
+    preds = _load_predictions(runs, ["scratch", "macl"], "c1", (2, 8, 8), notes)  # type: ignore[arg-type]
+    assert preds["scratch"] is not None and preds["macl"] is None  # was: an internal error (mmap length ...)
+    assert len(notes) == 1 and notes[0].startswith(f"macl: {bad}: unreadable prediction")
