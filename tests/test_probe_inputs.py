@@ -416,3 +416,15 @@ def test_report_figure_goes_on_without_an_unreadable_prediction(tmp_path: Path) 
     preds = _load_predictions(runs, ["scratch", "macl"], "c1", (2, 8, 8), notes)  # type: ignore[arg-type]
     assert preds["scratch"] is not None and preds["macl"] is None  # was: an internal error (mmap length ...)
     assert len(notes) == 1 and notes[0].startswith(f"macl: {bad}: unreadable prediction")
+
+
+def test_reader_options_that_do_not_parse_are_named(tmp_path: Path) -> None:
+    from medssl.cli.main import parse_reader_options
+    from medssl.errors import ConfigError
+
+    root = pair_folder(tmp_path, labels(), n=1)
+    with pytest.raises(ConfigError, match=r"--option patient_regex: not a regular expression \(missing \)"):
+        scan_dataset("nifti-folder", root, patient_regex="(")  # was: an internal error (re.error)
+    with pytest.raises(ConfigError, match="YAML needs a space after each ':'"):  # {0:0} is one key, '0:0'
+        parse_reader_options(["label_map={0:0,1:1}"])
+    assert parse_reader_options(["label_map={0: 0, 1: 1}"]) == {"label_map": {0: 0, 1: 1}}

@@ -139,9 +139,10 @@ def _check_label_map(value: Any) -> None:
         )
     )
     if not ok:
+        spaces = isinstance(value, dict) and any(isinstance(k, str) and ":" in k for k in value)
         raise ConfigError(
             f"--option label_map: expected a mapping of raw label values to class indices (integers >= 0), "
-            f"e.g. {LABEL_MAP_EXAMPLE}, got {value!r}"
+            f"e.g. {LABEL_MAP_EXAMPLE}, got {value!r}" + ("; YAML needs a space after each ':'" if spaces else "")
         )
 
 

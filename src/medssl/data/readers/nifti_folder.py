@@ -188,11 +188,15 @@ def scan(
 
     Raises:
         DataError: ``root`` missing.
+        ConfigError: ``patient_regex`` is not a regular expression.
     """
     base = require_root(root)
     pairs = find_pairs(base)
     lmap, names = resolve_labels(base, pairs, label_map, class_names)
-    rx = re.compile(patient_regex or DEFAULT_PATIENT_REGEX)
+    try:
+        rx = re.compile(patient_regex or DEFAULT_PATIENT_REGEX)
+    except (re.error, TypeError) as e:
+        raise ConfigError(f"--option patient_regex: not a regular expression ({e}): {patient_regex!r}") from None
     out: list[CaseSource] = []
     for pos, (cid, img, lab) in enumerate(pairs):
         m = rx.match(cid)
