@@ -428,3 +428,21 @@ def test_reader_options_that_do_not_parse_are_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="YAML needs a space after each ':'"):  # {0:0} is one key, '0:0'
         parse_reader_options(["label_map={0:0,1:1}"])
     assert parse_reader_options(["label_map={0: 0, 1: 1}"]) == {"label_map": {0: 0, 1: 1}}
+
+
+@pytest.mark.parametrize(
+    "option, fragment",
+    [
+        ({"affine_tol": "abc"}, "--option affine_tol: expected a number, got 'abc'"),  # was: an internal error
+        ({"affine_tol": -1}, "--option affine_tol: a tolerance must be >= 0, got -1"),  # was: every label "differs"
+        ({"affine_tol": True}, "--option affine_tol: expected a number, got True"),
+    ],
+)
+def test_number_options_of_readers_are_checked(tmp_path: Path, option: dict, fragment: str) -> None:
+    from medssl.errors import ConfigError
+
+    root = pair_folder(tmp_path, labels(), n=1)
+    with pytest.raises(ConfigError) as ei:
+        scan_dataset("nifti-folder", root, **option)
+    assert str(ei.value) == fragment
+    assert scan_dataset("nifti-folder", root, affine_tol=0)[0].load().label.shape == (4, 10, 12)
