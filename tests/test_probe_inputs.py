@@ -446,3 +446,20 @@ def test_number_options_of_readers_are_checked(tmp_path: Path, option: dict, fra
         scan_dataset("nifti-folder", root, **option)
     assert str(ei.value) == fragment
     assert scan_dataset("nifti-folder", root, affine_tol=0)[0].load().label.shape == (4, 10, 12)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_invalid_spacing_is_one_problem_of_the_image_without_numpy_warnings(tmp_path: Path, bad: float) -> None:
+    import warnings
+
+    from medssl.data.readers import resolve_spec
+    from medssl.data.verify import verify_dataset
+
+    root = pair_folder(tmp_path, labels(), n=1)
+    for sub in ("images", "labels"):
+        _with_pixdim(root / sub / "c0.nii.gz", bad)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # was: two RuntimeWarnings (inf - inf) printed as raw lines
+        problems = verify_dataset(scan_dataset("nifti-folder", root), resolve_spec("nifti-folder"))
+    # was: also "label voxel spacing (1, 1, nan) differs from image spacing (1, 1, nan)" and "label affine differs"
+    assert [str(p) for p in problems] == [f"{root / 'images' / 'c0.nii.gz'}: invalid voxel spacing (1.0, 1.0, {bad})"]
