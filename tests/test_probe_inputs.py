@@ -463,3 +463,18 @@ def test_invalid_spacing_is_one_problem_of_the_image_without_numpy_warnings(tmp_
         problems = verify_dataset(scan_dataset("nifti-folder", root), resolve_spec("nifti-folder"))
     # was: also "label voxel spacing (1, 1, nan) differs from image spacing (1, 1, nan)" and "label affine differs"
     assert [str(p) for p in problems] == [f"{root / 'images' / 'c0.nii.gz'}: invalid voxel spacing (1.0, 1.0, {bad})"]
+
+
+def test_evaluate_names_a_non_finite_spacing_instead_of_a_mismatch(tmp_path: Path) -> None:
+    from medssl.evaluation.evaluate import evaluate_folders
+
+    for sub in ("pred", "gt"):
+        _with_pixdim(write_nii(tmp_path / sub / "c0.nii.gz", labels((0, 1, 2), np.uint8)), float("nan"))
+    with pytest.raises(
+        DataError
+    ) as ei:  # was: "spacing (1.0, 1.0, nan) does not match the ground truth (1.0, 1.0, nan)"
+        evaluate_folders(tmp_path / "pred", tmp_path / "gt")
+    assert (
+        str(ei.value)
+        == f"{tmp_path / 'gt' / 'c0.nii.gz'}: invalid voxel spacing (1.0, 1.0, nan) in the header (pixdim)"
+    )

@@ -496,6 +496,9 @@ def _read_pairs(
             raise DataError(
                 preds[name], f"shape {p.shape} (D, H, W) does not match the ground truth {g.shape} ({gts[name]})"
             )
+        for path, sp in ((gts[name], gsp), (preds[name], psp)):
+            if not all(math.isfinite(v) and v > 0 for v in sp):
+                raise DataError(path, f"invalid voxel spacing {tuple(float(v) for v in sp)} in the header (pixdim)")
         if not np.allclose(psp, gsp, rtol=0.0, atol=spacing_tolerance):
             raise DataError(
                 preds[name],
