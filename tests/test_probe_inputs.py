@@ -478,3 +478,29 @@ def test_evaluate_names_a_non_finite_spacing_instead_of_a_mismatch(tmp_path: Pat
         str(ei.value)
         == f"{tmp_path / 'gt' / 'c0.nii.gz'}: invalid voxel spacing (1.0, 1.0, nan) in the header (pixdim)"
     )
+
+
+def _msd_task(root: Path, lab: np.ndarray) -> Path:
+    task = root / "Task77_Probe"
+    g = np.random.default_rng(0)
+    write_nii(task / "imagesTr" / "probe_001.nii.gz", g.normal(size=SHAPE).astype(np.float32))
+    write_nii(task / "labelsTr" / "probe_001.nii.gz", lab)
+    return task
+
+
+@pytest.mark.parametrize("labels_json", [{"background": "zero", "x": "y"}, {"background": 0, "tumour": [1, 2]}])
+def test_msd_dataset_json_labels_that_cannot_be_read_are_named(tmp_path: Path, labels_json: dict) -> None:
+    task = _msd_task(tmp_path, labels())
+    (task / "dataset.json").write_text(json.dumps({"labels": labels_json}))
+    with pytest.raises(DataError, match="'labels' must map label values to names") as ei:
+        scan_dataset("msd", task)  # was: an internal error (ValueError / TypeError)
+    assert str(ei.value).startswith(f"{task / 'dataset.json'}: ")
+
+
+def test_msd_nan_in_the_first_label_is_that_case_s_problem(tmp_path: Path) -> None:
+    lab = labels((0, 1, 2), np.float32)
+    lab[0, 0, 0] = np.nan
+    task = _msd_task(tmp_path, lab)
+    (source,) = scan_dataset("msd", task)  # was: an internal error (cannot convert float NaN to integer)
+    with pytest.raises(DataError, match="non-finite label values"):
+        source.load()
