@@ -19,8 +19,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from medssl.errors import DataError
-from medssl.reporting.family import family_comparisons, grid_settings, write_family
+from medssl.errors import MedsslError
+from medssl.reporting.family import (
+    check_distinct_grids,
+    family_comparisons,
+    grid_settings,
+    grid_warnings,
+    write_family,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,11 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="folder for summary.* and forest.png")
     a = ap.parse_args(argv)
     try:
+        check_distinct_grids(a.grids)
         settings = [st for g in a.grids for st in grid_settings(g)]
+        for line in (w for g in a.grids for w in grid_warnings(g)):
+            print(f"evidence_summary: warning: left out or unverified: {' '.join(line.split())}", file=sys.stderr)
         rows = family_comparisons(settings)
         files = write_family(rows, a.out)
-    except DataError as e:
-        print(f"evidence_summary: error: {e}", file=sys.stderr)
+    except MedsslError as e:
+        print(f"evidence_summary: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     print(files["txt"].read_text(), end="")
     print(f"({len(rows)} comparisons in {len(settings)} settings: {', '.join(str(p) for p in files.values())})")

@@ -190,3 +190,40 @@ def test_evidence_summary_script(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "2 comparisons in 2 settings" in out and (tmp_path / "out" / "forest.png").is_file()
     assert evidence_summary.main([str(tmp_path / "missing"), "--out", str(tmp_path / "o2")]) == 2
     assert "missing: not a folder of runs" in capsys.readouterr().err
+
+
+def test_evidence_summary_refuses_repeated_grids_and_bad_outputs_and_names_what_it_leaves_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    from conftest import REPO
+
+    from medssl.reporting.bundle import export_bundle
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import evidence_summary
+
+    g = _grid(tmp_path / "g", {"macl": {s: 0.02 for s in range(5)}})
+    _grid(g / "variants" / "steps150", {"macl": {s: 0.04 for s in range(5)}}, cfg=_cfg(150))
+    bundle = export_bundle(g, tmp_path / "bundle", command="test").out
+    out = str(tmp_path / "out")
+    for grids in ([g, g], [g, bundle], [bundle, g / "variants" / "steps150"]):  # was: counted twice, Holm too
+        assert evidence_summary.main([*map(str, grids), "--out", out]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and err[0].startswith(f"evidence_summary: error: {grids[1]}: "), err
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "file").write_text("x")
+    assert evidence_summary.main([str(g), "--out", str(tmp_path / "file")]) == 2  # was: a traceback
+    assert capsys.readouterr().err.startswith(f"evidence_summary: error: {tmp_path / 'file'}: exists and is not")
+    scratch_only = _grid(tmp_path / "s", {})
+    assert evidence_summary.main([str(scratch_only), "--out", out]) == 2  # was: summary.csv, then an error
+    assert "no comparison" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    (g / "finetune" / "macl__s4" / "summary.json").write_text("{")  # one run left out: said, not silent
+    (bundle / "finetune" / "macl__s0" / "metrics.csv").write_text("case_id\n")
+    assert evidence_summary.main([str(g), "--out", out]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "warning: left out or unverified:" in err[0] and "macl__s4/summary.json" in err[0]
+    assert evidence_summary.main([str(bundle), "--out", out]) == 0
+    err = capsys.readouterr().err
+    assert "bundle " in err and "finetune/macl__s0/metrics.csv: changed since export" in err

@@ -191,8 +191,7 @@ def _check_grid_shape(grid: dict[str, Any], p: Path) -> None:
     for key in ("pretrain", "pretrain_methods", "finetune"):
         if grid.get(key) is not None and not isinstance(grid[key], dict):
             raise ConfigError(f"{p}: '{key}' must be a mapping of settings, got {grid[key]!r}")
-    if not all(isinstance(m, str) and m for m in grid["methods"]):
-        raise ConfigError(f"{p}: methods must be a list of method names, got {grid['methods']!r}")
+    _check_methods_and_seeds(grid, p)
     if "labels" in grid:
         if not isinstance(grid["labels"], list) or not grid["labels"]:
             raise ConfigError(f'{p}: labels must be a non-empty list such as ["10%", "25%"], got {grid["labels"]!r}')
@@ -200,14 +199,6 @@ def _check_grid_shape(grid: dict[str, Any], p: Path) -> None:
             grid["labels"] = list(dict.fromkeys(canonical_labels(v) for v in grid["labels"]))
         except ConfigError as e:
             raise ConfigError(f"{p}: {e}") from None
-    if "seeds" in grid:
-        seeds = grid["seeds"]
-        if (
-            not isinstance(seeds, list)
-            or not seeds
-            or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= SEED_MAX for x in seeds)
-        ):
-            raise ConfigError(f"{p}: seeds must be a non-empty list of integers in [0, {SEED_MAX}], got {seeds!r}")
     if not isinstance(grid.get("pretrain_per_seed", True), bool):
         raise ConfigError(f"{p}: pretrain_per_seed must be true or false, got {grid['pretrain_per_seed']!r}")
     if grid.get("pretrain_per_seed", True) and "seed" in ((grid.get("pretrain") or {}).get("train") or {}):
@@ -239,6 +230,28 @@ def _check_grid_shape(grid: dict[str, Any], p: Path) -> None:
         for key in ("prepare", "pretrain", "finetune"):
             if ds.get(key) is not None and not isinstance(ds[key], dict):
                 raise ConfigError(f"{where} ({name}): '{key}' must be a mapping, got {ds[key]!r}")
+
+
+def _check_methods_and_seeds(grid: dict[str, Any], p: Path) -> None:
+    """``methods``: names, each once; ``seeds`` (when given): integers in [0, SEED_MAX], each once (a seed
+    or method listed twice would make two cells of one run folder, one replicate counted twice)."""
+    if not all(isinstance(m, str) and m for m in grid["methods"]):
+        raise ConfigError(f"{p}: methods must be a list of method names, got {grid['methods']!r}")
+    twice = sorted({m for m in grid["methods"] if grid["methods"].count(m) > 1})
+    if twice:
+        raise ConfigError(f"{p}: methods: {twice[0]} is listed twice")
+    if "seeds" not in grid:
+        return
+    seeds = grid["seeds"]
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= SEED_MAX for x in seeds)
+    ):
+        raise ConfigError(f"{p}: seeds must be a non-empty list of integers in [0, {SEED_MAX}], got {seeds!r}")
+    dup = sorted({x for x in seeds if seeds.count(x) > 1})
+    if dup:
+        raise ConfigError(f"{p}: seeds: {dup[0]} is listed twice; each seed is one replicate")
 
 
 def _check_variants_shape(variants: Any, grid_methods: list[str], p: Path) -> None:
@@ -411,9 +424,21 @@ def _cell_configs(grid: dict[str, Any], ds: dict[str, Any], cell: GridCell, root
     try:
         fcfg = resolve_recipe(config_from_dict(FinetuneConfig, fdict))  # as finetune() resolves it
         check_finetune_settings(fcfg)
+        _check_same_network(pcfg, fcfg)
     except ConfigError as e:
         raise ConfigError(f"cell {cell.name}: {e}") from None
     return CellPlan(cell, fcfg, pcfg, pre_dir)
+
+
+def _check_same_network(pcfg: PretrainConfig | None, fcfg: FinetuneConfig) -> None:
+    """The fine-tuning network can load the pre-trained one: the same width and depth (else the cell
+    would fail only after its pre-training has run)."""
+    for key in ("base_width", "depth"):
+        if pcfg is not None and getattr(pcfg.model, key) != getattr(fcfg.model, key):
+            raise ConfigError(
+                f"model.{key}: pre-training uses {getattr(pcfg.model, key)}, fine-tuning {getattr(fcfg.model, key)}: "
+                f"the pre-trained weights would not fit; give both the same model.{key} (pretrain/finetune sections)"
+            )
 
 
 def variant_plans(grid: dict[str, Any], root: str | Path, cells: list[GridCell] | None = None) -> list[CellPlan]:

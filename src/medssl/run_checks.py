@@ -204,16 +204,19 @@ def check_environment() -> None:
 
 
 def check_store_labels(store: Any) -> None:
-    """Every label array of a prepared store holds class indices ``0..K-1`` (one pass over the labels).
+    """Every label array of a prepared store holds class indices ``0..K-1`` (one pass over the labels),
+    and some label holds a foreground class (else there is nothing to segment).
 
     Raises:
-        DataError: ``<store>/labels/<case>.npy: label value 7 not in the store's classes 0..2 (...)``.
+        DataError: ``<store>/labels/<case>.npy: label value 7 not in the store's classes 0..2 (...)``, or
+            ``<store>: its labels hold background only ...``.
     """
     import numpy as np
 
     from .errors import DataError
 
     k = store.num_classes
+    labelled = foreground = 0
     for case in store.cases:
         label = store.label(case.case_id)
         if label is None or label.size == 0:
@@ -225,6 +228,14 @@ def check_store_labels(store: Any) -> None:
                 f"label value {top} not in the store's classes 0..{k - 1} ({', '.join(store.class_names)}); "
                 "the store is corrupt: prepare it again (medssl prepare --overwrite)",
             )
+        labelled, foreground = labelled + 1, foreground + (top > 0)
+    if labelled and (k < 2 or not foreground):
+        raise DataError(
+            store.root,
+            f"its labels hold background only ({labelled} labelled cases, classes: {', '.join(store.class_names)}): "
+            "nothing to segment; check the label files, or give the classes when preparing "
+            "(--option class_names=... or label_map=...)",
+        )
 
 
 def superpixel_cache_notice(store_root: Any, cache_dir: Any) -> str:

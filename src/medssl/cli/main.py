@@ -139,9 +139,10 @@ def _check_label_map(value: Any) -> None:
         )
     )
     if not ok:
+        spaces = isinstance(value, dict) and any(isinstance(k, str) and ":" in k for k in value)
         raise ConfigError(
             f"--option label_map: expected a mapping of raw label values to class indices (integers >= 0), "
-            f"e.g. {LABEL_MAP_EXAMPLE}, got {value!r}"
+            f"e.g. {LABEL_MAP_EXAMPLE}, got {value!r}" + ("; YAML needs a space after each ':'" if spaces else "")
         )
 
 
@@ -387,7 +388,18 @@ def cmd_report(a: argparse.Namespace) -> int:
     res = report(a.dir, a.out, a.reference)
     _say(res.markdown if hasattr(res, "markdown") else str(res))
     _warn_left_out(getattr(res, "skipped", []), "report")
+    _warn_bundle_changed(Path(a.dir))
     return 0
+
+
+def _warn_bundle_changed(folder: Path) -> None:
+    """One ``medssl: warning:`` line per file of a results bundle that is missing or changed since its export
+    (the report's notes say it too, but a table recomputed from edited files must not pass unseen)."""
+    from ..reporting.bundle import is_bundle, verify_bundle
+
+    if is_bundle(folder):
+        for problem in verify_bundle(folder):
+            print(f"medssl: warning: bundle {folder}: {problem}; its tables are not the exported ones", file=sys.stderr)
 
 
 def _warn_left_out(skipped: Sequence[tuple[Any, str]], what: str) -> None:

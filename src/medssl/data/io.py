@@ -15,9 +15,11 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import logging
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,11 +36,44 @@ __all__ = [
     "load_jpeg",
     "load_nifti",
     "load_png",
+    "nibabel_header_fixes",
     "one_line",
     "read_nifti_header",
 ]
 
 _MAX_MSG = 200
+#: (file, problem) pairs already said: a file read several times is warned about once
+_SAID: set[tuple[str, str]] = set()
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(" ".join(record.getMessage().split()))
+
+
+@contextlib.contextmanager
+def nibabel_header_fixes(path: str | Path) -> Iterator[None]:
+    """While reading ``path`` with nibabel, turn the header problems nibabel fixes and prints on its
+    own (``pixdim[1,2,3] should be non-zero; setting 0 dims to 1``: a voxel size of 0 read as 1 mm)
+    into one ``medssl: warning:`` line per file and problem (logger ``medssl``), instead of raw lines.
+    """
+    from nibabel import imageglobals
+
+    nib_log, collect = imageglobals.logger, _Collect()
+    handlers, propagate = nib_log.handlers[:], nib_log.propagate
+    nib_log.handlers, nib_log.propagate = [collect], False
+    try:
+        yield
+    finally:
+        nib_log.handlers, nib_log.propagate = handlers, propagate
+        for msg in dict.fromkeys(collect.messages):
+            if (str(path), msg) not in _SAID:
+                _SAID.add((str(path), msg))
+                logging.getLogger("medssl").warning("medssl: warning: %s: header fixed on reading: %s", path, msg)
 
 
 def one_line(exc: BaseException) -> str:
@@ -66,11 +101,12 @@ def check_file(path: str | Path) -> Path:
         ``path`` as a ``Path``.
 
     Raises:
-        DataError: ``file not found``, ``expected a file, found a folder`` or ``empty file (0 bytes)``.
+        DataError: ``file not found`` (``broken link to ...``), ``expected a file, found a folder`` or
+            ``empty file (0 bytes)``.
     """
     p = Path(path)
     if not p.exists():
-        raise DataError(p, "file not found")
+        raise DataError(p, f"broken link to {p.readlink()}" if p.is_symlink() else "file not found")
     if p.is_dir():
         raise DataError(p, "expected a file, found a folder")
     if p.stat().st_size == 0:
@@ -122,7 +158,8 @@ def _open_nifti(p: Path):
 
     check_file(p)
     try:
-        return nib.load(str(p))
+        with nibabel_header_fixes(p):
+            return nib.load(str(p))
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise DataError(p, f"corrupt or truncated gzip data ({one_line(exc)})") from None
     except ImageFileError as exc:

@@ -102,20 +102,29 @@ class SliceStore:
 
     def image(self, case_id: str) -> np.ndarray:
         """(D, H, W) float32, memory-mapped."""
-        return self._load(self.root / "images" / f"{case_id}.npy")
+        return self._load(self.root / "images" / f"{case_id}.npy", self.info(case_id).shape)
 
     def label(self, case_id: str) -> np.ndarray | None:
         """(D, H, W) uint8, memory-mapped; None for unlabelled cases."""
-        if not self.info(case_id).has_label:
+        info = self.info(case_id)
+        if not info.has_label:
             return None
-        return self._load(self.root / "labels" / f"{case_id}.npy")
+        return self._load(self.root / "labels" / f"{case_id}.npy", info.shape)
 
     @staticmethod
-    def _load(path: Path) -> np.ndarray:
+    def _load(path: Path, shape: Sequence[int] | None = None) -> np.ndarray:
+        """The array at ``path``, memory-mapped; a DataError when unreadable or not of ``shape`` (cases.json's)."""
         try:
-            return np.load(path, mmap_mode="r")
+            arr = np.load(path, mmap_mode="r")
         except (OSError, ValueError) as e:
             raise DataError(path, f"cannot read prepared array ({e}); prepare the dataset again") from None
+        if shape is not None and tuple(arr.shape) != tuple(int(v) for v in shape):
+            raise DataError(
+                path,
+                f"shape {tuple(arr.shape)} differs from the {tuple(shape)} recorded in cases.json: the store is "
+                "corrupt; prepare the dataset again",
+            )
+        return arr
 
     def slices(self, case_ids: Iterable[str] | None = None) -> list[tuple[str, int]]:
         """(case_id, z) for every slice of the given cases (all cases by default)."""

@@ -52,7 +52,7 @@ class Problem:
 def _file_problems(path: str) -> str | None:
     p = Path(path)
     if not p.exists():
-        return "file not found"
+        return f"broken link to {p.readlink()}" if p.is_symlink() else "file not found"
     if p.is_file() and p.stat().st_size == 0:
         return "empty file (0 bytes)"
     return None

@@ -399,9 +399,11 @@ def _read_labels(path: Path, label_map: Mapping[int, int] | None) -> tuple[np.nd
     import nibabel as nib
 
     from ..data.case import to_dhw
+    from ..data.io import nibabel_header_fixes
 
     try:
-        img = nib.load(str(path))
+        with nibabel_header_fixes(path):
+            img = nib.load(str(path))
         if not isinstance(img, nib.spatialimages.SpatialImage):
             raise DataError(path, f"not an image volume ({type(img).__name__})")
         raw = np.asanyarray(img.dataobj)
@@ -447,6 +449,35 @@ def _paired_files(pdir: Path, gdir: Path) -> tuple[dict[str, Path], dict[str, Pa
     return preds, gts
 
 
+def _axcodes(path: Path) -> str | None:
+    """The voxel axes' directions of a NIfTI file from its header (``RAS``, ``LPS``...; None if unreadable)."""
+    import nibabel as nib
+
+    from ..data.io import nibabel_header_fixes
+
+    try:
+        with nibabel_header_fixes(path):
+            return "".join(str(c) for c in nib.aff2axcodes(nib.load(str(path)).affine))  # type: ignore[attr-defined]
+    except Exception:  # an unreadable file is named when its voxels are read
+        return None
+
+
+def _warn_orientation(preds: Mapping[str, Path], gts: Mapping[str, Path]) -> None:
+    """One ``medssl: warning:`` line when predictions are stored with other axis directions than their
+    ground truth: the labels are compared voxel by voxel, so a prediction reoriented (or written without
+    its scan's geometry) may not lie on the same anatomy."""
+    import logging
+
+    odd = [(n, p, g) for n in sorted(gts) if (p := _axcodes(preds[n])) and (g := _axcodes(gts[n])) and p != g]
+    if odd:
+        name, p, g = odd[0]
+        logging.getLogger("medssl").warning(
+            "medssl: warning: %d prediction(s) stored with other axis directions than their ground truth (first: "
+            "%s: %s, ground truth %s); labels are compared voxel by voxel as stored: check that they are aligned",
+            len(odd), preds[name], p, g,
+        )  # fmt: skip
+
+
 def _check_label_range(arr: np.ndarray, path: Path, class_names: Sequence[str], predicted: bool = False) -> None:
     """Every label of ``arr`` is a class index (else a ``DataError`` naming ``path``)."""
     lo, hi = int(arr.min(initial=0)), int(arr.max(initial=0))
@@ -465,6 +496,9 @@ def _read_pairs(
             raise DataError(
                 preds[name], f"shape {p.shape} (D, H, W) does not match the ground truth {g.shape} ({gts[name]})"
             )
+        for path, sp in ((gts[name], gsp), (preds[name], psp)):
+            if not all(math.isfinite(v) and v > 0 for v in sp):
+                raise DataError(path, f"invalid voxel spacing {tuple(float(v) for v in sp)} in the header (pixdim)")
         if not np.allclose(psp, gsp, rtol=0.0, atol=spacing_tolerance):
             raise DataError(
                 preds[name],
@@ -515,6 +549,7 @@ def evaluate_folders(
     """
     _check_protocol(protocol)
     preds, gts = _paired_files(Path(pred_dir), Path(gt_dir))
+    _warn_orientation(preds, gts)
 
     def pairs() -> Iterable[tuple[str, Path, np.ndarray, Path, np.ndarray, tuple[float, ...]]]:
         return _read_pairs(preds, gts, label_map, spacing_tolerance)

@@ -97,7 +97,12 @@ def _items(run_dir: Path, case_ids: list[str], store: SliceStore, window: int | 
         p = run_dir / "predictions" / f"{cid}.npy"
         if not p.is_file():
             raise DataError(p, "prediction missing; the run did not finish (rerun the same finetune command to resume)")
-        pred = np.load(p)
+        try:
+            pred = np.load(p)
+        except (OSError, ValueError, EOFError) as e:
+            raise DataError(
+                p, f"unreadable prediction ({' '.join(str(e).split())[:120]}); the file is damaged"
+            ) from None
         gt = np.asarray(store.label(cid))
         if pred.shape != gt.shape:
             raise DataError(p, f"prediction shape {pred.shape} differs from the label's {gt.shape}")
@@ -116,11 +121,23 @@ def _run_tolerance(cfg: dict[str, Any], class_names: list[str]) -> dict[str, flo
 
 
 def _run_config(run_dir: Path) -> dict[str, Any]:
-    """The run's ``config.yaml`` as a dict (empty when missing)."""
+    """The run's ``config.yaml`` as a dict (empty when missing).
+
+    Raises:
+        DataError: a ``config.yaml`` that does not parse or is not a mapping.
+    """
     import yaml
 
     path = run_dir / "config.yaml"
-    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        cfg = yaml.safe_load(path.read_text()) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise DataError(path, f"unreadable ({e.__class__.__name__}); the file is damaged") from None
+    if not isinstance(cfg, dict):
+        raise DataError(path, f"not a mapping of settings (a {type(cfg).__name__}); the file is damaged")
+    return cfg
 
 
 def _out_dir(run_dir: Path, info: dict[str, Any], cfg: dict[str, Any], proto: str, distances: str) -> Path:

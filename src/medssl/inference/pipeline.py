@@ -97,15 +97,24 @@ def check_same_settings(seg: Any, out_dir: Path, skipped: int) -> None:
     runs or checkpoints, TTA, post-processing) than ``seg``'s, as its ``classes.json`` records them.
 
     Raises:
-        DataError: ``OUTPUT: holds N label map(s) made with other settings (tta False -> True); ...``.
+        DataError: ``OUTPUT: holds N label map(s) made with other settings (tta False -> True); ...``, or
+            label maps without a readable ``classes.json`` (made by something else).
     """
     path = out_dir / CLASSES_FILE
-    if not skipped or not path.is_file():
+    if not skipped:
         return
+    if not path.is_file():  # predict writes it before the first label map: these maps come from elsewhere
+        raise DataError(
+            out_dir,
+            f"holds {skipped} label map(s) of these cases but no {CLASSES_FILE} saying which runs and settings made "
+            "them; give --overwrite to predict them again, or another OUTPUT",
+        )
     try:
         before = json.loads(path.read_text())
     except (OSError, ValueError):
         raise DataError(path, "is not readable JSON; give --overwrite to predict every case again") from None
+    if not isinstance(before, dict):
+        raise DataError(path, "is not a medssl classes.json (not a JSON object); give --overwrite to predict again")
     now = _settings(seg)
     diffs = [
         "the runs' checkpoints changed" if k == "checkpoints" else f"{k} {before[k]} -> {now[k]}"

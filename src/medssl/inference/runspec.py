@@ -165,6 +165,8 @@ def load_run_spec(run: str | Path) -> RunSpec:
         cfg = yaml.safe_load((run / "config.yaml").read_text()) or {}
     except (OSError, yaml.YAMLError) as e:
         raise DataError(run / "config.yaml", f"unreadable ({e.__class__.__name__})") from None
+    if not isinstance(cfg, dict):
+        raise DataError(run / "config.yaml", f"not a mapping of settings (a {type(cfg).__name__}); the file is damaged")
     plan, store = _plan(run, info, cfg)
     model = dict(cfg.get("model") or {})
     return RunSpec(

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..data.case import to_dhw
-from ..data.io import check_file, load_dicom_series, load_nifti, read_nifti_header
+from ..data.io import check_file, load_dicom_series, load_nifti, nibabel_header_fixes, read_nifti_header
 from ..errors import DataError
 
 __all__ = [
@@ -250,8 +251,8 @@ def read_scan(item: InputItem, channels: int = 1) -> Scan:
         The :class:`Scan`; the image is cast to float32 first, as prepare does.
 
     Raises:
-        DataError: every problem of :func:`check_input` and :func:`medssl.data.io.load_nifti`, and
-            non-finite voxel values.
+        DataError: every problem of :func:`check_input` and :func:`medssl.data.io.load_nifti`,
+            non-finite voxel values, a voxel spacing that is not finite and positive, a non-finite affine.
     """
     import nibabel as nib
 
@@ -264,10 +265,16 @@ def read_scan(item: InputItem, channels: int = 1) -> Scan:
         arr = arr.reshape(arr.shape[:3]) if arr.ndim > 3 else arr
         zz = tuple(zooms[:3]) if len(zooms) >= 3 else tuple(zooms[:2]) + (1.0,)
         image, spacing = to_dhw(arr, zz)
-        header = nib.load(str(item.path)).header
+        with nibabel_header_fixes(item.path):
+            header = nib.load(str(item.path)).header
         scan = Scan(item, image.astype(np.float32, copy=False), spacing, affine, header)
     if not np.all(np.isfinite(scan.image)):
         raise DataError(item.path, "image holds NaN or infinite values")
+    voxel = tuple(float(v) for v in scan.spacing)
+    if not all(math.isfinite(v) and v > 0 for v in voxel):
+        raise DataError(item.path, f"invalid voxel spacing {voxel} (D, H, W) in the header: fix its pixdim")
+    if not np.all(np.isfinite(scan.affine)):
+        raise DataError(item.path, "the header's affine holds NaN or infinite values: fix its qform / sform")
     return scan
 
 

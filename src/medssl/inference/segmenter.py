@@ -45,10 +45,10 @@ def load_network(spec: RunSpec, device: torch.device) -> nn.Module:
     """The run's network with its checkpoint's weights, in eval mode on ``device``.
 
     Raises:
-        DataError: the checkpoint cannot be read or does not fit the run's network.
+        DataError: the checkpoint cannot be read, does not fit the run's network or holds NaN/Inf weights.
     """
     from ..config import ModelCfg, config_from_dict
-    from ..models.checkpoint import checkpoint_in_channels
+    from ..models.checkpoint import check_finite_weights, checkpoint_in_channels
     from ..models.factory import create_model
 
     try:
@@ -62,6 +62,7 @@ def load_network(spec: RunSpec, device: torch.device) -> nn.Module:
         model.load_state_dict(weights)
     except (RuntimeError, TypeError, AttributeError) as e:
         raise DataError(spec.checkpoint, f"does not fit the run's network ({str(e).splitlines()[0][:120]})") from None
+    check_finite_weights(spec.checkpoint, weights)
     return model.eval().to(device)
 
 

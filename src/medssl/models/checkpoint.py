@@ -29,6 +29,7 @@ from .unet import convert_reference_state_dict
 __all__ = [
     "PRETRAIN_FILE",
     "LoadReport",
+    "check_finite_weights",
     "checkpoint_in_channels",
     "checkpoint_model_config",
     "load_pretrained",
@@ -164,6 +165,23 @@ def checkpoint_model_config(path: str | Path) -> dict[str, Any] | None:
     return dict(model) if isinstance(model, Mapping) else None
 
 
+def check_finite_weights(path: str | Path, state: Mapping[str, Any]) -> None:
+    """Every floating-point tensor of ``state`` is finite: NaN or infinite weights give NaN outputs
+    (a diverged training, or a damaged file), never a usable network.
+
+    Raises:
+        DataError: ``<path>: N of M weight tensors hold NaN or infinite values (first: key); ...``.
+    """
+    tensors = [(k, v) for k, v in state.items() if isinstance(v, Tensor) and v.is_floating_point()]
+    bad = [k for k, v in tensors if not bool(torch.isfinite(v).all())]
+    if bad:
+        raise DataError(
+            path,
+            f"{len(bad)} of {len(tensors)} weight tensors hold NaN or infinite values (first: {bad[0]}); the "
+            "training that wrote it diverged or the file is damaged: train again or give another checkpoint",
+        )
+
+
 def checkpoint_in_channels(state: Mapping[str, Tensor]) -> int | None:
     """Input channels of the first encoder conv in a converted state dict."""
     w = state.get("encoder.stages.0.0.0.weight")
@@ -259,5 +277,6 @@ def load_pretrained(
         )
     if not any(_weighty(k) for k in to_load) or (strict and not report.complete):
         raise DataError(path, _mismatch_message(report, model, path))
+    check_finite_weights(path, to_load)
     model.load_state_dict(to_load, strict=False)
     return report

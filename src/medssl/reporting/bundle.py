@@ -191,7 +191,8 @@ def is_bundle(folder: str | Path) -> bool:
 
 
 def verify_bundle(folder: str | Path) -> list[str]:
-    """The problems of a bundle: files listed in ``bundle.json`` that are missing or changed.
+    """The problems of a bundle: files listed in ``bundle.json`` that are missing or changed, and runs
+    (``run.json``) that it does not list.
 
     Returns:
         One line per problem (empty: the bundle is intact).
@@ -205,6 +206,8 @@ def verify_bundle(folder: str | Path) -> list[str]:
         files = dict(manifest["files"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise DataError(folder / BUNDLE_FILE, f"not a readable bundle manifest ({e.__class__.__name__})") from None
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise DataError(folder / BUNDLE_FILE, "not a readable bundle manifest ('files' maps names to sha256 digests)")
     problems = []
     for name, digest in sorted(files.items()):
         p = folder / name
@@ -212,6 +215,10 @@ def verify_bundle(folder: str | Path) -> list[str]:
             problems.append(f"{name}: missing")
         elif _sha256(p) != digest:
             problems.append(f"{name}: changed since export (sha256 differs)")
+    for p in sorted(folder.rglob("run.json")):  # a run copied in later would enter the tables unverified
+        name = p.relative_to(folder).as_posix()
+        if name not in files and not name.startswith("report/"):
+            problems.append(f"{name}: added since export (not in {BUNDLE_FILE})")
     return problems
 
 
@@ -221,8 +228,8 @@ def provenance_notes(folder: str | Path) -> list[str]:
     folder = Path(folder)
     notes = []
     if is_bundle(folder):
+        problems = verify_bundle(folder)  # first: it names an unreadable manifest
         manifest = json.loads((folder / BUNDLE_FILE).read_text())
-        problems = verify_bundle(folder)
         notes.append(
             f"recomputed from the results bundle exported by `{manifest.get('command')}` (medssl commit "
             f"{manifest.get('git_commit')}; runs made at {', '.join(manifest.get('run_git_commits') or ['?'])}); "

@@ -64,11 +64,13 @@ __all__ = [
     "FAMILY_FIELDS",
     "FamilyRow",
     "Setting",
+    "check_distinct_grids",
     "family_comparisons",
     "family_markdown",
     "family_text",
     "finetune_label",
     "grid_settings",
+    "grid_warnings",
     "plot_forest",
     "write_family",
 ]
@@ -118,6 +120,61 @@ def _runs(folder: Path) -> list[RunRecord]:
         first = f"; first: {coll.skipped[0][1].removeprefix('ERROR: ')}" if coll.skipped else ""
         raise DataError(folder, f"no complete fine-tuning run ({len(coll.skipped)} skipped{first})")
     return coll.runs
+
+
+def _folders(root: Path) -> list[Path]:
+    """A grid folder and its ``variants/*``: the folders :func:`grid_settings` reads."""
+    return [root, *sorted(p for p in (root / "variants").glob("*") if p.is_dir())]
+
+
+def grid_warnings(root: Path) -> list[str]:
+    """What a summary of ``root`` leaves out or cannot vouch for, one line each: runs left out (incomplete,
+    corrupt, stale, duplicate) and, for a results bundle, files missing, changed or added since its export.
+
+    Returns:
+        The lines (empty: every run is used and the bundle, if any, is intact).
+
+    Raises:
+        DataError: an unreadable ``bundle.json``.
+    """
+    from .bundle import is_bundle, verify_bundle
+
+    lines = [f"bundle {root}: {p}" for p in verify_bundle(root)] if is_bundle(root) else []
+    for f in _folders(root):
+        for folder, why in collect_runs(f, exclude=[f / "report", f / "variants"]).skipped:
+            text = why.removeprefix("ERROR: ")
+            lines.append(text if str(folder) in text else f"{folder}: {text}")
+    return lines
+
+
+def check_distinct_grids(roots: Sequence[Path]) -> None:
+    """No folder of runs is given twice: as itself, as a variant of a grid also given, or as a results
+    bundle exported from it. Its comparisons would enter the family twice (and Holm's correction
+    would count them twice).
+
+    Raises:
+        DataError: the second folder, and the one it repeats.
+    """
+    import json
+
+    from .bundle import BUNDLE_FILE, is_bundle
+
+    seen: dict[Path, Path] = {}
+    for root in roots:
+        source = None
+        if is_bundle(root):
+            try:
+                source = json.loads((root / BUNDLE_FILE).read_text()).get("source")
+            except (OSError, ValueError, AttributeError):
+                source = None
+        same = {f.resolve() for f in _folders(root)}
+        if isinstance(source, str):  # the folders the bundle was exported from
+            same |= {(Path(source) / f.relative_to(root)).resolve() for f in _folders(root)}
+        first = next((seen[p] for p in sorted(same) if p in seen), None)
+        if first is not None:
+            what = "is given twice" if first.resolve() == root.resolve() else f"repeats runs of {first}"
+            raise DataError(root, f"{what} (a grid, one of its variants, or a bundle exported from it): each once")
+        seen.update(dict.fromkeys(same, root))
 
 
 def _read_config(run: Path) -> dict[str, Any]:
@@ -184,7 +241,7 @@ def grid_settings(root: Path) -> list[Setting]:
         DataError: a folder without complete runs, with runs fine-tuned in more than one way, or a
             variant without a Scratch to compare with.
     """
-    folders = [root, *sorted(p for p in (root / "variants").glob("*") if p.is_dir())]
+    folders = _folders(root)
     runs = {f: _runs(f) for f in folders}
     scratch_of: dict[str, Path] = {}
     for f in folders:
@@ -486,7 +543,14 @@ def write_family(rows: Sequence[FamilyRow], out: Path, dpi: int = 110) -> dict[s
 
     Returns:
         The written files by kind.
+
+    Raises:
+        DataError: ``out`` is a file, or there is no comparison to write (nothing is written then).
     """
+    if out.exists() and not out.is_dir():
+        raise DataError(out, "exists and is not a folder; give a folder for summary.* and forest.png (--out)")
+    if not rows:
+        raise DataError(None, "no comparison: no setting has both a pre-trained method and Scratch")
     out.mkdir(parents=True, exist_ok=True)
     files = {
         "csv": write_csv(out / "summary.csv", FAMILY_FIELDS, _csv_rows(rows)),

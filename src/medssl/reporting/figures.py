@@ -300,10 +300,17 @@ def _largest_foreground_case(store: Path, case_ids: Sequence[str]) -> tuple[str,
 def _load_predictions(
     by_method: dict[str, RunRecord], methods: Sequence[str], case: str, shape: tuple[int, ...], notes: list[str]
 ) -> dict[str, np.ndarray | None]:
-    """Each method's prediction of ``case`` (memory-mapped), None (with a note) where its shape is not ``shape``."""
+    """Each method's prediction of ``case`` (memory-mapped), None (with a note) where it is unreadable or its
+    shape is not ``shape``."""
     preds: dict[str, np.ndarray | None] = {}
     for m in methods:
-        p = np.load(by_method[m].path / "predictions" / f"{case}.npy", mmap_mode="r")
+        path = by_method[m].path / "predictions" / f"{case}.npy"
+        try:
+            p = np.load(path, mmap_mode="r")
+        except (OSError, ValueError, EOFError) as e:  # truncated or damaged: the figure goes on without it
+            notes.append(f"{m}: {path}: unreadable prediction ({' '.join(str(e).split())[:80]})")
+            preds[m] = None
+            continue
         if tuple(p.shape) != shape:
             notes.append(f"{m}: prediction shape {tuple(p.shape)} != label shape {shape}")
             preds[m] = None

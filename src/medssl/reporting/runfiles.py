@@ -45,6 +45,8 @@ METRICS_REQUIRED_COLUMNS: tuple[str, ...] = ("case_id", "class_index", "class_na
 _FLAGS = ("gt_empty", "pred_empty")
 #: columns whose values must be numbers (``nan`` and empty allowed: an empty mask has no distance)
 _NUMERIC = ("dsc", "jc", "hd95", "asd", "assd", "tp", "fp", "fn", "gt_empty", "pred_empty", "n_slices")
+#: metrics that are fractions in [0, 1]; the other metrics and counts of a run's files are >= 0
+_FRACTIONS = ("dsc", "jc", "nsd")
 
 
 @dataclass
@@ -137,12 +139,33 @@ def _check_row(path: Path, line: int, row: dict[str, Any]) -> None:
             x = float(v)
         except ValueError:
             raise DataError(path, f"line {line}: {k} is not a number ({v[:20]!r})") from None
-        if math.isinf(x) or (k in ("dsc", "jc") and not math.isnan(x) and not 0.0 <= x <= 1.0):
+        if _out_of_range(k, x):
             raise DataError(path, f"line {line}: {k} = {v} is out of range")
     try:
         int(row["class_index"])
     except ValueError:
         raise DataError(path, f"line {line}: class_index is not an integer ({row['class_index'][:20]!r})") from None
+
+
+def _out_of_range(metric: str, x: float) -> bool:
+    """Infinite, a fraction (DSC, JC, NSD) outside [0, 1], or a negative distance or count (NaN is allowed)."""
+    return math.isinf(x) or (not math.isnan(x) and (x < 0.0 or (metric in _FRACTIONS and x > 1.0)))
+
+
+def _check_summary_values(path: Path, doc: Any) -> None:
+    """The numbers of ``summary.json``'s ``mean`` (and its rows' ``<metric>_mean``) are numbers in range."""
+    rows = doc.get("summary") if isinstance(doc, dict) else doc
+    items = [("mean", k, v) for k, v in (doc.get("mean") or {}).items()] if isinstance(doc, dict) else []
+    for r in rows if isinstance(rows, list) else []:
+        if isinstance(r, dict):
+            items += [(str(r.get("class_name")), k[: -len("_mean")], v) for k, v in r.items() if k.endswith("_mean")]
+    for where, k, v in items:
+        if v is None:  # NaN as JSON null
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise DataError(path, f"{where}: {k} is not a number ({str(v)[:20]!r}); the file is corrupt")
+        if _out_of_range(k, float(v)):
+            raise DataError(path, f"{where}: {k} = {v} is out of range; the file is corrupt or was edited")
 
 
 def _check_cases(path: Path, rows: list[dict[str, str]], test: list[str] | None) -> None:
@@ -212,6 +235,7 @@ def _check_summary(path: Path, doc: Any) -> Any:
         raise DataError(
             path, "its summary rows are missing or not rows (class_name, dsc_mean, ...); the file is corrupt"
         )
+    _check_summary_values(path, doc)
     return doc
 
 

@@ -78,7 +78,20 @@ def _check_options(spec: DatasetSpec, options: dict[str, Any]) -> dict[str, Any]
             raise ConfigError(
                 f"dataset '{spec.name}' has no option {', '.join(map(repr, unknown))}; options: {', '.join(allowed) or 'none'}"
             )
+    for k, v in opts.items():
+        _check_number_option(k, v, params[k].default if k in params else None)
     return opts
+
+
+def _check_number_option(key: str, value: Any, default: Any) -> None:
+    """An option whose default is a number takes a number (an integer where the default is one); tolerances >= 0."""
+    if isinstance(default, bool) or not isinstance(default, (int, float)):
+        return
+    kind = int if isinstance(default, int) else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ConfigError(f"--option {key}: expected {'an integer' if kind is int else 'a number'}, got {value!r}")
+    if key.endswith("_tol") and not value >= 0:
+        raise ConfigError(f"--option {key}: a tolerance must be >= 0, got {value!r}")
 
 
 def scan_dataset(name: str, root: str | Path, **options: Any) -> list[CaseSource]:

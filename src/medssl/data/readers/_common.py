@@ -249,14 +249,19 @@ def _check_label(
 
 
 def _geometry_problems(raw: RawCase, affine_tol: float) -> list[str]:
-    """Where the label file's spacing or affine disagrees with the image's."""
+    """Where the label file's spacing or affine disagrees with the image's (nothing when the image's own
+    spacing is not finite: that is the image's problem, said once)."""
+    if not np.all(np.isfinite(np.asarray(raw.spacing, dtype=np.float64))):
+        return []
     out = []
     if raw.label_spacing is not None and not _close(raw.label_spacing, raw.spacing, affine_tol):
         out.append(f"label voxel spacing {_fmt(raw.label_spacing)} differs from image spacing {_fmt(raw.spacing)}")
     if raw.image_affine is not None and raw.label_affine is not None:
         a, b = np.asarray(raw.image_affine), np.asarray(raw.label_affine)
-        if a.shape != b.shape or not _close(b, a, affine_tol):
+        with np.errstate(invalid="ignore"):  # an infinite entry on both sides: NaN difference, "differs"
+            close = a.shape == b.shape and _close(b, a, affine_tol)
             diff = float(np.max(np.abs(a - b))) if a.shape == b.shape else float("inf")
+        if not close:
             out.append(f"label affine differs from image affine (max difference {diff:.4g} > tolerance {affine_tol:g})")
     return out
 

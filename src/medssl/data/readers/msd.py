@@ -142,7 +142,14 @@ def find_task(root: str | Path, task: str | None = None) -> tuple[Path, str, tup
         try:
             pairs = sorted((int(k), str(v)) for k, v in labels.items())
         except ValueError:  # nnU-Net v2 style {"name": value}
-            pairs = sorted((int(v), str(k)) for k, v in labels.items())
+            try:
+                pairs = sorted((int(v), str(k)) for k, v in labels.items())
+            except (TypeError, ValueError):  # regions ({"tumour": [1, 2]}) or names both ways
+                raise DataError(
+                    tdir / "dataset.json",
+                    f'\'labels\' must map label values to names, e.g. {{"0": "background", "1": "spleen"}}, '
+                    f"got {labels!r:.80}",
+                ) from None
         classes = tuple(v for _, v in pairs)
     elif name in MSD_TASKS:
         classes = MSD_TASKS[name]
@@ -151,7 +158,7 @@ def find_task(root: str | Path, task: str | None = None) -> tuple[Path, str, tup
 
 def _infer_classes(label_path: Path) -> tuple[str, ...]:
     lab, _, _ = read_nifti_volume(label_path)
-    vals = np.unique(lab)
+    vals = np.unique(lab[np.isfinite(lab)] if lab.dtype.kind == "f" else lab)  # NaN is reported per case
     top = int(vals.max()) if vals.size else 0
     return ("background",) + tuple(f"class_{i}" for i in range(1, top + 1))
 

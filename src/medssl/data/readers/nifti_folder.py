@@ -7,10 +7,11 @@ Layouts accepted (the first that matches)::
     <name>_image.nii.gz + <name>_label.nii.gz     (anywhere below the root)
 
 Labels: ``label_map`` ``{raw value: class index}`` (raw 0 is background unless mapped) and
-``class_names`` options; without them,
-``dataset.json`` ``labels`` when present, else the label values of the first case (0..K-1 kept;
-other values mapped in sorted order; a class missing from the first case then makes later cases
-fail with "unknown label values", so pass ``class_names`` or ``label_map`` in that case). Patient ids: the first group of ``patient_regex``
+``class_names`` options; without them, ``dataset.json`` ``labels`` when present (``{"0": "background",
+"1": "liver"}`` or ``{"background": 0, "liver": 1}``; a file that does not parse is an error), else the
+label values of the first case (0..K-1 kept; other values mapped in sorted order after raw 0, which
+stays background; a class missing from the first case then makes later cases fail with "unknown
+label values", so pass ``class_names`` or ``label_map`` in that case). Patient ids: the first group of ``patient_regex``
 (default: the case id without a trailing ``_frameNN``/``_fNN``, so frames of a patient stay
 together in splits).
 """
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from medssl.data.case import CaseSource, DatasetSpec
+from medssl.data.io import one_line
 from medssl.data.readers._common import (
     LabelMap,
     is_nifti,
@@ -36,7 +38,7 @@ from medssl.data.readers._common import (
     require_root,
     trailing_int,
 )
-from medssl.errors import ConfigError
+from medssl.errors import ConfigError, DataError
 from medssl.registry import DATASETS
 
 __all__ = ["SPEC", "find_pairs", "folder_spec", "resolve_labels", "scan"]
@@ -56,7 +58,8 @@ def find_pairs(base: Path) -> list[tuple[str, Path, Path | None]]:
     for idir, ldir in (("images", "labels"), ("imagesTr", "labelsTr")):
         if (base / idir).is_dir():
             out = []
-            for f in sorted(p for p in (base / idir).iterdir() if p.is_file() and is_nifti(p)):
+            # a broken link is kept: reading it then says so, instead of the case silently missing
+            for f in sorted(p for p in (base / idir).iterdir() if (p.is_file() or p.is_symlink()) and is_nifti(p)):
                 stem = nifti_stem(f)
                 cid = re.sub(r"_0000$", "", stem)
                 cands = [base / ldir / f"{s}{ext}" for s in (stem, cid) for ext in (".nii.gz", ".nii")]
@@ -98,6 +101,7 @@ def resolve_labels(
 
     Raises:
         ConfigError: ``class_names`` shorter than the classes of ``label_map``.
+        DataError: a ``dataset.json`` that is not valid JSON or whose ``labels`` cannot be read.
     """
     if label_map:
         values = {int(float(k)): int(v) for k, v in label_map.items()}
@@ -111,26 +115,55 @@ def resolve_labels(
         return LabelMap.identity(len(class_names)), tuple(class_names)
     js = base / "dataset.json"
     if js.exists():
-        try:
-            labels = json.loads(js.read_text()).get("labels")
-        except (OSError, ValueError, AttributeError):
-            labels = None
-        if isinstance(labels, dict) and labels:
-            try:
-                items = sorted((int(k), str(v)) for k, v in labels.items())
-            except ValueError:
-                items = sorted((int(v), str(k)) for k, v in labels.items())
-            return LabelMap.identity(len(items)), tuple(v for _, v in items)
+        return _dataset_json_labels(js)
     first = next((lab for _, _, lab in pairs if lab is not None), None)
     if first is None:
         return LabelMap.identity(1), ("background",)
     lab, _, _ = read_nifti_volume(first)
-    vals = [int(v) for v in np.unique(np.rint(lab))]
-    if vals == list(range(len(vals))):  # 0..K-1
+    finite = lab[np.isfinite(lab)] if lab.dtype.kind == "f" else lab  # NaN is reported per case, not here
+    vals = [int(v) for v in np.unique(np.rint(finite))]
+    if vals and vals == list(range(len(vals))):  # 0..K-1
         k = vals[-1] + 1
         return LabelMap.identity(k), ("background",) + tuple(f"class_{i}" for i in range(1, k))
-    values = {v: i for i, v in enumerate(sorted(set(vals) | {0}))}
-    return LabelMap(values), ("background",) + tuple(f"class_{v}" for v in sorted(values) if v != 0)
+    values = _background_first(vals)
+    return LabelMap(values), ("background",) + tuple(f"class_{v}" for v in values if v != 0)
+
+
+def _background_first(raw: Sequence[int]) -> dict[int, int]:
+    """Raw label values -> class indices: raw 0 is class 0 (background), the others follow in sorted order."""
+    return {v: i for i, v in enumerate([0, *sorted(set(raw) - {0})])}
+
+
+def _dataset_json_labels(js: Path) -> tuple[LabelMap, tuple[str, ...]]:
+    """The label map and class names of an MSD / nnU-Net ``dataset.json``: ``labels`` is
+    ``{"0": "background", "1": "liver"}`` (MSD, nnU-Net v1) or ``{"background": 0, "liver": 1}`` (nnU-Net v2).
+
+    Raises:
+        DataError: the file is not valid JSON, or its ``labels`` is not one of these two forms.
+    """
+    try:
+        doc = json.loads(js.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DataError(
+            js, f"not valid JSON ({one_line(e)}); fix it, or remove it and pass --option class_names=..."
+        ) from None
+    labels = doc.get("labels") if isinstance(doc, dict) else None
+    items = None
+    if isinstance(labels, dict) and labels:
+        for raw_of in (lambda k, v: (k, v), lambda k, v: (v, k)):  # {"0": name} or {name: 0}
+            pairs = [raw_of(k, v) for k, v in labels.items()]
+            if all(isinstance(r, (str, int)) and re.fullmatch(r"-?\d+", str(r).strip()) for r, _ in pairs):
+                items = sorted((int(str(r).strip()), str(n)) for r, n in pairs)
+                break
+    if items is None or len({r for r, _ in items}) != len(items):
+        raise DataError(
+            js,
+            f'\'labels\' must map label values to names, e.g. {{"0": "background", "1": "liver"}}, got '
+            f"{labels!r:.80}; fix it, or pass --option label_map=... and --option class_names=...",
+        )
+    values = _background_first([r for r, _ in items])
+    names = dict(items)
+    return LabelMap(values, num_classes=len(values)), tuple(names.get(v, "background") for v in values)
 
 
 def scan(
@@ -155,11 +188,15 @@ def scan(
 
     Raises:
         DataError: ``root`` missing.
+        ConfigError: ``patient_regex`` is not a regular expression.
     """
     base = require_root(root)
     pairs = find_pairs(base)
     lmap, names = resolve_labels(base, pairs, label_map, class_names)
-    rx = re.compile(patient_regex or DEFAULT_PATIENT_REGEX)
+    try:
+        rx = re.compile(patient_regex or DEFAULT_PATIENT_REGEX)
+    except (re.error, TypeError) as e:
+        raise ConfigError(f"--option patient_regex: not a regular expression ({e}): {patient_regex!r}") from None
     out: list[CaseSource] = []
     for pos, (cid, img, lab) in enumerate(pairs):
         m = rx.match(cid)
