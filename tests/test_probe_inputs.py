@@ -281,6 +281,23 @@ def test_bundle_with_truncated_manifest_or_added_run_is_named(tmp_path: Path, ca
         provenance_notes(bundle)  # was: an internal error (JSONDecodeError)
 
 
+def test_bundle_of_a_newer_format_or_naming_files_outside_is_refused(tmp_path: Path) -> None:
+    from medssl.reporting.bundle import export_bundle, verify_bundle
+
+    minimal_run(tmp_path / "runs" / "a")
+    bundle = export_bundle(tmp_path / "runs", tmp_path / "b", command="test").out
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    (tmp_path / "secret").write_text("x")
+    (bundle / "bundle.json").write_text(json.dumps({**manifest, "files": {**manifest["files"], "../secret": "0"}}))
+    assert verify_bundle(bundle) == ["../secret: names a file outside the bundle (not read)"]  # was: hashed
+    (bundle / "bundle.json").write_text(json.dumps({**manifest, "version": 99}))
+    with pytest.raises(DataError, match="bundle format version 99 is newer than this medssl reads"):
+        verify_bundle(bundle)  # was: read as if it were version 1
+    (bundle / "bundle.json").write_text(json.dumps({**manifest, "format": "other"}))
+    with pytest.raises(DataError, match="not a medssl results bundle manifest"):
+        verify_bundle(bundle)
+
+
 # ------------------------------------------------------------------------------ benchmark grids
 
 GRID = (

@@ -47,6 +47,8 @@ __all__ = [
 
 #: the manifest at the top of a bundle
 BUNDLE_FILE = "bundle.json"
+#: the manifest's format version that this medssl writes and reads
+BUNDLE_VERSION = 1
 
 #: the files of a run folder a bundle keeps (whichever exist)
 RUN_BUNDLE_FILES: tuple[str, ...] = (
@@ -133,7 +135,7 @@ def _manifest(root: Path, tmp: Path, rel: list[Path], n_runs: int, command: str 
 
     return {
         "format": "medssl-bundle",
-        "version": 1,
+        "version": BUNDLE_VERSION,
         "source": str(root.resolve()),
         "command": command if command is not None else " ".join(["medssl", *sys.argv[1:]]),
         "git_commit": git_commit(),
@@ -208,10 +210,14 @@ def verify_bundle(folder: str | Path) -> list[str]:
         raise DataError(folder / BUNDLE_FILE, f"not a readable bundle manifest ({e.__class__.__name__})") from None
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
         raise DataError(folder / BUNDLE_FILE, "not a readable bundle manifest ('files' maps names to sha256 digests)")
+    _check_format(folder / BUNDLE_FILE, manifest)
     problems = []
+    inside = folder.resolve()
     for name, digest in sorted(files.items()):
         p = folder / name
-        if not p.is_file():
+        if Path(name).is_absolute() or inside not in (folder / name).resolve().parents:
+            problems.append(f"{name}: names a file outside the bundle (not read)")
+        elif not p.is_file():
             problems.append(f"{name}: missing")
         elif _sha256(p) != digest:
             problems.append(f"{name}: changed since export (sha256 differs)")
@@ -220,6 +226,18 @@ def verify_bundle(folder: str | Path) -> list[str]:
         if name not in files and not name.startswith("report/"):
             problems.append(f"{name}: added since export (not in {BUNDLE_FILE})")
     return problems
+
+
+def _check_format(path: Path, manifest: dict[str, Any]) -> None:
+    """A manifest of this format and of a version this medssl reads (a newer bundle may hold files or
+    meanings it does not know: refused rather than misread)."""
+    version = manifest.get("version")
+    if manifest.get("format") != "medssl-bundle" or not isinstance(version, int) or isinstance(version, bool):
+        raise DataError(path, "not a medssl results bundle manifest (format 'medssl-bundle' with an integer version)")
+    if version > BUNDLE_VERSION:
+        raise DataError(
+            path, f"bundle format version {version} is newer than this medssl reads ({BUNDLE_VERSION}): upgrade medssl"
+        )
 
 
 def provenance_notes(folder: str | Path) -> list[str]:
