@@ -132,3 +132,14 @@ def test_switching_the_recipe_of_a_resolved_config_takes_the_new_recipes_setting
     assert same.loss == resolved.loss and same.optim.min_lr == resolved.optim.min_lr
     _, unset = unresolve_recipe(resolved)
     assert "loss" in unset and "optim.lr" in unset and "postprocess" in unset and "rotation" not in unset
+
+
+def test_an_unknown_key_in_a_config_file_names_the_file(tmp_path):
+    from medssl.config import FinetuneConfig, load_config
+    from medssl.errors import ConfigError
+
+    path = tmp_path / "ft.yaml"
+    path.write_text("optim:\n  lrr: 0.1\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(FinetuneConfig, path)
+    assert str(e.value).startswith(f"{path}: unknown setting 'optim.lrr'")  # was: without the file

@@ -723,8 +723,10 @@ def load_config(
             raise ConfigError(
                 f"{p}: expected a mapping of settings (key: value) at the top level, got a {type(data).__name__}"
             )
-        flat = _flatten(data)
-        cfg = apply_overrides(cfg, flat)
+        try:
+            cfg = apply_overrides(cfg, _flatten(data))
+        except ConfigError as e:
+            raise ConfigError(f"{p}: {e}") from None
     if overrides:
         cfg = _switch_recipe(cfg, overrides) if hasattr(cfg, "recipe") else apply_overrides(cfg, overrides)
     return cfg
