@@ -370,6 +370,26 @@ def test_evaluate_warns_when_predictions_are_stored_in_other_axis_directions(tmp
     assert not caplog.records
 
 
+def test_evaluate_warns_when_predictions_are_stored_at_another_position(tmp_path: Path, caplog) -> None:
+    import logging
+
+    from medssl.evaluation.evaluate import evaluate_folders
+
+    lab = labels((0, 1, 2), np.uint8)
+    nudged, shifted = np.eye(4), np.eye(4)
+    nudged[0, 3] = 0.3  # under half a voxel (1 mm): not warned
+    shifted[:3, 3] = (0.0, 0.4, 3.0)  # 3 mm along z: a crop, or geometry lost
+    (tmp_path / "pred").mkdir()
+    for i, affine in enumerate((nudged, shifted)):
+        write_nii(tmp_path / "gt" / f"c{i}.nii.gz", lab)
+        nib.save(nib.Nifti1Image(lab, affine), str(tmp_path / "pred" / f"c{i}.nii.gz"))
+    with caplog.at_level(logging.WARNING, logger="medssl"):
+        evaluate_folders(tmp_path / "pred", tmp_path / "gt")  # was: scored voxel by voxel without a word
+    (msg,) = [r.getMessage() for r in caplog.records]
+    assert msg.startswith("medssl: warning: 1 prediction(s) stored at another position than their ground truth")
+    assert "c1.nii.gz: origin (0.0, 0.4, 3.0) mm, ground truth (0.0, 0.0, 0.0) mm" in msg
+
+
 def test_store_array_of_another_shape_than_cases_json_is_named(tmp_path: Path) -> None:
     from medssl.data.store import SliceStore, prepare
 

@@ -449,33 +449,58 @@ def _paired_files(pdir: Path, gdir: Path) -> tuple[dict[str, Path], dict[str, Pa
     return preds, gts
 
 
-def _axcodes(path: Path) -> str | None:
-    """The voxel axes' directions of a NIfTI file from its header (``RAS``, ``LPS``...; None if unreadable)."""
+def _geometry(path: Path) -> tuple[str, np.ndarray, float] | None:
+    """A NIfTI file's voxel-axis directions (``RAS``, ``LPS``...), origin (mm) and smallest voxel size,
+    from its header; None if unreadable."""
     import nibabel as nib
 
     from ..data.io import nibabel_header_fixes
 
     try:
         with nibabel_header_fixes(path):
-            return "".join(str(c) for c in nib.aff2axcodes(nib.load(str(path)).affine))  # type: ignore[attr-defined]
+            affine = np.asarray(nib.load(str(path)).affine, dtype=np.float64)  # type: ignore[attr-defined]
+        codes = "".join(str(c) for c in nib.aff2axcodes(affine))
     except Exception:  # an unreadable file is named when its voxels are read
         return None
+    return codes, affine[:3, 3], float(np.min(np.linalg.norm(affine[:3, :3], axis=0)))
 
 
 def _warn_orientation(preds: Mapping[str, Path], gts: Mapping[str, Path]) -> None:
     """One ``medssl: warning:`` line when predictions are stored with other axis directions than their
-    ground truth: the labels are compared voxel by voxel, so a prediction reoriented (or written without
-    its scan's geometry) may not lie on the same anatomy."""
+    ground truth, and one when they are stored at another position (origin more than half a voxel away):
+    the labels are compared voxel by voxel, so a prediction reoriented, shifted (a crop) or written
+    without its scan's geometry may not lie on the same anatomy."""
     import logging
 
-    odd = [(n, p, g) for n in sorted(gts) if (p := _axcodes(preds[n])) and (g := _axcodes(gts[n])) and p != g]
-    if odd:
-        name, p, g = odd[0]
-        logging.getLogger("medssl").warning(
+    axes, moved = [], []
+    for n in sorted(gts):
+        p, g = _geometry(preds[n]), _geometry(gts[n])
+        if p is None or g is None:
+            continue
+        if p[0] != g[0]:
+            axes.append((n, p[0], g[0]))
+        elif float(np.max(np.abs(p[1] - g[1]))) > 0.5 * g[2]:
+            moved.append((n, p[1], g[1]))
+    log = logging.getLogger("medssl")
+    if axes:
+        name, pc, gc = axes[0]
+        log.warning(
             "medssl: warning: %d prediction(s) stored with other axis directions than their ground truth (first: "
             "%s: %s, ground truth %s); labels are compared voxel by voxel as stored: check that they are aligned",
-            len(odd), preds[name], p, g,
+            len(axes), preds[name], pc, gc,
         )  # fmt: skip
+    if moved:
+        name, po, go = moved[0]
+        log.warning(
+            "medssl: warning: %d prediction(s) stored at another position than their ground truth (first: %s: "
+            "origin %s mm, ground truth %s mm); labels are compared voxel by voxel as stored: check that they are "
+            "aligned",
+            len(moved), preds[name], _mm(po), _mm(go),
+        )  # fmt: skip
+
+
+def _mm(v: np.ndarray) -> str:
+    return "(" + ", ".join(f"{x:.1f}" for x in v) + ")"
 
 
 def _check_label_range(arr: np.ndarray, path: Path, class_names: Sequence[str], predicted: bool = False) -> None:
