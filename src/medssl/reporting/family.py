@@ -290,9 +290,13 @@ def family_comparisons(settings: Sequence[Setting]) -> list[FamilyRow]:
         DataError: a folder without complete runs, or a setting where no method meets a Scratch run.
     """
     rows: list[FamilyRow] = []
+    read: dict[Path, list[RunRecord]] = {}  # a grid's folder is read once, also where variants borrow its Scratch
     for st in settings:
-        runs = _runs(st.folder)
-        scratch_runs = [r for r in (_runs(st.scratch) if st.scratch else runs) if r.method == SCRATCH]
+        for f in (st.folder, st.scratch):
+            if f is not None and f not in read:
+                read[f] = _runs(f)
+        runs = read[st.folder]
+        scratch_runs = [r for r in read[st.scratch or st.folder] if r.method == SCRATCH]
         groups: dict[tuple[str, str, str], dict[str, list[RunRecord]]] = {}
         for r in runs:
             if r.method != SCRATCH:
