@@ -18,7 +18,9 @@
 #   5  CHAOS: its other 12 pre-trainings, the budget picked on MS-CMRSeg's validation
 #      (benchmarks/evidence_choice.py budget: OUT/evidence_budget.json), fine-tuning at that budget with
 #      the chosen fine-tuning as a variant
-#   6  the reports of every grid and variant, and the bundles under benchmarks/results/cpu/
+#   6  the reports of every grid and variant, the bundles under benchmarks/results/cpu/ (evidence_mscmrseg,
+#      evidence_chaos, evidence_transfer), and the summary of every comparison with Scratch, Holm-corrected
+#      over all of them (benchmarks/evidence_summary.py -> benchmarks/results/cpu/evidence_summary)
 # Compute: `medssl benchmark ... --status` says what is done and what is left; each benchmark process
 # prints the core-hours of the grid's runs (wall time x torch threads) at its end.
 set -euo pipefail
@@ -99,9 +101,17 @@ if [ "$FROM" -le 6 ]; then
     "${MS[@]}" "${ARGS[@]}" | tail -n 20
     mapfile -t ARGS < <(sets_args ch)
     "${CH[@]}" "${ARGS[@]}" | tail -n 20
+    R=benchmarks/results/cpu
     for g in mscmrseg chaos; do
-        dest="benchmarks/results/cpu/evidence_$g"
+        dest="$R/evidence_$g"
         if [ -e "$dest" ]; then echo "$dest exists: remove it to export again"; continue; fi
         medssl report "$OUT/evidence_$g" --export "$dest"
     done
+    # stage 3's runs as a bundle, and its table, choice and curves recomputed from the bundle alone
+    TR=(python benchmarks/finetune_transfer.py --seeds 0 1 2 --arms standard lr0.1 lpft lpft_lr0.1 --report-only)
+    if [ -e "$R/evidence_transfer" ]; then echo "$R/evidence_transfer exists: remove it to export again"
+    else "${TR[@]}" --out "$OUT/transfer" --bundle "$R/evidence_transfer" >/dev/null; fi
+    "${TR[@]}" --out "$R/evidence_transfer" | tail -n 3
+    # every pre-trained method against Scratch, every grid and variant, Holm over all of them
+    python benchmarks/evidence_summary.py --out "$R/evidence_summary" "$R/evidence_mscmrseg" "$R/evidence_chaos"
 fi
