@@ -324,6 +324,13 @@ def test_resume_skips_finished_cases_and_overwrite_redoes_them(hippo_run: Path, 
     first = out.stat().st_mtime_ns
     assert main(args) == 0 and out.stat().st_mtime_ns == first
     assert "predicted 0 case(s)" in capsys.readouterr().out.splitlines()[-1]
+    # a label map cut short after the run (a copy that ran out of space) is not taken as done
+    out.write_bytes(out.read_bytes()[: out.stat().st_size // 2])
+    assert main(args) == 0 and nib.load(str(out)).get_fdata().size > 0
+    cap = capsys.readouterr()
+    assert "predicted 1 case(s)" in cap.out.splitlines()[-1]
+    assert f"medssl: warning: {out}: an unreadable output left in OUTPUT (" in cap.err and cap.err.count("\n") == 1
+    first = out.stat().st_mtime_ns
     assert main([*args, "--overwrite", "--save-probabilities"]) == 0 and out.stat().st_mtime_ns != first
     probs = np.load(tmp_path / "out" / f"{cid}.npz")["probabilities"]
     assert probs.shape == (3, *nib.load(str(out)).shape) and np.allclose(probs.sum(0), 1.0, atol=1e-5)

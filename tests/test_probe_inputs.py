@@ -541,3 +541,106 @@ def test_msd_nan_in_the_first_label_is_that_case_s_problem(tmp_path: Path) -> No
     (source,) = scan_dataset("msd", task)  # was: an internal error (cannot convert float NaN to integer)
     with pytest.raises(DataError, match="non-finite label values"):
         source.load()
+
+
+def test_store_damaged_after_prepare_is_named_by_file_and_slice(tmp_path: Path) -> None:
+    import torch
+
+    from medssl.data.datasets import LabelledSlices, PretrainSlices
+    from medssl.data.store import SliceStore, prepare
+
+    root = pair_folder(tmp_path / "src", labels(), n=2)
+    store = SliceStore(prepare("nifti-folder", root, tmp_path / "store", target_spacing=None, progress=False).root)
+    img = np.array(store.image("c1"))
+    img[2, 3, 3] = np.nan
+    np.save(tmp_path / "store" / "images" / "c1.npy", img)
+    lab = np.array(store.label("c0"))
+    lab[1, 0, 0] = 9
+    np.save(tmp_path / "store" / "labels" / "c0.npy", lab)
+
+    def first_error(ds: torch.utils.data.Dataset) -> str:
+        with pytest.raises(DataError) as ei:  # was: "non-finite loss" or an index error steps later
+            for _ in torch.utils.data.DataLoader(ds, batch_size=1):
+                pass
+        assert "\n" not in str(ei.value) and "Traceback" not in str(ei.value)
+        return str(ei.value)
+
+    nan = f"{tmp_path / 'store' / 'images' / 'c1.npy'}: slice 2 holds 1 NaN or infinite voxel(s)"
+    assert first_error(LabelledSlices(store, ["c1"], patch_size=16)).startswith(nan)
+    assert first_error(PretrainSlices(store, ["c1"], 16, lambda x, rng: {"v1": x})).startswith(nan)
+    bad = first_error(LabelledSlices(store, ["c0"], patch_size=16))
+    assert bad.startswith(f"{tmp_path / 'store' / 'labels' / 'c0.npy'}: slice 1 holds label values [9] outside")
+
+
+def test_data_error_raised_in_a_loader_worker_keeps_its_one_line_message() -> None:
+    from torch._utils import ExceptionWrapper  # how DataLoader passes a worker's exception to the main process
+
+    from medssl.errors import ConfigError
+
+    for err, line in [
+        (DataError("/s/images/c1.npy", "slice 2 holds 1 NaN"), "/s/images/c1.npy: slice 2 holds 1 NaN"),
+        (ConfigError("superpixels.n_segments must be >= 1"), "superpixels.n_segments must be >= 1"),
+    ]:
+        try:
+            raise err
+        except type(err):
+            wrapped = ExceptionWrapper(where="in DataLoader worker process 0")
+        with pytest.raises(type(err)) as ei:  # was: RuntimeError with the worker's whole traceback
+            wrapped.reraise()
+        assert str(ei.value) == line
+
+
+@pytest.mark.parametrize("protocol", ["standard", "paper"])
+def test_summary_mean_that_metrics_csv_does_not_give_is_named(tmp_path: Path, protocol: str) -> None:
+    from medssl.evaluation.evaluate import evaluate_arrays, write_results
+    from medssl.reporting.runfiles import run_files_problem
+
+    g = np.random.default_rng(0)
+    items = []
+    for i in range(3):
+        gt = np.zeros((3, 12, 12), np.uint8)
+        gt[:, 3:9, 3:9] = 1
+        gt[1, 4:6, 4:6] = 2
+        pred = np.where(g.random(gt.shape) < 0.1, 0, gt).astype(np.uint8)
+        items.append((f"c{i}", pred, gt, (2.0, 1.0, 1.0)))
+    run = tmp_path / "run"
+    write_results(evaluate_arrays(items, ("background", "a", "b"), protocol), run)
+    (run / "run.json").write_text(json.dumps({"kind": "finetune", "status": "done", "method": "scratch"}))
+    assert run_files_problem(run) is None  # evaluate's own files agree, NaN means included
+    doc = json.loads((run / "summary.json").read_text())
+    doc["mean"]["dsc"] = round(doc["mean"]["dsc"] + 0.05, 4)  # plausible, but not what the cases give
+    (run / "summary.json").write_text(json.dumps(doc))
+    problem = run_files_problem(run)  # was: the tables showed it while the statistics used metrics.csv
+    assert problem is not None and problem.startswith(f"{run / 'summary.json'}: mean dsc = "), problem
+    assert "but metrics.csv gives" in problem
+
+
+@pytest.mark.parametrize(
+    "option, fragment",
+    [({"n_segments": 0}, "superpixels.n_segments: must be >= 1"), ({"mode": "x"}, "superpixels.mode: must be one of")],
+)
+def test_superpixel_settings_are_named_by_their_config_key(option: dict, fragment: str) -> None:
+    from medssl.data.superpixels import SuperpixelConfig
+    from medssl.errors import ConfigError
+
+    with pytest.raises(ConfigError) as ei:  # was: "n_segments must be >= 1", with no section to find it in
+        SuperpixelConfig(**option)
+    assert str(ei.value).startswith(fragment)
+
+
+def test_atomic_writes_are_readable_by_the_group_as_any_new_file(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from medssl.utils.files import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        plain = tmp_path / "plain.txt"
+        plain.write_text("a")
+        out = atomic_write_text(tmp_path / "run.json", "{}")
+    finally:
+        os.umask(old)
+    # was: 0o600 (tempfile.mkstemp), so a collaborator could not read a run's results
+    assert stat.S_IMODE(out.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left

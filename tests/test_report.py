@@ -666,3 +666,16 @@ def test_mean_band_interpolates_seeds_scored_at_other_steps() -> None:
     assert mean[1] == pytest.approx((0.2 + 0.2 * 2 / 50 + 0.3) / 2)  # no saw-tooth between 50 and 52
     assert mean[2] == pytest.approx((0.4 + 0.3 + 0.2 * 48 / 50) / 2)
     assert mean[3] == pytest.approx(0.5)
+
+
+def test_report_lists_a_damaged_prediction_that_its_drawn_figure_left_out(tmp_path: Path, reference_csv: Path) -> None:
+    store = make_store(tmp_path / "store")
+    for m in ("scratch", "macl"):
+        make_run(tmp_path / "runs" / m, m, "10%", 0, store)
+    for f in (tmp_path / "runs" / "macl" / "predictions").glob("*.npy"):
+        f.write_bytes(f.read_bytes()[:140])  # cut short after the run
+    res = report(tmp_path / "runs", out_dir=tmp_path / "rep", reference_csv=reference_csv, n_slices=2, dpi=40)
+    drawn = [p for p in res.figures if "qualitative" in p.name]
+    assert drawn, res.figures  # the figure is still drawn (the prediction left black) ...
+    # ... and the report says which prediction it could not read (was: said only when no figure was drawn)
+    assert any("unreadable prediction" in n and "macl" in n for n in res.notes), res.notes

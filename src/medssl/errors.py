@@ -21,11 +21,34 @@ EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130
 
 
+def _unwrap_worker(message: str) -> str:
+    """The original one-line message of an error re-raised from a data-loader worker.
+
+    PyTorch re-raises a worker's exception as ``type(message)`` where ``message`` is ``"Caught
+    DataError in DataLoader worker process 0.\nOriginal Traceback (most recent call last): ... \n
+    medssl.errors.DataError: FILE: problem"``; the user needs the last line only.
+    """
+    if not message.startswith("Caught ") or "Original Traceback" not in message:
+        return message
+    last = message.rstrip().splitlines()[-1]
+    head, sep, tail = last.partition(": ")
+    return tail if sep and head.rsplit(".", 1)[-1].endswith("Error") else last
+
+
 class MedsslError(Exception):
-    """Base of every error the CLI reports as ``medssl: error: <message>``."""
+    """Base of every error the CLI reports as ``medssl: error: <message>``.
+
+    Raised in a data-loader worker, it reaches the main process as the same type with its own
+    one-line message (not the worker's traceback).
+    """
 
     #: the process exit status the CLI uses for this error
     exit_code: int = EXIT_FAILURE
+
+    def __init__(self, *args: object) -> None:
+        if len(args) == 1 and isinstance(args[0], str):
+            args = (_unwrap_worker(args[0]),)
+        super().__init__(*args)
 
 
 class DataError(MedsslError):
@@ -38,7 +61,9 @@ class DataError(MedsslError):
 
     exit_code = EXIT_USAGE
 
-    def __init__(self, path: str | Path | None, problem: str) -> None:
+    def __init__(self, path: str | Path | None, problem: str | None = None) -> None:
+        if problem is None:  # one argument: the whole message (re-raised from a data-loader worker)
+            path, problem = None, _unwrap_worker(str(path))
         self.path = str(path) if path is not None else None
         self.problem = problem
         self.problems: list[Any] = []  # every problem found, where a check reports several (prepare's verify)

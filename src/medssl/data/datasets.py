@@ -82,11 +82,7 @@ class LabelledSlices(_EpochDataset):
         from .transforms import fill_value, pad_or_crop
 
         cid, z = self.items[index]
-        image = np.array(self.store.image(cid)[z], dtype=np.float32)
-        label_volume = self.store.label(cid)
-        if label_volume is None:
-            raise ValueError(f"case '{cid}' has no label: it cannot be a fine-tuning case")
-        label = np.array(label_volume[z], dtype=np.int64)
+        image, label = self.store.image_slice(cid, z), self.store.label_slice(cid, z)
         if self.augment is not None:
             image, label = self.augment(image, label, self.rng(index))
         else:
@@ -157,11 +153,11 @@ class PretrainSlices(_EpochDataset):
         vol = self.store.image(cid)
         d = vol.shape[0]
         window = self._window(vol.shape[1:], rng)
-        x = minmax01(window(np.asarray(vol[z], dtype=np.float32)))
+        x = minmax01(window(self.store.image_slice(cid, z)))
         neighbor = None
         if "neighbor" in self.needs:
             nz = z + (1 if z + 1 < d and (z == 0 or rng.random() < 0.5) else -1) if d > 1 else z
-            neighbor = minmax01(window(np.asarray(vol[nz], dtype=np.float32)))
+            neighbor = minmax01(window(self.store.image_slice(cid, nz)))
         views = (
             self.view_transform(x, rng, neighbor_image=neighbor)
             if neighbor is not None

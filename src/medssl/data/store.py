@@ -111,6 +111,41 @@ class SliceStore:
             return None
         return self._load(self.root / "labels" / f"{case_id}.npy", info.shape)
 
+    def image_slice(self, case_id: str, z: int) -> np.ndarray:
+        """Slice ``z`` of a case's image as a float32 array, checked: a store edited or damaged after
+        ``prepare`` (NaN or infinite voxels) stops with the file and slice named, not with a
+        ``non-finite loss`` steps later.
+
+        Raises:
+            DataError: the slice holds NaN or infinite values.
+        """
+        sl = np.array(self.image(case_id)[z], dtype=np.float32)
+        if not np.isfinite(sl).all():
+            bad = int((~np.isfinite(sl)).sum())
+            raise DataError(
+                self.root / "images" / f"{case_id}.npy",
+                f"slice {z} holds {bad} NaN or infinite voxel(s), written after prepare; prepare the dataset again",
+            )
+        return sl
+
+    def label_slice(self, case_id: str, z: int) -> np.ndarray:
+        """Slice ``z`` of a case's label as int64, checked against the plan's classes.
+
+        Raises:
+            DataError: the case has no label, or the slice holds a value outside ``0..num_classes-1``.
+        """
+        vol = self.label(case_id)
+        if vol is None:
+            raise DataError(self.root, f"case '{case_id}' has no label: it cannot be a fine-tuning case")
+        sl = np.array(vol[z], dtype=np.int64)
+        if sl.size and (int(sl.max()) >= self.num_classes or int(sl.min()) < 0):
+            raise DataError(
+                self.root / "labels" / f"{case_id}.npy",
+                f"slice {z} holds label values {sorted(set(np.unique(sl).tolist()) - set(range(self.num_classes)))} "
+                f"outside the plan's {self.num_classes} classes 0..{self.num_classes - 1}; prepare the dataset again",
+            )
+        return sl
+
     @staticmethod
     def _load(path: Path, shape: Sequence[int] | None = None) -> np.ndarray:
         """The array at ``path``, memory-mapped; a DataError when unreadable or not of ``shape`` (cases.json's)."""

@@ -121,21 +121,23 @@ class SuperpixelConfig:
 
     def __post_init__(self) -> None:
         if self.method not in _METHODS:
-            raise ConfigError(f"superpixel method must be one of {', '.join(_METHODS)}, got '{self.method}'")
+            raise ConfigError(f"superpixels.method: must be one of {', '.join(_METHODS)}, got '{self.method}'")
         if self.mode not in _MODES:
-            raise ConfigError(f"superpixel mode must be one of {', '.join(_MODES)}, got '{self.mode}'")
+            raise ConfigError(f"superpixels.mode: must be one of {', '.join(_MODES)}, got '{self.mode}'")
         if self.n_segments is not None and self.n_segments < 1:
-            raise ConfigError(f"n_segments must be >= 1, got {self.n_segments}")
+            raise ConfigError(f"superpixels.n_segments: must be >= 1, got {self.n_segments}")
         if not self.cells_per_segment > 0 or self.cell_size < 1:
             raise ConfigError(
-                f"cells_per_segment must be > 0 and cell_size >= 1, got {self.cells_per_segment} and {self.cell_size}"
+                f"superpixels.cells_per_segment and cell_size: must be > 0 and >= 1, got {self.cells_per_segment} and {self.cell_size}"
             )
         if self.min_segments < 1 or (self.view_size is not None and self.view_size < 1):
-            raise ConfigError(f"min_segments and view_size must be >= 1, got {self.min_segments} and {self.view_size}")
+            raise ConfigError(
+                f"superpixels.min_segments and view_size: must be >= 1, got {self.min_segments} and {self.view_size}"
+            )
         if not 0.0 < self.scale <= 1.0:
-            raise ConfigError(f"superpixel scale must be in (0, 1], got {self.scale}")
+            raise ConfigError(f"superpixels.scale: must be in (0, 1], got {self.scale}")
         if self.cache_blur_sigma < 0:
-            raise ConfigError(f"cache_blur_sigma must be >= 0, got {self.cache_blur_sigma}")
+            raise ConfigError(f"superpixels.cache_blur_sigma: must be >= 0, got {self.cache_blur_sigma}")
 
     @property
     def effective_compactness(self) -> float:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from ..utils.files import atomic_write, atomic_write_text
 from .metrics import (
     METRIC_NAMES,
     SPACING_UNKNOWN_NOTE,
@@ -173,11 +174,14 @@ def _json_value(v: Any) -> Any:
 
 
 def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(columns)
-        for r in rows:
-            w.writerow([_csv_value(r.get(c)) for c in columns])
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(columns)
+            for r in rows:
+                w.writerow([_csv_value(r.get(c)) for c in columns])
+
+    atomic_write(path, write)
 
 
 def _summary_columns(summary: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -348,7 +352,7 @@ def write_results(result: EvaluationResult, out_dir: str | Path) -> dict[str, Pa
     ]
     _write_csv(paths["metrics_csv"], rows, ROW_COLUMNS)
     _write_csv(paths["summary_csv"], result.summary, _summary_columns(result.summary))
-    paths["summary_md"].write_text(_markdown(result))
+    atomic_write_text(paths["summary_md"], _markdown(result))
     mean_row = next((r for r in result.summary if r.get("class_index") is None), {})
     doc = {
         "protocol": result.protocol,
@@ -366,7 +370,7 @@ def write_results(result: EvaluationResult, out_dir: str | Path) -> dict[str, Pa
         "summary": [{k: _json_value(v) for k, v in r.items()} for r in result.summary],
         "metric_per_case": [{k: _json_value(v) for k, v in r.items()} for r in rows],
     }
-    paths["summary_json"].write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+    atomic_write_text(paths["summary_json"], json.dumps(doc, indent=2, allow_nan=False) + "\n")
     return paths
 
 

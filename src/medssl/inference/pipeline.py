@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +29,7 @@ from ..errors import DataError
 from ..utils.files import atomic_write, atomic_write_json
 from .scans import InputItem, Scan, check_input, discover_inputs, read_scan, save_label_map
 
-__all__ = ["CLASSES_FILE", "PredictSummary", "predict_inputs", "predict_one", "write_classes"]
+__all__ = ["CLASSES_FILE", "PredictSummary", "output_problem", "predict_inputs", "predict_one", "write_classes"]
 
 #: the class names written beside the label maps
 CLASSES_FILE = "classes.json"
@@ -172,10 +173,53 @@ def _check_output(out_dir: Path) -> None:
         raise DataError(out_dir, "exists and is not a folder; give a folder for the label maps (OUTPUT)")
 
 
-def _todo(items: list[InputItem], out_dir: Path, overwrite: bool, save_probabilities: bool) -> list[InputItem]:
+def output_problem(path: Path, kind: str = "label") -> str | None:
+    """Why an output file left in OUTPUT is not a finished one, or ``None`` when it reads whole.
+
+    Outputs are written atomically, so a bad one was cut short or changed by something else (a copy
+    that ran out of disk space, an edit). Every voxel is decompressed: a truncated gzip stream reads
+    its header fine and fails only on its data.
+
+    Args:
+        path: a ``.nii.gz`` label map (``kind="label"``) or a ``.npz`` of probabilities (``kind="prob"``).
+        kind: which of the two.
+
+    Returns:
+        A short description of the problem, or ``None``.
+    """
+    from ..data.io import load_nifti, one_line
+
+    try:
+        if kind == "prob":
+            with np.load(path) as z:
+                arr = np.asarray(z["probabilities"])
+            ok = arr.ndim == 4 and bool(np.isfinite(arr).all())
+        else:
+            arr = load_nifti(path)[0]
+            ok = arr.ndim >= 2
+    except DataError as e:
+        return e.problem
+    except Exception as e:  # any other reader error means: not a finished output
+        return one_line(e)
+    return None if ok else f"unexpected content (shape {tuple(arr.shape)})"
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _todo(
+    items: list[InputItem], out_dir: Path, overwrite: bool, save_probabilities: bool, log: Callable[[str], None]
+) -> list[InputItem]:
     def done(item: InputItem) -> bool:
         label, prob = _outputs(out_dir, item.case)
-        return label.is_file() and (prob.is_file() or not save_probabilities)
+        if not (label.is_file() and (prob.is_file() or not save_probabilities)):
+            return False
+        for path, kind in ((label, "label"), (prob, "prob")) if save_probabilities else ((label, "label"),):
+            if (why := output_problem(path, kind)) is not None:
+                log(f"medssl: warning: {path}: an unreadable output left in OUTPUT ({why}); predicting the case again")
+                return False
+        return True
 
     return [i for i in items if overwrite or not done(i)]
 
@@ -239,7 +283,7 @@ def predict_inputs(
         overwrite: redo cases whose label map exists (otherwise they are skipped: a folder resumes).
         save_probabilities: also write ``CASE.npz`` with the softmax maps.
         progress: show a progress bar (plain lines when not on a terminal).
-        log: where messages go.
+        log: where warnings go (stderr by default): an unreadable output left in ``out_dir`` is predicted again.
 
     Returns:
         A :class:`PredictSummary`.
@@ -255,7 +299,7 @@ def predict_inputs(
     items = discover_inputs(src)
     for item in items:
         check_input(item, seg.specs[0].in_channels)
-    todo = _todo(items, out_dir, overwrite, save_probabilities)
+    todo = _todo(items, out_dir, overwrite, save_probabilities, log or _stderr)
     check_same_settings(seg, out_dir, len(items) - len(todo))
     out_dir.mkdir(parents=True, exist_ok=True)
     write_classes(seg, out_dir)

@@ -73,11 +73,14 @@ class FigureResult:
         path: the PNG, or None when nothing could be drawn.
         title: what it shows.
         notes: remarks (runs left out and why).
+        problems: what the drawn figure shows in place of damaged inputs (an unreadable prediction,
+            a missing image); the report lists them even when the figure was drawn.
     """
 
     path: Path | None
     title: str
     notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
 
 
 def slugify(*parts: str) -> str:
@@ -235,8 +238,9 @@ def plot_qualitative(
         return FigureResult(None, name, ["no test case with a prediction in every run and a label in the store"])
     case, label = _largest_foreground_case(store, sorted(shared)[:max_cases])
     zs = select_slices(label, n_slices)
-    image = _case_image(store, case, label.shape, notes)
-    preds = _load_predictions(by_method, methods, case, label.shape, notes)
+    problems: list[str] = []
+    image = _case_image(store, case, label.shape, problems)
+    preds = _load_predictions(by_method, methods, case, label.shape, problems)
     heads = ["Ground truth"]
     for m in methods:
         dsc = case_dsc(by_method[m]).get(case, math.nan)
@@ -247,7 +251,7 @@ def plot_qualitative(
     seeds = ", ".join(f"{method_display_name(m)}: seed {by_method[m].seed}" for m in methods)
     fig.suptitle(f"{name} — case {case}", fontsize=10)
     notes.append(f"case {case}, slices {zs}; {seeds}")
-    return FigureResult(_save(fig, path, dpi), name, notes)
+    return FigureResult(_save(fig, path, dpi), name, [*notes, *problems], problems)
 
 
 def _lowest_seed_runs(runs: Sequence[RunRecord]) -> dict[str, RunRecord]:

@@ -34,6 +34,7 @@ __all__ = [
     "read_metrics_csv",
     "read_run_files",
     "read_splits",
+    "recomputed_mean",
     "run_files_problem",
     "stale_problem",
     "unusable_run_problem",
@@ -251,7 +252,76 @@ def read_run_files(run_dir: str | Path) -> RunFiles:
     # runs written by other tools may lack splits.json: their rows are then checked among themselves
     test = list(read_splits(run_dir)["test"]) if (run_dir / "splits.json").exists() else None
     rows = read_metrics_csv(run_dir / "metrics.csv", test)
+    _check_mean_matches_rows(run_dir, summary, rows)
     return RunFiles(run_dir, info, summary, test, rows)
+
+
+#: the columns of medssl's own ``metrics.csv`` from which its ``summary.json`` mean is recomputed
+_SUMMARY_COLUMNS = ("tp", "fp", "fn", "n_slices", "gt_empty", "pred_empty")
+
+
+def _float(v: Any) -> float:
+    return float("nan") if v is None or v == "" else float(v)
+
+
+def _count(v: str) -> int:
+    """A count or a 0/1 flag of ``metrics.csv`` (other writers spell flags true / false)."""
+    low = str(v).strip().lower()
+    return {"true": 1, "false": 0}.get(low, 0) if low in ("true", "false", "") else int(float(low))
+
+
+def recomputed_mean(rows: list[dict[str, str]], protocol: str) -> dict[str, float] | None:
+    """The ``mean`` row of ``summary.json`` recomputed from ``metrics.csv``'s rows (as ``evaluate``
+    computes it), or None when the rows lack the counts it needs (files written by another tool).
+
+    Args:
+        rows: validated rows of :func:`read_metrics_csv`.
+        protocol: the summary's ``standard`` or ``paper``.
+
+    Returns:
+        Metric -> mean (NaN where no case has a value).
+    """
+    from ..evaluation.metrics import METRIC_NAMES, summarize
+
+    if not rows or protocol not in ("standard", "paper") or not set(_SUMMARY_COLUMNS) <= set(rows[0]):
+        return None
+    parsed = [
+        {
+            "case_id": r["case_id"],
+            "class_index": int(r["class_index"]),
+            "class_name": r["class_name"],
+            **{m: _float(r.get(m)) for m in METRIC_NAMES},
+            **{k: _count(r[k]) for k in _SUMMARY_COLUMNS},
+        }
+        for r in rows
+    ]
+    mean_row = summarize(parsed, protocol)[-1]
+    return {m: float(mean_row[f"{m}_mean"]) for m in METRIC_NAMES}
+
+
+def _check_mean_matches_rows(run_dir: Path, summary: Any, rows: list[dict[str, str]]) -> None:
+    """``summary.json``'s mean is the mean of ``metrics.csv``: the tables read one, the statistics the
+    other, so an edited or mixed-up file would make them disagree unseen. Checked for the files of
+    ``medssl evaluate`` (its ``summary.json`` holds ``metric_per_case``), whose mean is defined by
+    :func:`~medssl.evaluation.metrics.summarize`; files of other tools may define it otherwise."""
+    mean = summary.get("mean") if isinstance(summary, dict) else None
+    if not isinstance(mean, dict) or not mean or "metric_per_case" not in summary:
+        return
+    again = recomputed_mean(rows, str(summary.get("protocol", "standard")))
+    if again is None:
+        return
+    for m, v in mean.items():
+        if m not in again:
+            continue
+        a, b = _float(v), again[m]
+        if math.isnan(a) and math.isnan(b):
+            continue
+        if math.isnan(a) != math.isnan(b) or abs(a - b) > 1e-6 * max(1.0, abs(b)):
+            raise DataError(
+                run_dir / "summary.json",
+                f"mean {m} = {a:.6g} but metrics.csv gives {b:.6g}; the files do not belong together or one was "
+                f"edited (medssl evaluate {run_dir} writes both again from the predictions)",
+            )
 
 
 def run_files_problem(run_dir: str | Path) -> str | None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import secrets
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,10 +25,21 @@ __all__ = [
 
 
 def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
-    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a partial file."""
+    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a partial file.
+
+    The file gets the permissions of any file made here (``0o666`` less the umask, as ``open``
+    gives), not the owner-only ``0o600`` of :func:`tempfile.mkstemp`: results on a shared server stay
+    readable by the group.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    while True:
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            break
+        except FileExistsError:  # pragma: no cover - a 48-bit name taken
+            continue
     os.close(fd)
     try:
         write(tmp)
