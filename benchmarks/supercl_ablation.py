@@ -10,11 +10,14 @@ No test patient is scored here, and nothing is fine-tuned: the question is which
 random encoder's per-pixel information (a high linear probe) for the cross-patient layout (a low
 k-NN error).
 
-    python benchmarks/supercl_ablation.py --data runs/cpu_cardiac/prepared/mscmrseg --out runs/supercl_ablation \\
-        --steps 150
+    python benchmarks/supercl_ablation.py --data runs/evidence_mscmrseg/prepared/mscmrseg \\
+        --out runs/supercl_ablation --steps 150 --bundle benchmarks/results/cpu/supercl_ablation
+    python benchmarks/supercl_ablation.py --report-only --out benchmarks/results/cpu/supercl_ablation
 
 Writes ``OUT/supercl_ablation.md``, ``.csv`` and ``supercl_ablation.png`` (probe Dice and k-NN error
-against steps, one line per variant). Rerunning skips the finished pre-trainings.
+against steps, one line per variant). Rerunning skips the finished pre-trainings. ``--bundle DIR``
+also exports the runs' provenance (config, commit, ``log.csv``, ``diagnostics.json``; no checkpoint)
+as a results bundle with these outputs; ``--report-only --out DIR`` recomputes them from it alone.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 from pathlib import Path
 
 from superpixel_mode import supercl_pretrain
@@ -101,7 +105,7 @@ def _figure(curves: dict[str, tuple[dict[str, float], list[dict[str, float]]]], 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", required=True, help="a prepared store with labels (the probe needs them)")
+    ap.add_argument("--data", help="a prepared store with labels (the probe needs them); not with --report-only")
     ap.add_argument("--out", required=True)
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--size", type=int, default=128)
@@ -111,18 +115,49 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--superpixels", default="cache", choices=("cache", "online"))
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--report-only", action="store_true", help="recompute the outputs from OUT's runs, train nothing")
+    ap.add_argument("--bundle", help="also export the runs and these outputs as a results bundle into this new folder")
     a = ap.parse_args()
+    if not a.report_only and not a.data:
+        ap.error("--data is required unless --report-only")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    curves = {name: _curves(_pretrain(a, name, out)) for name in a.variants}
-    rows = [_summary(name, *curves[name]) for name in a.variants]
+    runs = {name: (out / name if a.report_only else _pretrain(a, name, out)) for name in a.variants}
+    missing = [f"{r}/{f}" for r in runs.values() for f in ("diagnostics.json", "log.csv") if not (r / f).is_file()]
+    if missing:
+        sys.exit(f"{missing[0]}: not found; run the pre-trainings first (without --report-only)")
+    text = write_outputs(out, {name: _curves(run) for name, run in runs.items()}, a, _data_of(runs, a.data))
+    print(text)
+    if a.bundle:
+        from medssl.reporting.bundle import export_bundle
+
+        res = export_bundle(out, a.bundle, command=" ".join(["python", *sys.argv]))
+        write_outputs(
+            Path(a.bundle), {name: _curves(Path(a.bundle) / name) for name in runs}, a, _data_of(runs, a.data)
+        )
+        print(f"bundle {res.out}: {res.n_runs} runs, {res.n_files} files")
+
+
+def _data_of(runs: dict[str, Path], given: str | None) -> str:
+    """The store the runs pre-trained on: ``--data``, else the first run's ``config.yaml``."""
+    if given:
+        return given
+    import yaml
+
+    cfg = yaml.safe_load((next(iter(runs.values())) / "config.yaml").read_text()) or {}
+    return str((cfg.get("data") or {}).get("path", "?"))
+
+
+def write_outputs(out: Path, curves: dict[str, tuple[dict[str, float], list[dict[str, float]]]], a, data: str) -> str:
+    """``supercl_ablation.md``, ``.csv`` and ``.png`` into ``out``; returns the Markdown text."""
+    rows = [_summary(name, *curves[name]) for name in curves]
+    steps, seed = _settings(next(iter(curves)), out, a)
     with open(out / "supercl_ablation.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     lines = [
-        f"SuperCL term ablation: {a.steps} steps of batch {a.batch} at {a.size} px, seed {a.seed}, "
-        f"diagnostics on the validation patients of {a.data}",
+        f"SuperCL term ablation: {steps}, seed {seed}, diagnostics on the validation patients of {data}",
         "",
         "| variant | w_intra | w_inter | probe Dice: random / mean over epochs / last | "
         "k-NN position error: random / mean / last | eff. rank: random / last | "
@@ -141,7 +176,17 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     (out / "supercl_ablation.md").write_text(text)
     _figure(curves, out / "supercl_ablation.png")
-    print(text)
+    return text
+
+
+def _settings(name: str, out: Path, a) -> tuple[str, str]:
+    """The pre-training's steps, batch, size and seed as its ``config.yaml`` recorded them."""
+    import yaml
+
+    cfg = yaml.safe_load((out / name / "config.yaml").read_text()) or {}
+    data, train = cfg.get("data") or {}, cfg.get("train") or {}
+    steps = f"{train.get('max_steps', a.steps)} steps of batch {data.get('batch_size', a.batch)} at {data.get('image_size', a.size)} px"
+    return steps, str(train.get("seed", a.seed))
 
 
 if __name__ == "__main__":

@@ -305,12 +305,15 @@ def test_gpu_throughput_levers_on_cpu():
 
 
 def test_supercl_ablation_tiny(tiny_store, tmp_path):
+    bundle = tmp_path.parent / f"{tmp_path.name}_bundle"
     lines = _run(
         "supercl_ablation.py",
         "--data",
         str(tiny_store),
         "--out",
         str(tmp_path),
+        "--bundle",
+        str(bundle),
         "--steps",
         "2",
         "--size",
@@ -331,6 +334,14 @@ def test_supercl_ablation_tiny(tiny_store, tmp_path):
     cfg = (tmp_path / "ins_only" / "config.yaml").read_text()
     assert "w_intra: 0.0" in cfg and "w_inter: 0.0" in cfg, cfg
     assert (tmp_path / "supercl_ablation.png").stat().st_size > 0
+    # the bundle holds the runs' provenance, no checkpoint, and gives the same table from its files alone
+    from medssl.reporting.bundle import verify_bundle
+
+    assert verify_bundle(bundle) == [] and not list(bundle.rglob("*.pt"))
+    assert (bundle / "ins_only" / "diagnostics.json").is_file() and (bundle / "supercl_ablation.md").read_text() == table
+    (bundle / "supercl_ablation.md").unlink()
+    _run("supercl_ablation.py", "--report-only", "--out", str(bundle), "--variants", "default", "ins_only")
+    assert (bundle / "supercl_ablation.md").read_text() == table
 
 
 def test_finetune_budget_reruns_a_grid_cell_with_only_the_steps_changed(tiny_store, tmp_path):
