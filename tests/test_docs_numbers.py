@@ -142,3 +142,20 @@ def test_chaos_validation_dice_quote_validation_curves() -> None:
 )
 def test_fixed_mismatches_stay_gone(page: str, gone: str) -> None:
     assert gone not in _page(page)
+
+
+def test_supercl_ablation_page_quotes_its_bundle() -> None:
+    rows = {}
+    for line in (RESULTS / "cpu" / "supercl_ablation" / "supercl_ablation.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 9 and cells[0] in ("default", "no_intra", "no_inter", "ins_only"):
+            rows[cells[0]] = cells[3:6]  # probe, k-NN, effective rank
+    assert len(rows) == 4
+    text = _page("results/supercl-ablation.md")
+    for name, label in (
+        ("default", "default (L_ins + L_intra + 0.5 L_inter)"),
+        ("no_intra", "without L_intra"),
+        ("no_inter", "without L_inter"),
+        ("ins_only", "L_ins alone"),
+    ):
+        assert f"| {label} | {' | '.join(rows[name])} |" in text, name
