@@ -338,7 +338,8 @@ def test_supercl_ablation_tiny(tiny_store, tmp_path):
     from medssl.reporting.bundle import verify_bundle
 
     assert verify_bundle(bundle) == [] and not list(bundle.rglob("*.pt"))
-    assert (bundle / "ins_only" / "diagnostics.json").is_file() and (bundle / "supercl_ablation.md").read_text() == table
+    assert (bundle / "ins_only" / "diagnostics.json").is_file()
+    assert (bundle / "supercl_ablation.md").read_text() == table
     (bundle / "supercl_ablation.md").unlink()
     _run("supercl_ablation.py", "--report-only", "--out", str(bundle), "--variants", "default", "ins_only")
     assert (bundle / "supercl_ablation.md").read_text() == table
