@@ -126,15 +126,13 @@ def main() -> None:
     missing = [f"{r}/{f}" for r in runs.values() for f in ("diagnostics.json", "log.csv") if not (r / f).is_file()]
     if missing:
         sys.exit(f"{missing[0]}: not found; run the pre-trainings first (without --report-only)")
-    text = write_outputs(out, {name: _curves(run) for name, run in runs.items()}, a, _data_of(runs, a.data))
-    print(text)
+    data = _data_of(runs, a.data)
+    print(write_outputs(out, {name: _curves(run) for name, run in runs.items()}, a, data))
     if a.bundle:
         from medssl.reporting.bundle import export_bundle
 
         res = export_bundle(out, a.bundle, command=" ".join(["python", *sys.argv]))
-        write_outputs(
-            Path(a.bundle), {name: _curves(Path(a.bundle) / name) for name in runs}, a, _data_of(runs, a.data)
-        )
+        write_outputs(Path(a.bundle), {name: _curves(Path(a.bundle) / name) for name in runs}, a, data)
         print(f"bundle {res.out}: {res.n_runs} runs, {res.n_files} files")
 
 

@@ -72,9 +72,10 @@ class FigureResult:
     Attributes:
         path: the PNG, or None when nothing could be drawn.
         title: what it shows.
-        notes: remarks (runs left out and why).
-        problems: what the drawn figure shows in place of damaged inputs (an unreadable prediction,
-            a missing image); the report lists them even when the figure was drawn.
+        notes: remarks (runs left out and why; what a drawn figure shows); the report lists them when
+            nothing was drawn.
+        problems: what a drawn figure shows in place of damaged inputs (an unreadable prediction, a
+            missing image); the report always lists them.
     """
 
     path: Path | None
@@ -251,7 +252,7 @@ def plot_qualitative(
     seeds = ", ".join(f"{method_display_name(m)}: seed {by_method[m].seed}" for m in methods)
     fig.suptitle(f"{name} — case {case}", fontsize=10)
     notes.append(f"case {case}, slices {zs}; {seeds}")
-    return FigureResult(_save(fig, path, dpi), name, [*notes, *problems], problems)
+    return FigureResult(_save(fig, path, dpi), name, notes, problems)
 
 
 def _lowest_seed_runs(runs: Sequence[RunRecord]) -> dict[str, RunRecord]:

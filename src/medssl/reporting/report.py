@@ -480,7 +480,7 @@ def _draw_figures(
             )
         )
     for fr in fig_results:
-        notes += [f"figure '{fr.title}': {n}" for n in (fr.notes if fr.path is None else fr.problems)]
+        notes += [f"figure '{fr.title}': {n}" for n in [*(fr.notes if fr.path is None else []), *fr.problems]]
     return fig_results
 
 

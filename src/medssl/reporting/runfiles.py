@@ -260,14 +260,10 @@ def read_run_files(run_dir: str | Path) -> RunFiles:
 _SUMMARY_COLUMNS = ("tp", "fp", "fn", "n_slices", "gt_empty", "pred_empty")
 
 
-def _float(v: Any) -> float:
-    return float("nan") if v is None or v == "" else float(v)
-
-
 def _count(v: str) -> int:
     """A count or a 0/1 flag of ``metrics.csv`` (other writers spell flags true / false)."""
     low = str(v).strip().lower()
-    return {"true": 1, "false": 0}.get(low, 0) if low in ("true", "false", "") else int(float(low))
+    return 1 if low == "true" else 0 if low in ("false", "") else int(float(low))
 
 
 def recomputed_mean(rows: list[dict[str, str]], protocol: str) -> dict[str, float] | None:
@@ -282,6 +278,7 @@ def recomputed_mean(rows: list[dict[str, str]], protocol: str) -> dict[str, floa
         Metric -> mean (NaN where no case has a value).
     """
     from ..evaluation.metrics import METRIC_NAMES, summarize
+    from .tables import to_float  # tables imports this module
 
     if not rows or protocol not in ("standard", "paper") or not set(_SUMMARY_COLUMNS) <= set(rows[0]):
         return None
@@ -290,7 +287,7 @@ def recomputed_mean(rows: list[dict[str, str]], protocol: str) -> dict[str, floa
             "case_id": r["case_id"],
             "class_index": int(r["class_index"]),
             "class_name": r["class_name"],
-            **{m: _float(r.get(m)) for m in METRIC_NAMES},
+            **{m: to_float(r.get(m)) for m in METRIC_NAMES},
             **{k: _count(r[k]) for k in _SUMMARY_COLUMNS},
         }
         for r in rows
@@ -307,13 +304,15 @@ def _check_mean_matches_rows(run_dir: Path, summary: Any, rows: list[dict[str, s
     mean = summary.get("mean") if isinstance(summary, dict) else None
     if not isinstance(mean, dict) or not mean or "metric_per_case" not in summary:
         return
+    from .tables import to_float
+
     again = recomputed_mean(rows, str(summary.get("protocol", "standard")))
     if again is None:
         return
     for m, v in mean.items():
         if m not in again:
             continue
-        a, b = _float(v), again[m]
+        a, b = to_float(v), again[m]
         if math.isnan(a) and math.isnan(b):
             continue
         if math.isnan(a) != math.isnan(b) or abs(a - b) > 1e-6 * max(1.0, abs(b)):
