@@ -164,7 +164,15 @@ def test_evaluate_folders_errors(tmp_path):
     with pytest.raises(DataError, match=r"case_1\.nii\.gz: label value 0\.5 is not an integer"):
         evaluate_folders(pd, gd, NAMES)
     (pd / "case_1.nii.gz").write_bytes(b"not a nifti")
-    with pytest.raises(DataError, match=r"case_1\.nii\.gz: cannot read NIfTI"):
+    with pytest.raises(DataError, match=r"case_1\.nii\.gz: .*not a readable NIfTI"):
+        evaluate_folders(pd, gd, NAMES)
+    _save(pd / "case_1.nii.gz", p)
+    whole = (pd / "case_1.nii.gz").read_bytes()
+    (pd / "case_1.nii.gz").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(DataError, match=r"case_1\.nii\.gz: corrupt or truncated gzip data"):
+        evaluate_folders(pd, gd, NAMES)
+    _save(pd / "case_1.nii.gz", p[:0])
+    with pytest.raises(DataError, match=r"case_1\.nii\.gz: zero-size volume"):
         evaluate_folders(pd, gd, NAMES)
     with pytest.raises(DataError, match="not a folder"):
         evaluate_folders(tmp_path / "missing", gd, NAMES)

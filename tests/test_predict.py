@@ -401,6 +401,9 @@ def _bad_inputs(run: Path, tmp: Path) -> dict[str, tuple[list[str], str, str]]:
     four_d = tmp / "four_d" / "scan.nii.gz"
     four_d.parent.mkdir()
     nib.save(nib.Nifti1Image(np.stack([np.asanyarray(img.dataobj)] * 3, -1), img.affine), str(four_d))
+    zero_axis = tmp / "zero_axis" / "scan.nii.gz"  # a valid header with no voxels
+    zero_axis.parent.mkdir()
+    nib.save(nib.Nifti1Image(np.zeros((0, 5, 5), np.float32), img.affine), str(zero_axis))
     two_ch = tmp / "two_channels"
     two_ch.mkdir()
     for c in ("0000", "0001"):
@@ -434,6 +437,7 @@ def _bad_inputs(run: Path, tmp: Path) -> dict[str, tuple[list[str], str, str]]:
     r, out = str(run), str(tmp / "out")
     return {
         "4D image": ([r, str(four_d), out], str(four_d), "4D image"),
+        "axis of size 0": ([r, str(zero_axis), out], str(zero_axis), "zero-size volume (header shape (0, 5, 5))"),
         "2 channels": ([r, str(two_ch), out], "case_0001.nii.gz", "2 channel files"),
         "empty file": ([r, str(empty), out], str(empty), "empty file"),
         "corrupt file": ([r, str(corrupt), out], str(corrupt), "not a readable NIfTI"),

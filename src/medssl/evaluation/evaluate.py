@@ -400,22 +400,10 @@ def _list_nifti(folder: Path) -> dict[str, Path]:
 
 def _read_labels(path: Path, label_map: Mapping[int, int] | None) -> tuple[np.ndarray, tuple[float, ...]]:
     """A NIfTI label volume as integers ``(D, H, W)`` and its spacing ``(sz, sy, sx)``."""
-    import nibabel as nib
-
     from ..data.case import to_dhw
-    from ..data.io import nibabel_header_fixes
+    from ..data.io import load_nifti
 
-    try:
-        with nibabel_header_fixes(path):
-            img = nib.load(str(path))
-        if not isinstance(img, nib.spatialimages.SpatialImage):
-            raise DataError(path, f"not an image volume ({type(img).__name__})")
-        raw = np.asanyarray(img.dataobj)
-        zooms = img.header.get_zooms()
-    except DataError:
-        raise
-    except Exception as exc:
-        raise DataError(path, f"cannot read NIfTI file ({exc})") from exc
+    raw, zooms, _ = load_nifti(path)  # empty, corrupt, truncated, zero-size, non-numeric: one line
     if raw.ndim not in (2, 3) and not (raw.ndim > 3 and all(s == 1 for s in raw.shape[3:])):
         raise DataError(path, f"expected a 2D or 3D label volume, got shape {raw.shape}")
     raw = raw.reshape(raw.shape[:3]) if raw.ndim > 3 else raw

@@ -139,8 +139,10 @@ def discover_inputs(src: str | Path) -> list[InputItem]:
 def _check_dims(path: Path, shape: Sequence[int], channels: int) -> None:
     """A 2D/3D image (a trailing axis of 1 allowed); 4D or multi-channel refused for a grey run."""
     extra = [int(s) for s in shape[3:]]
-    if len(shape) < 2 or any(s < 1 for s in shape):
+    if len(shape) < 2:
         raise DataError(path, f"expected a 2D or 3D image, got shape {tuple(shape)}")
+    if any(s < 1 for s in shape):
+        raise DataError(path, f"zero-size volume (header shape {tuple(shape)})")
     if any(s != 1 for s in extra):
         raise DataError(
             path,
