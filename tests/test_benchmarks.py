@@ -422,3 +422,17 @@ def test_class_confusion_known_counts(tmp_path):
     frac = mod.row_fractions(counts)
     np.testing.assert_allclose(frac[2], [0, 1 / 3, 2 / 3, 0])
     assert np.isnan(frac[3]).all()  # class 3 absent: no fraction
+
+
+def test_bootstrap_coverage_null_shares():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bootstrap_coverage", REPO / "benchmarks" / "bootstrap_coverage.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    boot, t, wrong = mod.coverage(5, 7, 3.0, 5.0, reps=60, n_boot=300, rng=np.random.default_rng(0))
+    assert 0.8 <= boot <= 1.0 and 0.85 <= t <= 1.0  # null comparisons: intervals and tests mostly hold 0
+    assert wrong <= 1.0 - t + 1e-12  # a verdict needs the t-test's p < 0.05 as well
+    # no spread at all: every interval is [0, 0] and every p is 1
+    boot, t, wrong = mod.coverage(3, 4, 0.0, 0.0, reps=5, n_boot=50, rng=np.random.default_rng(0))
+    assert (boot, t, wrong) == (1.0, 1.0, 0.0)

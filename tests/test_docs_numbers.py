@@ -159,3 +159,26 @@ def test_supercl_ablation_page_quotes_its_bundle() -> None:
         ("ins_only", "L_ins alone"),
     ):
         assert f"| {label} | {' | '.join(rows[name])} |" in text, name
+
+
+def test_bootstrap_coverage_quotes_its_table() -> None:
+    rows = {}
+    for line in (RESULTS / "cpu" / "bootstrap_coverage.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 5 and cells[1].isdigit():
+            rows[(cells[0].split()[1], int(cells[1]))] = [float(c.split("%")[0]) for c in cells[2:]]
+    text = _page("statistics.md")
+    differ, alike = (
+        {n: v for (k, n), v in rows.items() if k == "differ"},
+        {n: v for (k, n), v in rows.items() if k == "alike"},
+    )
+    assert set(differ) == set(alike) == {3, 5, 10}
+    assert (
+        f"holds 0 in {differ[3][0]}% of them with 3 seeds, {differ[5][0]}% with 5 and {differ[10][0]}% with 10" in text
+    )
+    assert f"too wide instead ({min(v[0] for v in alike.values())}% to {max(v[0] for v in alike.values())}%)" in text
+    t = [v[1] for v in rows.values()]
+    assert f"holds its 95% ({min(t)}% to {max(t)}% in every row)" in text
+    wrong = [v[2] for v in rows.values()]
+    assert f"`behind` in {differ[5][2]}% of them with 5 seeds (at most {max(wrong)}% in any row)" in text
+    assert max(wrong) <= 5.5  # the verdict's false claims stay near the promised 5%
