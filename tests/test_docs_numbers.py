@@ -182,3 +182,19 @@ def test_bootstrap_coverage_quotes_its_table() -> None:
     wrong = [v[2] for v in rows.values()]
     assert f"`behind` in {differ[5][2]}% of them with 5 seeds (at most {max(wrong)}% in any row)" in text
     assert max(wrong) <= 5.5  # the verdict's false claims stay near the promised 5%
+
+
+def test_loader_projection_quotes_both_files() -> None:
+    head = "method backend loader/s per core step/s ratio modelled projected"
+    here = {
+        r[0]: float(r[7]) for r in _table(RESULTS / "cpu" / "bench_loader_512_projection.txt", head) if r[1] == "scipy"
+    }
+    recorded = {
+        r[0]: float(r[5])
+        for r in _table(
+            RESULTS / "h100_2026-11-25" / "loader_512.txt", "method loader/s per core step/s ratio modelled"
+        )
+    }
+    order = ("supercl", "macl", "pcl")
+    quote = f"{' / '.join(f'{here[m]:.1f}' for m in order)}x against the recorded {' / '.join(f'{recorded[m]:.1f}' for m in order)}x"
+    assert _page("performance.md").count(quote) == 2
