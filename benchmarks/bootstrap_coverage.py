@@ -10,14 +10,15 @@ hypothesis (the true mean difference is 0), and counts how often
 * the report's verdict (:func:`medssl.reporting.replicates.verdict`, one comparison, so no Holm)
   wrongly says ``ahead`` or ``behind``,
 
-for 3, 5 and 10 seeds. The first two should be near 95%, the last near 5% or below. A percentile bootstrap with few top-level units is
-known to be too narrow (it resamples 5 seeds as if they were the population, and uses normal rather
-than t quantiles), which is why the report's verdict also needs the t-test (docs/statistics.md):
+for 3, 5 and 10 seeds. The first two should be near 95%, the last near 5% or below. A percentile
+bootstrap over few top-level units is known to be too narrow (it resamples 5 seeds as if they were
+the population, with no small-sample correction such as the t-test's), which is why the report's
+verdict also needs the t-test (docs/statistics.md):
 
     python benchmarks/bootstrap_coverage.py                  # 1000 simulated comparisons per row
     python benchmarks/bootstrap_coverage.py --reps 200       # quicker, noisier
 
-The printed +- is the binomial standard error of each coverage. About 4 minutes on one core.
+The printed +- is the binomial standard error of each share. About 2.5 minutes on one core.
 """
 
 from __future__ import annotations
