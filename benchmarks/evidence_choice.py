@@ -11,8 +11,18 @@ the larger mean gain wins (500 on a tie: the longer fine-tuning). Test Dice is n
 with ``--budget-file``, the chosen budget for every cell. Nothing is printed for a variant when
 validation chose ``standard`` (the grid's own cells are that already).
 
+``default``: whether stage 3's chosen fine-tuning becomes medssl's default whenever ``--init`` is
+given (issue 22, item 1). Stage 3 picks the arm the evidence grids carry (a mean gain above 0 on 3
+seeds x 3 sets suffices); changing a default for every user asks more, so this rule, written down
+before any stage 4-5 fine-tuning ran, reads the grids' validation curves: see :data:`DEFAULT_RULE`.
+Works on run folders and on their exported bundles alike.
+
     python benchmarks/evidence_choice.py budget runs/evidence_mscmrseg > runs/evidence_budget.json
     python benchmarks/evidence_choice.py sets --choice runs/transfer/choice.json --steps 500 150
+    python benchmarks/evidence_choice.py default --choice runs/transfer/choice.json \\
+        --pair mscmrseg:runs/evidence_mscmrseg/finetune:runs/evidence_mscmrseg/variants/transfer500/finetune \\
+        --pair mscmrseg:runs/evidence_mscmrseg/variants/steps150/finetune:runs/evidence_mscmrseg/variants/transfer150/finetune \\
+        --pair chaos:runs/evidence_chaos/finetune:runs/evidence_chaos/variants/transfer500/finetune
 """
 
 from __future__ import annotations
@@ -70,6 +80,53 @@ def budget_choice(grid: Path) -> dict:
     return {"rule": RULE, "gain_per_cell": gains, "mean_gain": means, "max_steps": chosen}
 
 
+DEFAULT_RULE = (
+    "units: (set, seed) of the evidence grids, each seed its own pre-training and split; per unit, the mean over "
+    "pre-trained methods and budgets of (best validation Dice with the chosen fine-tuning - best validation Dice of "
+    "the same method, seed and budget with the standard one); the chosen fine-tuning becomes the default for "
+    "--init when the mean over units is above 0 and its 95% t-interval over units excludes 0, else the default "
+    "stays 'standard' (validation only, the test Dice is not read)"
+)
+
+
+def default_choice(choice: dict, pairs: list[tuple[str, Path, Path]]) -> dict:
+    """Apply :data:`DEFAULT_RULE` to ``(set, standard finetune folder, chosen finetune folder)`` pairs.
+
+    Returns the rule, every paired cell's gain, each unit's mean, the mean over units with its 95%
+    t-interval, and ``default``: stage 3's ``overall`` arm when the rule holds, else ``standard``.
+    """
+    from scipy import stats
+
+    arm = choice.get("overall") or "standard"
+    cells: dict[str, float] = {}
+    units: dict[str, list[float]] = {}
+    for name, std_dir, chosen_dir in pairs:
+        std, chosen = _cells(std_dir), _cells(chosen_dir)
+        for (method, seed), v in sorted(chosen.items()):
+            if method == "scratch" or (method, seed) not in std:
+                continue
+            gain = v - std[(method, seed)]
+            cells[f"{name}/{chosen_dir.parent.name}/{method}/s{seed}"] = gain
+            units.setdefault(f"{name}/s{seed}", []).append(gain)
+    means = {u: sum(g) / len(g) for u, g in units.items()}
+    out: dict = {"rule": DEFAULT_RULE, "arm": arm, "gain_per_cell": cells, "gain_per_unit": means}
+    if arm == "standard" or len(means) < 2:
+        return out | {"mean_gain": None, "ci95": None, "default": "standard"}
+    x = list(means.values())
+    mean = sum(x) / len(x)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in x) / (len(x) - 1))
+    half = float(stats.t.ppf(0.975, len(x) - 1)) * sd / math.sqrt(len(x))
+    ci = [mean - half, mean + half]
+    return out | {"mean_gain": mean, "ci95": ci, "default": arm if mean > 0 and ci[0] > 0 else "standard"}
+
+
+def _pair(text: str) -> tuple[str, Path, Path]:
+    parts = text.split(":")
+    if len(parts) != 3 or not all(parts):
+        raise argparse.ArgumentTypeError(f"expected SET:STANDARD_DIR:CHOSEN_DIR, got {text!r}")
+    return parts[0], Path(parts[1]), Path(parts[2])
+
+
 #: the evidence grids' pre-trained methods (configs/evidence_*.yaml; a test keeps them in step)
 PRETRAINED = ("pcl", "supercl", "macl")
 
@@ -103,7 +160,14 @@ def main() -> None:
     s.add_argument("--choice", type=Path, required=True, help="choice.json of finetune_transfer.py")
     s.add_argument("--steps", type=int, nargs="+", default=[500], help="one variant per budget")
     s.add_argument("--budget-file", type=Path, help="the budget JSON: its max_steps for every cell and variant")
+    d = sub.add_parser("default", help="whether the chosen fine-tuning becomes the default for --init")
+    d.add_argument("--choice", type=Path, required=True, help="choice.json of finetune_transfer.py")
+    d.add_argument("--pair", type=_pair, action="append", required=True, metavar="SET:STANDARD_DIR:CHOSEN_DIR",
+                   help="finetune folders of the same budget: standard fine-tuning, chosen fine-tuning")  # fmt: skip
     a = ap.parse_args()
+    if a.cmd == "default":
+        print(json.dumps(default_choice(json.loads(a.choice.read_text()), a.pair), indent=1))
+        return
     if a.cmd == "budget":
         print(json.dumps(budget_choice(a.grid), indent=1))
         return

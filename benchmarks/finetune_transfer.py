@@ -209,11 +209,17 @@ def _plot(rows: list[dict], path: Path) -> None:
             curves = [dict(r["curve"]) for r in rows if r["dataset"] == name and r["arm"] == arm]
             if not curves:
                 continue
-            steps = sorted(set.intersection(*(set(c) for c in curves)))
-            y = np.array([[c[s] for s in steps] for c in curves]) * 100
-            ax.plot(steps, y.mean(0), marker="o", ms=2, label=f"{arm} (n={len(curves)})",
-                    ls="--" if arm == "scratch" else "-")  # fmt: skip
-        ax.set_title(name)
+            # seeds validate at their own epoch ends (their training sets differ): each curve is
+            # interpolated onto the steps of all of them, within the range every seed covers
+            lo, hi = max(min(c) for c in curves), min(max(c) for c in curves)
+            steps = sorted(s for c in curves for s in c if lo <= s <= hi)
+            steps = sorted(set(steps))
+            y = np.array([np.interp(steps, sorted(c), [c[s] for s in sorted(c)]) for c in curves]) * 100
+            (line,) = ax.plot(steps, y.mean(0), marker="o", ms=2, label=f"{arm} (mean of {len(curves)} seeds)",
+                              ls="--" if arm == "scratch" else "-")  # fmt: skip
+            if len(curves) > 1:  # the spread between seeds: lowest to highest seed at each step
+                ax.fill_between(steps, y.min(0), y.max(0), color=line.get_color(), alpha=0.12, lw=0)
+        ax.set_title(f"{name}: validation (bands: seed range)")
         ax.set_xlabel("optimiser step")
         ax.set_ylabel("validation DSC (%)")
         ax.set_ylim(0, 100)

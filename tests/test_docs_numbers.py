@@ -8,9 +8,11 @@ file's column), so that a rerun of a benchmark or an edit of a page cannot leave
 from __future__ import annotations
 
 import csv
+import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -198,3 +200,29 @@ def test_loader_projection_quotes_both_files() -> None:
     order = ("supercl", "macl", "pcl")
     quote = f"{' / '.join(f'{here[m]:.1f}' for m in order)}x against the recorded {' / '.join(f'{recorded[m]:.1f}' for m in order)}x"
     assert _page("performance.md").count(quote) == 2
+
+
+def test_transfer_choice_quotes_its_bundle() -> None:
+    """docs/finetuning.md and the README quote stage 3's bundle (transfer.csv, choice.json, transfer.png)."""
+    bundle = RESULTS / "cpu" / "evidence_transfer"
+    with open(bundle / "transfer.csv", newline="") as fh:
+        best = {(r["dataset"], int(r["seed"]), r["arm"]): 100 * float(r["best_val"]) for r in csv.DictReader(fh)}
+    choice = json.loads((bundle / "choice.json").read_text())
+    assert choice["overall"] == "lpft"
+    page, readme = _page("finetuning.md"), (REPO / "README.md").read_text()
+    ahead, drops = 0, []
+    for name, label in (("mscmrseg", "MS-CMRSeg"), ("chaos", "CHAOS"), ("hippocampus", "Hippocampus")):
+        m = {a: np.mean([best[(name, s, a)] for s in range(3)]) for a in ("standard", "lpft", "lr0.1", "lpft_lr0.1")}
+        gains = [best[(name, s, "lpft")] - best[(name, s, "standard")] for s in range(3)]
+        ahead += sum(g > 0 for g in gains)
+        drops += [m["standard"] - m["lr0.1"], m["standard"] - m["lpft_lr0.1"]]
+        cells = " | ".join(f"{m[a]:.1f}" for a in ("standard", "lpft", "lr0.1", "lpft_lr0.1"))
+        assert f"| {label} | {cells} | {' / '.join(f'{g:+.1f}' for g in gains)} |" in page, label
+    gain = f"{100 * choice['gain_over_standard']['lpft']:+.2f} points"
+    assert page.count(gain) == 2 and f"({ahead} of 9 seeds ahead)" in page
+    span = f"{min(drops):.1f} to {max(drops):.1f} points"
+    assert span in page and span in " ".join(readme.split())
+    assert f"LP-FT gains {gain.replace(' points', '')} DSC points" in " ".join(readme.split())
+    assert "benchmarks/results/cpu/evidence_transfer/transfer.png" in readme
+    figure = (REPO / "docs" / "figures" / "transfer_validation.png").read_bytes()
+    assert figure == (bundle / "transfer.png").read_bytes()  # the docs' copy is the bundle's figure

@@ -78,3 +78,45 @@ def test_pretrained_methods_are_the_evidence_grids() -> None:
     for name in ("evidence_mscmrseg", "evidence_chaos"):
         grid = yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text())
         assert tuple(m for m in grid["methods"] if m != "scratch") == evidence_choice.PRETRAINED
+
+
+def _paired(root: Path, gains: dict[tuple[str, int], float]) -> tuple[Path, Path]:
+    """A standard and a chosen finetune folder whose best validation Dice differ by ``gains``."""
+    std, chosen = root / "finetune", root / "variants" / "transfer500" / "finetune"
+    for (method, seed), g in gains.items():
+        _cell(std, method, seed, [0.2, 0.6], test=0.9)
+        _cell(chosen, method, seed, [0.6 + g, 0.1], test=0.0)  # best, not last; test Dice never read
+    _cell(std, "scratch", 0, [0.5], 0.5)
+    _cell(chosen, "scratch", 0, [0.9], 0.5)  # Scratch is not a pre-trained cell: ignored
+    return std, chosen
+
+
+def test_default_changes_only_when_the_seed_interval_excludes_zero(tmp_path: Path) -> None:
+    choice = {"overall": "lpft"}
+    gains = {("macl", 0): 0.02, ("pcl", 0): 0.04, ("macl", 1): 0.01, ("pcl", 1): 0.03, ("macl", 2): 0.02}
+    std, chosen = _paired(tmp_path / "a", gains)
+    got = evidence_choice.default_choice(choice, [("ms", std, chosen)])
+    # units (set, seed): s0 0.03, s1 0.02, s2 0.02 -> mean 0.02333, sd 0.005774, t(0.975, 2) = 4.303
+    assert got["gain_per_unit"] == pytest.approx({"ms/s0": 0.03, "ms/s1": 0.02, "ms/s2": 0.02})
+    assert got["mean_gain"] == pytest.approx(0.07 / 3)
+    assert got["ci95"][0] == pytest.approx(0.07 / 3 - 4.302653 * 0.0057735 / 3**0.5, abs=1e-5)
+    assert got["default"] == "lpft" and len(got["gain_per_cell"]) == 5
+    # a mean gain above 0 whose interval holds 0 keeps the standard fine-tuning
+    mixed = {("macl", 0): 0.05, ("macl", 1): -0.03, ("macl", 2): 0.01}
+    std, chosen = _paired(tmp_path / "b", mixed)
+    got = evidence_choice.default_choice(choice, [("ms", std, chosen)])
+    assert got["mean_gain"] == pytest.approx(0.01) and got["ci95"][0] < 0 < got["ci95"][1]
+    assert got["default"] == "standard"
+    # stage 3 chose standard: nothing to test
+    assert evidence_choice.default_choice({"overall": "standard"}, [("ms", std, chosen)])["default"] == "standard"
+
+
+def test_default_cli_reads_pairs_of_folders(tmp_path: Path) -> None:
+    std, chosen = _paired(tmp_path / "g", {("macl", 0): 0.02, ("macl", 1): 0.03, ("macl", 2): 0.025})
+    (tmp_path / "choice.json").write_text(json.dumps({"overall": "lpft"}))
+    cmd = [sys.executable, str(REPO / "benchmarks" / "evidence_choice.py"), "default", "--choice",
+           str(tmp_path / "choice.json"), "--pair", f"ms:{std}:{chosen}"]  # fmt: skip
+    got = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+    assert set(got["gain_per_unit"]) == {"ms/s0", "ms/s1", "ms/s2"} and got["default"] == "lpft"
+    bad = subprocess.run(cmd[:-1] + ["ms-only"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "expected SET:STANDARD_DIR:CHOSEN_DIR" in bad.stderr
