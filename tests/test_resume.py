@@ -118,3 +118,28 @@ def test_benchmark_rerun_skips_finished_cells(tmp_path):
     assert "compute:" in rest and "over 6 timed runs" in rest  # 2 pre-trainings + 4 fine-tunings
     run = json.loads(next((tmp_path / "finetune").iterdir()).joinpath("run.json").read_text())
     assert run["wall_s"] > 0 and run["started_at"] <= run["finished_at"]
+
+
+def test_wall_time_counts_every_attempt_up_to_its_last_checkpoint(tmp_path: Path) -> None:
+    """A resumed run's ``wall_s_total`` adds what earlier attempts spent on the work it keeps."""
+    from datetime import datetime
+
+    from medssl.config import FinetuneConfig
+    from medssl.engine.rundir import init_run_dir, mark_done, read_run
+
+    out = tmp_path / "run"
+    init_run_dir(out, FinetuneConfig(), "finetune", "cpu")
+    first = read_run(out)
+    assert first is not None and first["earlier_attempts_s"] == 0.0
+    began = datetime.fromisoformat(first["attempt_started_at"]).timestamp()
+    (out / "checkpoint_latest.pt").write_bytes(b"x")
+    os.utime(out / "checkpoint_latest.pt", (began + 100, began + 100))  # its last save, 100 s in
+    init_run_dir(out, FinetuneConfig(), "finetune", "cpu")  # interrupted, then resumed
+    assert read_run(out)["earlier_attempts_s"] == 100.0
+    os.utime(out / "checkpoint_latest.pt", (time.time() - 1, time.time() - 1))
+    init_run_dir(out, FinetuneConfig(), "finetune", "cpu")  # resumed again: the second attempt adds its
+    again = read_run(out)["earlier_attempts_s"]  # seconds up to its checkpoint (0 if it predates the attempt)
+    assert 100.0 <= again <= 105.0
+    mark_done(out)
+    done = read_run(out)
+    assert done["wall_s_total"] == pytest.approx(done["wall_s"] + again, abs=0.11)

@@ -628,20 +628,25 @@ def _record_command(
 
 
 def _compute_line(runs: list[Path]) -> str:
-    """``compute: M min over N timed runs = H core-hours``: wall_s x torch threads (run.json) summed."""
+    """``compute: M min over N timed runs = H core-hours``: wall time x torch threads (run.json) summed.
+
+    The wall time is ``wall_s_total`` (every attempt of a resumed run) where the run recorded it,
+    else ``wall_s`` (its last attempt: runs made before ``wall_s_total`` existed).
+    """
     timed = []
     for d in runs:
         info = read_run(d) or {}
-        if isinstance(info.get("wall_s"), (int, float)):
+        wall = info.get("wall_s_total", info.get("wall_s"))
+        if isinstance(wall, (int, float)):
             threads = (info.get("environment") or {}).get("torch_threads")
-            timed.append((float(info["wall_s"]), threads if isinstance(threads, int) and threads > 0 else None))
+            timed.append((float(wall), threads if isinstance(threads, int) and threads > 0 else None))
     if not timed:
         return ""
     minutes = sum(w for w, _ in timed) / 60
     core_h = sum(w * (t or 1) for w, t in timed) / 3600
     unknown = sum(t is None for _, t in timed)
     return (
-        f"\ncompute: {minutes:.1f} min over {len(timed)} timed runs (pre-training + fine-tuning, wall_s in run.json)"
+        f"\ncompute: {minutes:.1f} min over {len(timed)} timed runs (pre-training + fine-tuning, wall time in run.json)"
         f" = {core_h:.2f} core-hours (wall_s x torch threads"
         + (f"; {unknown} runs without a thread count counted as 1)" if unknown else ")")
     )

@@ -298,10 +298,29 @@ def init_run_dir(
     info["seed"] = getattr(getattr(cfg, "train", None), "seed", None)
     now = time.time()
     info.setdefault("started_at", _iso(now))  # the first start; a resume keeps it
+    info["earlier_attempts_s"] = _earlier_attempts_s(out, info)
     info["attempt_started_at"] = _iso(now)
     info["environment"] = environment_info(device)
     atomic_write_json(out / "run.json", info)
     return out
+
+
+def _earlier_attempts_s(out: Path, info: Mapping[str, Any]) -> float:
+    """Seconds the earlier attempts of a resumed run spent on the work it keeps.
+
+    An interrupted attempt counts from its start to its last checkpoint (``checkpoint_latest.pt``,
+    which the resumed attempt starts from); the work after it is lost and redone, so counted once.
+    A fresh run (no earlier ``attempt_started_at``) has 0.
+    """
+    before = float(info.get("earlier_attempts_s") or 0.0)
+    start, latest = info.get("attempt_started_at"), out / "checkpoint_latest.pt"
+    if not isinstance(start, str) or not latest.is_file():
+        return before
+    try:
+        began = datetime.fromisoformat(start).timestamp()
+    except ValueError:
+        return before
+    return round(before + max(0.0, latest.stat().st_mtime - began), 1)
 
 
 def read_run(out: str | Path) -> dict[str, Any] | None:
@@ -321,13 +340,16 @@ def _iso(t: float) -> str:
 
 
 def mark_done(out: str | Path, **fields: Any) -> None:
-    """Mark a run finished: ``status: done``, ``finished_at`` and ``wall_s`` (seconds of the last attempt)."""
+    """Mark a run finished: ``status: done``, ``finished_at``, ``wall_s`` (seconds of the last attempt)
+    and ``wall_s_total`` (with the earlier attempts' seconds up to the checkpoint each resume started
+    from: the run's compute, work lost to an interruption not counted)."""
     info = read_run(out) or {}
     info.update(fields)
     now = time.time()
     info["finished_at"] = _iso(now)
     if "attempt_started_at" in info:
         info["wall_s"] = round(now - datetime.fromisoformat(info["attempt_started_at"]).timestamp(), 1)
+        info["wall_s_total"] = round(info["wall_s"] + float(info.get("earlier_attempts_s") or 0.0), 1)
     info["status"] = "done"
     atomic_write_json(Path(out) / "run.json", info)
 
