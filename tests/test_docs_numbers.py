@@ -226,3 +226,12 @@ def test_transfer_choice_quotes_its_bundle() -> None:
     assert "benchmarks/results/cpu/evidence_transfer/transfer.png" in readme
     figure = (REPO / "docs" / "figures" / "transfer_validation.png").read_bytes()
     assert figure == (bundle / "transfer.png").read_bytes()  # the docs' copy is the bundle's figure
+
+
+def test_transfer_core_hours_quote_the_bundle_run_files() -> None:
+    runs = [json.loads(p.read_text()) for p in (RESULTS / "cpu" / "evidence_transfer").glob("*/s*/*/run.json")]
+    hours = sum(r["wall_s"] * r["environment"]["torch_threads"] for r in runs) / 3600
+    resumed = sum(r["started_at"] != r["attempt_started_at"] for r in runs)
+    text = _page("finetuning.md")
+    assert f"{len(runs)} runs, {hours:.1f} core-hours by their `run.json`" in text
+    assert f"for the {resumed} runs resumed after a session's end, the last attempt only" in text
