@@ -212,8 +212,7 @@ def _plot(rows: list[dict], path: Path) -> None:
             # seeds validate at their own epoch ends (their training sets differ): each curve is
             # interpolated onto the steps of all of them, within the range every seed covers
             lo, hi = max(min(c) for c in curves), min(max(c) for c in curves)
-            steps = sorted(s for c in curves for s in c if lo <= s <= hi)
-            steps = sorted(set(steps))
+            steps = sorted({s for c in curves for s in c if lo <= s <= hi})
             y = np.array([np.interp(steps, sorted(c), [c[s] for s in sorted(c)]) for c in curves]) * 100
             (line,) = ax.plot(steps, y.mean(0), marker="o", ms=2, label=f"{arm} (mean of {len(curves)} seeds)",
                               ls="--" if arm == "scratch" else "-")  # fmt: skip

@@ -647,7 +647,7 @@ def _compute_line(runs: list[Path]) -> str:
     unknown = sum(t is None for _, t in timed)
     return (
         f"\ncompute: {minutes:.1f} min over {len(timed)} timed runs (pre-training + fine-tuning, wall time in run.json)"
-        f" = {core_h:.2f} core-hours (wall_s x torch threads"
+        f" = {core_h:.2f} core-hours (wall time x torch threads"
         + (f"; {unknown} runs without a thread count counted as 1)" if unknown else ")")
     )
 
