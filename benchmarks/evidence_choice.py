@@ -101,6 +101,9 @@ def default_choice(choice: dict, pairs: list[tuple[str, Path, Path]]) -> dict:
     cells: dict[str, float] = {}
     units: dict[str, list[float]] = {}
     for name, std_dir, chosen_dir in pairs:
+        for folder in (std_dir, chosen_dir):
+            if not folder.is_dir():
+                sys.exit(f"{folder}: no such finetune folder (pair {name})")
         std, chosen = _cells(std_dir), _cells(chosen_dir)
         for (method, seed), v in sorted(chosen.items()):
             if method == "scratch" or (method, seed) not in std:
@@ -108,6 +111,8 @@ def default_choice(choice: dict, pairs: list[tuple[str, Path, Path]]) -> dict:
             gain = v - std[(method, seed)]
             cells[f"{name}/{chosen_dir.parent.name}/{method}/s{seed}"] = gain
             units.setdefault(f"{name}/s{seed}", []).append(gain)
+    if arm != "standard" and not cells:
+        sys.exit("no finished pre-trained cell in both folders of any --pair: nothing to decide on")
     means = {u: sum(g) / len(g) for u, g in units.items()}
     out: dict = {"rule": DEFAULT_RULE, "arm": arm, "gain_per_cell": cells, "gain_per_unit": means}
     if arm == "standard" or len(means) < 2:

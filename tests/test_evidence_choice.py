@@ -120,3 +120,8 @@ def test_default_cli_reads_pairs_of_folders(tmp_path: Path) -> None:
     assert set(got["gain_per_unit"]) == {"ms/s0", "ms/s1", "ms/s2"} and got["default"] == "lpft"
     bad = subprocess.run(cmd[:-1] + ["ms-only"], capture_output=True, text=True)
     assert bad.returncode != 0 and "expected SET:STANDARD_DIR:CHOSEN_DIR" in bad.stderr
+    typo = subprocess.run(cmd[:-1] + [f"ms:{std}:{chosen}x"], capture_output=True, text=True)
+    assert typo.returncode != 0 and f"{chosen}x: no such finetune folder (pair ms)" in typo.stderr
+    (tmp_path / "empty").mkdir()
+    empty = subprocess.run(cmd[:-1] + [f"ms:{std}:{tmp_path / 'empty'}"], capture_output=True, text=True)
+    assert empty.returncode != 0 and "no finished pre-trained cell in both folders" in empty.stderr
