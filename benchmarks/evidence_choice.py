@@ -98,6 +98,9 @@ def default_choice(choice: dict, pairs: list[tuple[str, Path, Path]]) -> dict:
     from scipy import stats
 
     arm = choice.get("overall") or "standard"
+    if arm == "standard":  # stage 3 kept the standard fine-tuning: the grids carry no other to compare
+        return {"rule": DEFAULT_RULE, "arm": arm, "gain_per_cell": {}, "gain_per_unit": {}, "mean_gain": None,
+                "ci95": None, "default": "standard"}  # fmt: skip
     cells: dict[str, float] = {}
     units: dict[str, list[float]] = {}
     for name, std_dir, chosen_dir in pairs:
@@ -111,11 +114,11 @@ def default_choice(choice: dict, pairs: list[tuple[str, Path, Path]]) -> dict:
             gain = v - std[(method, seed)]
             cells[f"{name}/{chosen_dir.parent.name}/{method}/s{seed}"] = gain
             units.setdefault(f"{name}/s{seed}", []).append(gain)
-    if arm != "standard" and not cells:
+    if not cells:
         sys.exit("no finished pre-trained cell in both folders of any --pair: nothing to decide on")
     means = {u: sum(g) / len(g) for u, g in units.items()}
     out: dict = {"rule": DEFAULT_RULE, "arm": arm, "gain_per_cell": cells, "gain_per_unit": means}
-    if arm == "standard" or len(means) < 2:
+    if len(means) < 2:  # no interval from one unit
         return out | {"mean_gain": None, "ci95": None, "default": "standard"}
     x = list(means.values())
     mean = sum(x) / len(x)

@@ -114,4 +114,12 @@ if [ "$FROM" -le 6 ]; then
     "${TR[@]}" --out "$R/evidence_transfer" | tail -n 3
     # every pre-trained method against Scratch, every grid and variant, Holm over all of them
     python benchmarks/evidence_summary.py --out "$R/evidence_summary" "$R/evidence_mscmrseg" "$R/evidence_chaos"
+    # whether the chosen fine-tuning becomes the default for --init (DEFAULT_RULE: validation only)
+    N=$(python -c "import json, sys; print(json.load(open(sys.argv[1]))['max_steps'])" "$OUT/evidence_budget.json")
+    pairs=(--pair "mscmrseg:$R/evidence_mscmrseg/finetune:$R/evidence_mscmrseg/variants/transfer500/finetune"
+           --pair "mscmrseg:$R/evidence_mscmrseg/variants/steps150/finetune:$R/evidence_mscmrseg/variants/transfer150/finetune"
+           --pair "chaos:$R/evidence_chaos/finetune:$R/evidence_chaos/variants/transfer$N/finetune")
+    python benchmarks/evidence_choice.py default --choice "$R/evidence_transfer/choice.json" "${pairs[@]}" \
+        >"$R/evidence_summary/default.json"
+    cat "$R/evidence_summary/default.json"
 fi

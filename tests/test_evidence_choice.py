@@ -107,8 +107,9 @@ def test_default_changes_only_when_the_seed_interval_excludes_zero(tmp_path: Pat
     got = evidence_choice.default_choice(choice, [("ms", std, chosen)])
     assert got["mean_gain"] == pytest.approx(0.01) and got["ci95"][0] < 0 < got["ci95"][1]
     assert got["default"] == "standard"
-    # stage 3 chose standard: nothing to test
-    assert evidence_choice.default_choice({"overall": "standard"}, [("ms", std, chosen)])["default"] == "standard"
+    # stage 3 chose standard: nothing to compare, and the variant folders need not exist
+    gone = [("ms", tmp_path / "none", tmp_path / "none")]
+    assert evidence_choice.default_choice({"overall": "standard"}, gone)["default"] == "standard"
 
 
 def test_default_cli_reads_pairs_of_folders(tmp_path: Path) -> None:
