@@ -122,9 +122,8 @@ def default_choice(choice: dict, pairs: list[tuple[str, Path, Path]]) -> dict:
         return out | {"mean_gain": None, "ci95": None, "default": "standard"}
     x = list(means.values())
     mean = sum(x) / len(x)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in x) / (len(x) - 1))
-    half = float(stats.t.ppf(0.975, len(x) - 1)) * sd / math.sqrt(len(x))
-    ci = [mean - half, mean + half]
+    low, high = stats.ttest_1samp(x, 0.0).confidence_interval(0.95)
+    ci = [float(low), float(high)]
     return out | {"mean_gain": mean, "ci95": ci, "default": arm if mean > 0 and ci[0] > 0 else "standard"}
 
 
