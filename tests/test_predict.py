@@ -347,6 +347,25 @@ def test_resume_skips_finished_cases_and_overwrite_redoes_them(hippo_run: Path, 
     assert json.loads((tmp_path / "out" / "classes.json").read_text())["runs"][1] == str(other.resolve())
 
 
+def test_constant_image_is_segmented_with_a_one_line_warning(hippo_run: Path, tmp_path: Path, capsys) -> None:
+    from medssl.inference.segmenter import Segmenter
+
+    cid = json.loads((hippo_run / "splits.json").read_text())["test"][0]
+    real = nib.load(str(shared_data_dir() / "msd_hippocampus" / "imagesTr" / f"{cid}.nii.gz"))
+    src = tmp_path / "scans"
+    src.mkdir()
+    nib.save(real, str(src / "a_real.nii.gz"))
+    blank = src / "b_blank.nii.gz"
+    nib.save(nib.Nifti1Image(np.full(real.shape, 7, np.float32), real.affine), str(blank))
+    assert main(["predict", str(hippo_run), str(src), str(tmp_path / "out"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("constant image") == 1 and f"medssl: warning: {blank}: constant image (every voxel is 7)" in err
+    assert (tmp_path / "out" / "a_real.nii.gz").is_file() and (tmp_path / "out" / "b_blank.nii.gz").is_file()
+    seg = Segmenter.from_run(hippo_run, device="cpu")
+    with pytest.warns(UserWarning, match="constant image"):
+        seg.predict_file(blank, tmp_path / "one" / "blank.nii.gz")
+
+
 def test_ensemble_averages_the_softmax_of_its_runs(hippo_run: Path, tmp_path: Path) -> None:
     from medssl.evaluation.postprocess import keep_largest_component
     from medssl.inference import Segmenter

@@ -18,6 +18,7 @@ import queue
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..utils.files import atomic_write, atomic_write_json
-from .scans import InputItem, Scan, check_input, discover_inputs, read_scan, save_label_map
+from .scans import InputItem, Scan, check_input, discover_inputs, read_scan, save_label_map, scan_warning
 
 __all__ = ["CLASSES_FILE", "PredictSummary", "output_problem", "predict_inputs", "predict_one", "write_classes"]
 
@@ -160,6 +161,8 @@ def predict_one(seg: Any, path: str | Path, out: str | Path, save_probabilities:
     if len(items) != 1:
         raise DataError(path, f"holds {len(items)} scans; predict_file takes one (use predict_inputs for a folder)")
     scan = read_scan(items[0], seg.specs[0].in_channels)
+    if (note := scan_warning(scan)) is not None:
+        warnings.warn(note, stacklevel=3)
     labels, grid = seg.finish(seg.network_probabilities(seg.preprocess(scan.image, scan.spacing)), scan.image.shape)
     if save_probabilities:
         stem = out.name[: -len(".nii.gz")] if out.name.endswith(".nii.gz") else out.stem
@@ -283,7 +286,8 @@ def predict_inputs(
         overwrite: redo cases whose label map exists (otherwise they are skipped: a folder resumes).
         save_probabilities: also write ``CASE.npz`` with the softmax maps.
         progress: show a progress bar (plain lines when not on a terminal).
-        log: where warnings go (stderr by default): an unreadable output left in ``out_dir`` is predicted again.
+        log: where warnings go (stderr by default): an unreadable output left in ``out_dir`` is predicted
+            again; a constant image is segmented with a warning (:func:`~.scans.scan_warning`).
 
     Returns:
         A :class:`PredictSummary`.
@@ -299,7 +303,8 @@ def predict_inputs(
     items = discover_inputs(src)
     for item in items:
         check_input(item, seg.specs[0].in_channels)
-    todo = _todo(items, out_dir, overwrite, save_probabilities, log or _stderr)
+    say = log or _stderr
+    todo = _todo(items, out_dir, overwrite, save_probabilities, say)
     check_same_settings(seg, out_dir, len(items) - len(todo))
     out_dir.mkdir(parents=True, exist_ok=True)
     write_classes(seg, out_dir)
@@ -313,6 +318,8 @@ def predict_inputs(
         for scan, volume in _stream(seg, todo):
             if errors:
                 break
+            if (note := scan_warning(scan)) is not None:
+                say(note)
             wq.put((scan, seg.network_probabilities(volume)))
             slices += int(volume.shape[0])
             bar.update(1)

@@ -37,6 +37,7 @@ __all__ = [
     "discover_inputs",
     "read_scan",
     "save_label_map",
+    "scan_warning",
 ]
 
 _NIFTI = (".nii.gz", ".nii")
@@ -278,6 +279,28 @@ def read_scan(item: InputItem, channels: int = 1) -> Scan:
     if not np.all(np.isfinite(scan.affine)):
         raise DataError(item.path, "the header's affine holds NaN or infinite values: fix its qform / sform")
     return scan
+
+
+def scan_warning(scan: Scan) -> str | None:
+    """A one-line warning about a scan that reads fine but cannot be segmented, or ``None``.
+
+    A constant image (every voxel the same value: a blank export, a failed conversion) normalises to
+    zeros, so the network sees no anatomy and its label map is whatever it predicts on an empty
+    image; ``prepare`` warns about such images for the same reason.
+
+    Args:
+        scan: a scan from :func:`read_scan`.
+
+    Returns:
+        ``"medssl: warning: <file>: constant image (every voxel is v): ..."`` or ``None``.
+    """
+    img = scan.image
+    if img.size and float(img.min()) == float(img.max()):
+        return (
+            f"medssl: warning: {scan.item.path}: constant image (every voxel is {float(img.min()):g}): "
+            "there is nothing to segment, its label map holds no anatomy; check the file"
+        )
+    return None
 
 
 def _atomic_nifti(img: Any, out: Path) -> Path:
