@@ -227,13 +227,18 @@ def _todo(
     return [i for i in items if overwrite or not done(i)]
 
 
-def _reader(seg: Any, items: list[InputItem], q: queue.Queue, stop: threading.Event) -> None:
-    """Read and preprocess each scan into ``q``; an exception is passed on as the item."""
+def _reader(
+    seg: Any, items: list[InputItem], q: queue.Queue, stop: threading.Event, say: Callable[[str], None]
+) -> None:
+    """Read and preprocess each scan into ``q`` (``say``: its warning, if any); an exception is passed
+    on as the item."""
     try:
         for item in items:
             if stop.is_set():
                 return
             scan = read_scan(item, seg.specs[0].in_channels)
+            if (note := scan_warning(scan)) is not None:
+                say(note)
             q.put((scan, seg.preprocess(scan.image, scan.spacing)))
     except BaseException as e:  # re-raised in the main thread
         q.put(e)
@@ -250,11 +255,11 @@ def _writer(seg: Any, q: queue.Queue, out_dir: Path, save_probabilities: bool, e
             errors.append(e)
 
 
-def _stream(seg: Any, todo: list[InputItem]) -> Iterator[tuple[Scan, np.ndarray]]:
-    """The preprocessed scans, read one ahead by a thread."""
+def _stream(seg: Any, todo: list[InputItem], say: Callable[[str], None]) -> Iterator[tuple[Scan, np.ndarray]]:
+    """The preprocessed scans, read one ahead by a thread (``say``: where a scan's warning goes)."""
     q: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
-    reader = threading.Thread(target=_reader, args=(seg, todo, q, stop), daemon=True)
+    reader = threading.Thread(target=_reader, args=(seg, todo, q, stop, say), daemon=True)
     reader.start()
     try:
         while (got := q.get()) is not _DONE:
@@ -266,6 +271,21 @@ def _stream(seg: Any, todo: list[InputItem]) -> Iterator[tuple[Scan, np.ndarray]
         while reader.is_alive():  # unblock a reader waiting on a full queue
             with contextlib.suppress(queue.Empty):
                 q.get(timeout=0.1)
+
+
+def _plan(
+    seg: Any, src: str | Path, out_dir: Path, overwrite: bool, save_probabilities: bool, say: Callable[[str], None]
+) -> tuple[list[InputItem], list[InputItem]]:
+    """Every input of ``src`` checked, and those still to predict; ``out_dir`` made with ``classes.json``."""
+    _check_output(out_dir)
+    items = discover_inputs(src)
+    for item in items:
+        check_input(item, seg.specs[0].in_channels)
+    todo = _todo(items, out_dir, overwrite, save_probabilities, say)
+    check_same_settings(seg, out_dir, len(items) - len(todo))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_classes(seg, out_dir)
+    return items, todo
 
 
 def predict_inputs(
@@ -298,16 +318,8 @@ def predict_inputs(
     """
     from ..utils.progress import progress_bar
 
-    out_dir = Path(out_dir)
-    _check_output(out_dir)
-    items = discover_inputs(src)
-    for item in items:
-        check_input(item, seg.specs[0].in_channels)
-    say = log or _stderr
-    todo = _todo(items, out_dir, overwrite, save_probabilities, say)
-    check_same_settings(seg, out_dir, len(items) - len(todo))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_classes(seg, out_dir)
+    out_dir, say = Path(out_dir), log or _stderr
+    items, todo = _plan(seg, src, out_dir, overwrite, save_probabilities, say)
     wq: queue.Queue = queue.Queue(maxsize=2)
     errors: list[BaseException] = []
     writer = threading.Thread(target=_writer, args=(seg, wq, out_dir, save_probabilities, errors), daemon=True)
@@ -315,11 +327,9 @@ def predict_inputs(
     bar = progress_bar(total=len(todo), desc="predict", unit="case", disable=not progress or not todo)
     slices, t0 = 0, time.perf_counter()
     try:
-        for scan, volume in _stream(seg, todo):
+        for scan, volume in _stream(seg, todo, say):
             if errors:
                 break
-            if (note := scan_warning(scan)) is not None:
-                say(note)
             wq.put((scan, seg.network_probabilities(volume)))
             slices += int(volume.shape[0])
             bar.update(1)
