@@ -31,6 +31,7 @@ from .figures import (
     plot_training_curves,
     slugify,
 )
+from .pretrain_diagnostics import DIAGNOSTIC_FIELDS, diagnostic_rows, diagnostics_csv_rows, diagnostics_markdown
 from .pretrain_losses import LOSS_WINDOW_FIELDS, loss_windows_csv_rows, loss_windows_markdown, pretrain_loss_windows
 from .replicates import SEED_STATS_FIELDS, seed_comparisons, seed_stats_csv_rows, seed_stats_markdown
 from .stats import (
@@ -413,6 +414,25 @@ def _write_pretrain_losses(records: Sequence[PretrainRecord], out: Path, files: 
     return md
 
 
+def _write_pretrain_diagnostics(
+    records: Sequence[PretrainRecord], out: Path, files: dict[str, Path], notes: list[str]
+) -> str:
+    """Step 2c: ``pretrain_diagnostics.md``/``.csv`` (each diagnostic at random init and after
+    pre-training, over seeds: :mod:`medssl.reporting.pretrain_diagnostics`); returns the Markdown
+    ("" when no pre-training run wrote ``diagnostics.json``)."""
+    rows = diagnostic_rows(records, notes)
+    if not rows:
+        return ""
+    md = diagnostics_markdown(rows)
+    files["pretrain_diagnostics_md"] = _write_text(
+        out / "pretrain_diagnostics.md", "# What pre-training learned: diagnostics at random init and after\n\n" + md
+    )
+    files["pretrain_diagnostics_csv"] = write_csv(
+        out / "pretrain_diagnostics.csv", DIAGNOSTIC_FIELDS, diagnostics_csv_rows(rows)
+    )
+    return md
+
+
 def _write_paper_comparison(
     runs: Sequence[RunRecord], out: Path, files: dict[str, Path], reference_csv: str | Path | None, notes: list[str]
 ) -> str:
@@ -494,6 +514,7 @@ def _results_markdown(
     figures: Sequence[FigureResult],
     notes: Sequence[str],
     pretrain_md: str = "",
+    diagnostics_md: str = "",
 ) -> str:
     """Step 5: the text of ``results.md`` (tables, tests, comparison, figure links, notes)."""
     md = ["# medssl results", ""]
@@ -524,6 +545,8 @@ def _results_markdown(
     ]
     if pretrain_md:
         md += ["", "## Pre-training losses: start, halfway, end", "", pretrain_md]
+    if diagnostics_md:
+        md += ["", "## What pre-training learned: diagnostics at random init and after", "", diagnostics_md]
     md += ["", "## Comparison with the published numbers (`paper` protocol)", "", comp_md]
     if figures:
         md += ["", "## Figures", ""]
@@ -575,7 +598,8 @@ def report(
     differences, hierarchical-bootstrap intervals, Holm-corrected seed-level p-values), ``stats.csv``
     (the secondary case-level Wilcoxon tests against Scratch and the best baseline), ``pairwise.md``/``pairwise.csv`` (every pair of methods),
     ``pretrain_losses.md``/``.csv`` (each pre-training's loss terms at the start, halfway and at the
-    end: :mod:`medssl.reporting.pretrain_losses`),
+    end: :mod:`medssl.reporting.pretrain_losses`), ``pretrain_diagnostics.md``/``.csv`` (each
+    pre-training diagnostic at random init and after, over seeds: :mod:`medssl.reporting.pretrain_diagnostics`),
     ``paper_comparison.md``/``.csv`` and ``figures/*.png``.
 
     Args:
@@ -603,10 +627,13 @@ def report(
     tables = _write_results_tables(coll.runs, out, files)
     stats_md = _write_stats(coll.runs, out, files, min_pairs)
     pretrain_md = _write_pretrain_losses(coll.pretrain, out, files)
+    diagnostics_md = _write_pretrain_diagnostics(coll.pretrain, out, files, notes)
     comp_md = _write_paper_comparison(coll.runs, out, files, reference_csv, notes)
     fig_results = _draw_figures(tables, coll, out / "figures", n_slices, dpi, notes) if figures else []
     written = [fr for fr in fig_results if fr.path is not None]
-    markdown = _results_markdown(root, out, coll, tables, stats_md, comp_md, written, notes, pretrain_md)
+    markdown = _results_markdown(
+        root, out, coll, tables, stats_md, comp_md, written, notes, pretrain_md, diagnostics_md
+    )
     files["results_md"] = _write_text(out / "results.md", markdown)
     pngs = [fr.path for fr in written if fr.path is not None]
     return ReportResult(out, markdown, files, pngs, len(coll.runs), len(coll.pretrain), list(coll.skipped), notes)
