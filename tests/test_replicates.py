@@ -143,3 +143,37 @@ def test_per_seed_differences_use_only_common_cases():
     b = [_run("scratch", 0, {"x": 0.7, "z": 0.1}), _run("scratch", 2, {"x": 0.5})]
     d = per_seed_differences(a, b)
     assert list(d) == [0] and d[0] == pytest.approx([0.2])
+
+
+def test_the_other_method_is_chosen_on_validation_never_on_test():
+    """PCL is best on test, SuperCL on validation: with every run selected on validation the comparator
+    of MACL is SuperCL (chosen before any test number is read); once a run was selected on test (the
+    papers' protocol), the test DSC chooses, and the row says so."""
+    from medssl.reporting.stats import compare_methods
+    from medssl.reporting.tables import best_other
+
+    runs = []
+    for s in range(3):
+        base = {f"c{i}": 0.6 + 0.01 * i + 0.003 * s for i in range(8)}
+        for m, test_shift, val in (
+            ("scratch", 0.0, 0.70),
+            ("pcl", 0.05, 0.72),
+            ("supercl", 0.02, 0.80),
+            ("macl", 0.03, 0.75),
+        ):
+            r = _run(m, s, {c: v + test_shift for c, v in base.items()}, None if m == "scratch" else f"pre/{m}_s{s}.pt")
+            r.run.update(selected_on="validation", best_score=val)
+            runs.append(r)
+    by: dict[str, list[RunRecord]] = {}
+    for r in runs:
+        by.setdefault(r.method, []).append(r)
+    assert best_other(by, "macl") == ("supercl", "validation")
+    assert best_other(by, "supercl") == ("macl", "validation")
+    rows = seed_comparisons(runs)
+    assert {(c.method, c.other) for c in rows if c.other != "scratch"} == {("pcl", "supercl"), ("supercl", "macl")}
+    assert not any("chosen on test" in n for c in rows for n in c.notes)
+    assert {s.method: s.best_baseline for s in compare_methods(runs)}["macl"] == "supercl"
+    runs[1].run["selected_on"] = "test (as the papers did)"  # pcl, seed 0
+    assert best_other(by, "macl") == ("pcl", "test")
+    vs = [c for c in seed_comparisons(runs) if c.method == "macl" and c.other == "pcl"]
+    assert len(vs) == 1 and "other method chosen on test DSC: its runs were selected on test" in vs[0].notes

@@ -31,7 +31,7 @@ import numpy as np
 from scipy import stats as sps
 
 from .stats import PairedTest, case_dsc, paired_samples, paired_wilcoxon
-from .tables import RunRecord, labels_sort_key, method_display_name, method_sort_key, run_metric_value
+from .tables import RunRecord, best_other, labels_sort_key, method_display_name, method_sort_key
 
 __all__ = [
     "SEED_STATS_FIELDS",
@@ -246,21 +246,11 @@ def compare_pair(group: tuple[str, str, str], a: str, b: str, by_method: dict[st
     return cmp
 
 
-def _best_other(by_method: dict[str, list[RunRecord]], m: str) -> str | None:
-    means = {}
-    for k, rs in by_method.items():
-        v = np.array([run_metric_value(r, "dsc") for r in rs], dtype=float)
-        if k not in ("scratch", m) and np.isfinite(v).any():
-            means[k] = float(np.nanmean(v))
-    if not means:
-        return None
-    top = max(means.values())
-    return min((k for k, v in means.items() if v == top), key=method_sort_key)
-
-
 def seed_comparisons(runs: Sequence[RunRecord]) -> list[SeedComparison]:
     """Every method against Scratch and against the best other pre-trained method, per group, at the
-    seed level, with Holm's correction over all of them (each unordered pair counted once).
+    seed level, with Holm's correction over all of them (each unordered pair counted once). The other
+    method is chosen on validation Dice where the runs were selected on validation
+    (:func:`~.tables.best_other`).
 
     Args:
         runs: complete fine-tuning runs (any mix of groups).
@@ -275,12 +265,14 @@ def seed_comparisons(runs: Sequence[RunRecord]) -> list[SeedComparison]:
     for group, by_method in groups.items():
         for m in sorted(by_method, key=method_sort_key):
             others = ["scratch"] if m != "scratch" and "scratch" in by_method else []
-            best = _best_other(by_method, m)
+            best, basis = best_other(by_method, m)
             others += [best] if best and m != "scratch" else []
             for o in others:
                 key = (*group, *sorted((m, o)))
                 if key not in rows:
                     rows[key] = compare_pair(group, m, o, by_method)
+                    if o != "scratch" and basis == "test":
+                        rows[key].notes.append("other method chosen on test DSC: its runs were selected on test")
     out = list(rows.values())
     for cmp, ph in zip(out, holm([c.p for c in out])):
         cmp.p_holm = float(ph)
@@ -404,6 +396,8 @@ def seed_stats_markdown(rows: Sequence[SeedComparison]) -> str:
         f"The exact sign-flip test over seeds (`seed_stats.csv`) cannot go below 2 / 2^seeds ({floor}). "
         "The Wilcoxon column pools cases over seeds as if they were independent; it is shown for comparison "
         "with older reports and overstates the evidence. Pre-trainings: distinct pre-trained checkpoints "
-        "among the method's seeds (1 = one pre-training shared by every seed).",
+        "among the method's seeds (1 = one pre-training shared by every seed). Each method is compared with "
+        "Scratch and with the best other pre-trained method by mean validation Dice (by test DSC only where "
+        "the runs were selected on test, as the `paper` protocol does; noted).",
     ]
     return "\n".join(lines)

@@ -2,8 +2,9 @@
 
 The ``standard`` protocol of METHODS.md section 6 asks for "a paired test between methods over
 test cases". Each method is compared, on the same dataset, label fraction and protocol, with
-Scratch and with the best baseline (the best non-Scratch method other than itself by mean DSC
-over seeds), using the two-sided Wilcoxon signed-rank test (``scipy.stats.wilcoxon``, default
+Scratch and with the best baseline (the best non-Scratch method other than itself by mean
+validation Dice over seeds, or mean test DSC where runs were selected on test:
+:func:`~.tables.best_other`), using the two-sided Wilcoxon signed-rank test (``scipy.stats.wilcoxon``, default
 options) on per-case DSC averaged over foreground classes. Runs are paired by
 ``(seed, case_id)``: a case of seed s of method A is paired with the same case of seed s of
 method B, so several seeds pool into one test.
@@ -27,6 +28,7 @@ from scipy import stats as sps
 
 from .tables import (
     RunRecord,
+    best_other,
     labels_sort_key,
     method_display_name,
     method_sort_key,
@@ -170,7 +172,8 @@ class StatRow:
         mean_dsc: mean over seeds of the run-level DSC (%).
         n_seeds: runs of the method in this group.
         vs_scratch: test against Scratch (None for Scratch itself or when Scratch was not run).
-        best_baseline: the best non-Scratch method other than this one (registry name), or None.
+        best_baseline: the best non-Scratch method other than this one (registry name; chosen on
+            validation Dice where the runs were selected on validation: :func:`~.tables.best_other`), or None.
         vs_best: test against ``best_baseline`` (None when there is none).
     """
 
@@ -215,10 +218,8 @@ def compare_methods(runs: Sequence[RunRecord], min_pairs: int = DEFAULT_MIN_PAIR
             row = StatRow(protocol, dataset, labels, m, mean_dsc[m], len(by_method[m]))
             if m != "scratch" and "scratch" in by_method:
                 row.vs_scratch = paired_wilcoxon(*paired_samples(by_method[m], by_method["scratch"])[:2], min_pairs)
-            cands = [(v, c) for c, v in mean_dsc.items() if c not in ("scratch", m) and math.isfinite(v)]
-            if cands:
-                best_v = max(v for v, _ in cands)
-                best = min((c for v, c in cands if v == best_v), key=method_sort_key)
+            best = best_other(by_method, m)[0]
+            if best is not None:
                 row.best_baseline = best
                 row.vs_best = paired_wilcoxon(*paired_samples(by_method[m], by_method[best])[:2], min_pairs)
             rows.append(row)

@@ -43,6 +43,7 @@ __all__ = [
     "RunCollection",
     "RunRecord",
     "aggregate_runs",
+    "best_other",
     "collect_runs",
     "format_mean_std",
     "labels_sort_key",
@@ -470,6 +471,45 @@ def run_metric_value(run: RunRecord, key: str) -> float:
     if isinstance(mean, dict) and key in mean:
         return to_float(mean[key])
     return _recompute_mean(run, key)
+
+
+def _selection_score(run: RunRecord) -> float:
+    """The score ``run``'s checkpoint was selected on, when that was validation (else NaN)."""
+    if run.run.get("selected_on") != "validation":
+        return float("nan")
+    return to_float(run.run.get("best_score"))
+
+
+def best_other(by_method: Mapping[str, Sequence[RunRecord]], method: str) -> tuple[str | None, str]:
+    """The comparator of ``method`` besides Scratch: the best other non-Scratch method of its group.
+
+    Best by the mean over seeds of the **validation** Dice each run's checkpoint was selected on
+    (``run.json``'s ``best_score``), when every candidate run was selected on validation: which pair
+    is compared (and so which p-values enter Holm's family) is then fixed before any test number is
+    read. When some run was not (the ``paper`` protocol selects on test, as the papers did; older
+    runs), by the mean test DSC. Ties go to the method earlier in the papers' order.
+
+    Args:
+        by_method: the runs of one comparable group, by method.
+        method: the method to find a comparator for.
+
+    Returns:
+        ``(registry name or None, "validation" | "test")``: the comparator and what chose it.
+    """
+    cands = {k: rs for k, rs in by_method.items() if k not in ("scratch", method) and rs}
+    runs = [r for rs in cands.values() for r in rs]
+    on_val = bool(runs) and all(math.isfinite(_selection_score(r)) for r in runs)
+    score = _selection_score if on_val else (lambda r: run_metric_value(r, "dsc"))
+    means = {}
+    for k, rs in cands.items():
+        v = np.array([score(r) for r in rs], dtype=float)
+        if np.isfinite(v).any():
+            means[k] = float(np.nanmean(v))
+    basis = "validation" if on_val else "test"
+    if not means:
+        return None, basis
+    top = max(means.values())
+    return min((k for k, v in means.items() if v == top), key=method_sort_key), basis
 
 
 @dataclass(frozen=True)
