@@ -223,7 +223,8 @@ def compare_pair(group: tuple[str, str, str], a: str, b: str, by_method: dict[st
 
     Args:
         group: ``(protocol, dataset_label, labels)`` of the runs.
-        a, b: method names, keys of ``by_method``.
+        a: the method compared, a key of ``by_method``.
+        b: the method it is compared with, a key of ``by_method``.
         by_method: the group's runs per method (one per seed).
 
     Returns:
