@@ -93,3 +93,22 @@ def test_export_refuses_a_non_empty_destination(finished_grid, tmp_path):
         export_bundle(finished_grid, tmp_path / "full")
     with pytest.raises(DataError, match="no run folder"):
         export_bundle(tmp_path / "full", tmp_path / "new")
+
+
+def test_export_of_a_grid_still_running_names_its_unfinished_runs(finished_grid, tmp_path, capsys):
+    work = tmp_path / "bench"
+    shutil.copytree(finished_grid, work)
+    cell = work / "finetune" / "simclr__syn__2__s1"
+    info = json.loads((cell / "run.json").read_text())
+    (cell / "run.json").write_text(json.dumps({**info, "status": "running"}))
+    (cell / "summary.json").unlink()  # mid-run: no results yet
+    assert main(["report", str(work), "--export", str(tmp_path / "bundle")]) == 0
+    err = capsys.readouterr().err
+    assert "1 run not finished (finetune/simclr__syn__2__s1: running)" in err and "export again" in err
+    manifest = json.loads((tmp_path / "bundle" / "bundle.json").read_text())
+    assert manifest["unfinished"] == ["finetune/simclr__syn__2__s1: running"]
+    rep = report(tmp_path / "bundle", out_dir=tmp_path / "rep", figures=False)
+    assert rep.n_runs == 3  # skipped, as in DIR
+    assert "1 run(s) were not finished when the bundle was exported" in " ".join(rep.notes)
+    done = export_bundle(finished_grid, tmp_path / "done")
+    assert done.unfinished == [] and json.loads((done.out / "bundle.json").read_text())["unfinished"] == []

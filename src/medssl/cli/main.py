@@ -384,6 +384,14 @@ def cmd_report(a: argparse.Namespace) -> int:
         _say(
             f"bundle {b.out}: {b.n_runs} runs, {b.n_files} files, {b.bytes / 1e6:.1f} MB (no checkpoints, no predictions)"
         )
+        if b.unfinished:
+            shown = "; ".join(b.unfinished[:3]) + ("; ..." if len(b.unfinished) > 3 else "")
+            print(
+                f"medssl: warning: bundle {b.out}: {len(b.unfinished)} run{'s' * (len(b.unfinished) > 1)} not finished "
+                f"({shown}): exported as "
+                "they stood, left out of its tables (bundle.json 'unfinished'); export again when they are done",
+                file=sys.stderr,
+            )
         return 0
     res = report(a.dir, a.out, a.reference)
     _say(res.markdown if hasattr(res, "markdown") else str(res))

@@ -4,7 +4,8 @@
 report's tables are computed from, and nothing heavy (no checkpoints, no predictions)::
 
     BUNDLE/
-      bundle.json                 format, export command, git commit, medssl version, every file's sha256
+      bundle.json                 format, export command, git commit, medssl version, every file's sha256,
+                                  the runs not finished when exported (``unfinished``)
       grid.json                   the resolved grid (written by `medssl benchmark`), when there is one
       commands/*.json             each `medssl benchmark` invocation: argv, grid file text, overrides, commit
       finetune/<cell>/            config.yaml run.json metrics.csv summary.json steps.csv log.csv
@@ -27,7 +28,7 @@ import json
 import os
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -78,12 +79,16 @@ class BundleResult:
         n_runs: run folders exported (fine-tuning and pre-training).
         n_files: files copied.
         bytes: their total size.
+        unfinished: the runs exported before they finished (``run.json`` status not ``done``: still
+            running, or stopped), as ``"<folder relative to the bundle>: <status>"``; the report skips
+            them, so the bundle's tables are those of the finished runs only.
     """
 
     out: Path
     n_runs: int
     n_files: int
     bytes: int
+    unfinished: list[str] = field(default_factory=list)
 
 
 def _sha256(path: Path) -> str:
@@ -116,21 +121,37 @@ def _files_to_copy(root: Path, exclude: list[Path]) -> tuple[list[Path], int]:
     return rel, len(runs)
 
 
-def _run_commits(tmp: Path, rel: list[Path]) -> set[str]:
-    """The git commits the runs were made with (``run.json``'s ``environment.git_commit``)."""
-    out = set()
+def _run_infos(tmp: Path, rel: list[Path]) -> dict[Path, dict[str, Any]]:
+    """Each exported ``run.json`` (read from the copy) by its relative path; unreadable ones as ``{}``."""
+    out: dict[Path, dict[str, Any]] = {}
     for p in rel:
         if p.name == "run.json":
             try:
-                env = json.loads((tmp / p).read_text()).get("environment") or {}
-            except (OSError, ValueError, AttributeError):
-                continue
-            if isinstance(env, dict) and env.get("git_commit"):
-                out.add(str(env["git_commit"]))
+                info = json.loads((tmp / p).read_text())
+            except (OSError, ValueError):
+                info = {}
+            out[p] = info if isinstance(info, dict) else {}
     return out
 
 
-def _manifest(root: Path, tmp: Path, rel: list[Path], n_runs: int, command: str | None) -> dict[str, Any]:
+def _run_commits(infos: dict[Path, dict[str, Any]]) -> set[str]:
+    """The git commits the runs were made with (``run.json``'s ``environment.git_commit``)."""
+    envs = (info.get("environment") for info in infos.values())
+    return {str(env["git_commit"]) for env in envs if isinstance(env, dict) and env.get("git_commit")}
+
+
+def _unfinished(infos: dict[Path, dict[str, Any]]) -> list[str]:
+    """``"<run folder>: <status>"`` for every run whose ``run.json`` does not say ``done``."""
+    return [
+        f"{p.parent.as_posix()}: {info.get('status') or 'no status'}"
+        for p, info in sorted(infos.items())
+        if info.get("status") != "done"
+    ]
+
+
+def _manifest(
+    root: Path, tmp: Path, rel: list[Path], n_runs: int, command: str | None, infos: dict[Path, dict[str, Any]]
+) -> dict[str, Any]:
     from .. import __version__
 
     return {
@@ -142,7 +163,8 @@ def _manifest(root: Path, tmp: Path, rel: list[Path], n_runs: int, command: str 
         "medssl_version": __version__,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "runs": n_runs,
-        "run_git_commits": sorted(_run_commits(tmp, rel)),
+        "run_git_commits": sorted(_run_commits(infos)),
+        "unfinished": _unfinished(infos),
         "files": {p.as_posix(): _sha256(tmp / p) for p in rel},
         "left_out": "checkpoints (*.pt) and predictions/: recompute tables only, not predictions",
     }
@@ -179,12 +201,13 @@ def export_bundle(root: str | Path, out: str | Path, command: str | None = None)
         (tmp / p).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / p, tmp / p)  # keeps mtimes: the report's choice between duplicates is unchanged
         size += (tmp / p).stat().st_size
-    atomic_write_json(tmp / BUNDLE_FILE, _manifest(root, tmp, rel, n_runs, command))
+    infos = _run_infos(tmp, rel)
+    atomic_write_json(tmp / BUNDLE_FILE, _manifest(root, tmp, rel, n_runs, command, infos))
     if out.exists():
         out.rmdir()
     out.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, out)
-    return BundleResult(out, n_runs, len(rel), size)
+    return BundleResult(out, n_runs, len(rel), size, _unfinished(infos))
 
 
 def is_bundle(folder: str | Path) -> bool:
@@ -253,6 +276,12 @@ def provenance_notes(folder: str | Path) -> list[str]:
             f"{manifest.get('git_commit')}; runs made at {', '.join(manifest.get('run_git_commits') or ['?'])}); "
             + (f"{len(manifest.get('files', {}))} files verified" if not problems else "; ".join(problems))
         )
+        unfinished = manifest.get("unfinished") or []
+        if unfinished:
+            notes.append(
+                f"{len(unfinished)} run(s) were not finished when the bundle was exported and are not in its tables: "
+                + "; ".join(map(str, unfinished))
+            )
     grid_file = folder / "grid.json"
     if grid_file.is_file():
         try:
