@@ -21,6 +21,7 @@ from pathlib import Path
 
 from medssl.errors import MedsslError
 from medssl.reporting.family import (
+    ReadCache,
     check_distinct_grids,
     family_comparisons,
     grid_settings,
@@ -36,10 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         check_distinct_grids(a.grids)
-        settings = [st for g in a.grids for st in grid_settings(g)]
-        for line in (w for g in a.grids for w in grid_warnings(g)):
+        read: ReadCache = {}  # each folder's runs read once for the warnings, the settings and the comparisons
+        for line in (w for g in a.grids for w in grid_warnings(g, read)):
             print(f"evidence_summary: warning: left out or unverified: {' '.join(line.split())}", file=sys.stderr)
-        rows = family_comparisons(settings)
+        settings = [st for g in a.grids for st in grid_settings(g, read)]
+        rows = family_comparisons(settings, read)
         files = write_family(rows, a.out)
     except MedsslError as e:
         print(f"evidence_summary: error: {' '.join(str(e).split())}", file=sys.stderr)

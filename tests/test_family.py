@@ -12,15 +12,19 @@ import pytest
 import yaml
 
 from medssl.errors import DataError
+from medssl.reporting import family
 from medssl.reporting.family import (
+    ReadCache,
     Setting,
     family_comparisons,
     family_text,
     finetune_label,
     grid_settings,
+    grid_warnings,
     write_family,
 )
 from medssl.reporting.replicates import holm, seed_t_test
+from medssl.reporting.tables import collect_runs
 
 CASES = [f"p{i:02d}" for i in range(6)]
 
@@ -168,6 +172,14 @@ def test_grid_settings_find_variants_and_the_scratch_of_their_budget(tmp_path: P
     ]
     rows = family_comparisons(settings)
     assert [round(r.cmp.mean_diff, 6) for r in rows] == [2.0, 4.0, 5.0, 0.0]
+    read: ReadCache = {}  # shared: each of the 4 folders read once by all three
+    calls = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(family, "collect_runs", lambda f, **kw: calls.append(f) or collect_runs(f, **kw))
+        assert grid_warnings(root, read) == []
+        shared = family_comparisons(grid_settings(root, read), read)
+    assert sorted(p.name for p in calls) == ["g", "steps150", "transfer150", "transfer500"]
+    assert [(r.setting, r.cmp.mean_diff) for r in shared] == [(r.setting, r.cmp.mean_diff) for r in rows]
     warm = root / "variants" / "warm"
     _grid(warm, {"macl": {s: 0.0 for s in range(5)}}, scratch=False, cfg=_cfg(500, warmup_fraction=0.05))
     with pytest.raises(DataError, match="warm.*no Scratch runs here nor"):

@@ -51,6 +51,7 @@ from .replicates import (
 )
 from .stats import case_dsc
 from .tables import (
+    RunCollection,
     RunRecord,
     collect_runs,
     latex_escape,
@@ -63,6 +64,7 @@ from .tables import (
 __all__ = [
     "FAMILY_FIELDS",
     "FamilyRow",
+    "ReadCache",
     "Setting",
     "check_distinct_grids",
     "family_comparisons",
@@ -112,10 +114,25 @@ class FamilyRow:
     scratch_from: str = ""
 
 
-def _runs(folder: Path) -> list[RunRecord]:
+#: the run collections already read, by folder: one read of each folder where a caller shares it between
+#: :func:`grid_warnings`, :func:`grid_settings` and :func:`family_comparisons` (a dict the caller holds)
+ReadCache = dict[Path, RunCollection]
+
+
+def _collection(folder: Path, read: ReadCache | None) -> RunCollection:
+    """The runs of one folder (its ``report/`` and ``variants/`` not searched), from ``read`` when there."""
+    if read is not None and folder in read:
+        return read[folder]
+    coll = collect_runs(folder, exclude=[folder / "report", folder / "variants"])
+    if read is not None:
+        read[folder] = coll
+    return coll
+
+
+def _runs(folder: Path, read: ReadCache | None = None) -> list[RunRecord]:
     if not folder.is_dir():
         raise DataError(folder, "not a folder of runs")
-    coll = collect_runs(folder, exclude=[folder / "report", folder / "variants"])
+    coll = _collection(folder, read)
     if not coll.runs:
         first = f"; first: {coll.skipped[0][1].removeprefix('ERROR: ')}" if coll.skipped else ""
         raise DataError(folder, f"no complete fine-tuning run ({len(coll.skipped)} skipped{first})")
@@ -127,9 +144,14 @@ def _folders(root: Path) -> list[Path]:
     return [root, *sorted(p for p in (root / "variants").glob("*") if p.is_dir())]
 
 
-def grid_warnings(root: Path) -> list[str]:
+def grid_warnings(root: Path, read: ReadCache | None = None) -> list[str]:
     """What a summary of ``root`` leaves out or cannot vouch for, one line each: runs left out (incomplete,
     corrupt, stale, duplicate) and, for a results bundle, files missing, changed or added since its export.
+
+    Args:
+        root: a benchmark folder or results bundle.
+        read: the folders' runs already read (filled in as they are read), shared with :func:`grid_settings`
+            and :func:`family_comparisons` so that each folder is read once.
 
     Returns:
         The lines (empty: every run is used and the bundle, if any, is intact).
@@ -141,7 +163,7 @@ def grid_warnings(root: Path) -> list[str]:
 
     lines = [f"bundle {root}: {p}" for p in verify_bundle(root)] if is_bundle(root) else []
     for f in _folders(root):
-        for folder, why in collect_runs(f, exclude=[f / "report", f / "variants"]).skipped:
+        for folder, why in _collection(f, read).skipped:
             text = why.removeprefix("ERROR: ")
             lines.append(text if str(folder) in text else f"{folder}: {text}")
     return lines
@@ -229,7 +251,7 @@ def _folder_label(folder: Path, runs: Sequence[RunRecord], scratch: bool) -> str
     return labels.pop() if labels else ""
 
 
-def grid_settings(root: Path) -> list[Setting]:
+def grid_settings(root: Path, read: ReadCache | None = None) -> list[Setting]:
     """A benchmark folder (or bundle) and each of its ``variants/*`` as settings, labelled from the runs'
     configurations (:func:`finetune_label`; the dataset is a column of its own).
 
@@ -237,12 +259,19 @@ def grid_settings(root: Path) -> list[Setting]:
     whose Scratch runs were fine-tuned at the same recipe, budget and warm-up: the other transfer
     options act on pre-trained weights only and would leave Scratch unchanged. None such is an error.
 
+    Args:
+        root: a benchmark folder or results bundle.
+        read: the folders' runs already read, shared as in :func:`grid_warnings`.
+
+    Returns:
+        The settings, the grid's own folder first, then its variants by name.
+
     Raises:
         DataError: a folder without complete runs, with runs fine-tuned in more than one way, or a
             variant without a Scratch to compare with.
     """
     folders = _folders(root)
-    runs = {f: _runs(f) for f in folders}
+    runs = {f: _runs(f, read) for f in folders}
     scratch_of: dict[str, Path] = {}
     for f in folders:
         label = _folder_label(f, runs[f], scratch=True)
@@ -277,11 +306,12 @@ def _case_mismatch(a: Sequence[RunRecord], b: Sequence[RunRecord]) -> list[int]:
     return [s for s in sorted(set(ca) & set(cb)) if ca[s] != cb[s]]
 
 
-def family_comparisons(settings: Sequence[Setting]) -> list[FamilyRow]:
+def family_comparisons(settings: Sequence[Setting], read: ReadCache | None = None) -> list[FamilyRow]:
     """Every pre-trained method against Scratch, per setting and group, Holm-corrected over all of them.
 
     Args:
         settings: the folders, in the order the tables should list them.
+        read: the folders' runs already read, shared as in :func:`grid_warnings`.
 
     Returns:
         One :class:`FamilyRow` per (setting, group, method), in settings order, then group, then method.
@@ -290,13 +320,10 @@ def family_comparisons(settings: Sequence[Setting]) -> list[FamilyRow]:
         DataError: a folder without complete runs, or a setting where no method meets a Scratch run.
     """
     rows: list[FamilyRow] = []
-    read: dict[Path, list[RunRecord]] = {}  # a grid's folder is read once, also where variants borrow its Scratch
+    read = {} if read is None else read  # a grid's folder is read once, also where variants borrow its Scratch
     for st in settings:
-        for f in (st.folder, st.scratch):
-            if f is not None and f not in read:
-                read[f] = _runs(f)
-        runs = read[st.folder]
-        scratch_runs = [r for r in read[st.scratch or st.folder] if r.method == SCRATCH]
+        runs = _runs(st.folder, read)
+        scratch_runs = [r for r in _runs(st.scratch or st.folder, read) if r.method == SCRATCH]
         groups: dict[tuple[str, str, str], dict[str, list[RunRecord]]] = {}
         for r in runs:
             if r.method != SCRATCH:
