@@ -366,6 +366,29 @@ def test_constant_image_is_segmented_with_a_one_line_warning(hippo_run: Path, tm
         seg.predict_file(blank, tmp_path / "one" / "blank.nii.gz")
 
 
+def _zero_voxel_size(src: Path, dst: Path) -> Path:
+    """A copy of a real scan whose header stores a voxel size of 0 (a broken converter's output)."""
+    img = nib.load(str(src))
+    out = nib.Nifti1Image(np.asanyarray(img.dataobj), img.affine, img.header.copy())
+    out.header["pixdim"][1:4] = 0.0
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(out, str(dst))
+    return dst
+
+
+def test_zero_voxel_size_is_refused_where_the_run_resamples(hippo_run: Path, cardiac_run: Path, tmp_path: Path, capsys):
+    heart = _zero_voxel_size(cardiac_run.parent / "raw" / "image_1.nii.gz", tmp_path / "heart" / "h.nii.gz")
+    assert main(["predict", str(cardiac_run), str(heart.parent), str(tmp_path / "o1"), "--no-progress"]) == 2
+    err = capsys.readouterr().err  # was: resampled as if its voxels were 1 mm wide, after a warning
+    assert f"medssl: error: {heart}: voxel size 0 in the header (pixdim): the scan's scale is unknown" in err
+    assert "resamples every scan to 2.5 mm in-plane" in err and not (tmp_path / "o1" / "h.nii.gz").exists()
+    cid = json.loads((hippo_run / "splits.json").read_text())["test"][0]
+    src = shared_data_dir() / "msd_hippocampus" / "imagesTr" / f"{cid}.nii.gz"
+    hip = _zero_voxel_size(src, tmp_path / "hip" / "x.nii.gz")
+    assert main(["predict", str(hippo_run), str(hip.parent), str(tmp_path / "o2"), "--no-progress"]) == 0
+    assert (tmp_path / "o2" / "x.nii.gz").is_file()  # a run on each scan's own grid needs no voxel size
+
+
 def test_ensemble_averages_the_softmax_of_its_runs(hippo_run: Path, tmp_path: Path) -> None:
     from medssl.evaluation.postprocess import keep_largest_component
     from medssl.inference import Segmenter

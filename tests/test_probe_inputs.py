@@ -348,6 +348,51 @@ def test_header_fixed_by_nibabel_is_one_medssl_warning_per_file(tmp_path: Path, 
     assert "pixdim" not in capfd.readouterr().err  # was: nibabel's own line, at every read
 
 
+def test_zero_voxel_size_reads_the_header_as_stored(tmp_path: Path) -> None:
+    from medssl.data.io import load_nifti, zero_voxel_size
+
+    zero = _with_pixdim(write_nii(tmp_path / "zero.nii.gz", np.ones(SHAPE, np.float32)), 0.0)
+    assert load_nifti(zero)[1][0] == 1.0 and zero_voxel_size(zero)  # nibabel's 1 mm, told apart
+    assert not zero_voxel_size(write_nii(tmp_path / "ok.nii.gz", np.ones(SHAPE, np.float32)))
+    flat = nib.Nifti1Image(np.ones(SHAPE[:2], np.float32), np.eye(4))
+    flat.header["pixdim"][3] = 0.0  # a 2D file's unused third voxel size
+    nib.save(flat, str(tmp_path / "flat.nii"))
+    assert not zero_voxel_size(tmp_path / "flat.nii")
+
+
+def test_prepare_treats_a_zero_voxel_size_as_unknown_spacing(tmp_path: Path) -> None:
+    from medssl.data.store import SliceStore, prepare
+
+    root = pair_folder(tmp_path / "src", labels(), n=3)
+    _with_pixdim(root / "labels" / "c1.nii.gz", 0.0)
+    _with_pixdim(root / "images" / "c1.nii.gz", 0.0)
+    with pytest.raises(DataError) as ei:  # was: resampled as if the voxels were 1 mm wide, after a warning
+        prepare("nifti-folder", root, tmp_path / "mm", target_spacing=2.0, progress=False)
+    msg = str(ei.value)
+    assert msg.startswith(str(root / "images" / "c1.nii.gz")) and "\n" not in msg
+    assert f"voxel size of 0 in the header of the image and the label {root / 'labels' / 'c1.nii.gz'}" in msg
+    assert "cannot be resampled to 2.0 mm; set the voxel size in the header (pixdim)" in msg
+    with pytest.warns(UserWarning, match="spacing unknown: distances in voxels"):
+        store = SliceStore(prepare("nifti-folder", root, tmp_path / "keep", target_spacing=None, progress=False).root)
+    assert not store.spacing_known  # distances in voxels, said in fingerprint.json and every summary
+    fp = json.loads((tmp_path / "keep" / "fingerprint.json").read_text())
+    assert [c["case_id"] for c in fp["cases"] if not c["spacing_known"]] == ["c1"]
+
+
+def test_evaluate_reports_voxels_when_the_ground_truth_has_a_zero_voxel_size(tmp_path: Path) -> None:
+    from medssl.evaluation.evaluate import evaluate_folders
+
+    lab = labels((0, 1, 2), np.uint8)
+    for d in ("gt", "pred"):
+        _with_pixdim(write_nii(tmp_path / d / "c0.nii.gz", lab), 0.0)
+    res = evaluate_folders(tmp_path / "pred", tmp_path / "gt")
+    assert not res.spacing_known and {r["distance_unit"] for r in res.summary} == {"voxels"}
+    write_nii(tmp_path / "gt2" / "c0.nii.gz", lab)
+    write_nii(tmp_path / "pred2" / "c0.nii.gz", lab)
+    known = evaluate_folders(tmp_path / "pred2", tmp_path / "gt2")
+    assert known.spacing_known and {r["distance_unit"] for r in known.summary} == {"mm"}
+
+
 def test_evaluate_warns_when_predictions_are_stored_in_other_axis_directions(tmp_path: Path, caplog) -> None:
     import logging
 

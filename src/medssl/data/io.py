@@ -39,6 +39,7 @@ __all__ = [
     "nibabel_header_fixes",
     "one_line",
     "read_nifti_header",
+    "zero_voxel_size",
 ]
 
 _MAX_MSG = 200
@@ -222,6 +223,42 @@ def load_nifti(path: str | Path) -> tuple[np.ndarray, tuple[float, ...], np.ndar
         raise DataError(p, f"zero-size volume (header shape {tuple(int(s) for s in img.shape)})")
     zooms = tuple(float(z) for z in img.header.get_zooms())
     return np.asarray(arr), zooms, np.asarray(img.affine, dtype=np.float64)
+
+
+def zero_voxel_size(path: str | Path) -> bool:
+    """Whether a NIfTI file's header stores a voxel size of 0 along one of its spatial axes.
+
+    nibabel reads such a size as 1 mm (``pixdim[1,2,3] should be non-zero; setting 0 dims to 1``), so
+    :func:`load_nifti` returns 1.0 there; this reads the header as stored to tell that the scan's scale
+    is in fact unknown. Only the axes the image has count (``pixdim[1..dim[0]]``, at most 3): a 2D
+    file's unused third size is not a problem.
+
+    Args:
+        path: a NIfTI-1 or NIfTI-2 file that :func:`load_nifti` reads.
+
+    Returns:
+        True when a spatial voxel size is 0; False otherwise, and for a header this cannot parse (the
+        file's own problems are :func:`load_nifti`'s to report).
+    """
+    import io
+
+    import nibabel as nib
+    from nibabel.openers import ImageOpener
+
+    try:
+        with ImageOpener(str(path)) as fh:  # the header as stored: nib.load fixes it on reading
+            block = fh.read(540)
+    except (OSError, EOFError, zlib.error):
+        return False
+    for cls in (nib.Nifti1Header, nib.Nifti2Header):
+        if cls.may_contain_header(block):
+            try:
+                hdr = cls.from_fileobj(io.BytesIO(block), check=False)
+            except Exception:  # any parse failure: not this header class
+                continue
+            n = int(min(max(int(hdr["dim"][0]), 1), 3))
+            return bool(np.any(np.asarray(hdr["pixdim"][1 : 1 + n]) == 0))
+    return False
 
 
 def load_h5(path: str | Path, keys: Sequence[str] = ("image", "label")) -> dict[str, np.ndarray]:

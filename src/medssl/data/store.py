@@ -329,12 +329,16 @@ def _spacing_known(meta: dict[str, Any]) -> bool:
 def _refuse_unknown_spacing(
     where: str | Path, what: str, metas: Sequence[dict[str, Any]], spacing_target: float | None
 ) -> None:
-    """Resampling to a spacing in mm needs the spacing: refuse it (one line) for files without one."""
-    if spacing_target is not None and not all(_spacing_known(m) for m in metas):
+    """Resampling to a spacing in mm needs the spacing: refuse it (one line) for files without one (a
+    format that stores none, or a header whose voxel size is 0: the reader's ``spacing_note``)."""
+    unknown = [m for m in metas if not _spacing_known(m)]
+    if spacing_target is not None and unknown:
+        note = unknown[0].get("spacing_note")
         raise DataError(
             where,
-            f"{what} stores no voxel spacing, so it cannot be resampled to {spacing_target} mm; "
-            "prepare it with --spacing keep (the default): distances are then in voxels",
+            f"{what} {note or 'stores no voxel spacing'}, so it cannot be resampled to {spacing_target} mm; "
+            + ("set the voxel size in the header (pixdim), or " if note else "")
+            + "prepare it with --spacing keep (the default): distances are then in voxels",
         )
 
 

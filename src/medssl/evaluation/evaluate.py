@@ -504,8 +504,11 @@ def _check_label_range(arr: np.ndarray, path: Path, class_names: Sequence[str], 
 
 def _read_pairs(
     preds: Mapping[str, Path], gts: Mapping[str, Path], label_map: Mapping[int, int] | None, spacing_tolerance: float
-) -> Iterable[tuple[str, Path, np.ndarray, Path, np.ndarray, tuple[float, ...]]]:
-    """``(name, pred path, pred, gt path, gt, spacing)`` per case (sorted), shapes and spacings checked."""
+) -> Iterable[tuple[str, Path, np.ndarray, Path, np.ndarray, tuple[float, ...] | None]]:
+    """``(name, pred path, pred, gt path, gt, spacing)`` per case (sorted), shapes and spacings checked; the
+    spacing is None (distances in voxels) when the ground truth's header stores a voxel size of 0."""
+    from ..data.io import zero_voxel_size
+
     for name in sorted(gts):
         g, gsp = _read_labels(gts[name], label_map)
         p, psp = _read_labels(preds[name], None)
@@ -522,7 +525,7 @@ def _read_pairs(
                 f"spacing {tuple(round(s, 4) for s in psp)} does not match the ground truth "
                 f"{tuple(round(s, 4) for s in gsp)} ({gts[name]})",
             )
-        yield name, preds[name], p, gts[name], g, gsp
+        yield name, preds[name], p, gts[name], g, (None if zero_voxel_size(gts[name]) else gsp)
 
 
 def _label_error(path: Path, value: int, class_names: Sequence[str], predicted: bool) -> DataError:
@@ -568,7 +571,7 @@ def evaluate_folders(
     preds, gts = _paired_files(Path(pred_dir), Path(gt_dir))
     _warn_orientation(preds, gts)
 
-    def pairs() -> Iterable[tuple[str, Path, np.ndarray, Path, np.ndarray, tuple[float, ...]]]:
+    def pairs() -> Iterable[tuple[str, Path, np.ndarray, Path, np.ndarray, tuple[float, ...] | None]]:
         return _read_pairs(preds, gts, label_map, spacing_tolerance)
 
     if class_names is None:
@@ -580,9 +583,12 @@ def evaluate_folders(
         acc = MetricAccumulator(class_names, protocol, distances, nsd_tolerance)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+    known = True
     for name, ppath, p, gpath, g, spacing in pairs():
         _check_label_range(g, gpath, class_names)
         _check_label_range(p, ppath, class_names, predicted=True)
         acc.add(name, p, g, spacing)
-    summary = add_miss_counts(acc.summary(), acc.rows(), protocol)
-    return EvaluationResult(acc.rows(), summary, protocol, acc.class_names, True, acc.distances, acc.nsd_tolerance)
+        known = known and spacing is not None
+    unit = distance_unit(protocol, known)
+    summary = add_miss_counts([{**r, "distance_unit": unit} for r in acc.summary()], acc.rows(), protocol)
+    return EvaluationResult(acc.rows(), summary, protocol, acc.class_names, known, acc.distances, acc.nsd_tolerance)

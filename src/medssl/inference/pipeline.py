@@ -28,7 +28,16 @@ import numpy as np
 
 from ..errors import DataError
 from ..utils.files import atomic_write, atomic_write_json
-from .scans import InputItem, Scan, check_input, discover_inputs, read_scan, save_label_map, scan_warning
+from .scans import (
+    InputItem,
+    Scan,
+    check_input,
+    check_scale,
+    discover_inputs,
+    read_scan,
+    save_label_map,
+    scan_warning,
+)
 
 __all__ = ["CLASSES_FILE", "PredictSummary", "output_problem", "predict_inputs", "predict_one", "write_classes"]
 
@@ -154,6 +163,12 @@ def _write_case(seg: Any, scan: Scan, probs: Any, out_dir: Path, save_probabilit
     save_label_map(labels, scan, label_path)
 
 
+def _preprocess(seg: Any, scan: Scan) -> np.ndarray:
+    """The network input of a scan: its scale checked against the run's spacing, then the run's preprocessing."""
+    check_scale(scan, seg.specs[0].target_spacing)
+    return seg.preprocess(scan.image, scan.spacing)
+
+
 def predict_one(seg: Any, path: str | Path, out: str | Path, save_probabilities: bool = False) -> Path:
     """Segment one scan into ``out`` (see :meth:`~.segmenter.Segmenter.predict_file`)."""
     out = Path(out)
@@ -163,7 +178,7 @@ def predict_one(seg: Any, path: str | Path, out: str | Path, save_probabilities:
     scan = read_scan(items[0], seg.specs[0].in_channels)
     if (note := scan_warning(scan)) is not None:
         warnings.warn(note, stacklevel=3)
-    labels, grid = seg.finish(seg.network_probabilities(seg.preprocess(scan.image, scan.spacing)), scan.image.shape)
+    labels, grid = seg.finish(seg.network_probabilities(_preprocess(seg, scan)), scan.image.shape)
     if save_probabilities:
         stem = out.name[: -len(".nii.gz")] if out.name.endswith(".nii.gz") else out.stem
         _save_probabilities(grid, seg.class_names, out.with_name(stem + ".npz"))
@@ -239,7 +254,7 @@ def _reader(
             scan = read_scan(item, seg.specs[0].in_channels)
             if (note := scan_warning(scan)) is not None:
                 say(note)
-            q.put((scan, seg.preprocess(scan.image, scan.spacing)))
+            q.put((scan, _preprocess(seg, scan)))
     except BaseException as e:  # re-raised in the main thread
         q.put(e)
     q.put(_DONE)

@@ -26,13 +26,21 @@ from typing import Any
 import numpy as np
 
 from ..data.case import to_dhw
-from ..data.io import check_file, load_dicom_series, load_nifti, nibabel_header_fixes, read_nifti_header
+from ..data.io import (
+    check_file,
+    load_dicom_series,
+    load_nifti,
+    nibabel_header_fixes,
+    read_nifti_header,
+    zero_voxel_size,
+)
 from ..errors import DataError
 
 __all__ = [
     "InputItem",
     "Scan",
     "check_input",
+    "check_scale",
     "dicom_affine",
     "discover_inputs",
     "read_scan",
@@ -71,6 +79,8 @@ class Scan:
         spacing: ``(sz, sy, sx)`` in mm.
         affine: ``(4, 4)`` voxel-to-world matrix of the file order ``(X, Y, Z)``.
         header: the NIfTI header to copy into the output (None for DICOM).
+        spacing_known: False when the header stores a voxel size of 0, which nibabel reads as 1 mm
+            (:func:`medssl.data.io.zero_voxel_size`): the scan's scale is then unknown.
     """
 
     item: InputItem
@@ -78,6 +88,7 @@ class Scan:
     spacing: tuple[float, float, float]
     affine: np.ndarray
     header: Any = None
+    spacing_known: bool = True
 
 
 def _nifti_stem(name: str) -> str | None:
@@ -270,7 +281,7 @@ def read_scan(item: InputItem, channels: int = 1) -> Scan:
         image, spacing = to_dhw(arr, zz)
         with nibabel_header_fixes(item.path):
             header = nib.load(str(item.path)).header
-        scan = Scan(item, image.astype(np.float32, copy=False), spacing, affine, header)
+        scan = Scan(item, image.astype(np.float32, copy=False), spacing, affine, header, not zero_voxel_size(item.path))
     if not np.all(np.isfinite(scan.image)):
         raise DataError(item.path, "image holds NaN or infinite values")
     voxel = tuple(float(v) for v in scan.spacing)
@@ -279,6 +290,26 @@ def read_scan(item: InputItem, channels: int = 1) -> Scan:
     if not np.all(np.isfinite(scan.affine)):
         raise DataError(item.path, "the header's affine holds NaN or infinite values: fix its qform / sform")
     return scan
+
+
+def check_scale(scan: Scan, target_spacing: float | None) -> None:
+    """A scan whose voxel size is unknown (``spacing_known`` False) cannot be resampled to the run's
+    in-plane spacing: nibabel's 1 mm would shrink or stretch the anatomy the network sees.
+
+    Args:
+        scan: a scan from :func:`read_scan`.
+        target_spacing: the run's in-plane spacing in mm (:class:`~.runspec.RunSpec`); None: the run
+            keeps each scan's own grid, which needs no voxel size.
+
+    Raises:
+        DataError: the scan's file, its voxel size of 0 and the remedy.
+    """
+    if not scan.spacing_known and target_spacing is not None:
+        raise DataError(
+            scan.item.path,
+            f"voxel size 0 in the header (pixdim): the scan's scale is unknown, and this run resamples every scan "
+            f"to {target_spacing:g} mm in-plane; set the voxel size in the header",
+        )
 
 
 def scan_warning(scan: Scan) -> str | None:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from medssl.data.case import Case, CaseSource, to_dhw
-from medssl.data.io import load_nifti
+from medssl.data.io import load_nifti, zero_voxel_size
 from medssl.errors import DataError
 
 __all__ = [
@@ -405,15 +405,29 @@ def read_nifti_volume(
     return vol, spacing, affine
 
 
+def _zero_note(files: Sequence[Path], image_path: Path) -> str:
+    """Why a case's spacing is unknown, naming the label file when it is the one at fault."""
+    where = " and ".join("the image" if f == image_path else f"the label {f}" for f in files)
+    return f"has a voxel size of 0 in the header of {where} (pixdim; read as 1 mm)"
+
+
 def nifti_pair_reader(image_path: Path, label_path: Path | None, channel: int | None = None) -> Callable[[], RawCase]:
-    """A ``read()`` for an image/label pair of NIfTI files (geometry from both headers)."""
+    """A ``read()`` for an image/label pair of NIfTI files (geometry from both headers).
+
+    A header with a voxel size of 0 (:func:`medssl.data.io.zero_voxel_size`, read by nibabel as 1 mm)
+    marks the case ``spacing_known: False``, as for formats without a spacing: the store then refuses
+    to resample it to a spacing in mm and labels its distances as voxels.
+    """
 
     def read() -> RawCase:
         image, spacing, aff = read_nifti_volume(image_path, channel)
+        files = [image_path] if label_path is None else [image_path, label_path]
+        zero = [f for f in files if zero_voxel_size(f)]
+        meta = {"spacing_known": False, "spacing_note": _zero_note(zero, image_path)} if zero else {}
         if label_path is None:
-            return RawCase(image, None, spacing, str(image_path), None, aff)
+            return RawCase(image, None, spacing, str(image_path), None, aff, meta=meta)
         label, lspacing, laff = read_nifti_volume(label_path)
-        return RawCase(image, label, spacing, str(image_path), str(label_path), aff, laff, lspacing)
+        return RawCase(image, label, spacing, str(image_path), str(label_path), aff, laff, lspacing, meta)
 
     return read
 
