@@ -35,6 +35,7 @@ __all__ = [
     "require_root",
     "trailing_int",
     "validate",
+    "zero_spacing_meta",
 ]
 
 _MAX_LISTED = 10
@@ -405,25 +406,33 @@ def read_nifti_volume(
     return vol, spacing, affine
 
 
-def _zero_note(files: Sequence[Path], image_path: Path) -> str:
-    """Why a case's spacing is unknown, naming the label file when it is the one at fault."""
-    where = " and ".join("the image" if f == image_path else f"the label {f}" for f in files)
-    return f"has a voxel size of 0 in the header of {where} (pixdim; read as 1 mm)"
+def zero_spacing_meta(image_path: Path, label_path: Path | None = None) -> dict[str, Any]:
+    """``Case.meta`` entries for a NIfTI case whose header stores a voxel size of 0
+    (:func:`medssl.data.io.zero_voxel_size`, read by nibabel as 1 mm): ``spacing_known: False`` and
+    a ``spacing_note`` naming the file at fault; ``{}`` when both headers have their sizes.
+
+    The store then refuses to resample the case to a spacing in mm and labels its distances as
+    voxels, as for formats that store no spacing.
+    """
+    zero = [f for f in (image_path, label_path) if f is not None and zero_voxel_size(f)]
+    if not zero:
+        return {}
+    where = " and ".join("the image" if f == image_path else f"the label {f}" for f in zero)
+    return {
+        "spacing_known": False,
+        "spacing_note": f"has a voxel size of 0 in the header of {where} (pixdim; read as 1 mm)",
+    }
 
 
 def nifti_pair_reader(image_path: Path, label_path: Path | None, channel: int | None = None) -> Callable[[], RawCase]:
     """A ``read()`` for an image/label pair of NIfTI files (geometry from both headers).
 
-    A header with a voxel size of 0 (:func:`medssl.data.io.zero_voxel_size`, read by nibabel as 1 mm)
-    marks the case ``spacing_known: False``, as for formats without a spacing: the store then refuses
-    to resample it to a spacing in mm and labels its distances as voxels.
+    A header with a voxel size of 0 marks the case's spacing unknown (:func:`zero_spacing_meta`).
     """
 
     def read() -> RawCase:
         image, spacing, aff = read_nifti_volume(image_path, channel)
-        files = [image_path] if label_path is None else [image_path, label_path]
-        zero = [f for f in files if zero_voxel_size(f)]
-        meta = {"spacing_known": False, "spacing_note": _zero_note(zero, image_path)} if zero else {}
+        meta = zero_spacing_meta(image_path, label_path)
         if label_path is None:
             return RawCase(image, None, spacing, str(image_path), None, aff, meta=meta)
         label, lspacing, laff = read_nifti_volume(label_path)

@@ -18,7 +18,7 @@ import numpy as np
 
 from medssl.data.case import CaseSource, DatasetSpec, to_dhw
 from medssl.data.io import load_nifti
-from medssl.data.readers._common import RawCase, make_source, require_root
+from medssl.data.readers._common import RawCase, make_source, require_root, zero_spacing_meta
 from medssl.errors import DataError
 from medssl.registry import DATASETS
 
@@ -47,7 +47,7 @@ def _reader(path: Path) -> Callable[[], RawCase]:
         ax = slice_axis(affine)
         order = [a for a in range(3) if a != ax] + [ax]
         vol, spacing = to_dhw(np.transpose(arr, order), [zooms[a] for a in order])
-        return RawCase(vol, None, spacing, str(path), None, meta={"slice_axis": ax})
+        return RawCase(vol, None, spacing, str(path), None, meta={"slice_axis": ax, **zero_spacing_meta(path)})
 
     return read
 
