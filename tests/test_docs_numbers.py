@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from pathlib import Path
 
@@ -236,3 +237,36 @@ def test_transfer_core_hours_quote_the_bundle_run_files() -> None:
     text = _page("finetuning.md")
     assert f"{len(runs)} runs, {hours:.1f} core-hours by their `run.json`" in text
     assert f"for the {resumed} runs resumed after a session's end, the last attempt only" in text
+
+
+README_GRIDS = {("MS-CMRSeg cardiac (3)", "MS-CMRSeg"): "cardiac_grid", ("CHAOS abdominal (2)", "CHAOS"): "chaos_grid"}
+
+
+def _grid_cells(folder: Path, dataset: str) -> dict[str, tuple[str, float, float]]:
+    """Per method: the results table's DSC cell and the stats' difference to Scratch and its p-value."""
+    with open(folder / "results.csv", newline="") as fh:
+        cells = {r["method"]: r["cell"] for r in csv.DictReader(fh) if r["metric"] == "DSC" and r["dataset"] == dataset}
+    with open(folder / "stats.csv", newline="") as fh:
+        stats = {r["method"]: r for r in csv.DictReader(fh) if r["dataset"] == dataset}
+    out = {}
+    for m, cell in cells.items():
+        s = stats[m]
+        diff = float(s["vs_scratch_mean_diff"]) if s["vs_scratch_mean_diff"] else math.nan
+        p = float(s["vs_scratch_p"]) if s["vs_scratch_p"] else math.nan
+        out[m] = (cell, diff, p)
+    return out
+
+
+def test_readme_pay_off_table_quotes_the_grids_results_and_stats() -> None:
+    """Each cell of the README's 'Does pre-training pay off?' table is the grid's results.csv cell, with the
+    difference to Scratch and the Wilcoxon p-value of its stats.csv (150 steps: the finetune_150_steps folder)."""
+    rows = re.findall(r"^\| (.+?) \| (150|500) \| (.+?) \| (.+?) \| (.+?) \|$", (REPO / "README.md").read_text(), re.M)
+    assert len(rows) == 4
+    for label, steps, *cells in rows:
+        (dataset,) = [d for (lab, d) in README_GRIDS if lab == label]
+        folder = RESULTS / "cpu" / README_GRIDS[(label, dataset)]
+        got = _grid_cells(folder / "finetune_150_steps" if steps == "150" else folder, dataset)
+        for method, text in zip(("Scratch", "SuperCL", "MACL"), cells):
+            cell, diff, p = got[method]
+            expected = cell if method == "Scratch" else f"{cell} ({diff:+.2f}, p {p:.2g})"
+            assert text.replace("**", "") == expected, (label, steps, method)
