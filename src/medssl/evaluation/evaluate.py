@@ -143,6 +143,11 @@ def evaluate_arrays(
         except ValueError as exc:
             raise ValueError(f"{case_id}: {exc}") from exc
         spacing_known = spacing_known and spacing is not None
+    return _result(acc, protocol, spacing_known)
+
+
+def _result(acc: MetricAccumulator, protocol: str, spacing_known: bool) -> EvaluationResult:
+    """The :class:`EvaluationResult` of the cases added to ``acc``, every summary row with its distance unit."""
     unit = distance_unit(protocol, spacing_known)
     summary = add_miss_counts([{**r, "distance_unit": unit} for r in acc.summary()], acc.rows(), protocol)
     return EvaluationResult(
@@ -589,6 +594,4 @@ def evaluate_folders(
         _check_label_range(p, ppath, class_names, predicted=True)
         acc.add(name, p, g, spacing)
         known = known and spacing is not None
-    unit = distance_unit(protocol, known)
-    summary = add_miss_counts([{**r, "distance_unit": unit} for r in acc.summary()], acc.rows(), protocol)
-    return EvaluationResult(acc.rows(), summary, protocol, acc.class_names, known, acc.distances, acc.nsd_tolerance)
+    return _result(acc, protocol, known)
