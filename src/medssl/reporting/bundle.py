@@ -202,12 +202,13 @@ def export_bundle(root: str | Path, out: str | Path, command: str | None = None)
         shutil.copy2(root / p, tmp / p)  # keeps mtimes: the report's choice between duplicates is unchanged
         size += (tmp / p).stat().st_size
     infos = _run_infos(tmp, rel)
-    atomic_write_json(tmp / BUNDLE_FILE, _manifest(root, tmp, rel, n_runs, command, infos))
+    manifest = _manifest(root, tmp, rel, n_runs, command, infos)
+    atomic_write_json(tmp / BUNDLE_FILE, manifest)
     if out.exists():
         out.rmdir()
     out.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, out)
-    return BundleResult(out, n_runs, len(rel), size, _unfinished(infos))
+    return BundleResult(out, n_runs, len(rel), size, list(manifest["unfinished"]))
 
 
 def is_bundle(folder: str | Path) -> bool:
