@@ -129,3 +129,66 @@ def test_bad_variants_are_one_line_errors(grid_file, tmp_path, override, fragmen
     with pytest.raises(ConfigError) as e:
         validate_grid(load_grid(grid_file, [override]), tmp_path / "b")
     assert fragment in str(e.value) and "\n" not in str(e.value)
+
+
+def test_only_selects_cells_by_method_seed_and_variant(grid_file, tmp_path):
+    """--only: a cell runs when it meets every condition of one --only; variant=- is the grid's own
+    cells; a condition that matches nothing is an error, not an empty run."""
+    sets = ["variants.short={finetune: {train: {max_steps: 1}}}"]
+
+    def listed(*only: str) -> list[str]:
+        text = run_benchmark(grid_file, tmp_path / "b", dry_run=True, overrides=sets, only=list(only))
+        return [line for line in text.splitlines() if line.startswith(("scratch__", "simclr__"))]
+
+    assert listed("method=simclr,seed=1") == ["simclr__syn__2__s1", "simclr__syn__2__s1 [short]"]
+    assert listed("method=simclr,seed=1,variant=-", "method=scratch,variant=short") == [
+        "simclr__syn__2__s1",
+        "scratch__syn__2__s0 [short]",
+        "scratch__syn__2__s1 [short]",
+    ]
+    assert len(listed()) == 8  # no --only: every cell and variant
+    with pytest.raises(ConfigError, match="--only method=simclr,seed=5: no cell of the grid matches it"):
+        listed("method=simclr,seed=5")
+    with pytest.raises(ConfigError, match="unknown key 'step'"):
+        listed("step=1")
+    with pytest.raises(ConfigError, match="expects key=value"):
+        listed("simclr")
+
+
+def test_only_runs_the_selected_cells_and_leaves_the_report_to_the_whole_grid(grid_file, tmp_path):
+    import json
+
+    from medssl.engine.rundir import is_done
+
+    root = tmp_path / "b"
+    said: list[str] = []
+    text = run_benchmark(grid_file, root, only=["method=scratch,seed=1"], log_fn=said.append)
+    assert is_done(root / "finetune" / "scratch__syn__2__s1")
+    assert not (root / "finetune" / "scratch__syn__2__s0").exists() and not (root / "pretrain").exists()
+    assert "report:" not in text and not (root / "report").exists()  # 1 of the grid's 4 cells: no report yet
+    (record,) = [json.loads(p.read_text()) for p in (root / "commands").glob("*.json")]
+    assert record["only"] == ["method=scratch,seed=1"]
+
+
+def test_a_finished_pretraining_without_its_weights_is_run_again(grid_file, tmp_path):
+    """A bundle copied back into a benchmark folder brings a pre-training's record but not its
+    pretrain.pt: a cell that still needs it runs the pre-training again from the start (not 'done',
+    which would fail on the missing weights), and at one thread on a CPU the same weights come back,
+    so the fine-tunings that used the first copy are not stale."""
+    from medssl.engine.rundir import is_done
+    from medssl.reporting.runfiles import read_json_object, stale_problem
+
+    root = tmp_path / "b"
+    only = ["method=simclr,seed=0"]
+    run_benchmark(grid_file, root, only=only)
+    pre, cell = root / "pretrain" / "simclr__syn__s0", root / "finetune" / "simclr__syn__2__s0"
+    first = (pre / "pretrain.pt").read_bytes()
+    (pre / "pretrain.pt").unlink()
+    (pre / "checkpoint_latest.pt").unlink(missing_ok=True)
+    moved = tmp_path / "kept"
+    cell.rename(moved)  # the cell to run again; `moved` stands for one the bundle brought back
+    said: list[str] = []
+    run_benchmark(grid_file, root, only=only, log_fn=said.append)
+    assert "[pretrain] simclr__syn__s0: finished, but pretrain.pt is missing; run again" in said
+    assert is_done(cell) and (pre / "pretrain.pt").read_bytes() == first
+    assert stale_problem(moved, read_json_object(moved / "run.json")) is None

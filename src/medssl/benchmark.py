@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import inspect
 import os
 from collections.abc import Callable, Iterator
@@ -604,7 +605,12 @@ def _pretrain_line(grid: dict[str, Any], plans: list[CellPlan]) -> str:
 
 
 def _record_command(
-    root: Path, config: str | Path, overrides: list[str] | None, cells: str | None, pretrain_only: bool
+    root: Path,
+    config: str | Path,
+    overrides: list[str] | None,
+    cells: str | None,
+    pretrain_only: bool,
+    only: list[str] | None = None,
 ) -> None:
     """``root/commands/<time>_<pid>.json``: this invocation (argv, the grid file's text, overrides, commit),
     one file per process so that ``--cells i/n`` processes never write the same file."""
@@ -620,6 +626,7 @@ def _record_command(
         "config_text": Path(config).read_text(),
         "overrides": list(overrides or []),
         "cells": cells,
+        "only": list(only or []),
         "pretrain_only": pretrain_only,
         "git_commit": git_commit(),
         "started_at": now.isoformat(timespec="seconds"),
@@ -664,6 +671,59 @@ def _parse_share(cells: str | None) -> tuple[int, int]:
     return (i, n)
 
 
+#: the keys of ``--only`` (``variant=-``: the grid's own cells, no variant)
+ONLY_KEYS = ("method", "seed", "dataset", "labels", "variant")
+
+
+def parse_only(specs: list[str] | None) -> list[dict[str, str]]:
+    """``--only`` values (``key=value[,key=value...]``) as conditions; a cell is selected when it meets
+    every condition of one of them.
+
+    Raises:
+        ConfigError: a malformed condition or an unknown key.
+    """
+    out: list[dict[str, str]] = []
+    for spec in specs or []:
+        cond: dict[str, str] = {}
+        for part in spec.split(","):
+            key, eq, value = part.partition("=")
+            key, value = key.strip(), value.strip()
+            if not eq or not value:
+                raise ConfigError(f"--only expects key=value[,key=value...], got '{spec}'")
+            if key not in ONLY_KEYS:
+                raise ConfigError(f"--only: unknown key '{key}' in '{spec}'; known: {', '.join(ONLY_KEYS)}")
+            cond[key] = value
+        out.append(cond)
+    return out
+
+
+def _cell_values(plan: CellPlan) -> dict[str, str]:
+    """A plan's values of the ``--only`` keys, as strings (labels as written in the grid: ``10%``)."""
+    c = plan.cell
+    return {
+        "method": c.method,
+        "seed": str(c.seed),
+        "dataset": c.dataset,
+        "labels": c.labels,
+        "variant": plan.variant or "-",
+    }
+
+
+def select_cells(plans: list[CellPlan], only: list[dict[str, str]]) -> list[CellPlan]:
+    """The plans that meet one of the ``only`` conditions (:func:`parse_only`; all plans when empty).
+
+    Raises:
+        ConfigError: a condition that selects no cell (a typo would otherwise run nothing, silently).
+    """
+    if not only:
+        return plans
+    for cond in only:
+        if not any(all(_cell_values(p)[k] == v for k, v in cond.items()) for p in plans):
+            shown = ",".join(f"{k}={v}" for k, v in cond.items())
+            raise ConfigError(f"--only {shown}: no cell of the grid matches it")
+    return [p for p in plans if any(all(_cell_values(p)[k] == v for k, v in c.items()) for c in only)]
+
+
 def _my_cells(plans: list[CellPlan], share: tuple[int, int], pretrain_only: bool) -> list[CellPlan]:
     """This process's cells: every n-th fine-tuning cell; with ``pretrain_only``, the first cell of
     every distinct pre-training, starting at the i-th n-th of the list: the processes then claim the
@@ -702,6 +762,7 @@ def run_benchmark(
     report: bool = True,
     pretrain_only: bool = False,
     status: bool = False,
+    only: list[str] | None = None,
 ) -> str:
     """Run (or resume) a grid and write its report.
 
@@ -717,6 +778,7 @@ def run_benchmark(
             or elsewhere, with the same command without it).
         status: run nothing; say which runs are done, started or pending, the compute spent and an
             estimate of what is left (:mod:`medssl.grid_status`).
+        only: ``key=value[,...]`` conditions (:func:`parse_only`): only the cells meeting one (then ``cells``).
 
     Returns:
         A short text: what ran, what was skipped, where the report is.
@@ -729,9 +791,10 @@ def run_benchmark(
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise DataError(root, "exists and is not a folder; give a folder for the benchmark (--out)")
-    share = _parse_share(cells)
+    share, conds = _parse_share(cells), parse_only(only)
     with _named(config):
-        plans = validate_grid(grid, root)  # every cell (and variant), before any work
+        every = validate_grid(grid, root)  # every cell (and variant), before any work
+    plans = select_cells(every, conds)
     if status:
         from .grid_status import grid_status
 
@@ -741,17 +804,20 @@ def run_benchmark(
         return _dry_run_text(grid, root, plans, mine, pretrain_only)
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_json(root / "grid.json", grid)
-    _record_command(root, config, overrides, cells, pretrain_only)
+    _record_command(root, config, overrides, cells, pretrain_only, only)
     todo = [p for p in mine if not is_done(Path(p.finetune.out))]
     _prepare_cells(grid, root, config, todo, say)
     ran = _run_cells(todo, mine, pretrain_only, say)
     text = _outcome_line(grid.get("name", Path(config).stem), plans, mine, todo, ran, pretrain_only)
     text += "\n" + _pretrain_line(grid, plans)
     runs = [*(root / "pretrain").glob("*"), *(root / "finetune").glob("*"), *root.glob("variants/*/finetune/*")]
-    text += _compute_line(runs)
-    if report and all(is_done(Path(p.finetune.out)) for p in plans):
-        text += _write_reports(root, grid)
-    return text
+    return text + _compute_line(runs) + (_write_reports(root, grid) if report and _all_done(every) else "")
+
+
+def _all_done(plans: list[CellPlan]) -> bool:
+    """Whether every fine-tuning of ``plans`` is finished (the report waits for the whole grid, whatever
+    ``--only`` or ``--cells`` ran)."""
+    return all(is_done(Path(p.finetune.out)) for p in plans)
 
 
 def _outcome_line(
@@ -813,7 +879,7 @@ def _run_cells(todo: list[CellPlan], mine: list[CellPlan], pretrain_only: bool, 
             _claim_pretraining(plan, say)
             continue
         if plan.pretrain is not None and plan.pretrain_dir is not None:
-            lock = _wait_or_lock(plan.pretrain_dir)
+            lock = _wait_or_lock(plan.pretrain_dir, functools.partial(has_weights, plan.pretrain_dir))
             if lock:
                 _pretrain_locked(plan, lock, say)
         say(f"[finetune {k}/{len(mine)}] {plan.label}")
@@ -826,20 +892,31 @@ def _claim_pretraining(plan: CellPlan, say: Callable[[str], None]) -> None:
     """Run ``plan``'s pre-training if it is neither finished nor being run by another process."""
     if plan.pretrain is None or plan.pretrain_dir is None:
         return
-    got = _try_lock(plan.pretrain_dir)
+    got = _try_lock(plan.pretrain_dir, functools.partial(has_weights, plan.pretrain_dir))
     if got is None:
         say(f"[pretrain] {plan.pretrain_dir.name}: being run by another process; skipped")
     elif got:
         _pretrain_locked(plan, got, say)
 
 
+def has_weights(run: Path) -> bool:
+    """Whether the pre-training in ``run`` is finished and its ``pretrain.pt`` is there: the record of
+    a finished run without its weights (a results bundle copied back) cannot initialise a fine-tuning."""
+    return is_done(run) and (run / "pretrain.pt").is_file()
+
+
 def _pretrain_locked(plan: CellPlan, lock: FolderLock, say: Callable[[str], None]) -> None:
-    """``plan``'s pre-training, whose ``lock`` this process holds (released at the end, also on failure)."""
+    """``plan``'s pre-training, whose ``lock`` this process holds (released at the end, also on failure).
+    A finished record without its weights is run again from the start (its files replaced)."""
     from .pretrain import pretrain
 
     assert plan.pretrain is not None and plan.pretrain_dir is not None
+    again = is_done(plan.pretrain_dir)
     try:
-        say(f"[pretrain] {plan.pretrain_dir.name}")
-        pretrain(plan.pretrain, log_fn=say)
+        say(
+            f"[pretrain] {plan.pretrain_dir.name}"
+            + (": finished, but pretrain.pt is missing; run again" if again else "")
+        )
+        pretrain(plan.pretrain, resume=not again, log_fn=say)
     finally:
         lock.release()

@@ -32,7 +32,7 @@ from .models.unet import UNet
 from .preflight import check_pretrain
 from .registry import METHODS
 from .utils import distributed as du
-from .utils.files import atomic_write, atomic_write_json
+from .utils.files import atomic_write, atomic_write_json, torch_save
 
 __all__ = ["PretrainResult", "PretrainTask", "apply_variant", "build_method", "pretrain"]
 
@@ -324,7 +324,7 @@ def _write_outputs(
         "steps": fit.steps,
     }
     if du.rank() == 0:
-        atomic_write(ckpt, lambda tmp: torch.save(payload, tmp))
+        atomic_write(ckpt, lambda tmp: torch_save(payload, tmp))
         final = {k: v for k, v in fit.last_metrics.items() if k in task.initial_diagnostics}
         atomic_write_json(
             out / "diagnostics.json",

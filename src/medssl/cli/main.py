@@ -431,6 +431,7 @@ def cmd_benchmark(a: argparse.Namespace) -> int:
         report=not a.no_report,
         pretrain_only=a.pretrain_only,
         status=a.status,
+        only=a.only,
     )
     _say(res)
     return 0
@@ -671,6 +672,14 @@ def _add_benchmark_parser(sub: _SubParsers) -> None:
     s.add_argument("--out", required=True, help="benchmark folder")
     s.add_argument(
         "--cells", help="run only part of the grid: `i/n` (cells i, i+n, ...) to split across machines or GPUs"
+    )
+    s.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE[,KEY=VALUE]",
+        help="run only the cells that meet every condition of one --only (keys: method, seed, dataset, labels, "
+        "variant; variant=- is the grid's own cells), e.g. --only method=macl,seed=0",
     )
     s.add_argument("--dry-run", action="store_true", help="list the cells and exit")
     s.add_argument(

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from ..config import OptimCfg, TrainCfg, required
 from ..errors import ConfigError, TrainingError
 from ..utils import distributed as du
-from ..utils.files import atomic_write
+from ..utils.files import atomic_write, torch_save
 from .transfer import LrSchedule, SingleRate
 
 __all__ = [
@@ -339,7 +339,7 @@ class Engine:
 
     def _save(self, path: Path, payload: dict[str, Any]) -> None:
         if self.is_main:
-            atomic_write(path, lambda tmp: torch.save(payload, tmp))
+            atomic_write(path, lambda tmp: torch_save(payload, tmp))
 
     # -- the loop --------------------------------------------------------------------------------
     def fit(self, task: Task) -> FitResult:

@@ -21,7 +21,18 @@ __all__ = [
     "atomic_write_text",
     "environment_info",
     "git_commit",
+    "torch_save",
 ]
+
+
+def torch_save(obj: object, path: str) -> None:
+    """``torch.save(obj)`` into ``path`` through an open file: the archive's inner folder is then
+    always ``archive``, not the file's (temporary, random) name, so the same tensors give the same
+    bytes, and the same sha256 fingerprint (``run.json["inputs"]``) when a run is made again."""
+    import torch
+
+    with open(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
