@@ -23,6 +23,12 @@
 #      over all of them (benchmarks/evidence_summary.py -> benchmarks/results/cpu/evidence_summary)
 # Compute: `medssl benchmark ... --status` says what is done and what is left; each benchmark process
 # prints the core-hours of the grid's runs (wall time x torch threads) at its end.
+# Stages 4 and 5 run in units (benchmarks/evidence_units.py: one method and seed, its pre-training and every
+# fine-tuning that needs it), so that a machine lost at a session's end loses no finished cell:
+#   UNTIL=09:40 bash benchmarks/run_evidence.sh 4     # start no unit that would end after 09:40
+#   bash benchmarks/run_evidence.sh restore           # a new machine: the committed bundles' finished runs
+#                                                     # back into runs/ (then the stages skip them)
+#   at a session's end: medssl report runs/evidence_<grid> --export benchmarks/results/cpu/evidence_<grid>
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs}
@@ -43,6 +49,15 @@ CH=(medssl benchmark --config configs/evidence_chaos.yaml --out "$OUT/evidence_c
 HI=(medssl benchmark --config configs/evidence_hippocampus.yaml --out "$OUT/evidence_hippocampus"
     --set "methods=[scratch, macl]" --set "seeds=[0, 1, 2]")
 
+if [ "$FROM" = restore ]; then
+    mkdir -p "$OUT/transfer"
+    cp benchmarks/results/cpu/evidence_transfer/choice.json "$OUT/transfer/choice.json"
+    for g in mscmrseg chaos; do
+        b=benchmarks/results/cpu/evidence_$g
+        [ -d "$b" ] && python benchmarks/evidence_units.py restore --grid "$g" --out "$OUT" --bundle "$b"
+    done
+    exit 0
+fi
 if [ "$FROM" = status ]; then
     for g in "MS" "HI" "CH"; do
         declare -n cmd="$g"
@@ -85,15 +100,12 @@ sets_args() {  # the --set arguments of the chosen fine-tuning (stage 3) for "ms
 if [ "$FROM" -le 4 ]; then
     echo "stage 4: MS-CMRSeg fine-tuning (standard 500 / 150, paper 750, the chosen fine-tuning 500 / 150)"
     sets_args ms >/dev/null  # stops here without stage 3's choice
-    mapfile -t ARGS < <(sets_args ms)
-    LOGNAME_PREFIX=s4 two "${MS[@]}" "${ARGS[@]}" --no-report
+    python benchmarks/evidence_units.py run --grid mscmrseg --out "$OUT" --until "${UNTIL:-23:59}"
 fi
 if [ "$FROM" -le 5 ]; then
     echo "stage 5: CHAOS (the other pre-trainings; fine-tuning at the budget MS-CMRSeg's validation picked)"
-    LOGNAME_PREFIX=s5p two "${CH[@]}" --pretrain-only
     python benchmarks/evidence_choice.py budget "$OUT/evidence_mscmrseg" >"$OUT/evidence_budget.json"
-    mapfile -t ARGS < <(sets_args ch)
-    LOGNAME_PREFIX=s5f two "${CH[@]}" "${ARGS[@]}" --no-report
+    python benchmarks/evidence_units.py run --grid chaos --out "$OUT" --until "${UNTIL:-23:59}"
 fi
 if [ "$FROM" -le 6 ]; then
     echo "stage 6: reports (every cell is done: the benchmark only writes them) and bundles"

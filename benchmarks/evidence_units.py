@@ -1,0 +1,155 @@
+"""Issue 22's evidence grids in units that finish within one sitting, and a bundle copied back in.
+
+A unit is one method and one seed: its pre-training and every fine-tuning that needs it (the grid's
+cells and its variants), run by ``medssl benchmark ... --only method=M,seed=S``. A machine that is
+lost (a session's end) takes its checkpoints with it; a unit that finished lost nothing, since its
+fine-tunings are done and the bundle (``medssl report --export``) keeps their records. So:
+
+    python benchmarks/evidence_units.py run --grid mscmrseg --seeds 0 1 2 3 4 --until 09:40
+        two workers, one thread each, take the units in order (seed by seed, the costliest method
+        first) and start only those whose estimated time ends before --until (then try smaller ones)
+    python benchmarks/evidence_units.py restore --grid mscmrseg --bundle benchmarks/results/cpu/evidence_mscmrseg
+        copies the bundle's finished runs (sha256 checked against bundle.json) into runs/evidence_<grid>
+        where they are missing, so that the grid skips them; pre-trainings come back without weights
+        and run again if a cell still needs them (medssl benchmark does so, with the same bytes on a CPU)
+
+The estimate of a unit: its pre-training (unless pretrain.pt is there) and its unfinished fine-tunings,
+steps x seconds per step (``--rates``, one thread; measured on this grid's first runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+from medssl.benchmark import has_weights, load_grid, parse_only, select_cells, validate_grid
+from medssl.engine.rundir import is_done
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = {"mscmrseg": "configs/evidence_mscmrseg.yaml", "chaos": "configs/evidence_chaos.yaml"}
+#: seconds per step at one thread (pre-training by method; fine-tuning), from this grid's own runs
+RATES = {"pcl": 1.0, "supercl": 1.9, "macl": 1.3, "finetune": 2.6}
+#: the costliest first, so that the cheap units fill the end of a sitting
+ORDER = ("supercl", "macl", "pcl", "scratch")
+
+
+def grid_sets(grid: str, out: str) -> list[str]:
+    """The ``--set`` values of the chosen fine-tuning (stage 3's choice; CHAOS also its budget)."""
+    cmd = [sys.executable, "benchmarks/evidence_choice.py", "sets", "--choice", f"{out}/transfer/choice.json"]
+    cmd += ["--steps", "500", "150"] if grid == "mscmrseg" else ["--budget-file", f"{out}/evidence_budget.json"]
+    lines = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout.splitlines()
+    return [line for line in lines if line.strip()]
+
+
+def unit_seconds(grid: str, sets: list[str], out: str, method: str, seed: int, rates: dict[str, float]) -> float:
+    """The estimated seconds of a unit's remaining work (0: every cell done)."""
+    g = load_grid(ROOT / CONFIGS[grid], sets)
+    plans = select_cells(
+        validate_grid(g, ROOT / out / f"evidence_{grid}"), parse_only([f"method={method},seed={seed}"])
+    )
+    todo = [p for p in plans if not is_done(p.finetune.out)]
+    total = sum((p.finetune.train.max_steps or 0) * rates["finetune"] for p in todo)
+    pre = next((p for p in todo if p.pretrain is not None and p.pretrain_dir is not None), None)
+    if (
+        pre is not None
+        and pre.pretrain is not None
+        and pre.pretrain_dir is not None
+        and not has_weights(pre.pretrain_dir)
+    ):
+        total += (pre.pretrain.train.max_steps or 0) * rates.get(method, max(rates.values()))
+    return total
+
+
+def run_units(a: argparse.Namespace) -> None:
+    """Two (``--workers``) threads, each running one unit at a time as a ``medssl benchmark`` process."""
+    sets = grid_sets(a.grid, a.out)
+    rates = {**RATES, **dict((k, float(v)) for k, v in (r.split("=") for r in a.rates))}
+    until = datetime.combine(datetime.now().date(), datetime.strptime(a.until, "%H:%M").time()).timestamp()
+    units = [(m, s) for s in a.seeds for m in ORDER if m in load_grid(ROOT / CONFIGS[a.grid])["methods"]]
+    lock = threading.Lock()
+
+    def take() -> tuple[str, int] | None:
+        with lock:
+            for u in list(units):
+                need = unit_seconds(a.grid, sets, a.out, *u, rates)
+                if need == 0:
+                    units.remove(u)
+                elif time.time() + need * a.margin < until:
+                    units.remove(u)
+                    print(f"{datetime.now():%H:%M} start {u[0]} s{u[1]} (about {need / 60:.0f} min)", flush=True)
+                    return u
+            return None
+
+    def worker(i: int) -> None:
+        while (u := take()) is not None:
+            cmd = ["medssl", "benchmark", "--config", CONFIGS[a.grid], "--out", f"{a.out}/evidence_{a.grid}"]
+            cmd += [x for s in sets for x in ("--set", s)] + ["--only", f"method={u[0]},seed={u[1]}", "--no-report"]
+            log = ROOT / a.out / "logs" / f"unit_{a.grid}_{u[0]}_s{u[1]}.log"
+            with open(log, "a") as f:
+                rc = subprocess.run(
+                    cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"}
+                ).returncode
+            print(
+                f"{datetime.now():%H:%M} {'done' if rc == 0 else f'FAILED ({rc}, see {log})'} {u[0]} s{u[1]}",
+                flush=True,
+            )
+
+    (ROOT / a.out / "logs").mkdir(parents=True, exist_ok=True)
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(a.workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(f"{datetime.now():%H:%M} no unit left that fits before {a.until}: {[f'{m} s{s}' for m, s in units]}")
+
+
+def restore(a: argparse.Namespace) -> None:
+    """Copy the bundle's finished runs (files checked against bundle.json's sha256) where they are missing."""
+    bundle, dest = Path(a.bundle), ROOT / a.out / f"evidence_{a.grid}"
+    sums = json.loads((bundle / "bundle.json").read_text())["files"]
+    copied = 0
+    for run in sorted({p.parent for p in bundle.glob("**/run.json")}):
+        rel = run.relative_to(bundle)
+        if rel.parts[0] == "report" or (dest / rel).exists() or not is_done(run):
+            continue
+        for f in run.iterdir():
+            want = sums.get(str(f.relative_to(bundle)))
+            if want is not None and hashlib.sha256(f.read_bytes()).hexdigest() != want.removeprefix("sha256:"):
+                raise SystemExit(f"{f}: changed since the bundle's export (sha256 differs); not restoring {rel}")
+        shutil.copytree(run, dest / rel)
+        copied += 1
+    for f in bundle.glob("commands/*.json"):
+        if not (dest / "commands" / f.name).exists():
+            (dest / "commands").mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, dest / "commands" / f.name)
+    print(f"restored {copied} finished runs from {bundle} into {dest}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("action", choices=["run", "restore"])
+    ap.add_argument("--grid", choices=sorted(CONFIGS), required=True)
+    ap.add_argument("--out", default="runs", help="the evidence's folder (runs/evidence_<grid>, runs/transfer)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--until", default="23:59", help="HH:MM today: start no unit that would end later")
+    ap.add_argument("--margin", type=float, default=1.15, help="the estimate times this must end before --until")
+    ap.add_argument(
+        "--rates", nargs="*", default=[], help="seconds per step: pcl=1.0 supercl=1.9 macl=1.3 finetune=2.6"
+    )
+    ap.add_argument("--bundle", help="restore: the bundle folder")
+    a = ap.parse_args()
+    run_units(a) if a.action == "run" else restore(a)
+
+
+if __name__ == "__main__":
+    main()
