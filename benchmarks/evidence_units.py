@@ -9,7 +9,7 @@ fine-tunings are done and the bundle (``medssl report --export``) keeps their re
         two workers, one thread each, take the units in order (seed by seed, the costliest method
         first) and start only those whose estimated time ends before --until (then try smaller ones)
     python benchmarks/evidence_units.py restore --grid mscmrseg --bundle benchmarks/results/cpu/evidence_mscmrseg
-        copies the bundle's finished runs (sha256 checked against bundle.json) into runs/evidence_<grid>
+        copies the bundle's finished runs (the bundle verified first) into runs/evidence_<grid>
         where they are missing, so that the grid skips them; pre-trainings come back without weights
         and run again if a cell still needs them (medssl benchmark does so, with the same bytes on a CPU)
 
@@ -20,8 +20,6 @@ steps x seconds per step (``--rates``, one thread; measured on this grid's first
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -33,6 +31,7 @@ from pathlib import Path
 
 from medssl.benchmark import has_weights, load_grid, parse_only, select_cells, validate_grid
 from medssl.engine.rundir import is_done
+from medssl.reporting.bundle import verify_bundle
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {"mscmrseg": "configs/evidence_mscmrseg.yaml", "chaos": "configs/evidence_chaos.yaml"}
@@ -113,20 +112,17 @@ def run_units(a: argparse.Namespace) -> None:
 
 
 def restore(a: argparse.Namespace) -> None:
-    """Copy the bundle's finished runs (files checked against bundle.json's sha256) where they are missing."""
+    """Copy the bundle's finished runs where they are missing, once the bundle is intact (verify_bundle)."""
     bundle, dest = Path(a.bundle), ROOT / a.out / f"evidence_{a.grid}"
-    sums = json.loads((bundle / "bundle.json").read_text())["files"]
+    problems = verify_bundle(bundle)
+    if problems:
+        raise SystemExit(f"{bundle}: not restored, the bundle is not intact: {'; '.join(problems[:3])}")
     copied = 0
     for run in sorted({p.parent for p in bundle.glob("**/run.json")}):
         rel = run.relative_to(bundle)
-        if rel.parts[0] == "report" or (dest / rel).exists() or not is_done(run):
-            continue
-        for f in run.iterdir():
-            want = sums.get(str(f.relative_to(bundle)))
-            if want is not None and hashlib.sha256(f.read_bytes()).hexdigest() != want.removeprefix("sha256:"):
-                raise SystemExit(f"{f}: changed since the bundle's export (sha256 differs); not restoring {rel}")
-        shutil.copytree(run, dest / rel)
-        copied += 1
+        if rel.parts[0] != "report" and not (dest / rel).exists() and is_done(run):
+            shutil.copytree(run, dest / rel)
+            copied += 1
     for f in bundle.glob("commands/*.json"):
         if not (dest / "commands" / f.name).exists():
             (dest / "commands").mkdir(parents=True, exist_ok=True)
