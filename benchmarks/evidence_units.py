@@ -12,6 +12,9 @@ fine-tunings are done and the bundle (``medssl report --export``) keeps their re
         copies the bundle's finished runs (the bundle verified first) into runs/evidence_<grid>
         where they are missing, so that the grid skips them; pre-trainings come back without weights
         and run again if a cell still needs them (medssl benchmark does so, with the same bytes on a CPU)
+    python benchmarks/evidence_units.py export --grid mscmrseg --bundle benchmarks/results/cpu/evidence_mscmrseg
+        the bundle made again from runs/evidence_<grid> (a sitting's end), refused if a finished run of
+        the bundle it replaces is missing there (not restored)
 
 The estimate of a unit: its pre-training (unless pretrain.pt is there) and its unfinished fine-tunings,
 steps x seconds per step (``--rates``, one thread; measured on this grid's first runs).
@@ -68,13 +71,15 @@ def unit_seconds(grid: str, sets: list[str], out: str, method: str, seed: int, r
     return total
 
 
-def run_units(a: argparse.Namespace) -> None:
-    """Two (``--workers``) threads, each running one unit at a time as a ``medssl benchmark`` process."""
+def run_units(a: argparse.Namespace) -> int:
+    """Two (``--workers``) threads, each running one unit at a time as a ``medssl benchmark`` process;
+    returns the number of units left, plus 1000 per unit that failed."""
     sets = grid_sets(a.grid, a.out)
     rates = {**RATES, **dict((k, float(v)) for k, v in (r.split("=") for r in a.rates))}
     until = datetime.combine(datetime.now().date(), datetime.strptime(a.until, "%H:%M").time()).timestamp()
     units = [(m, s) for s in a.seeds for m in ORDER if m in load_grid(ROOT / CONFIGS[a.grid])["methods"]]
     lock = threading.Lock()
+    failed = [0]
 
     def take() -> tuple[str, int] | None:
         with lock:
@@ -97,6 +102,7 @@ def run_units(a: argparse.Namespace) -> None:
                 rc = subprocess.run(
                     cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"}
                 ).returncode
+            failed[0] += rc != 0
             print(
                 f"{datetime.now():%H:%M} {'done' if rc == 0 else f'FAILED ({rc}, see {log})'} {u[0]} s{u[1]}",
                 flush=True,
@@ -108,7 +114,11 @@ def run_units(a: argparse.Namespace) -> None:
         t.start()
     for t in threads:
         t.join()
-    print(f"{datetime.now():%H:%M} no unit left that fits before {a.until}: {[f'{m} s{s}' for m, s in units]}")
+    left = [f"{m} s{s}" for m, s in units]
+    print(
+        f"{datetime.now():%H:%M} " + (f"units left (none fits before {a.until}): {left}" if left else "every unit done")
+    )
+    return len(left) + 1000 * failed[0]
 
 
 def restore(a: argparse.Namespace) -> None:
@@ -118,10 +128,9 @@ def restore(a: argparse.Namespace) -> None:
     if problems:
         raise SystemExit(f"{bundle}: not restored, the bundle is not intact: {'; '.join(problems[:3])}")
     copied = 0
-    for run in sorted({p.parent for p in bundle.glob("**/run.json")}):
-        rel = run.relative_to(bundle)
-        if rel.parts[0] != "report" and not (dest / rel).exists() and is_done(run):
-            shutil.copytree(run, dest / rel)
+    for rel in finished_runs(bundle):
+        if not (dest / rel).exists():
+            shutil.copytree(bundle / rel, dest / rel)
             copied += 1
     for f in bundle.glob("commands/*.json"):
         if not (dest / "commands" / f.name).exists():
@@ -130,9 +139,38 @@ def restore(a: argparse.Namespace) -> None:
     print(f"restored {copied} finished runs from {bundle} into {dest}")
 
 
+def finished_runs(folder: Path) -> list[Path]:
+    """The finished runs under ``folder`` (a benchmark folder or a bundle), relative to it; reports left out."""
+    runs = sorted({p.parent for p in folder.glob("**/run.json")})
+    return [r.relative_to(folder) for r in runs if r.relative_to(folder).parts[0] != "report" and is_done(r)]
+
+
+def export(a: argparse.Namespace) -> None:
+    """The grid's bundle made again from ``runs/`` (``medssl report --export``), once every finished run
+    of the bundle it replaces is in ``runs/`` too (restored): a new machine's export loses nothing."""
+    src, dest = ROOT / a.out / f"evidence_{a.grid}", Path(a.bundle)
+    if dest.exists():
+        lost = [str(r) for r in finished_runs(dest) if not is_done(src / r)]
+        if lost:
+            raise SystemExit(
+                f"{dest}: not replaced, {len(lost)} of its finished runs are not in {src} ({lost[0]}, ...): restore first"
+            )
+        old = dest.with_name(dest.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        dest.rename(old)
+    try:
+        subprocess.run(["medssl", "report", str(src), "--export", str(dest)], cwd=ROOT, check=True)
+    except BaseException:
+        if dest.with_name(dest.name + ".old").exists():
+            shutil.rmtree(dest, ignore_errors=True)
+            dest.with_name(dest.name + ".old").rename(dest)
+        raise
+    shutil.rmtree(dest.with_name(dest.name + ".old"), ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("action", choices=["run", "restore"])
+    ap.add_argument("action", choices=["run", "restore", "export"])
     ap.add_argument("--grid", choices=sorted(CONFIGS), required=True)
     ap.add_argument("--out", default="runs", help="the evidence's folder (runs/evidence_<grid>, runs/transfer)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -142,9 +180,13 @@ def main() -> None:
     ap.add_argument(
         "--rates", nargs="*", default=[], help="seconds per step: pcl=1.0 supercl=1.9 macl=1.3 finetune=2.6"
     )
-    ap.add_argument("--bundle", help="restore: the bundle folder")
+    ap.add_argument("--bundle", help="restore, export: the bundle folder")
     a = ap.parse_args()
-    run_units(a) if a.action == "run" else restore(a)
+    if a.action != "run":
+        (restore if a.action == "restore" else export)(a)
+        return
+    n = run_units(a)
+    sys.exit(0 if n == 0 else 1 if n >= 1000 else 3)  # 3: units left for another sitting
 
 
 if __name__ == "__main__":

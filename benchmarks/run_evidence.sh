@@ -28,7 +28,7 @@
 #   UNTIL=09:40 bash benchmarks/run_evidence.sh 4     # start no unit that would end after 09:40
 #   bash benchmarks/run_evidence.sh restore           # a new machine: the committed bundles' finished runs
 #                                                     # back into runs/ (then the stages skip them)
-#   at a session's end: medssl report runs/evidence_<grid> --export benchmarks/results/cpu/evidence_<grid>
+#   bash benchmarks/run_evidence.sh export            # a session's end: the grids' bundles made again (commit them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs}
@@ -55,6 +55,13 @@ if [ "$FROM" = restore ]; then
     for g in mscmrseg chaos; do
         b=benchmarks/results/cpu/evidence_$g
         [ -d "$b" ] && python benchmarks/evidence_units.py restore --grid "$g" --out "$OUT" --bundle "$b"
+    done
+    exit 0
+fi
+if [ "$FROM" = export ]; then
+    for g in mscmrseg chaos; do
+        [ -d "$OUT/evidence_$g" ] || continue
+        python benchmarks/evidence_units.py export --grid "$g" --out "$OUT" --bundle "benchmarks/results/cpu/evidence_$g"
     done
     exit 0
 fi
@@ -100,12 +107,16 @@ sets_args() {  # the --set arguments of the chosen fine-tuning (stage 3) for "ms
 if [ "$FROM" -le 4 ]; then
     echo "stage 4: MS-CMRSeg fine-tuning (standard 500 / 150, paper 750, the chosen fine-tuning 500 / 150)"
     sets_args ms >/dev/null  # stops here without stage 3's choice
-    python benchmarks/evidence_units.py run --grid mscmrseg --out "$OUT" --until "${UNTIL:-23:59}"
+    rc=0; python benchmarks/evidence_units.py run --grid mscmrseg --out "$OUT" --until "${UNTIL:-23:59}" || rc=$?
+    [ "$rc" -eq 3 ] && { echo "stage 4: units left for another sitting (export the bundle; restore and rerun)"; exit 0; }
+    [ "$rc" -eq 0 ] || exit "$rc"
 fi
 if [ "$FROM" -le 5 ]; then
     echo "stage 5: CHAOS (the other pre-trainings; fine-tuning at the budget MS-CMRSeg's validation picked)"
     python benchmarks/evidence_choice.py budget "$OUT/evidence_mscmrseg" >"$OUT/evidence_budget.json"
-    python benchmarks/evidence_units.py run --grid chaos --out "$OUT" --until "${UNTIL:-23:59}"
+    rc=0; python benchmarks/evidence_units.py run --grid chaos --out "$OUT" --until "${UNTIL:-23:59}" || rc=$?
+    [ "$rc" -eq 3 ] && { echo "stage 5: units left for another sitting (export the bundle; restore and rerun)"; exit 0; }
+    [ "$rc" -eq 0 ] || exit "$rc"
 fi
 if [ "$FROM" -le 6 ]; then
     echo "stage 6: reports (every cell is done: the benchmark only writes them) and bundles"
@@ -115,9 +126,7 @@ if [ "$FROM" -le 6 ]; then
     "${CH[@]}" "${ARGS[@]}" | tail -n 20
     R=benchmarks/results/cpu
     for g in mscmrseg chaos; do
-        dest="$R/evidence_$g"
-        if [ -e "$dest" ]; then echo "$dest exists: remove it to export again"; continue; fi
-        medssl report "$OUT/evidence_$g" --export "$dest"
+        python benchmarks/evidence_units.py export --grid "$g" --out "$OUT" --bundle "$R/evidence_$g"
     done
     # stage 3's runs as a bundle, and its table, choice and curves recomputed from the bundle alone
     TR=(python benchmarks/finetune_transfer.py --seeds 0 1 2 --arms standard lr0.1 lpft lpft_lr0.1 --report-only)

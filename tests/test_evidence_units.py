@@ -57,3 +57,25 @@ def test_restore_copies_the_finished_runs_of_an_intact_bundle(tmp_path):
     summary.write_text(summary.read_text() + " ")
     with pytest.raises(SystemExit, match="not intact: pretrain/simclr__syn__s0/run.json: changed since export"):
         units.restore(args)
+
+
+def test_export_replaces_a_bundle_only_when_runs_holds_all_its_finished_runs(tmp_path):
+    (tmp_path / "grid.yaml").write_text(GRID)
+    runs = tmp_path / "runs" / "evidence_mscmrseg"
+    run_benchmark(tmp_path / "grid.yaml", runs, only=["method=scratch,seed=0"])
+    bundle = tmp_path / "bundle"
+    args = argparse.Namespace(grid="mscmrseg", out=str(tmp_path / "runs"), bundle=str(bundle))
+    units.export(args)
+    assert [str(r) for r in units.finished_runs(bundle)] == ["finetune/scratch__syn__2__s0"]
+    shutil.rmtree(tmp_path / "runs")  # a new machine, nothing restored: exporting would lose the run
+    run_benchmark(tmp_path / "grid.yaml", runs, only=["method=scratch,seed=1"])
+    with pytest.raises(SystemExit, match="not replaced, 1 of its finished runs are not in .*restore first"):
+        units.export(args)
+    assert [str(r) for r in units.finished_runs(bundle)] == ["finetune/scratch__syn__2__s0"]  # untouched
+    units.restore(argparse.Namespace(grid="mscmrseg", out=str(tmp_path / "runs"), bundle=str(bundle)))
+    units.export(args)
+    assert [str(r) for r in units.finished_runs(bundle)] == [
+        "finetune/scratch__syn__2__s0",
+        "finetune/scratch__syn__2__s1",
+    ]
+    assert not (tmp_path / "bundle.old").exists()
