@@ -29,10 +29,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from medssl.benchmark import has_weights, load_grid, parse_only, select_cells, validate_grid
+from medssl.benchmark import CellPlan, has_weights, load_grid, parse_only, select_cells, validate_grid
 from medssl.engine.rundir import is_done
 from medssl.reporting.bundle import verify_bundle
 
@@ -52,23 +53,66 @@ def grid_sets(grid: str, out: str) -> list[str]:
     return [line for line in lines if line.strip()]
 
 
+def unit_todo(grid: str, sets: list[str], out: str, method: str, seed: int) -> list[CellPlan]:
+    """A unit's fine-tunings that are not finished (the grid's cells and its variants)."""
+    plans = validate_grid(load_grid(ROOT / CONFIGS[grid], sets), ROOT / out / f"evidence_{grid}")
+    mine = select_cells(plans, parse_only([f"method={method},seed={seed}"]))
+    return [p for p in mine if not is_done(p.finetune.out)]
+
+
+def pretrain_seconds(todo: list[CellPlan], rates: dict[str, float]) -> float:
+    """The seconds of the pre-training that ``todo`` still needs (0: none, or its weights are there)."""
+    pre = next((p.pretrain for p in todo if p.pretrain is not None), None)
+    dirs = {p.pretrain_dir for p in todo if p.pretrain_dir is not None}
+    if pre is None or all(has_weights(d) for d in dirs):
+        return 0.0
+    return (pre.train.max_steps or 0) * rates.get(pre.method, max(rates.values()))
+
+
+def cell_seconds(plan: CellPlan, rates: dict[str, float]) -> float:
+    """The seconds of one fine-tuning."""
+    return (plan.finetune.train.max_steps or 0) * rates["finetune"]
+
+
 def unit_seconds(grid: str, sets: list[str], out: str, method: str, seed: int, rates: dict[str, float]) -> float:
     """The estimated seconds of a unit's remaining work (0: every cell done)."""
-    g = load_grid(ROOT / CONFIGS[grid], sets)
-    plans = select_cells(
-        validate_grid(g, ROOT / out / f"evidence_{grid}"), parse_only([f"method={method},seed={seed}"])
-    )
-    todo = [p for p in plans if not is_done(p.finetune.out)]
-    total = sum((p.finetune.train.max_steps or 0) * rates["finetune"] for p in todo)
-    pre = next((p for p in todo if p.pretrain is not None and p.pretrain_dir is not None), None)
-    if (
-        pre is not None
-        and pre.pretrain is not None
-        and pre.pretrain_dir is not None
-        and not has_weights(pre.pretrain_dir)
-    ):
-        total += (pre.pretrain.train.max_steps or 0) * rates.get(method, max(rates.values()))
-    return total
+    todo = unit_todo(grid, sets, out, method, seed)
+    return pretrain_seconds(todo, rates) + sum(cell_seconds(p, rates) for p in todo)
+
+
+#: method, seed, variant ("-": the grid's own cell; None: the whole unit)
+Job = tuple[str, int, str | None]
+
+
+def pick(
+    units: list[tuple[str, int]],
+    todo: Callable[[str, int], list[CellPlan]],
+    rates: dict[str, float],
+    left_s: float,
+    taken: set[Job],
+) -> tuple[Job, float] | None:
+    """The next job and its estimated seconds: the first whole unit that fits in ``left_s`` (then
+    removed from ``units``; units with nothing left are removed too), else one cell that fits and
+    needs no pre-training to be made (none, or its weights are there), so that a sitting's tail is
+    filled with work that no lost checkpoint can undo. ``taken``: the jobs given out (a cell is added)."""
+    for u in list(units):
+        cells = todo(*u)
+        need = pretrain_seconds(cells, rates) + sum(cell_seconds(p, rates) for p in cells)
+        if not cells:
+            units.remove(u)
+        elif need < left_s and not any(j[:2] == u for j in taken):
+            units.remove(u)
+            return (*u, None), need
+    for u in units:
+        cells = todo(*u)
+        if pretrain_seconds(cells, rates) > 0:
+            continue
+        for p in cells:
+            job: Job = (*u, p.variant or "-")
+            if job not in taken and cell_seconds(p, rates) < left_s:
+                taken.add(job)
+                return job, cell_seconds(p, rates)
+    return None
 
 
 def run_units(a: argparse.Namespace) -> int:
@@ -80,23 +124,25 @@ def run_units(a: argparse.Namespace) -> int:
     units = [(m, s) for s in a.seeds for m in ORDER if m in load_grid(ROOT / CONFIGS[a.grid])["methods"]]
     lock = threading.Lock()
     failed = [0]
+    taken: set[Job] = set()
 
-    def take() -> tuple[str, int] | None:
+    def take() -> Job | None:
         with lock:
-            for u in list(units):
-                need = unit_seconds(a.grid, sets, a.out, *u, rates)
-                if need == 0:
-                    units.remove(u)
-                elif time.time() + need * a.margin < until:
-                    units.remove(u)
-                    print(f"{datetime.now():%H:%M} start {u[0]} s{u[1]} (about {need / 60:.0f} min)", flush=True)
-                    return u
-            return None
+            left_s = (until - time.time()) / a.margin
+            got = pick(units, lambda m, s: unit_todo(a.grid, sets, a.out, m, s), rates, left_s, taken)
+            if got is None:
+                return None
+            (m, s, v), need = got
+            print(
+                f"{datetime.now():%H:%M} start {m} s{s}{f' [{v}]' if v else ''} (about {need / 60:.0f} min)", flush=True
+            )
+            return m, s, v
 
     def worker(i: int) -> None:
         while (u := take()) is not None:
+            only = f"method={u[0]},seed={u[1]}" + (f",variant={u[2]}" if u[2] else "")
             cmd = ["medssl", "benchmark", "--config", CONFIGS[a.grid], "--out", f"{a.out}/evidence_{a.grid}"]
-            cmd += [x for s in sets for x in ("--set", s)] + ["--only", f"method={u[0]},seed={u[1]}", "--no-report"]
+            cmd += [x for s in sets for x in ("--set", s)] + ["--only", only, "--no-report"]
             log = ROOT / a.out / "logs" / f"unit_{a.grid}_{u[0]}_s{u[1]}.log"
             with open(log, "a") as f:
                 rc = subprocess.run(
@@ -104,7 +150,7 @@ def run_units(a: argparse.Namespace) -> int:
                 ).returncode
             failed[0] += rc != 0
             print(
-                f"{datetime.now():%H:%M} {'done' if rc == 0 else f'FAILED ({rc}, see {log})'} {u[0]} s{u[1]}",
+                f"{datetime.now():%H:%M} {'done' if rc == 0 else f'FAILED ({rc}, see {log})'} {only}",
                 flush=True,
             )
 

@@ -79,3 +79,51 @@ def test_export_replaces_a_bundle_only_when_runs_holds_all_its_finished_runs(tmp
         "finetune/scratch__syn__2__s1",
     ]
     assert not (tmp_path / "bundle.old").exists()
+
+
+def _plan(method: str, seed: int, variant: str | None, steps: int, pre_dir=None, pre_steps: int = 100):
+    from types import SimpleNamespace as NS
+
+    pre = None if pre_dir is None else NS(method=method, train=NS(max_steps=pre_steps))
+    return NS(finetune=NS(train=NS(max_steps=steps)), variant=variant, pretrain=pre, pretrain_dir=pre_dir)
+
+
+def test_pick_takes_whole_units_that_fit_then_fills_the_tail_with_cells_that_need_no_pretraining(tmp_path):
+    """Rates: 1 s per fine-tuning step, 2 s per pre-training step. MACL s0 (its pre-training not made,
+    200 s, and two cells of 100 and 50 s: 350 s); Scratch s0 (cells of 100 and 50 s); PCL s0 (weights
+    there: its cells of 40 s need no pre-training)."""
+    made = tmp_path / "pcl_s0"
+    made.mkdir()
+    (made / "run.json").write_text(json.dumps({"status": "done"}))
+    (made / "pretrain.pt").write_bytes(b"w")
+    cells = {
+        ("macl", 0): [
+            _plan("macl", 0, None, 100, tmp_path / "macl_s0"),
+            _plan("macl", 0, "short", 50, tmp_path / "macl_s0"),
+        ],
+        ("scratch", 0): [_plan("scratch", 0, None, 100), _plan("scratch", 0, "short", 50)],
+        ("pcl", 0): [_plan("pcl", 0, "short", 40, made)],
+        ("pcl", 1): [],
+    }
+    rates = {"macl": 2.0, "finetune": 1.0}
+    units_left = [("macl", 0), ("scratch", 0), ("pcl", 0), ("pcl", 1)]
+    taken: set = set()
+
+    def todo(m, s):
+        return [p for p in cells[(m, s)] if (m, s, p.variant or "-") not in done]
+
+    done: set = set()
+    assert units.pick(units_left, todo, rates, 400, taken) == (("macl", 0, None), 350.0)
+    taken.add(("macl", 0, None))
+    assert units.pick(units_left, todo, rates, 120, taken) == (("pcl", 0, None), 40.0)  # its weights are there
+    taken.add(("pcl", 0, None))
+    # 120 s left: Scratch's unit (150 s) does not fit, its cells do; MACL's are not offered (given out whole)
+    assert units.pick(units_left, todo, rates, 120, taken) == (("scratch", 0, "-"), 100.0)
+    assert units.pick(units_left, todo, rates, 120, taken) == (("scratch", 0, "short"), 50.0)
+    assert units.pick(units_left, todo, rates, 120, taken) is None  # all given out
+    assert units_left == [("scratch", 0)]  # MACL and PCL s0 taken whole, PCL s1 had nothing left
+    # a unit given out cell by cell is never given out whole as well
+    done.add(("scratch", 0, "-"))
+    assert units.pick(units_left, todo, rates, 1000, taken) is None
+    # a cell whose pre-training is not made is never offered alone (the checkpoint would be lost)
+    assert units.pick([("macl", 0)], todo, rates, 300, set()) is None
