@@ -61,3 +61,9 @@ def test_status_of_a_grid_after_its_pretrainings(tmp_path: Path, capsys) -> None
     )
     assert "pre-training simclr" in text and "s/step" in text and "fine-tuning not measured" in text
     assert "4 runs not estimated" in text and "compute spent:" in text
+    # a bundle copied back brings the record of a pre-training without its weights: while a cell
+    # still needs it, it is to be made again, and its steps count in what is left
+    (out / "pretrain" / "simclr__syn__s0" / "pretrain.pt").unlink()
+    text = run_benchmark(grid, out, status=True)
+    assert "pre-trainings: 1 done, 0 started, 0 pending, 1 to make again (finished, but pretrain.pt is missing" in text
+    assert "simclr__syn__s0" in text and " redo " in text

@@ -15,6 +15,7 @@ are counted, not guessed.
 from __future__ import annotations
 
 import csv
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,8 @@ class RunProgress:
     """How far one run folder is.
 
     Attributes:
-        state: ``done``, ``started`` (log rows, not finished) or ``pending`` (nothing yet).
+        state: ``done``, ``started`` (log rows, not finished), ``pending`` (nothing yet) or, for a
+            pre-training, ``redo`` (finished, but its ``pretrain.pt`` is missing and a cell needs it).
         step: the last optimiser step logged (the total for a finished run).
         max_steps: the run's configured length (None when set by epochs only).
         seconds: wall seconds spent (the sum of ``log.csv``'s per-epoch ``seconds``).
@@ -76,9 +78,15 @@ def _collect(plans: list[Any]) -> tuple[dict[str, tuple[str, RunProgress]], dict
     pre: dict[str, tuple[str, RunProgress]] = {}
     fine: dict[str, RunProgress] = {}
     for p in plans:
-        if p.pretrain is not None and p.pretrain_dir is not None and p.pretrain_dir.name not in pre:
-            pre[p.pretrain_dir.name] = (p.cell.method, run_progress(p.pretrain_dir, p.pretrain.train.max_steps))
         fine[p.label] = run_progress(Path(p.finetune.out), p.finetune.train.max_steps)
+        if p.pretrain is None or p.pretrain_dir is None:
+            continue
+        if p.pretrain_dir.name not in pre:
+            pre[p.pretrain_dir.name] = (p.cell.method, run_progress(p.pretrain_dir, p.pretrain.train.max_steps))
+        method, r = pre[p.pretrain_dir.name]
+        if r.state == "done" and fine[p.label].state != "done" and not (p.pretrain_dir / "pretrain.pt").is_file():
+            # a finished record without its weights (a bundle copied back): made again for this cell
+            pre[p.pretrain_dir.name] = (method, dataclasses.replace(r, state="redo", step=0))
     return pre, fine
 
 
@@ -102,7 +110,9 @@ def _rate(runs: list[RunProgress]) -> float | None:
 
 
 def _counts(runs: list[RunProgress]) -> str:
-    return ", ".join(f"{sum(r.state == s for r in runs)} {s}" for s in ("done", "started", "pending"))
+    text = ", ".join(f"{sum(r.state == s for r in runs)} {s}" for s in ("done", "started", "pending"))
+    redo = sum(r.state == "redo" for r in runs)
+    return text + (f", {redo} to make again (finished, but pretrain.pt is missing and a cell needs it)" if redo else "")
 
 
 def _line(name: str, r: RunProgress) -> str:
