@@ -205,7 +205,8 @@ def export(a: argparse.Namespace) -> None:
         shutil.rmtree(old, ignore_errors=True)
         dest.rename(old)
     try:
-        subprocess.run(["medssl", "report", str(src), "--export", str(dest)], cwd=ROOT, check=True)
+        rel = os.path.relpath(src, ROOT)  # the command the bundle records names the folders as a user would
+        subprocess.run(["medssl", "report", rel, "--export", os.path.relpath(dest, ROOT)], cwd=ROOT, check=True)
     except BaseException:
         if dest.with_name(dest.name + ".old").exists():
             shutil.rmtree(dest, ignore_errors=True)
