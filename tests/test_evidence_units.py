@@ -21,9 +21,12 @@ units = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(units)
 
 
-def test_a_unit_is_its_pretraining_and_every_finetuning_that_needs_it(tmp_path):
+def test_a_unit_is_its_pretraining_and_every_finetuning_that_needs_it(tmp_path, shared_data, monkeypatch):
     """MS-CMRSeg's SuperCL seed 0, nothing run: the 1200-step pre-training and five fine-tunings
     (500 and 150 standard, 750 paper, 500 and 150 with the chosen transfer); Scratch has no pre-training."""
+    grid = (REPO / units.CONFIGS["mscmrseg"]).read_text().replace("../shared/data", str(shared_data))
+    (tmp_path / "grid.yaml").write_text(grid)  # the grid's data wherever this checkout lies
+    monkeypatch.setitem(units.CONFIGS, "mscmrseg", str(tmp_path / "grid.yaml"))
     choice = REPO / "benchmarks" / "results" / "cpu" / "evidence_transfer" / "choice.json"
     (tmp_path / "transfer").mkdir()
     shutil.copy(choice, tmp_path / "transfer" / "choice.json")
