@@ -717,11 +717,15 @@ def select_cells(plans: list[CellPlan], only: list[dict[str, str]]) -> list[Cell
     """
     if not only:
         return plans
+
+    def meets(plan: CellPlan, cond: dict[str, str]) -> bool:
+        values = _cell_values(plan)
+        return all(values[k] == v for k, v in cond.items())
+
     for cond in only:
-        if not any(all(_cell_values(p)[k] == v for k, v in cond.items()) for p in plans):
-            shown = ",".join(f"{k}={v}" for k, v in cond.items())
-            raise ConfigError(f"--only {shown}: no cell of the grid matches it")
-    return [p for p in plans if any(all(_cell_values(p)[k] == v for k, v in c.items()) for c in only)]
+        if not any(meets(p, cond) for p in plans):
+            raise ConfigError(f"--only {','.join(f'{k}={v}' for k, v in cond.items())}: no cell of the grid matches it")
+    return [p for p in plans if any(meets(p, c) for c in only)]
 
 
 def _my_cells(plans: list[CellPlan], share: tuple[int, int], pretrain_only: bool) -> list[CellPlan]:
