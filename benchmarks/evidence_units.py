@@ -74,10 +74,14 @@ def cell_seconds(plan: CellPlan, rates: dict[str, float]) -> float:
     return (plan.finetune.train.max_steps or 0) * rates["finetune"]
 
 
+def todo_seconds(todo: list[CellPlan], rates: dict[str, float]) -> float:
+    """The estimated seconds of a unit's unfinished fine-tunings ``todo`` and the pre-training they need."""
+    return pretrain_seconds(todo, rates) + sum(cell_seconds(p, rates) for p in todo)
+
+
 def unit_seconds(grid: str, sets: list[str], out: str, method: str, seed: int, rates: dict[str, float]) -> float:
     """The estimated seconds of a unit's remaining work (0: every cell done)."""
-    todo = unit_todo(grid, sets, out, method, seed)
-    return pretrain_seconds(todo, rates) + sum(cell_seconds(p, rates) for p in todo)
+    return todo_seconds(unit_todo(grid, sets, out, method, seed), rates)
 
 
 #: method, seed, variant ("-": the grid's own cell; None: the whole unit)
@@ -97,7 +101,7 @@ def pick(
     filled with work that no lost checkpoint can undo. ``taken``: the jobs given out (a cell is added)."""
     for u in list(units):
         cells = todo(*u)
-        need = pretrain_seconds(cells, rates) + sum(cell_seconds(p, rates) for p in cells)
+        need = todo_seconds(cells, rates)
         if not cells:
             units.remove(u)
         elif need < left_s and not any(j[:2] == u for j in taken):
