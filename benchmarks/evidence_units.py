@@ -17,7 +17,8 @@ fine-tunings are done and the bundle (``medssl report --export``) keeps their re
         the bundle it replaces is missing there (not restored)
 
 The estimate of a unit: its pre-training (unless pretrain.pt is there) and its unfinished fine-tunings,
-steps x seconds per step (``--rates``, one thread; measured on this grid's first runs).
+steps x seconds per step: ``--rates`` where given, else the median measured on the grid's own runs so
+far (``medssl benchmark --status``'s rates, two one-thread runs side by side), else :data:`RATES`.
 """
 
 from __future__ import annotations
@@ -35,12 +36,14 @@ from pathlib import Path
 
 from medssl.benchmark import CellPlan, has_weights, load_grid, parse_only, select_cells, validate_grid
 from medssl.engine.rundir import is_done
+from medssl.grid_status import grid_rates, run_progress
 from medssl.reporting.bundle import verify_bundle
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {"mscmrseg": "configs/evidence_mscmrseg.yaml", "chaos": "configs/evidence_chaos.yaml"}
-#: seconds per step at one thread (pre-training by method; fine-tuning), from this grid's own runs
-RATES = {"pcl": 1.0, "supercl": 1.9, "macl": 1.3, "finetune": 2.6}
+#: seconds per step at one thread (pre-training by method; fine-tuning) for a kind of run the grid has
+#: not measured yet (MS-CMRSeg's, two one-thread runs side by side on a 2-core machine)
+RATES = {"pcl": 1.0, "supercl": 1.9, "macl": 1.1, "finetune": 1.4}
 #: the costliest first, so that the cheap units fill the end of a sitting
 ORDER = ("supercl", "macl", "pcl", "scratch")
 
@@ -53,11 +56,20 @@ def grid_sets(grid: str, out: str) -> list[str]:
     return [line for line in lines if line.strip()]
 
 
-def unit_todo(grid: str, sets: list[str], out: str, method: str, seed: int) -> list[CellPlan]:
+def grid_plans(grid: str, sets: list[str], out: str) -> list[CellPlan]:
+    """Every cell of the grid with its variants (``sets``), as ``medssl benchmark`` plans them in ``out``."""
+    return validate_grid(load_grid(ROOT / CONFIGS[grid], sets), ROOT / out / f"evidence_{grid}")
+
+
+def unit_todo(plans: list[CellPlan], method: str, seed: int) -> list[CellPlan]:
     """A unit's fine-tunings that are not finished (the grid's cells and its variants)."""
-    plans = validate_grid(load_grid(ROOT / CONFIGS[grid], sets), ROOT / out / f"evidence_{grid}")
     mine = select_cells(plans, parse_only([f"method={method},seed={seed}"]))
     return [p for p in mine if not is_done(p.finetune.out)]
+
+
+def unit_rates(plans: list[CellPlan], given: dict[str, float]) -> dict[str, float]:
+    """Seconds per step by kind of run: ``given`` (``--rates``), else measured on the grid, else :data:`RATES`."""
+    return {**RATES, **grid_rates(plans), **given}
 
 
 def pretrain_seconds(todo: list[CellPlan], rates: dict[str, float]) -> float:
@@ -66,12 +78,21 @@ def pretrain_seconds(todo: list[CellPlan], rates: dict[str, float]) -> float:
     dirs = {p.pretrain_dir for p in todo if p.pretrain_dir is not None}
     if pre is None or all(has_weights(d) for d in dirs):
         return 0.0
-    return (pre.train.max_steps or 0) * rates.get(pre.method, max(rates.values()))
+    steps = max(steps_to_make(d, pre.train.max_steps) for d in dirs)
+    return steps * rates.get(pre.method, max(rates.values()))
+
+
+def steps_to_make(run: Path, max_steps: int | None) -> int:
+    """The steps ``run`` has still to make: past the last epoch its ``log.csv`` records (it resumes
+    from there), or all of them when it is finished (a pre-training made again for its weights)."""
+    if not max_steps or is_done(run):
+        return max_steps or 0
+    return max(max_steps - run_progress(run, max_steps).step, 0)
 
 
 def cell_seconds(plan: CellPlan, rates: dict[str, float]) -> float:
     """The seconds of one fine-tuning."""
-    return (plan.finetune.train.max_steps or 0) * rates["finetune"]
+    return steps_to_make(Path(plan.finetune.out), plan.finetune.train.max_steps) * rates["finetune"]
 
 
 def todo_seconds(todo: list[CellPlan], rates: dict[str, float]) -> float:
@@ -81,7 +102,7 @@ def todo_seconds(todo: list[CellPlan], rates: dict[str, float]) -> float:
 
 def unit_seconds(grid: str, sets: list[str], out: str, method: str, seed: int, rates: dict[str, float]) -> float:
     """The estimated seconds of a unit's remaining work (0: every cell done)."""
-    return todo_seconds(unit_todo(grid, sets, out, method, seed), rates)
+    return todo_seconds(unit_todo(grid_plans(grid, sets, out), method, seed), rates)
 
 
 #: method, seed, variant ("-": the grid's own cell; None: the whole unit)
@@ -123,7 +144,7 @@ def run_units(a: argparse.Namespace) -> int:
     """Two (``--workers``) threads, each running one unit at a time as a ``medssl benchmark`` process;
     returns the number of units left, plus 1000 per unit that failed."""
     sets = grid_sets(a.grid, a.out)
-    rates = {**RATES, **dict((k, float(v)) for k, v in (r.split("=") for r in a.rates))}
+    given = dict((k, float(v)) for k, v in (r.split("=") for r in a.rates))
     until = datetime.combine(datetime.now().date(), datetime.strptime(a.until, "%H:%M").time()).timestamp()
     units = [(m, s) for s in a.seeds for m in ORDER if m in load_grid(ROOT / CONFIGS[a.grid])["methods"]]
     lock = threading.Lock()
@@ -133,13 +154,17 @@ def run_units(a: argparse.Namespace) -> int:
     def take() -> Job | None:
         with lock:
             left_s = (until - time.time()) / a.margin
-            got = pick(units, lambda m, s: unit_todo(a.grid, sets, a.out, m, s), rates, left_s, taken)
+            plans = grid_plans(a.grid, sets, a.out)  # once per choice: the runs finished since count
+            rates = unit_rates(plans, given)
+            got = pick(units, lambda m, s: unit_todo(plans, m, s), rates, left_s, taken)
             if got is None:
                 return None
             (m, s, v), need = got
+            at = " ".join(f"{k}={x:.2f}" for k, x in rates.items())
             print(
-                f"{datetime.now():%H:%M} start {m} s{s}{f' [{v}]' if v else ''} (about {need / 60:.0f} min)", flush=True
+                f"{datetime.now():%H:%M} start {m} s{s}{f' [{v}]' if v else ''} (about {need / 60:.0f} min; s/step {at})"
             )
+            sys.stdout.flush()
             return m, s, v
 
     def worker(i: int) -> None:
@@ -229,7 +254,10 @@ def main() -> None:
     ap.add_argument("--until", default="23:59", help="HH:MM today: start no unit that would end later")
     ap.add_argument("--margin", type=float, default=1.15, help="the estimate times this must end before --until")
     ap.add_argument(
-        "--rates", nargs="*", default=[], help="seconds per step: pcl=1.0 supercl=1.9 macl=1.3 finetune=2.6"
+        "--rates",
+        nargs="*",
+        default=[],
+        help="seconds per step, over what the grid measured: pcl=1.0 supercl=1.9 finetune=1.4",
     )
     ap.add_argument("--bundle", help="restore, export: the bundle folder")
     a = ap.parse_args()

@@ -65,13 +65,30 @@ if [ "$FROM" = export ]; then
     done
     exit 0
 fi
-if [ "$FROM" = status ]; then
+sets_args() {  # the --set arguments of the chosen fine-tuning (stage 3) for "ms" or "ch"
+    local lines=() a=()
+    if [ ! -f "$OUT/transfer/choice.json" ]; then echo "no $OUT/transfer/choice.json: run stage 3 first" >&2; exit 1; fi
+    if [ "$1" = ms ]; then
+        mapfile -t lines < <(python benchmarks/evidence_choice.py sets --choice "$OUT/transfer/choice.json" --steps 500 150)
+    else
+        mapfile -t lines < <(python benchmarks/evidence_choice.py sets --choice "$OUT/transfer/choice.json" \
+            --budget-file "$OUT/evidence_budget.json")
+    fi
+    for l in "${lines[@]}"; do [ -n "$l" ] && a+=(--set "$l"); done
+    [ "${#a[@]}" -eq 0 ] || printf '%s\n' "${a[@]}"
+}
+if [ "$FROM" = status ]; then  # with the variants of the chosen fine-tuning once stage 3 (and 5's budget) made them
     for g in "MS" "HI" "CH"; do
         declare -n cmd="$g"
+        a=()
+        [ "$g" = MS ] && [ -f "$OUT/transfer/choice.json" ] && mapfile -t a < <(sets_args ms)
+        [ "$g" = CH ] && [ -f "$OUT/evidence_budget.json" ] && mapfile -t a < <(sets_args ch)
         echo "== ${cmd[3]}"
-        "${cmd[@]}" --status
+        "${cmd[@]}" "${a[@]}" --status
     done
-    echo "== transfer choice: $(find "$OUT/transfer" -name summary.json 2>/dev/null | wc -l) of 36 runs finished"
+    n=$(find "$OUT/transfer" -name summary.json 2>/dev/null | wc -l)
+    nb=$(find benchmarks/results/cpu/evidence_transfer -name summary.json 2>/dev/null | wc -l)
+    echo "== transfer choice: $n of 36 runs finished in $OUT/transfer, $nb in its bundle benchmarks/results/cpu/evidence_transfer"
     exit 0
 fi
 if [ "$FROM" -le 1 ]; then echo "stage 1: MS-CMRSeg pre-trainings"; LOGNAME_PREFIX=s1 two "${MS[@]}" --pretrain-only; fi
@@ -92,18 +109,6 @@ if [ "$FROM" -le 3 ]; then
         --init hippocampus="$OUT/evidence_hippocampus/pretrain/macl__hippocampus__s{seed}" \
         >"$OUT/logs/s3_transfer.log" 2>&1
 fi
-sets_args() {  # the --set arguments of the chosen fine-tuning (stage 3) for "ms" or "ch"
-    local lines=() a=()
-    if [ ! -f "$OUT/transfer/choice.json" ]; then echo "no $OUT/transfer/choice.json: run stage 3 first" >&2; exit 1; fi
-    if [ "$1" = ms ]; then
-        mapfile -t lines < <(python benchmarks/evidence_choice.py sets --choice "$OUT/transfer/choice.json" --steps 500 150)
-    else
-        mapfile -t lines < <(python benchmarks/evidence_choice.py sets --choice "$OUT/transfer/choice.json" \
-            --budget-file "$OUT/evidence_budget.json")
-    fi
-    for l in "${lines[@]}"; do [ -n "$l" ] && a+=(--set "$l"); done
-    [ "${#a[@]}" -eq 0 ] || printf '%s\n' "${a[@]}"
-}
 if [ "$FROM" -le 4 ]; then
     echo "stage 4: MS-CMRSeg fine-tuning (standard 500 / 150, paper 750, the chosen fine-tuning 500 / 150)"
     sets_args ms >/dev/null  # stops here without stage 3's choice

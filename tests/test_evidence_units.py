@@ -88,7 +88,8 @@ def _plan(method: str, seed: int, variant: str | None, steps: int, pre_dir=None,
     from types import SimpleNamespace as NS
 
     pre = None if pre_dir is None else NS(method=method, train=NS(max_steps=pre_steps))
-    return NS(finetune=NS(train=NS(max_steps=steps)), variant=variant, pretrain=pre, pretrain_dir=pre_dir)
+    out = f"/nonexistent/{method}_s{seed}_{variant}"  # never started: all its steps to make
+    return NS(finetune=NS(train=NS(max_steps=steps), out=out), variant=variant, pretrain=pre, pretrain_dir=pre_dir)
 
 
 def test_pick_takes_whole_units_that_fit_then_fills_the_tail_with_cells_that_need_no_pretraining(tmp_path):
@@ -130,3 +131,29 @@ def test_pick_takes_whole_units_that_fit_then_fills_the_tail_with_cells_that_nee
     assert units.pick(units_left, todo, rates, 1000, taken) is None
     # a cell whose pre-training is not made is never offered alone (the checkpoint would be lost)
     assert units.pick([("macl", 0)], todo, rates, 300, set()) is None
+
+
+def test_a_started_run_is_estimated_from_its_last_logged_epoch_and_a_redo_in_full(tmp_path):
+    """A fine-tuning at step 300 of 500 resumes there (200 steps); a pre-training whose record is
+    finished but whose weights are missing is made again (all 100 steps); a finished one costs nothing."""
+    run = tmp_path / "ft"
+    run.mkdir()
+    (run / "log.csv").write_text("epoch,step,lr,seconds\n0,150,0.1,200\n1,300,0.1,200\n")
+    assert units.steps_to_make(run, 500) == 200
+    assert units.steps_to_make(tmp_path / "never", 500) == 500
+    redo = tmp_path / "pre"
+    redo.mkdir()
+    (redo / "run.json").write_text(json.dumps({"status": "done"}))
+    (redo / "log.csv").write_text("epoch,step,lr,seconds\n0,100,0.1,100\n")
+    assert units.steps_to_make(redo, 100) == 100
+    plans = [_plan("macl", 0, None, 500, redo)]
+    plans[0].finetune.out = str(run)
+    assert units.todo_seconds(plans, {"macl": 2.0, "finetune": 1.0}) == 100 * 2.0 + 200 * 1.0
+    (redo / "pretrain.pt").write_bytes(b"w")
+    assert units.todo_seconds(plans, {"macl": 2.0, "finetune": 1.0}) == 200 * 1.0
+
+
+def test_rates_given_win_over_those_the_grid_measured_which_win_over_the_defaults(monkeypatch):
+    monkeypatch.setattr(units, "grid_rates", lambda plans: {"macl": 3.0, "finetune": 2.0})
+    got = units.unit_rates([], {"finetune": 1.5})
+    assert got == {**units.RATES, "macl": 3.0, "finetune": 1.5}

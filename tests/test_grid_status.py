@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from medssl.benchmark import run_benchmark
+from medssl.benchmark import load_grid, run_benchmark, validate_grid
 from medssl.cli.main import main
-from medssl.grid_status import RunProgress, _left_seconds, _rate, run_progress
+from medssl.grid_status import FINETUNE, RunProgress, _left_seconds, _rate, grid_rates, run_progress
 
 GRID = (
     "name: t\nmethods: [scratch, simclr]\nlabels: ['2']\nseeds: [0, 1]\n"
@@ -61,6 +61,9 @@ def test_status_of_a_grid_after_its_pretrainings(tmp_path: Path, capsys) -> None
     )
     assert "pre-training simclr" in text and "s/step" in text and "fine-tuning not measured" in text
     assert "4 runs not estimated" in text and "compute spent:" in text
+    plans = validate_grid(load_grid(grid), out)
+    rates = grid_rates(plans)  # what evidence_units.py estimates with: measured kinds only
+    assert set(rates) == {"simclr"} and rates["simclr"] > 0 and FINETUNE not in rates
     # a bundle copied back brings the record of a pre-training without its weights: while a cell
     # still needs it, it is to be made again, and its steps count in what is left
     (out / "pretrain" / "simclr__syn__s0" / "pretrain.pt").unlink()

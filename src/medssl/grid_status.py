@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .benchmark import has_weights
 from .engine.rundir import is_done, read_run
 
 __all__ = ["RunProgress", "grid_status", "run_progress"]
@@ -84,7 +85,7 @@ def _collect(plans: list[Any]) -> tuple[dict[str, tuple[str, RunProgress]], dict
         if p.pretrain_dir.name not in pre:
             pre[p.pretrain_dir.name] = (p.cell.method, run_progress(p.pretrain_dir, p.pretrain.train.max_steps))
         method, r = pre[p.pretrain_dir.name]
-        if r.state == "done" and fine[p.label].state != "done" and not (p.pretrain_dir / "pretrain.pt").is_file():
+        if r.state == "done" and fine[p.label].state != "done" and not has_weights(p.pretrain_dir):
             # a finished record without its weights (a bundle copied back): made again for this cell
             pre[p.pretrain_dir.name] = (method, dataclasses.replace(r, state="redo", step=0))
     return pre, fine
@@ -107,6 +108,24 @@ def _rate(runs: list[RunProgress]) -> float | None:
     """The median seconds per step over every logged epoch of ``runs`` (None when none logged)."""
     rates = [x for r in runs for x in r.epoch_rates]
     return float(np.median(rates)) if rates else None
+
+
+#: the kind of run of every fine-tuning in :func:`grid_rates` (pre-trainings are keyed by their method)
+FINETUNE = "finetune"
+
+
+def _kinds(pre: dict[str, tuple[str, RunProgress]], fine: dict[str, RunProgress]) -> dict[str, list[RunProgress]]:
+    """The runs of each kind: every pre-training method in the grid's order, then :data:`FINETUNE`."""
+    kinds = {m: [r for mm, r in pre.values() if mm == m] for m in dict.fromkeys(m for m, _ in pre.values())}
+    return {**kinds, FINETUNE: list(fine.values())}
+
+
+def grid_rates(plans: list[Any]) -> dict[str, float]:
+    """The median seconds per step of each kind of run measured in a grid (every logged epoch of its
+    runs, finished or not): a pre-training method's name, or :data:`FINETUNE`; kinds with no logged
+    epoch are left out. The rates of the machine and the load the grid ran under (threads as run)."""
+    pre, fine = _collect(plans)
+    return {kind: rate for kind, runs in _kinds(pre, fine).items() if (rate := _rate(runs)) is not None}
 
 
 def _counts(runs: list[RunProgress]) -> str:
@@ -135,16 +154,12 @@ def grid_status(plans: list[Any]) -> str:
     spent = sum(r.seconds * r.threads for r in every) / 3600
     left, unknown = 0.0, 0
     rates = []
-    for method in dict.fromkeys(m for m, _ in pre.values()):
-        runs = [r for m, r in pre.values() if m == method]
+    for kind, runs in _kinds(pre, fine).items():
         rate = _rate(runs)
-        rates.append(f"pre-training {method} {rate:.2f} s/step" if rate else f"pre-training {method} not measured")
+        name = "fine-tuning" if kind == FINETUNE else f"pre-training {kind}"
+        rates.append(f"{name} {rate:.2f} s/step" if rate else f"{name} not measured")
         s, u = _left_seconds(runs, rate)
         left, unknown = left + s, unknown + u
-    rate = _rate(list(fine.values()))
-    rates.append(f"fine-tuning {rate:.2f} s/step" if rate else "fine-tuning not measured")
-    s, u = _left_seconds(list(fine.values()), rate)
-    left, unknown = left + s, unknown + u
     lines.append(f"compute spent: {spent:.2f} core-hours (log.csv seconds x torch threads: wall time, pauses included)")
     lines.append(
         f"left: about {left / 3600:.1f} core-hours at this grid's median seconds per step ({'; '.join(rates)})"
