@@ -25,7 +25,7 @@ import numpy as np
 from .benchmark import has_weights
 from .engine.rundir import is_done, read_run
 
-__all__ = ["RunProgress", "grid_status", "run_progress"]
+__all__ = ["FINETUNE", "RunProgress", "grid_rates", "grid_status", "run_progress"]
 
 
 @dataclass(frozen=True)
