@@ -90,15 +90,20 @@ def atomic_save_npy(path: str | Path, array: np.ndarray) -> Path:
     return atomic_write(path, _w)
 
 
-def git_commit() -> str | None:
-    """The commit of the medssl source tree (with ``+dirty`` when modified), or None outside git."""
-    here = Path(__file__).resolve().parent
+def git_commit(path: str | Path | None = None) -> str | None:
+    """The commit of the source tree at ``path`` (default: the installed ``medssl`` package), with
+    ``+dirty`` when a tracked file under ``path`` is modified, or None outside git.
+
+    Only ``path`` decides the flag: an export that moves result files about, or an edited note,
+    does not mark the code that ran as modified.
+    """
+    here = Path(path) if path is not None else Path(__file__).resolve().parent.parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
         if sha.returncode != 0:
             return None
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
             cwd=here,
             capture_output=True,
             text=True,
