@@ -7,7 +7,8 @@ fine-tunings are done and the bundle (``medssl report --export``) keeps their re
 
     python benchmarks/evidence_units.py run --grid mscmrseg --seeds 0 1 2 3 4 --until 09:40
         two workers, one thread each, take the units in order (seed by seed, the costliest method
-        first) and start only those whose estimated time ends before --until (then try smaller ones)
+        first) and start only those whose estimated time ends before --until (then try smaller ones;
+        at a sitting's tail, single cells, then a pre-training with its shortest cell: see pick)
     python benchmarks/evidence_units.py restore --grid mscmrseg --bundle benchmarks/results/cpu/evidence_mscmrseg
         copies the bundle's finished runs (the bundle verified first) into runs/evidence_<grid>
         where they are missing, so that the grid skips them; pre-trainings come back without weights
@@ -116,10 +117,18 @@ def pick(
     left_s: float,
     taken: set[Job],
 ) -> tuple[Job, float] | None:
-    """The next job and its estimated seconds: the first whole unit that fits in ``left_s`` (then
-    removed from ``units``; units with nothing left are removed too), else one cell that fits and
-    needs no pre-training to be made (none, or its weights are there), so that a sitting's tail is
-    filled with work that no lost checkpoint can undo. ``taken``: the jobs given out (a cell is added)."""
+    """The next job and its estimated seconds, in this order:
+
+    1. the first whole unit that fits in ``left_s`` (then removed from ``units``; units with nothing
+       left are removed too);
+    2. else one cell that fits and needs no pre-training to be made (none, or its weights are there):
+       work that no lost checkpoint can undo;
+    3. else, from a unit none of whose work is given out, its pre-training with its shortest cell,
+       when both fit: a sitting's tail is not left idle while only pre-trainings remain. The cell is
+       kept by the bundle; the weights stay in ``runs/`` only, so a machine lost before the unit's
+       other cells run costs that pre-training again (the same bytes on a CPU), never a finished cell.
+
+    ``taken``: the jobs given out (a cell is added)."""
     for u in list(units):
         cells = todo(*u)
         need = todo_seconds(cells, rates)
@@ -137,6 +146,29 @@ def pick(
             if job not in taken and cell_seconds(p, rates) < left_s:
                 taken.add(job)
                 return job, cell_seconds(p, rates)
+    return _pretraining_with_a_cell(units, todo, rates, left_s, taken)
+
+
+def _pretraining_with_a_cell(
+    units: list[tuple[str, int]],
+    todo: Callable[[str, int], list[CellPlan]],
+    rates: dict[str, float],
+    left_s: float,
+    taken: set[Job],
+) -> tuple[Job, float] | None:
+    """:func:`pick`'s third choice: the first unit, none of whose work is given out, whose pre-training
+    (still to make) and shortest cell fit in ``left_s``, as that cell's job (added to ``taken``)."""
+    for u in units:
+        cells = todo(*u)
+        pre = pretrain_seconds(cells, rates)
+        if not cells or pre == 0 or any(j[:2] == u for j in taken):
+            continue
+        p = min(cells, key=lambda c: cell_seconds(c, rates))
+        need = pre + cell_seconds(p, rates)
+        if need < left_s:
+            job: Job = (*u, p.variant or "-")
+            taken.add(job)
+            return job, need
     return None
 
 

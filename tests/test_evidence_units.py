@@ -129,8 +129,41 @@ def test_pick_takes_whole_units_that_fit_then_fills_the_tail_with_cells_that_nee
     # a unit given out cell by cell is never given out whole as well
     done.add(("scratch", 0, "-"))
     assert units.pick(units_left, todo, rates, 1000, taken) is None
-    # a cell whose pre-training is not made is never offered alone (the checkpoint would be lost)
-    assert units.pick([("macl", 0)], todo, rates, 300, set()) is None
+    # a cell whose pre-training is not made is never offered alone: only with that pre-training
+    assert units.pick([("macl", 0)], todo, rates, 240, set()) is None  # 200 + 50 s do not fit
+
+
+def test_a_tail_where_only_pretrainings_remain_takes_one_with_its_shortest_cell(tmp_path):
+    """Rates as above. MACL s0: pre-training 200 s, cells 100 and 50 s (350 s whole); SuperCL s0:
+    pre-training 300 s, one cell of 50 s. With 300 s left no unit fits whole and no cell is free of a
+    pre-training: MACL's pre-training with its 50-s cell is given out; its other cell waits for the
+    weights, and is then a free cell; SuperCL's (350 s) does not fit."""
+    cells = {
+        ("supercl", 0): [_plan("supercl", 0, None, 50, tmp_path / "supercl_s0", pre_steps=150)],
+        ("macl", 0): [
+            _plan("macl", 0, None, 100, tmp_path / "macl_s0"),
+            _plan("macl", 0, "short", 50, tmp_path / "macl_s0"),
+        ],
+    }
+    rates = {"supercl": 2.0, "macl": 2.0, "finetune": 1.0}
+    units_left = [("supercl", 0), ("macl", 0)]
+    taken: set = set()
+
+    def todo(m, s):
+        return cells[(m, s)]
+
+    assert units.pick(units_left, todo, rates, 300, taken) == (("macl", 0, "short"), 250.0)
+    assert taken == {("macl", 0, "short")}
+    # while its pre-training runs, nothing of MACL s0 is given out again, whole, alone or with it
+    assert units.pick(units_left, todo, rates, 1000, taken) == (("supercl", 0, None), 350.0)
+    assert units.pick(units_left, todo, rates, 1000, taken) is None
+    # once its weights are there, MACL's other cell is a free cell
+    made = tmp_path / "macl_s0"
+    made.mkdir()
+    (made / "run.json").write_text(json.dumps({"status": "done"}))
+    (made / "pretrain.pt").write_bytes(b"w")
+    assert units.pick(units_left, todo, rates, 150, taken) == (("macl", 0, "-"), 100.0)
+    assert units.pick(units_left, todo, rates, 150, taken) is None
 
 
 def test_a_started_run_is_estimated_from_its_last_logged_epoch_and_a_redo_in_full(tmp_path):
