@@ -76,6 +76,31 @@ def test_pretrain_only_processes_claim_the_pretrainings_one_at_a_time(grid_file,
     assert (root / "pretrain" / "simclr__syn__s0" / "pretrain.pt").is_file()
 
 
+def test_a_cell_another_process_is_fine_tuning_is_skipped_not_trained_twice(grid_file, tmp_path):
+    """Two processes on one grid without --cells (or a runner restarted while its children run): a
+    cell whose folder's lock another live process holds is skipped, with a line saying so, and its
+    pre-training is not waited for; once the lock is free, the next run trains it."""
+    from medssl.utils.locks import try_lock
+
+    root = tmp_path / "b"
+    sets = ["methods=[scratch]"]
+    held = try_lock(root / "finetune" / "scratch__syn__2__s1")  # another open file: another holder
+    assert held
+    said: list[str] = []
+    try:
+        text = run_benchmark(grid_file, root, overrides=sets, log_fn=said.append, report=False)
+    finally:
+        held.release()
+    assert "[finetune 2/2] scratch__syn__2__s1: being run by another process; skipped" in said
+    assert "1 cells run, 0 already done, 1 being run by another process, 0 left to other processes" in text
+    assert (root / "finetune" / "scratch__syn__2__s0" / "summary.json").is_file()
+    assert not (root / "finetune" / "scratch__syn__2__s1" / "run.json").exists()
+    assert not (root / "finetune" / "scratch__syn__2__s0" / ".lock").exists()  # released when done
+    text = run_benchmark(grid_file, root, overrides=sets, report=False)
+    assert "1 cells run, 1 already done, 0 left to other processes" in text
+    assert (root / "finetune" / "scratch__syn__2__s1" / "summary.json").is_file()
+
+
 def test_sharing_one_pretraining_is_explicit_and_labelled(grid_file, tmp_path):
     grid = load_grid(grid_file, ["pretrain_per_seed=false", "pretrain.train.seed=7"])
     plans = [p for p in validate_grid(grid, tmp_path / "b") if p.pretrain is not None]

@@ -832,9 +832,11 @@ def _outcome_line(
         dirs = {p.pretrain_dir for p in plans if p.pretrain_dir is not None}
         finished = sum(is_done(d) for d in dirs)
         return f"grid '{name}': {finished} of {len(dirs)} pre-trainings done (fine-tuning not run: --pretrain-only)"
+    busy = len(todo) - ran  # skipped: another process held their lock (or finished them meanwhile)
     return (
         f"grid '{name}': {ran} cells run, {len(mine) - len(todo)} already done, "
-        f"{len(plans) - len(mine)} left to other processes"
+        + (f"{busy} being run by another process, " if busy else "")
+        + f"{len(plans) - len(mine)} left to other processes"
     )
 
 
@@ -871,9 +873,10 @@ def _prepare_cells(
 
 
 def _run_cells(todo: list[CellPlan], mine: list[CellPlan], pretrain_only: bool, say: Callable[[str], None]) -> int:
-    """Each cell's pre-training (unless done, or being run by another process: then wait for it), then its
-    fine-tuning (not with ``pretrain_only``: then each free pre-training, skipping those that another
-    process is running); returns the number of fine-tunings run."""
+    """Each cell that no other process is fine-tuning (its folder's lock: skipped if another live process
+    holds it, as when two processes run one grid without ``--cells``): its pre-training (unless done, or
+    being run by another process: then wait for it), then its fine-tuning. With ``pretrain_only``: each
+    free pre-training, skipping those that another process is running. Returns the fine-tunings run."""
     from .finetune import finetune
 
     ran = 0
@@ -882,13 +885,21 @@ def _run_cells(todo: list[CellPlan], mine: list[CellPlan], pretrain_only: bool, 
         if pretrain_only:
             _claim_pretraining(plan, say)
             continue
-        if plan.pretrain is not None and plan.pretrain_dir is not None:
-            lock = _wait_or_lock(plan.pretrain_dir, functools.partial(has_weights, plan.pretrain_dir))
-            if lock:
-                _pretrain_locked(plan, lock, say)
-        say(f"[finetune {k}/{len(mine)}] {plan.label}")
-        finetune(plan.finetune, log_fn=say)
-        ran += 1
+        cell = _try_lock(Path(plan.finetune.out))
+        if cell is None:
+            say(f"[finetune {k}/{len(mine)}] {plan.label}: being run by another process; skipped")
+        if not cell:
+            continue
+        try:
+            if plan.pretrain is not None and plan.pretrain_dir is not None:
+                lock = _wait_or_lock(plan.pretrain_dir, functools.partial(has_weights, plan.pretrain_dir))
+                if lock:
+                    _pretrain_locked(plan, lock, say)
+            say(f"[finetune {k}/{len(mine)}] {plan.label}")
+            finetune(plan.finetune, log_fn=say)
+            ran += 1
+        finally:
+            cell.release()
     return ran
 
 
