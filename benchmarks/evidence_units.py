@@ -39,6 +39,7 @@ from medssl.benchmark import CellPlan, has_weights, load_grid, parse_only, selec
 from medssl.engine.rundir import is_done
 from medssl.grid_status import grid_rates, run_progress
 from medssl.reporting.bundle import verify_bundle
+from medssl.utils.locks import is_held
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {"mscmrseg": "configs/evidence_mscmrseg.yaml", "chaos": "configs/evidence_chaos.yaml"}
@@ -63,9 +64,15 @@ def grid_plans(grid: str, sets: list[str], out: str) -> list[CellPlan]:
 
 
 def unit_todo(plans: list[CellPlan], method: str, seed: int) -> list[CellPlan]:
-    """A unit's fine-tunings that are not finished (the grid's cells and its variants)."""
+    """A unit's fine-tunings (the grid's cells and its variants) that are neither finished nor being run
+    by a live process (its folder's lock: a runner started again while its children still run)."""
     mine = select_cells(plans, parse_only([f"method={method},seed={seed}"]))
-    return [p for p in mine if not is_done(p.finetune.out)]
+    return [p for p in mine if not is_done(p.finetune.out) and not is_held(p.finetune.out)]
+
+
+def pretraining_held(todo: list[CellPlan]) -> bool:
+    """Whether a live process is making the pre-training that ``todo`` needs (a job given it would wait)."""
+    return any(is_held(p.pretrain_dir) for p in todo if p.pretrain_dir is not None)
 
 
 def unit_rates(plans: list[CellPlan], given: dict[str, float]) -> dict[str, float]:
@@ -128,13 +135,15 @@ def pick(
        kept by the bundle; the weights stay in ``runs/`` only, so a machine lost before the unit's
        other cells run costs that pre-training again (the same bytes on a CPU), never a finished cell.
 
-    ``taken``: the jobs given out (a cell is added)."""
+    ``taken``: the jobs given out (a cell is added). ``todo`` leaves out the cells another live process
+    is running; a unit whose pre-training another process is making is not given out whole or with it
+    (the job would only wait), so that a runner started again while its children run duplicates nothing."""
     for u in list(units):
         cells = todo(*u)
         need = todo_seconds(cells, rates)
         if not cells:
             units.remove(u)
-        elif need < left_s and not any(j[:2] == u for j in taken):
+        elif need < left_s and not any(j[:2] == u for j in taken) and not pretraining_held(cells):
             units.remove(u)
             return (*u, None), need
     for u in units:
@@ -161,7 +170,7 @@ def _pretraining_with_a_cell(
     for u in units:
         cells = todo(*u)
         pre = pretrain_seconds(cells, rates)
-        if not cells or pre == 0 or any(j[:2] == u for j in taken):
+        if not cells or pre == 0 or any(j[:2] == u for j in taken) or pretraining_held(cells):
             continue
         p = min(cells, key=lambda c: cell_seconds(c, rates))
         need = pre + cell_seconds(p, rates)

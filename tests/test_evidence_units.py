@@ -166,6 +166,46 @@ def test_a_tail_where_only_pretrainings_remain_takes_one_with_its_shortest_cell(
     assert units.pick(units_left, todo, rates, 150, taken) is None
 
 
+def test_a_runner_started_again_leaves_what_live_processes_run(tmp_path):
+    """A runner started while the previous one's children still run: a cell whose folder a live process
+    locks is not to do; a unit whose pre-training a live process makes is given out neither whole nor
+    with its pre-training (it would wait); a dead process's lock counts for nothing."""
+    import os
+
+    from medssl.utils.locks import LOCK_NAME, process_stamp
+
+    held, dead = tmp_path / "macl_s0", tmp_path / "pcl_s0"
+    for d, stamp in ((held, process_stamp(os.getpid())), (dead, "999999999 1 another-boot")):
+        d.mkdir()
+        (d / LOCK_NAME).write_text(stamp)
+    cell = tmp_path / "cell"
+    cell.mkdir()
+    (cell / LOCK_NAME).write_text(process_stamp(os.getpid()))
+    macl = [_plan("macl", 0, None, 100, held), _plan("macl", 0, "short", 50, held)]
+    pcl = [_plan("pcl", 0, "short", 50, dead)]
+    cells = {("macl", 0): macl, ("pcl", 0): pcl}
+    rates = {"macl": 2.0, "pcl": 2.0, "finetune": 1.0}
+    assert units.pretraining_held(macl) and not units.pretraining_held(pcl)
+    assert units.pick([("macl", 0)], lambda m, s: cells[(m, s)], rates, 1000, set()) is None
+    assert units.pick([("macl", 0), ("pcl", 0)], lambda m, s: cells[(m, s)], rates, 1000, set()) == (
+        ("pcl", 0, None),
+        250.0,
+    )
+    assert units.pick([("macl", 0)], lambda m, s: cells[(m, s)], rates, 280, set()) is None  # nor with its cell
+    # unit_todo leaves out the cell being run
+    from types import SimpleNamespace as NS
+
+    plans = [NS(cell=NS(method="pcl", seed=0, dataset="d", labels="1"), variant=None, finetune=NS(out=str(cell)))]
+    plans.append(
+        NS(
+            cell=NS(method="pcl", seed=0, dataset="d", labels="1"),
+            variant="short",
+            finetune=NS(out=str(tmp_path / "free")),
+        )
+    )
+    assert [p.variant for p in units.unit_todo(plans, "pcl", 0)] == ["short"]
+
+
 def test_a_started_run_is_estimated_from_its_last_logged_epoch_and_a_redo_in_full(tmp_path):
     """A fine-tuning at step 300 of 500 resumes there (200 steps); a pre-training whose record is
     finished but whose weights are missing is made again (all 100 steps); a finished one costs nothing."""
