@@ -448,6 +448,26 @@ def test_run_folder_is_bound_to_its_configuration(capsys, synthetic_store, tmp_p
     assert len((run / "log.csv").read_text().strip().splitlines()) == 2  # header + one epoch, not appended
 
 
+def test_a_run_folder_another_process_writes_is_refused_not_written_into(capsys, synthetic_store, tmp_path):
+    import os
+
+    from medssl.utils.locks import try_lock
+
+    run = tmp_path / "ft"
+    held = try_lock(run)  # as another `medssl finetune --out ft` would (a second flock on it fails)
+    assert held
+    for argv in (_ft(synthetic_store, run, "--labels", "1"), _pre(synthetic_store, run, "--method", "simclr")):
+        line = _one_line_error(capsys, argv)
+        assert line == (
+            f"medssl: error: {run}: another process is writing this run folder (pid {os.getpid()}); "
+            "wait for it to end or give another --out"
+        )
+    assert [p.name for p in run.iterdir()] == [".lock"]  # nothing written beside the holder's lock
+    held.release()
+    assert main(_ft(synthetic_store, run, "--labels", "1")) == 0
+    assert (run / "summary.json").is_file() and not (run / ".lock").exists()  # released at the end
+
+
 def test_init_parts_loads_only_the_named_parts_of_a_macl_checkpoint(capsys, synthetic_store, tmp_path):
     pre = tmp_path / "pre"
     assert main(_pre(synthetic_store, pre, "--method", "macl", "--batch-size", "4")) == 0

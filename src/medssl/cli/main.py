@@ -9,8 +9,10 @@ file), 1 failure (training failed, an I/O or internal error), 130 interrupted (:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
+import os
 import re
 import sys
 from collections.abc import Iterable, Sequence
@@ -264,11 +266,34 @@ def _finetune_cfg(a: argparse.Namespace) -> Any:
     return load_config(FinetuneConfig, a.config, pairs + a.overrides)
 
 
+def _run_folder_lock(out: str) -> contextlib.AbstractContextManager[object]:
+    """Hold ``out/.lock`` (:mod:`medssl.utils.locks`) while this command writes its run folder, so
+    that a second ``medssl finetune`` / ``pretrain`` on the same ``--out`` stops with a one-line
+    error instead of writing into it; ``medssl benchmark`` locks its own cells. Under ``torchrun``
+    only rank 0 (which alone writes the folder) takes it; a path that is a file is left for
+    :func:`medssl.engine.rundir.bind_run_dir` to report."""
+    from ..utils.locks import LOCK_NAME, try_lock
+
+    if int(os.environ.get("RANK", "0")) != 0 or (Path(out).exists() and not Path(out).is_dir()):
+        return contextlib.nullcontext()
+    got = try_lock(out)
+    if not got:  # None: a live process holds it (False only comes with a done check, not given)
+        try:
+            pid = f" (pid {(Path(out) / LOCK_NAME).read_text().split()[0]})"
+        except (OSError, IndexError):
+            pid = ""
+        raise DataError(
+            out, f"another process is writing this run folder{pid}; wait for it to end or give another --out"
+        )
+    return got
+
+
 def cmd_finetune(a: argparse.Namespace) -> int:
     from ..finetune import finetune
 
     cfg = _finetune_cfg(a)
-    res = finetune(cfg, resume=not a.no_resume, log_fn=_say)
+    with _run_folder_lock(cfg.out):
+        res = finetune(cfg, resume=not a.no_resume, log_fn=_say)
     _say(res.table)
     _say(
         f"best epoch {res.best_epoch} (selected on {'validation' if cfg.protocol == 'standard' else 'TEST, as the papers did'}); results in {res.out}"
@@ -286,7 +311,8 @@ def cmd_pretrain(a: argparse.Namespace) -> int:
     if a.variant is not None:
         pairs.append(f"variant={a.variant}")
     cfg = load_config(PretrainConfig, a.config, pairs + a.overrides)
-    res = pretrain(cfg, resume=not a.no_resume, log_fn=_say)
+    with _run_folder_lock(cfg.out):
+        res = pretrain(cfg, resume=not a.no_resume, log_fn=_say)
     losses = ", ".join(f"{k}={v:.4f}" for k, v in res.final_losses.items())
     _say(f"{res.method}: pre-trained {'+'.join(res.pretrains)}; last epoch: {losses}")
     _say(f"checkpoint: {res.checkpoint}  (use: medssl finetune --init {res.out} ...)")
