@@ -60,7 +60,8 @@ def test_status_of_a_grid_after_its_pretrainings(tmp_path: Path, capsys) -> None
         "pre-trainings: 2 done, 0 started, 0 pending" in text and "fine-tunings: 0 done, 0 started, 4 pending" in text
     )
     assert "pre-training simclr" in text and "s/step" in text and "fine-tuning not measured" in text
-    assert "4 runs not estimated" in text and "compute spent:" in text
+    assert "left: not estimated yet: 4 runs not estimated" in text and "compute spent:" in text
+    assert "left: about" not in text  # no number where nothing left is measured
     plans = validate_grid(load_grid(grid), out)
     rates = grid_rates(plans)  # what evidence_units.py estimates with: measured kinds only
     assert set(rates) == {"simclr"} and rates["simclr"] > 0 and FINETUNE not in rates
@@ -70,3 +71,4 @@ def test_status_of_a_grid_after_its_pretrainings(tmp_path: Path, capsys) -> None
     text = run_benchmark(grid, out, status=True)
     assert "pre-trainings: 1 done, 0 started, 0 pending, 1 to make again (finished, but pretrain.pt is missing" in text
     assert "simclr__syn__s0" in text and " redo " in text
+    assert "left: at least " in text and "; 4 runs not estimated" in text  # the redo is measured, the cells not

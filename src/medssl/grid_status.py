@@ -161,8 +161,15 @@ def grid_status(plans: list[Any]) -> str:
         s, u = _left_seconds(runs, rate)
         left, unknown = left + s, unknown + u
     lines.append(f"compute spent: {spent:.2f} core-hours (log.csv seconds x torch threads: wall time, pauses included)")
-    lines.append(
-        f"left: about {left / 3600:.1f} core-hours at this grid's median seconds per step ({'; '.join(rates)})"
-        + (f"; {unknown} runs not estimated (no measured step of their kind, or no max_steps)" if unknown else "")
-    )
+    lines.append(_left_line(left, unknown, rates))
     return "\n".join(lines)
+
+
+def _left_line(left: float, unknown: int, rates: list[str]) -> str:
+    """What is left: ``about`` when every run is estimated, ``at least`` when some are not (their
+    kind has no measured step yet, or no ``max_steps``), no number when none is."""
+    why = f"{unknown} runs not estimated (no measured step of their kind, or no max_steps)"
+    if unknown and not left:
+        return f"left: not estimated yet: {why} ({'; '.join(rates)})"
+    size = f"{'at least' if unknown else 'about'} {left / 3600:.1f} core-hours"
+    return f"left: {size} at this grid's median seconds per step ({'; '.join(rates)})" + (f"; {why}" if unknown else "")
