@@ -39,7 +39,7 @@ from medssl.benchmark import CellPlan, has_weights, load_grid, parse_only, selec
 from medssl.engine.rundir import is_done
 from medssl.grid_status import grid_rates, run_progress
 from medssl.reporting.bundle import verify_bundle
-from medssl.utils.locks import is_held
+from medssl.utils.locks import LOCK_NAME, is_held, owner_alive
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {"mscmrseg": "configs/evidence_mscmrseg.yaml", "chaos": "configs/evidence_chaos.yaml"}
@@ -73,6 +73,22 @@ def unit_todo(plans: list[CellPlan], method: str, seed: int) -> list[CellPlan]:
 def pretraining_held(todo: list[CellPlan]) -> bool:
     """Whether a live process is making the pre-training that ``todo`` needs (a job given it would wait)."""
     return any(is_held(p.pretrain_dir) for p in todo if p.pretrain_dir is not None)
+
+
+def busy_pids(folder: Path) -> set[int]:
+    """The live processes that hold a lock (a pre-training, a cell, a store being prepared) anywhere
+    under ``folder`` (every grid of the evidence): a runner counts those it did not start against its
+    ``--workers``, so that a runner started beside others (or again, while its children still run)
+    does not put more processes than cores on the machine."""
+    pids = set()
+    for lock in folder.glob("**/" + LOCK_NAME):
+        try:
+            stamp = lock.read_text().strip()
+        except OSError:
+            continue
+        if stamp and owner_alive(stamp):
+            pids.add(int(stamp.split()[0]))
+    return pids
 
 
 def unit_rates(plans: list[CellPlan], given: dict[str, float]) -> dict[str, float]:
@@ -181,9 +197,23 @@ def _pretraining_with_a_cell(
     return None
 
 
+#: :func:`run_units`'s ``take`` while the machine's cores are busy: wait, then ask again
+WAIT: Job = ("", -1, None)
+
+
+class Mine:
+    """A runner's own processes: ``running`` jobs given out (counted before their process starts) and
+    the ``pids`` of those started, whose locks are not foreign."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.pids: set[int] = set()
+
+
 def run_units(a: argparse.Namespace) -> int:
     """Two (``--workers``) threads, each running one unit at a time as a ``medssl benchmark`` process;
-    returns the number of units left, plus 1000 per unit that failed."""
+    returns the number of units left, plus 1000 per unit that failed. Processes this runner did not
+    start that hold a lock under ``--out`` (:func:`busy_pids`) count against ``--workers``."""
     sets = grid_sets(a.grid, a.out)
     given = dict((k, float(v)) for k, v in (r.split("=") for r in a.rates))
     until = datetime.combine(datetime.now().date(), datetime.strptime(a.until, "%H:%M").time()).timestamp()
@@ -191,16 +221,20 @@ def run_units(a: argparse.Namespace) -> int:
     lock = threading.Lock()
     failed = [0]
     taken: set[Job] = set()
+    mine = Mine()
 
     def take() -> Job | None:
         with lock:
             left_s = (until - time.time()) / a.margin
+            if left_s > 0 and mine.running + len(busy_pids(ROOT / a.out) - mine.pids) >= a.workers:
+                return WAIT
             plans = grid_plans(a.grid, sets, a.out)  # once per choice: the runs finished since count
             rates = unit_rates(plans, given)
             got = pick(units, lambda m, s: unit_todo(plans, m, s), rates, left_s, taken)
             if got is None:
                 return None
             (m, s, v), need = got
+            mine.running += 1  # counted from now: another worker never sees this core free
             at = " ".join(f"{k}={x:.2f}" for k, x in rates.items())
             print(
                 f"{datetime.now():%H:%M} start {m} s{s}{f' [{v}]' if v else ''} (about {need / 60:.0f} min; s/step {at})"
@@ -210,19 +244,10 @@ def run_units(a: argparse.Namespace) -> int:
 
     def worker(i: int) -> None:
         while (u := take()) is not None:
-            only = f"method={u[0]},seed={u[1]}" + (f",variant={u[2]}" if u[2] else "")
-            cmd = ["medssl", "benchmark", "--config", CONFIGS[a.grid], "--out", f"{a.out}/evidence_{a.grid}"]
-            cmd += [x for s in sets for x in ("--set", s)] + ["--only", only, "--no-report"]
-            log = ROOT / a.out / "logs" / f"unit_{a.grid}_{u[0]}_s{u[1]}.log"
-            with open(log, "a") as f:
-                rc = subprocess.run(
-                    cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"}
-                ).returncode
-            failed[0] += rc != 0
-            print(
-                f"{datetime.now():%H:%M} {'done' if rc == 0 else f'FAILED ({rc}, see {log})'} {only}",
-                flush=True,
-            )
+            if u == WAIT:
+                time.sleep(a.poll)
+                continue
+            failed[0] += run_job(a, sets, u, mine, lock) != 0
 
     (ROOT / a.out / "logs").mkdir(parents=True, exist_ok=True)
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(a.workers)]
@@ -235,6 +260,28 @@ def run_units(a: argparse.Namespace) -> int:
         f"{datetime.now():%H:%M} " + (f"units left (none fits before {a.until}): {left}" if left else "every unit done")
     )
     return len(left) + 1000 * failed[0]
+
+
+def run_job(a: argparse.Namespace, sets: list[str], u: Job, mine: Mine, lock: threading.Lock) -> int:
+    """Run one job (a unit, or one cell of it) as a one-thread ``medssl benchmark`` process, its pid in
+    ``mine.pids`` while it runs (``mine.running`` counts it from :func:`run_units`'s ``take`` to its
+    end); returns its exit status."""
+    only = f"method={u[0]},seed={u[1]}" + (f",variant={u[2]}" if u[2] else "")
+    cmd = ["medssl", "benchmark", "--config", CONFIGS[a.grid], "--out", f"{a.out}/evidence_{a.grid}"]
+    cmd += [x for s in sets for x in ("--set", s)] + ["--only", only, "--no-report"]
+    log = ROOT / a.out / "logs" / f"unit_{a.grid}_{u[0]}_s{u[1]}.log"
+    with open(log, "a") as f:
+        with lock:  # its locks are this runner's from the start, not a foreign process's
+            proc = subprocess.Popen(
+                cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"}
+            )
+            mine.pids.add(proc.pid)
+        rc = proc.wait()
+    with lock:
+        mine.pids.discard(proc.pid)
+        mine.running -= 1
+    print(f"{datetime.now():%H:%M} {'done' if rc == 0 else f'FAILED ({rc}, see {log})'} {only}", flush=True)
+    return rc
 
 
 def restore(a: argparse.Namespace) -> None:
@@ -294,6 +341,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--until", default="23:59", help="HH:MM today: start no unit that would end later")
     ap.add_argument("--margin", type=float, default=1.15, help="the estimate times this must end before --until")
+    ap.add_argument("--poll", type=float, default=30.0, help="seconds between looks while every core is busy")
     ap.add_argument(
         "--rates",
         nargs="*",

@@ -206,6 +206,61 @@ def test_a_runner_started_again_leaves_what_live_processes_run(tmp_path):
     assert [p.variant for p in units.unit_todo(plans, "pcl", 0)] == ["short"]
 
 
+def test_busy_pids_are_the_live_lock_holders_anywhere_under_the_evidence_folder(tmp_path):
+    import os
+
+    from medssl.utils.locks import LOCK_NAME, process_stamp
+
+    assert units.busy_pids(tmp_path) == set()
+    for d, stamp in (
+        ("evidence_chaos/pretrain/macl__chaos__s0", process_stamp(os.getpid())),
+        ("evidence_mscmrseg/variants/v/finetune/cell", process_stamp(os.getpid())),
+        ("evidence_chaos/pretrain/pcl__chaos__s0", "999999999 1 another-boot"),  # its process ended
+        ("evidence_chaos/finetune/empty", ""),
+    ):
+        (tmp_path / d).mkdir(parents=True)
+        (tmp_path / d / LOCK_NAME).write_text(stamp)
+    assert units.busy_pids(tmp_path) == {os.getpid()}
+
+
+def test_a_runner_counts_processes_it_did_not_start_against_its_workers(tmp_path, monkeypatch):
+    """One worker, a foreign process busy for the first two looks: the runner waits, then runs its two
+    jobs one after the other; its own process's locks (its pid) never count as foreign."""
+    from datetime import datetime, timedelta
+
+    looks, ran = [], []
+    foreign, live = iter([{4242}, {4242}]), set()
+
+    def busy(folder):
+        looks.append(len(ran))
+        return next(foreign, set()) | live  # live: this runner's own child (pid 777) holding its lock
+
+    def run_job(a, sets, u, mine, lock):
+        with lock:
+            mine.pids.add(777)
+            live.add(777)
+        assert busy(None) - mine.pids == set()  # its own lock is not a foreign process
+        ran.append(u)
+        with lock:
+            mine.pids.discard(777)
+            live.discard(777)
+            mine.running -= 1
+        return 0
+
+    monkeypatch.setattr(units, "grid_sets", lambda grid, out: [])
+    monkeypatch.setattr(units, "load_grid", lambda path: {"methods": ["pcl"]})
+    monkeypatch.setattr(units, "grid_plans", lambda grid, sets, out: [])
+    monkeypatch.setattr(units, "pick", lambda u, todo, rates, left, taken: ((*u.pop(0), None), 60.0) if u else None)
+    monkeypatch.setattr(units, "busy_pids", busy)
+    monkeypatch.setattr(units, "run_job", run_job)
+    until = max(datetime.now() + timedelta(minutes=10), datetime.now().replace(hour=23, minute=59))
+    a = argparse.Namespace(grid="mscmrseg", out=str(tmp_path), rates=[], until=f"{until:%H:%M}", seeds=[0, 1],
+                           margin=1.0, workers=1, poll=0.01)  # fmt: skip
+    assert units.run_units(a) == 0
+    assert ran == [("pcl", 0, None), ("pcl", 1, None)]
+    assert looks[:3] == [0, 0, 0]  # two looks found the core busy, the third started the first job
+
+
 def test_a_started_run_is_estimated_from_its_last_logged_epoch_and_a_redo_in_full(tmp_path):
     """A fine-tuning at step 300 of 500 resumes there (200 steps); a pre-training whose record is
     finished but whose weights are missing is made again (all 100 steps); a finished one costs nothing."""
