@@ -464,6 +464,9 @@ def test_a_run_folder_another_process_writes_is_refused_not_written_into(capsys,
         )
     assert [p.name for p in run.iterdir()] == [".lock"]  # nothing written beside the holder's lock
     held.release()
+    run.rmdir()
+    _one_line_error(capsys, _ft(tmp_path / "no_store", run, "--labels", "1"))  # bad input: nothing left behind
+    assert not run.exists()
     assert main(_ft(synthetic_store, run, "--labels", "1")) == 0
     assert (run / "summary.json").is_file() and not (run / ".lock").exists()  # released at the end
 

@@ -15,7 +15,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -266,26 +266,36 @@ def _finetune_cfg(a: argparse.Namespace) -> Any:
     return load_config(FinetuneConfig, a.config, pairs + a.overrides)
 
 
-def _run_folder_lock(out: str) -> contextlib.AbstractContextManager[object]:
+@contextlib.contextmanager
+def _run_folder_lock(out: str) -> Iterator[None]:
     """Hold ``out/.lock`` (:mod:`medssl.utils.locks`) while this command writes its run folder, so
     that a second ``medssl finetune`` / ``pretrain`` on the same ``--out`` stops with a one-line
     error instead of writing into it; ``medssl benchmark`` locks its own cells. Under ``torchrun``
     only rank 0 (which alone writes the folder) takes it; a path that is a file is left for
-    :func:`medssl.engine.rundir.bind_run_dir` to report."""
+    :func:`medssl.engine.rundir.bind_run_dir` to report. A folder made only for the lock is removed
+    again when the command wrote nothing into it (it stopped on bad input)."""
     from ..utils.locks import LOCK_NAME, try_lock
 
-    if int(os.environ.get("RANK", "0")) != 0 or (Path(out).exists() and not Path(out).is_dir()):
-        return contextlib.nullcontext()
-    got = try_lock(out)
+    folder = Path(out)
+    if int(os.environ.get("RANK", "0")) != 0 or (folder.exists() and not folder.is_dir()):
+        yield
+        return
+    made = not folder.exists()
+    got = try_lock(folder)
     if not got:  # None: a live process holds it (False only comes with a done check, not given)
         try:
-            pid = f" (pid {(Path(out) / LOCK_NAME).read_text().split()[0]})"
+            pid = f" (pid {(folder / LOCK_NAME).read_text().split()[0]})"
         except (OSError, IndexError):
             pid = ""
         raise DataError(
             out, f"another process is writing this run folder{pid}; wait for it to end or give another --out"
         )
-    return got
+    try:
+        yield
+    finally:
+        got.release()
+        if made and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def cmd_finetune(a: argparse.Namespace) -> int:
