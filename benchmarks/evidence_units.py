@@ -39,7 +39,7 @@ from medssl.benchmark import CellPlan, has_weights, load_grid, parse_only, selec
 from medssl.engine.rundir import is_done
 from medssl.grid_status import grid_rates, run_progress
 from medssl.reporting.bundle import verify_bundle
-from medssl.utils.locks import LOCK_NAME, is_held, owner_alive
+from medssl.utils.locks import LOCK_NAME, holder, is_held
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {"mscmrseg": "configs/evidence_mscmrseg.yaml", "chaos": "configs/evidence_chaos.yaml"}
@@ -80,15 +80,7 @@ def busy_pids(folder: Path) -> set[int]:
     under ``folder`` (every grid of the evidence): a runner counts those it did not start against its
     ``--workers``, so that a runner started beside others (or again, while its children still run)
     does not put more processes than cores on the machine."""
-    pids = set()
-    for lock in folder.glob("**/" + LOCK_NAME):
-        try:
-            stamp = lock.read_text().strip()
-        except OSError:
-            continue
-        if stamp and owner_alive(stamp):
-            pids.add(int(stamp.split()[0]))
-    return pids
+    return {pid for lock in folder.glob("**/" + LOCK_NAME) if (pid := holder(lock.parent)) is not None}
 
 
 def unit_rates(plans: list[CellPlan], given: dict[str, float]) -> dict[str, float]:

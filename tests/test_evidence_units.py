@@ -226,7 +226,9 @@ def test_busy_pids_are_the_live_lock_holders_anywhere_under_the_evidence_folder(
 def test_a_runner_counts_processes_it_did_not_start_against_its_workers(tmp_path, monkeypatch):
     """One worker, a foreign process busy for the first two looks: the runner waits, then runs its two
     jobs one after the other; its own process's locks (its pid) never count as foreign."""
-    from datetime import datetime, timedelta
+    import time
+    from datetime import datetime
+    from types import SimpleNamespace
 
     looks, ran = [], []
     foreign, live = iter([{4242}, {4242}]), set()
@@ -253,8 +255,9 @@ def test_a_runner_counts_processes_it_did_not_start_against_its_workers(tmp_path
     monkeypatch.setattr(units, "pick", lambda u, todo, rates, left, taken: ((*u.pop(0), None), 60.0) if u else None)
     monkeypatch.setattr(units, "busy_pids", busy)
     monkeypatch.setattr(units, "run_job", run_job)
-    until = max(datetime.now() + timedelta(minutes=10), datetime.now().replace(hour=23, minute=59))
-    a = argparse.Namespace(grid="mscmrseg", out=str(tmp_path), rates=[], until=f"{until:%H:%M}", seeds=[0, 1],
+    noon = datetime.combine(datetime.now().date(), datetime.min.time()).replace(hour=12).timestamp()
+    monkeypatch.setattr(units, "time", SimpleNamespace(time=lambda: noon, sleep=time.sleep))  # --until is ahead
+    a = argparse.Namespace(grid="mscmrseg", out=str(tmp_path), rates=[], until="23:59", seeds=[0, 1],
                            margin=1.0, workers=1, poll=0.01)  # fmt: skip
     assert units.run_units(a) == 0
     assert ran == [("pcl", 0, None), ("pcl", 1, None)]

@@ -9,7 +9,16 @@ import time
 from pathlib import Path
 
 from medssl.utils import locks
-from medssl.utils.locks import LOCK_NAME, FolderLock, is_held, owner_alive, process_stamp, try_lock, wait_or_lock
+from medssl.utils.locks import (
+    LOCK_NAME,
+    FolderLock,
+    holder,
+    is_held,
+    owner_alive,
+    process_stamp,
+    try_lock,
+    wait_or_lock,
+)
 
 
 def _hold(folder: str, ready, stop) -> None:  # a child process that takes the lock and keeps it
@@ -36,13 +45,13 @@ def test_a_held_lock_is_refused_and_released_on_kill(tmp_path: Path) -> None:
     child.start()
     assert ready.wait(30)
     assert not is_held(tmp_path / "elsewhere")  # no lock file
-    assert is_held(tmp_path)  # asked without taking it
+    assert is_held(tmp_path) and holder(tmp_path) == child.pid  # asked without taking it
     assert try_lock(tmp_path) is None  # held by a live process
     assert owner_alive((tmp_path / LOCK_NAME).read_text())
     os.kill(child.pid, signal.SIGKILL)  # no release: the kernel drops the flock, the file stays
     child.join()
     assert (tmp_path / LOCK_NAME).is_file()
-    assert not is_held(tmp_path)  # its process is gone
+    assert not is_held(tmp_path) and holder(tmp_path) is None  # its process is gone
     lock = try_lock(tmp_path)
     assert isinstance(lock, FolderLock)
     assert (tmp_path / LOCK_NAME).read_text() == process_stamp(os.getpid())

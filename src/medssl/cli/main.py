@@ -274,7 +274,7 @@ def _run_folder_lock(out: str) -> Iterator[None]:
     only rank 0 (which alone writes the folder) takes it; a path that is a file is left for
     :func:`medssl.engine.rundir.bind_run_dir` to report. A folder made only for the lock is removed
     again when the command wrote nothing into it (it stopped on bad input)."""
-    from ..utils.locks import LOCK_NAME, try_lock
+    from ..utils.locks import holder, try_lock
 
     folder = Path(out)
     if int(os.environ.get("RANK", "0")) != 0 or (folder.exists() and not folder.is_dir()):
@@ -283,12 +283,11 @@ def _run_folder_lock(out: str) -> Iterator[None]:
     made = not folder.exists()
     got = try_lock(folder)
     if not got:  # None: a live process holds it (False only comes with a done check, not given)
-        try:
-            pid = f" (pid {(folder / LOCK_NAME).read_text().split()[0]})"
-        except (OSError, IndexError):
-            pid = ""
+        pid = holder(folder)
         raise DataError(
-            out, f"another process is writing this run folder{pid}; wait for it to end or give another --out"
+            out,
+            f"another process is writing this run folder{f' (pid {pid})' if pid else ''}; "
+            "wait for it to end or give another --out",
         )
     try:
         yield

@@ -34,7 +34,7 @@ try:
 except ImportError:  # Windows
     fcntl = None
 
-__all__ = ["LOCK_NAME", "FolderLock", "is_held", "owner_alive", "process_stamp", "try_lock", "wait_or_lock"]
+__all__ = ["LOCK_NAME", "FolderLock", "holder", "is_held", "owner_alive", "process_stamp", "try_lock", "wait_or_lock"]
 
 #: the lock file inside a locked folder
 LOCK_NAME = ".lock"
@@ -186,13 +186,18 @@ def wait_or_lock(
     return got
 
 
-def is_held(folder: str | Path) -> bool:
-    """Whether a live process holds ``folder/.lock``, asked without taking the lock (so that asking
-    never makes a process that is taking it at that instant believe it is held): its file names its
-    owner (:func:`process_stamp`), whose process must still run; a lock whose process ended, however
-    it ended, is not held."""
+def holder(folder: str | Path) -> int | None:
+    """The pid of the live process that holds ``folder/.lock``, asked without taking the lock (so that
+    asking never makes a process that is taking it at that instant believe it is held): its file names
+    its owner (:func:`process_stamp`), whose process must still run; None when no live process holds
+    it (no lock file, or its process ended, however it ended)."""
     try:
         stamp = (Path(folder) / LOCK_NAME).read_text().strip()
     except OSError:
-        return False
-    return bool(stamp) and owner_alive(stamp)
+        return None
+    return int(stamp.split()[0]) if stamp and owner_alive(stamp) else None
+
+
+def is_held(folder: str | Path) -> bool:
+    """Whether a live process holds ``folder/.lock`` (:func:`holder`)."""
+    return holder(folder) is not None
