@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import re
 from pathlib import Path
 
@@ -239,34 +238,107 @@ def test_transfer_core_hours_quote_the_bundle_run_files() -> None:
     assert f"for the {resumed} runs resumed after a session's end, the last attempt only" in text
 
 
-README_GRIDS = {("MS-CMRSeg cardiac (3)", "MS-CMRSeg"): "cardiac_grid", ("CHAOS abdominal (2)", "CHAOS"): "chaos_grid"}
+SUMMARY = RESULTS / "cpu" / "evidence_summary"
+EVIDENCE = {"MS-CMRSeg": "evidence_mscmrseg", "CHAOS": "evidence_chaos"}  # dataset label -> its bundle
+_EXACT = ("setting", "dataset", "labels", "method", "n_seeds", "pretrainings", "seed_diffs", "seeds_ahead", "verdict")
 
 
-def _grid_cells(folder: Path, dataset: str) -> dict[str, tuple[str, float, float]]:
-    """Per method: the results table's DSC cell and the stats' difference to Scratch and its p-value."""
-    with open(folder / "results.csv", newline="") as fh:
-        cells = {r["method"]: r["cell"] for r in csv.DictReader(fh) if r["metric"] == "DSC" and r["dataset"] == dataset}
-    with open(folder / "stats.csv", newline="") as fh:
-        stats = {r["method"]: r for r in csv.DictReader(fh) if r["dataset"] == dataset}
-    out = {}
-    for m, cell in cells.items():
-        s = stats[m]
-        diff = float(s["vs_scratch_mean_diff"]) if s["vs_scratch_mean_diff"] else math.nan
-        p = float(s["vs_scratch_p"]) if s["vs_scratch_p"] else math.nan
-        out[m] = (cell, diff, p)
-    return out
+def _summary() -> list[dict[str, str]]:
+    with open(SUMMARY / "summary.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
-def test_readme_pay_off_table_quotes_the_grids_results_and_stats() -> None:
-    """Each cell of the README's 'Does pre-training pay off?' table is the grid's results.csv cell, with the
-    difference to Scratch and the Wilcoxon p-value of its stats.csv (150 steps: the finetune_150_steps folder)."""
-    rows = re.findall(r"^\| (.+?) \| (150|500) \| (.+?) \| (.+?) \| (.+?) \|$", (REPO / "README.md").read_text(), re.M)
-    assert len(rows) == 4
-    for label, steps, *cells in rows:
-        (dataset,) = [d for (lab, d) in README_GRIDS if lab == label]
-        folder = RESULTS / "cpu" / README_GRIDS[(label, dataset)]
-        got = _grid_cells(folder / "finetune_150_steps" if steps == "150" else folder, dataset)
-        for method, text in zip(("Scratch", "SuperCL", "MACL"), cells):
-            cell, diff, p = got[method]
-            expected = cell if method == "Scratch" else f"{cell} ({diff:+.2f}, p {p:.2g})"
-            assert text.replace("**", "") == expected, (label, steps, method)
+def test_the_shipped_evidence_summary_is_what_its_bundles_give(tmp_path: Path) -> None:
+    """benchmarks/results/cpu/evidence_summary/summary.csv, recomputed from the bundles of the datasets it
+    names (``benchmarks/evidence_summary.py``'s path through the library), row by row."""
+    from medssl.reporting.family import ReadCache, family_comparisons, grid_settings, write_family
+
+    shipped = _summary()
+    grids = [RESULTS / "cpu" / EVIDENCE[d] for d in dict.fromkeys(r["dataset"] for r in shipped)]
+    read: ReadCache = {}
+    files = write_family(family_comparisons([s for g in grids for s in grid_settings(g, read)], read), tmp_path)
+    with open(files["csv"], newline="") as fh:
+        fresh = list(csv.DictReader(fh))
+    assert len(fresh) == len(shipped) >= 14
+    for got, row in zip(fresh, shipped):
+        assert {k: str(got[k]) for k in _EXACT} == {k: row[k] for k in _EXACT}
+        for k in ("method_dsc", "scratch_dsc", "mean_diff", "ci_low", "ci_high", "p_t_seeds", "p_holm_family"):
+            assert float(got[k]) == pytest.approx(float(row[k]), abs=1e-5), (row["setting"], row["method"], k)
+
+
+def test_readme_pay_off_table_quotes_the_evidence_summary() -> None:
+    """Each cell of the README's 'Does pre-training pay off?' table is summary.csv's mean difference to
+    Scratch, its interval and the seeds ahead; the sentences around it quote the same file and the runs."""
+    readme = (REPO / "README.md").read_text()
+    text = " ".join(readme.split())
+    rows = _summary()
+    cells: dict[tuple[str, str], str] = {}
+    scratch: dict[str, str] = {}
+    for r in rows:
+        setting = r["setting"].replace(" 10%", "").replace(" steps", "")
+        cells[(setting, r["method"])] = (
+            f"{float(r['mean_diff']):+.1f} [{float(r['ci_low']):+.1f}, {float(r['ci_high']):+.1f}], "
+            f"{r['seeds_ahead']} of {r['n_seeds']}"
+        )
+        scratch[setting] = f"{float(r['scratch_dsc']):.1f}"
+    table = re.findall(r"^\| ((?:standard|paper)[^|]*?) \| ([\d.]+) \| (.+?) \| (.+?) \| (.+?) \|$", readme, re.M)
+    assert len(table) == len(scratch) == 5
+    for setting, dsc, *quoted in table:
+        assert dsc == scratch[setting], setting
+        for method, cell in zip(("PCL", "SuperCL", "MACL"), quoted):
+            assert cell == cells.get((setting, method), "not run"), (setting, method)
+    assert all(r["verdict"] == "inconclusive" for r in rows) and f"None of the {len(rows)} comparisons" in text
+    assert f"the smallest corrected p is {min(float(r['p_holm_family']) for r in rows):.2f}" in text
+    (pcl,) = [r for r in rows if r["setting"] == "standard, 150 steps" and r["method"] == "PCL"]
+    assert pcl["seeds_ahead"] == pcl["n_seeds"] and f"(p {float(pcl['p_t_seeds']):.3f} before the correction)" in text
+    figure = "benchmarks/results/cpu/evidence_summary/forest.png"
+    assert figure in readme and (REPO / figure).is_file()
+    runs = [json.loads(p.read_text()) for p in (RESULTS / "cpu" / "evidence_mscmrseg").glob("*/*/run.json")]
+    runs += [json.loads(p.read_text()) for p in (RESULTS / "cpu" / "evidence_mscmrseg").glob("variants/*/*/*/run.json")]
+    hours = sum(r.get("wall_s_total", r["wall_s"]) * r["environment"]["torch_threads"] for r in runs) / 3600
+    quote = f"{hours:.1f} core-hours on 2 CPU cores by"
+    assert f"the grid's {len(runs)} runs" in text and quote in text and quote in _page("finetuning.md")
+
+
+def test_readme_pay_off_diagnostics_quote_the_pretraining_runs() -> None:
+    """The README's ranges of the nearest-neighbour position error and the linear probe before and after
+    pre-training are the min and max over the MS-CMRSeg bundle's diagnostics.json files."""
+    got: dict[str, dict[str, list[float]]] = {}
+    for p in sorted((RESULTS / "cpu" / "evidence_mscmrseg" / "pretrain").glob("*/diagnostics.json")):
+        d = json.loads(p.read_text())
+        per = got.setdefault(p.parent.name.split("__")[0], {})
+        for when in ("initial", "final"):
+            for k in ("knn_position_mae", "linear_probe_dice"):
+                per.setdefault(f"{k}/{when}", []).append(float(d[when][k]))
+    assert sorted(got) == ["macl", "pcl", "supercl"] and all(len(v) == 5 for m in got.values() for v in m.values())
+
+    def span(key: str, methods: tuple[str, ...] = ("macl", "pcl", "supercl")) -> str:
+        return _range([x for m in methods for x in got[m][key]], 2)
+
+    for text in (" ".join((REPO / "README.md").read_text().split()), _page("results/evidence.md")):
+        assert f"position error from {span('knn_position_mae/initial')} to {span('knn_position_mae/final')}" in text
+        assert f"(Dice {span('linear_probe_dice/final', ('macl',))} after MACL" in text
+        assert f"{span('linear_probe_dice/final', ('pcl',))} after PCL" in text
+        sc = ("linear_probe_dice/initial", "linear_probe_dice/final")
+        assert f"SuperCL's falls from {span(sc[0], ('supercl',))} to {span(sc[1], ('supercl',))}" in text
+
+
+def test_the_results_index_sets_the_pooled_grid_against_the_evidence() -> None:
+    """docs/results/index.md's MACL at 150 steps: the 3-seed grid's pooled difference (its stats.csv)
+    against the 5-seed evidence's mean difference and interval (summary.csv)."""
+    with open(RESULTS / "cpu" / "cardiac_grid" / "finetune_150_steps" / "stats.csv", newline="") as fh:
+        (old,) = [float(r["vs_scratch_mean_diff"]) for r in csv.DictReader(fh) if r["method"] == "MACL"]
+    (new,) = [r for r in _summary() if r["setting"] == "standard, 150 steps" and r["method"] == "MACL"]
+    cell = f"{float(new['mean_diff']):+.1f} [{float(new['ci_low']):+.1f}, {float(new['ci_high']):+.1f}]"
+    assert f'MACL\'s "{old:+.1f} at 150 steps" there is {cell} DSC points' in _page("results/index.md")
+
+
+def test_the_evidence_page_is_the_shipped_summary() -> None:
+    """docs/results/evidence.md holds summary.md's table and legend line for line, and the docs' copy of
+    the forest plot is the shipped one."""
+    page = (REPO / "docs" / "results" / "evidence.md").read_text()
+    shipped = [line for line in (SUMMARY / "summary.md").read_text().splitlines()[1:] if line.strip()]
+    assert shipped[-1] == "![forest](forest.png)" and len(shipped) >= 16
+    for line in shipped[:-1]:
+        assert line in page.splitlines(), line[:60]
+    assert (REPO / "docs" / "figures" / "evidence_forest.png").read_bytes() == (SUMMARY / "forest.png").read_bytes()
