@@ -315,10 +315,22 @@ def test_readme_pay_off_diagnostics_quote_the_pretraining_runs() -> None:
     def span(key: str, methods: tuple[str, ...] = ("macl", "pcl", "supercl")) -> str:
         return _range([x for m in methods for x in got[m][key]], 2)
 
+    def down(method: str) -> int:  # runs whose probe Dice fell
+        return sum(
+            a > b for a, b in zip(got[method]["linear_probe_dice/initial"], got[method]["linear_probe_dice/final"])
+        )
+
+    assert down("supercl") == down("macl") == 5  # docs/diagnostics.md: "falls after every SuperCL and MACL run"
     for text in (" ".join((REPO / "README.md").read_text().split()), _page("results/evidence.md")):
         assert f"position error from {span('knn_position_mae/initial')} to {span('knn_position_mae/final')}" in text
-        assert f"(Dice {span('linear_probe_dice/final', ('macl',))} after MACL" in text
-        assert f"{span('linear_probe_dice/final', ('pcl',))} after PCL" in text
+        assert (
+            f"(Dice {span('linear_probe_dice/final', ('macl',))} after MACL, lower on {down('macl')} of 5 seeds;"
+            in text
+        )
+        pcl = (
+            f"{span('linear_probe_dice/final', ('pcl',))} after PCL, from {span('linear_probe_dice/initial', ('pcl',))}"
+        )
+        assert f"{pcl}, higher on {5 - down('pcl')} of 5;" in text
         sc = ("linear_probe_dice/initial", "linear_probe_dice/final")
         assert f"SuperCL's falls from {span(sc[0], ('supercl',))} to {span(sc[1], ('supercl',))}" in text
 
