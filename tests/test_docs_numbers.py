@@ -291,6 +291,14 @@ def test_readme_pay_off_table_quotes_the_evidence_summary() -> None:
     assert f"the smallest corrected p is {min(float(r['p_holm_family']) for r in rows):.2f}" in text
     (pcl,) = [r for r in rows if r["setting"] == "standard, 150 steps" and r["method"] == "PCL"]
     assert pcl["seeds_ahead"] == pcl["n_seeds"] and f"(p {float(pcl['p_t_seeds']):.3f} before the correction)" in text
+    seeds = {(r["setting"], r["method"]): [float(d.split(":")[1]) for d in r["seed_diffs"].split()] for r in rows}
+    sc150, m150 = (seeds[("standard, 150 steps", m)] for m in ("SuperCL", "MACL"))
+    assert f"(SuperCL on {sum(d > 0 for d in sc150)}, MACL on {sum(d > 0 for d in m150)}, its seeds" in text
+    assert f"spread from {min(m150):+.1f} to {max(m150):+.1f})" in text
+    sc500 = seeds[("standard, 500 steps", "SuperCL")]
+    assert f"SuperCL is lower on {sum(d < 0 for d in sc500)} of 5 seeds (one seed {min(sc500):+.1f})" in text
+    gap = float(scratch["standard, 500"]) - float(scratch["paper, 750"])
+    assert f"over a Scratch {gap:.0f} points below the `standard` recipe's at 500 steps" in text
     figure = "benchmarks/results/cpu/evidence_summary/forest.png"
     assert figure in readme and (REPO / figure).is_file()
     runs = [json.loads(p.read_text()) for p in (RESULTS / "cpu" / "evidence_mscmrseg").glob("*/*/run.json")]
