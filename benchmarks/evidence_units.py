@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 from medssl.benchmark import CellPlan, has_weights, load_grid, parse_only, select_cells, validate_grid
@@ -202,13 +202,24 @@ class Mine:
         self.pids: set[int] = set()
 
 
+def deadline(text: str, today: date | None = None) -> float:
+    """``--until`` as a timestamp: ``HH:MM`` today, or a date and time (``2026-12-08T00:30``) for a
+    sitting that runs past midnight. Anything else is an ``argparse.ArgumentTypeError``."""
+    try:
+        if "T" in text or " " in text.strip():
+            return datetime.fromisoformat(text.strip()).timestamp()
+        return datetime.combine(today or date.today(), datetime.strptime(text, "%H:%M").time()).timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--until {text!r}: give HH:MM (today) or YYYY-MM-DDTHH:MM") from None
+
+
 def run_units(a: argparse.Namespace) -> int:
     """Two (``--workers``) threads, each running one unit at a time as a ``medssl benchmark`` process;
     returns the number of units left, plus 1000 per unit that failed. Processes this runner did not
     start that hold a lock under ``--out`` (:func:`busy_pids`) count against ``--workers``."""
     sets = grid_sets(a.grid, a.out)
     given = dict((k, float(v)) for k, v in (r.split("=") for r in a.rates))
-    until = datetime.combine(datetime.now().date(), datetime.strptime(a.until, "%H:%M").time()).timestamp()
+    until = deadline(a.until)
     units = [(m, s) for s in a.seeds for m in ORDER if m in load_grid(ROOT / CONFIGS[a.grid])["methods"]]
     lock = threading.Lock()
     failed = [0]
@@ -331,7 +342,9 @@ def main() -> None:
     ap.add_argument("--out", default="runs", help="the evidence's folder (runs/evidence_<grid>, runs/transfer)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--until", default="23:59", help="HH:MM today: start no unit that would end later")
+    ap.add_argument(
+        "--until", default="23:59", help="HH:MM today, or YYYY-MM-DDTHH:MM: start no unit that would end later"
+    )
     ap.add_argument("--margin", type=float, default=1.15, help="the estimate times this must end before --until")
     ap.add_argument("--poll", type=float, default=30.0, help="seconds between looks while every core is busy")
     ap.add_argument(
@@ -345,6 +358,10 @@ def main() -> None:
     if a.action != "run":
         (restore if a.action == "restore" else export)(a)
         return
+    try:
+        deadline(a.until)
+    except argparse.ArgumentTypeError as e:
+        ap.error(str(e))
     n = run_units(a)
     sys.exit(0 if n == 0 else 1 if n >= 1000 else 3)  # 3: units left for another sitting
 

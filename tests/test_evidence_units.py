@@ -6,6 +6,7 @@ import argparse
 import importlib.util
 import json
 import shutil
+from datetime import date, datetime
 
 import pytest
 from conftest import REPO
@@ -288,3 +289,13 @@ def test_rates_given_win_over_those_the_grid_measured_which_win_over_the_default
     monkeypatch.setattr(units, "grid_rates", lambda plans: {"macl": 3.0, "finetune": 2.0})
     got = units.unit_rates([], {"finetune": 1.5})
     assert got == {**units.RATES, "macl": 3.0, "finetune": 1.5}
+
+
+def test_until_is_a_time_today_or_a_date_and_time_past_midnight():
+    day = date(2026, 12, 7)
+    assert units.deadline("23:11", day) == datetime(2026, 12, 7, 23, 11).timestamp()
+    assert units.deadline("2026-12-08T00:30", day) == datetime(2026, 12, 8, 0, 30).timestamp()
+    assert units.deadline("2026-12-08 00:30") == datetime(2026, 12, 8, 0, 30).timestamp()
+    for bad in ("25:00", "tomorrow", "2026-13-01T00:00"):
+        with pytest.raises(argparse.ArgumentTypeError, match="give HH:MM"):
+            units.deadline(bad, day)
