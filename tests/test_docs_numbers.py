@@ -289,25 +289,34 @@ def test_readme_pay_off_table_quotes_the_evidence_summary() -> None:
         assert dsc == scratch[(dataset, setting)], (dataset, setting)
         for method, cell in zip(("PCL", "SuperCL", "MACL"), quoted):
             assert cell == cells.get((dataset, setting, method), "not run"), (dataset, setting, method)
-    assert all(r["verdict"] == "inconclusive" for r in rows) and f"None of the {len(rows)} comparisons" in text
+    assert all(r["verdict"] == "inconclusive" for r in rows) and "no comparison is decided" in text
+    assert f"Holm-corrected over all {len(rows)} comparisons" in text
     assert f"the smallest corrected p is {min(float(r['p_holm_family']) for r in rows):.2f}" in text
     (pcl,) = [r for r in rows if r["setting"] == "standard, 150 steps" and r["method"] == "PCL"]
-    assert pcl["seeds_ahead"] == pcl["n_seeds"] and f"(p {float(pcl['p_t_seeds']):.3f} before the correction)" in text
+    assert pcl["seeds_ahead"] == pcl["n_seeds"] and f"but p {float(pcl['p_t_seeds']):.3f} before the correction" in text
+    page = _page("results/evidence.md")
+    assert f"p {float(pcl['p_t_seeds']):.3f} before the correction and {float(pcl['p_holm_family']):.2f} after" in page
     seeds = {(r["setting"], r["method"]): [float(d.split(":")[1]) for d in r["seed_diffs"].split()] for r in rows}
     sc150, m150 = (seeds[("standard, 150 steps", m)] for m in ("SuperCL", "MACL"))
-    assert f"(SuperCL on {sum(d > 0 for d in sc150)}, MACL on {sum(d > 0 for d in m150)}, its seeds" in text
-    assert f"spread from {min(m150):+.1f} to {max(m150):+.1f})" in text
+    assert f"fewer seeds there ({sum(d > 0 for d in sc150)} and {sum(d > 0 for d in m150)};" in text
+    assert f"MACL's seeds spread from {min(m150):+.1f} to {max(m150):+.1f})" in text
     sc500 = seeds[("standard, 500 steps", "SuperCL")]
-    assert f"SuperCL is lower on {sum(d < 0 for d in sc500)} of 5 seeds (one seed {min(sc500):+.1f})" in text
+    assert f"SuperCL is below Scratch on {sum(d < 0 for d in sc500)} of 5 seeds (one seed {min(sc500):+.1f})" in text
+    (pcl500,) = [r for r in rows if r["setting"] == "standard + LP-FT 10%, 500 steps" and r["method"] == "PCL"]
+    lowered = f"lowers PCL ({float(pcl500['mean_diff']):+.1f} at 500 steps, {pcl500['seeds_ahead']} of 5 seeds above)"
+    assert lowered in text
     gap = float(scratch[("MS-CMRSeg", "standard, 500")]) - float(scratch[("MS-CMRSeg", "paper, 750")])
-    assert f"over a Scratch {gap:.0f} points below the `standard` recipe's at 500 steps" in text
+    paper = scratch[("MS-CMRSeg", "paper, 750")]
+    assert f"over a Scratch of {paper}, {gap:.0f} points below the `standard` recipe's Scratch at 500 steps" in text
     figure = "benchmarks/results/cpu/evidence_summary/forest.png"
     assert figure in readme and (REPO / figure).is_file()
     runs = [json.loads(p.read_text()) for p in (RESULTS / "cpu" / "evidence_mscmrseg").glob("*/*/run.json")]
     runs += [json.loads(p.read_text()) for p in (RESULTS / "cpu" / "evidence_mscmrseg").glob("variants/*/*/*/run.json")]
     hours = sum(r.get("wall_s_total", r["wall_s"]) * r["environment"]["torch_threads"] for r in runs) / 3600
-    quote = f"{hours:.1f} core-hours on 2 CPU cores by"
-    assert f"the grid's {len(runs)} runs" in text and quote in text and quote in _page("finetuning.md")
+    threads = {r["environment"]["torch_threads"] for r in runs}
+    assert f"the grid's {len(runs)} runs" in text and threads == {1}
+    assert f"{hours:.1f} core-hours by their `run.json`, one thread per run" in text
+    assert f"{hours:.1f} core-hours by the runs' `run.json`" in _page("finetuning.md")
 
 
 def test_readme_pay_off_diagnostics_quote_the_pretraining_runs() -> None:
@@ -333,16 +342,25 @@ def test_readme_pay_off_diagnostics_quote_the_pretraining_runs() -> None:
     assert down("supercl") == down("macl") == 5  # docs/diagnostics.md: "falls after every SuperCL and MACL run"
     for text in (" ".join((REPO / "README.md").read_text().split()), _page("results/evidence.md")):
         assert f"position error from {span('knn_position_mae/initial')} to {span('knn_position_mae/final')}" in text
-        assert (
-            f"(Dice {span('linear_probe_dice/final', ('macl',))} after MACL, lower on {down('macl')} of 5 seeds;"
-            in text
-        )
-        pcl = (
-            f"{span('linear_probe_dice/final', ('pcl',))} after PCL, from {span('linear_probe_dice/initial', ('pcl',))}"
-        )
-        assert f"{pcl}, higher on {5 - down('pcl')} of 5;" in text
+        assert f"(MACL {span('linear_probe_dice/final', ('macl',))} Dice, lower on {down('macl')} of 5 seeds;" in text
+        pcl = f"{span('linear_probe_dice/final', ('pcl',))}, from {span('linear_probe_dice/initial', ('pcl',))}"
+        assert f"about as well after PCL ({pcl}, higher on {5 - down('pcl')} of 5)" in text
         sc = ("linear_probe_dice/initial", "linear_probe_dice/final")
-        assert f"SuperCL's falls from {span(sc[0], ('supercl',))} to {span(sc[1], ('supercl',))}" in text
+        assert f"starts higher, from {span(sc[0], ('supercl',))} to {span(sc[1], ('supercl',))})" in text
+        assert "every loss still falling over its second half" in text
+
+
+def test_every_evidence_pretraining_loss_was_still_falling_over_its_second_half() -> None:
+    """docs/results/evidence.md: the mean loss of each pre-training's last three epochs against that of the three
+    at mid-run (``log.csv``), the range of the fall in percent."""
+    falls = []
+    for p in sorted((RESULTS / "cpu" / "evidence_mscmrseg" / "pretrain").glob("*/log.csv")):
+        with open(p, newline="") as fh:
+            loss = [float(r["train_loss"]) for r in csv.DictReader(fh)]
+        mid = float(np.mean(loss[len(loss) // 2 - 2 : len(loss) // 2 + 1]))
+        falls.append(100 * (mid - float(np.mean(loss[-3:]))) / abs(mid))
+    assert len(falls) == 15 and min(falls) > 0
+    assert f"last three epochs {_range(falls, 1)}% below that of the three at mid-run" in _page("results/evidence.md")
 
 
 def test_the_results_index_sets_the_pooled_grid_against_the_evidence() -> None:
