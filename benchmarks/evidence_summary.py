@@ -10,7 +10,8 @@ intervals and t-tests over seeds, with Holm's correction over ALL comparisons of
         benchmarks/results/cpu/evidence_mscmrseg benchmarks/results/cpu/evidence_chaos
 
 writes OUT/summary.md (table + legend), summary.csv, summary.tex, summary.txt (the sentences the
-README's paragraph quotes) and forest.png, and prints summary.txt.
+README's paragraph quotes), table.md (the README's table: a row per set and setting, a column per
+method) and forest.png, and prints summary.txt.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from medssl.reporting.family import (
     ReadCache,
     Setting,
     family_comparisons,
+    family_table,
     family_text,
     finetune_label,
     grid_settings,
@@ -128,7 +129,7 @@ def test_write_family_files(tmp_path: Path) -> None:
     g = _grid(tmp_path / "g", {"pcl": {s: 0.01 * (s - 2) for s in range(5)}, "macl": {s: 0.03 for s in range(5)}})
     rows = family_comparisons([Setting("standard, 500 steps", g)])
     files = write_family(rows, tmp_path / "out")
-    assert set(files) == {"csv", "forest", "md", "tex", "txt"}
+    assert set(files) == {"csv", "forest", "md", "tex", "txt", "table"}
     with open(files["csv"], newline="") as fh:
         got = list(csv.DictReader(fh))
     assert [r["method"] for r in got] == ["PCL", "MACL"] and got[1]["seeds_ahead"] == "5"
@@ -138,6 +139,19 @@ def test_write_family_files(tmp_path: Path) -> None:
     assert r"\toprule" in files["tex"].read_text()
     assert files["forest"].stat().st_size > 5000
     assert "MACL on MS-CMRSeg (standard, 500 steps): +3.0 DSC points" in files["txt"].read_text()
+    assert "| MS-CMRSeg | standard, 500 steps |" in files["table"].read_text()
+
+
+def test_family_table_has_a_row_per_setting_and_a_column_per_method(tmp_path: Path) -> None:
+    both = _grid(tmp_path / "a", {"pcl": {s: -0.01 for s in range(5)}, "macl": {s: 0.03 for s in range(5)}})
+    macl = _grid(tmp_path / "b", {"macl": {s: 0.01 * (s - 1) for s in range(5)}})
+    rows = family_comparisons([Setting("standard, 500 steps", both), Setting("paper, 750 steps", macl)])
+    lines = family_table(rows).splitlines()
+    assert lines[0] == "| Set | Setting | Scratch DSC (%) | PCL | MACL |" and len(lines) == 4
+    assert lines[2].startswith("| MS-CMRSeg | standard, 500 steps | ")
+    assert lines[2].endswith(" | -1.0 [-1.0, -1.0], 0 of 5 | +3.0 [+3.0, +3.0], 5 of 5 |")
+    assert lines[3].startswith("| MS-CMRSeg | paper, 750 steps | ") and "| not run | +1.0 [" in lines[3]
+    assert lines[3].endswith("], 3 of 5 |")
 
 
 def _cfg(steps: int, recipe: str = "standard", **transfer: object) -> dict:

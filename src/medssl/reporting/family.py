@@ -69,6 +69,7 @@ __all__ = [
     "check_distinct_grids",
     "family_comparisons",
     "family_markdown",
+    "family_table",
     "family_text",
     "finetune_label",
     "grid_settings",
@@ -476,6 +477,30 @@ def family_markdown(rows: Sequence[FamilyRow]) -> str:
     return "\n".join([*lines, "", _legend(rows), *([""] + notes if notes else [])])
 
 
+def family_table(rows: Sequence[FamilyRow]) -> str:
+    """The family as one compact Markdown table: a row per dataset and setting, Scratch's DSC, then a
+    column per pre-trained method with its mean Δ, 95% interval and seeds above Scratch ("not run"
+    where the setting lacks the method); the form a README quotes (``table.md``)."""
+    methods = list(dict.fromkeys(r.cmp.method for r in rows))
+    settings: dict[tuple[str, str], dict[str, FamilyRow]] = {}
+    for r in rows:
+        settings.setdefault((r.cmp.dataset, r.setting), {})[r.cmp.method] = r
+    lines = [
+        "| Set | Setting | Scratch DSC (%) | " + " | ".join(method_display_name(m) for m in methods) + " |",
+        "|---|---|---:|" + "---|" * len(methods),
+    ]
+    for (dataset, setting), by in settings.items():
+        cells = [
+            f"{_pp(by[m].cmp.mean_diff)} {_ci(by[m])}, {by[m].cmp.n_ahead} of {len(by[m].cmp.seeds)}"
+            if m in by
+            else "not run"
+            for m in methods
+        ]
+        scratch = _d(next(iter(by.values())).scratch_dsc)
+        lines.append(f"| {dataset} | {setting} | {scratch} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def family_latex(rows: Sequence[FamilyRow]) -> str:
     """The family's table as a booktabs LaTeX tabular."""
     head = r"Setting & Dataset & Method & DSC & Scratch & Seeds ahead & Mean $\Delta$ & 95\% CI & $p_\mathrm{Holm}$ \\"
@@ -570,7 +595,8 @@ def plot_forest(rows: Sequence[FamilyRow], path: Path, dpi: int = 110) -> Path:
 
 
 def write_family(rows: Sequence[FamilyRow], out: Path, dpi: int = 110) -> dict[str, Path]:
-    """Write ``summary.md``, ``summary.csv``, ``summary.tex``, ``summary.txt`` (the sentences) and ``forest.png``.
+    """Write ``summary.md``, ``summary.csv``, ``summary.tex``, ``summary.txt`` (the sentences), ``table.md``
+    (:func:`family_table`) and ``forest.png``.
 
     Returns:
         The written files by kind.
@@ -594,8 +620,9 @@ def write_family(rows: Sequence[FamilyRow], out: Path, dpi: int = 110) -> dict[s
         ),
         ("tex", family_latex(rows) + "\n"),
         ("txt", family_text(rows) + "\n"),
+        ("table", family_table(rows) + "\n"),
     ):
-        path = out / f"summary.{kind}"
+        path = out / ("table.md" if kind == "table" else f"summary.{kind}")
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(text)
         tmp.replace(path)
