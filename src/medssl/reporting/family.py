@@ -39,6 +39,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..errors import DataError
+from ..utils.files import atomic_write_text
 from .replicates import (
     N_BOOT,
     SeedComparison,
@@ -613,18 +614,12 @@ def write_family(rows: Sequence[FamilyRow], out: Path, dpi: int = 110) -> dict[s
         "csv": write_csv(out / "summary.csv", FAMILY_FIELDS, _csv_rows(rows)),
         "forest": plot_forest(rows, out / "forest.png", dpi=dpi),
     }
-    for kind, text in (
-        (
-            "md",
-            "# Pre-training against Scratch, every setting\n\n" + family_markdown(rows) + "\n\n![forest](forest.png)\n",
-        ),
-        ("tex", family_latex(rows) + "\n"),
-        ("txt", family_text(rows) + "\n"),
-        ("table", family_table(rows) + "\n"),
+    title = "# Pre-training against Scratch, every setting\n\n"
+    for kind, name, text in (
+        ("md", "summary.md", title + family_markdown(rows) + "\n\n![forest](forest.png)\n"),
+        ("tex", "summary.tex", family_latex(rows) + "\n"),
+        ("txt", "summary.txt", family_text(rows) + "\n"),
+        ("table", "table.md", family_table(rows) + "\n"),
     ):
-        path = out / ("table.md" if kind == "table" else f"summary.{kind}")
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-        files[kind] = path
+        files[kind] = atomic_write_text(out / name, text)
     return files
