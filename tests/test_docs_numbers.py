@@ -360,6 +360,13 @@ def test_the_results_index_sets_the_pooled_grid_against_the_evidence() -> None:
     assert f'MACL\'s "{old:+.1f} at 150 steps" there is {cell} DSC points' in _page("results/index.md")
 
 
+def test_the_evidence_pages_advice_quotes_the_500_step_rows() -> None:
+    best = max(float(r["mean_diff"]) for r in _summary() if r["setting"].endswith(", 500 steps"))
+    assert f"no pre-trained method here was more than {best:.1f} DSC points above Scratch" in _page(
+        "results/evidence.md"
+    )
+
+
 def test_the_evidence_page_is_the_shipped_summary() -> None:
     """docs/results/evidence.md holds summary.md's table and legend line for line, and the docs' copy of
     the forest plot is the shipped one."""
