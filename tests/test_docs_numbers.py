@@ -367,6 +367,30 @@ def test_the_evidence_pages_advice_quotes_the_500_step_rows() -> None:
     )
 
 
+def test_the_evidence_pages_worst_seed_quotes_its_runs() -> None:
+    """SuperCL's seed 4 at 500 steps against Scratch's: (patient, class) pairs below, validation Dice at
+    the first evaluation and at best (metrics.csv, log.csv of the MS-CMRSeg bundle)."""
+    ft = RESULTS / "cpu" / "evidence_mscmrseg" / "finetune"
+
+    def rows(run: str, name: str) -> list[dict[str, str]]:
+        with open(ft / f"{run}__mscmrseg__10pct__s4" / name, newline="") as fh:
+            return list(csv.DictReader(fh))
+
+    dsc = {
+        m: {(r["case_id"], r["class_name"]): float(r["dsc"]) for r in rows(m, "metrics.csv")}
+        for m in ("supercl", "scratch")
+    }
+    below = sum(dsc["supercl"][k] < dsc["scratch"][k] for k in dsc["scratch"])
+    val = {m: [(int(r["step"]), float(r["val_dice"])) for r in rows(m, "log.csv") if r["val_dice"]] for m in dsc}
+    (s0, a), (_, b) = val["supercl"][0], val["scratch"][0]
+    assert val["supercl"][1][1] < val["scratch"][1][1]  # "fell behind by step 100"
+    best = {m: max(v for _, v in val[m]) for m in val}
+    text = _page("results/evidence.md")
+    assert f"below Scratch's on {below} of {len(dsc['scratch'])} (patient, class) pairs" in text
+    assert f"led Scratch's at step {s0} ({a:.2f} against {b:.2f}), fell behind by step {val['supercl'][1][0]}" in text
+    assert f"peaked at {best['supercl']:.2f} against Scratch's {best['scratch']:.2f}" in text
+
+
 def test_the_evidence_page_is_the_shipped_summary() -> None:
     """docs/results/evidence.md holds summary.md's table and legend line for line, and the docs' copy of
     the forest plot is the shipped one."""
