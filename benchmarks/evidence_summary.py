@@ -11,15 +11,19 @@ intervals and t-tests over seeds, with Holm's correction over ALL comparisons of
 
 writes OUT/summary.md (table + legend), summary.csv, summary.tex, summary.txt (the sentences the
 README's paragraph quotes), table.md (the README's table: a row per set and setting, a column per
-method) and forest.png, and prints summary.txt.
+method), forest.png and provenance.json (this command, medssl's commit, the bundles read), and
+prints summary.txt.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
+from medssl import __version__
 from medssl.errors import MedsslError
 from medssl.reporting.family import (
     ReadCache,
@@ -29,6 +33,30 @@ from medssl.reporting.family import (
     grid_warnings,
     write_family,
 )
+from medssl.utils.files import atomic_write_json, git_commit
+
+
+def write_provenance(out: Path, argv: list[str] | None, grids: list[Path], n: int) -> Path:
+    """OUT/provenance.json: the command, medssl's commit and version, and per grid the bundle it read
+    (its manifest's commit and run count, when it is a bundle), so the summary says what made it."""
+    grid_info = []
+    for g in grids:
+        manifest = g / "bundle.json"
+        info = json.loads(manifest.read_text()) if manifest.is_file() else {}
+        grid_info.append({"path": str(g), "bundle_git_commit": info.get("git_commit"), "runs": info.get("runs")})
+    return atomic_write_json(
+        out / "provenance.json",
+        {
+            "command": " ".join(
+                ["python", "benchmarks/evidence_summary.py", *(sys.argv[1:] if argv is None else argv)]
+            ),
+            "git_commit": git_commit(),
+            "medssl_version": __version__,
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "comparisons": n,
+            "grids": grid_info,
+        },
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = [st for g in a.grids for st in grid_settings(g, read)]
         rows = family_comparisons(settings, read)
         files = write_family(rows, a.out)
+        files["provenance"] = write_provenance(a.out, argv, a.grids, len(rows))
     except MedsslError as e:
         print(f"evidence_summary: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2

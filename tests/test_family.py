@@ -214,6 +214,9 @@ def test_evidence_summary_script(tmp_path: Path, capsys: pytest.CaptureFixture[s
     out = capsys.readouterr().out
     assert out.startswith("Ahead of Scratch: MACL on MS-CMRSeg (standard, 500 steps): +3.4 DSC points")
     assert "2 comparisons in 2 settings" in out and (tmp_path / "out" / "forest.png").is_file()
+    prov = json.loads((tmp_path / "out" / "provenance.json").read_text())
+    assert prov["command"] == f"python benchmarks/evidence_summary.py {ms} {ch} --out {tmp_path / 'out'}"
+    assert [g["path"] for g in prov["grids"]] == [str(ms), str(ch)] and prov["comparisons"] == 2
     assert evidence_summary.main([str(tmp_path / "missing"), "--out", str(tmp_path / "o2")]) == 2
     assert "missing: not a folder of runs" in capsys.readouterr().err
 
