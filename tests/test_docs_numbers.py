@@ -239,7 +239,6 @@ def test_transfer_core_hours_quote_the_bundle_run_files() -> None:
 
 
 SUMMARY = RESULTS / "cpu" / "evidence_summary"
-EVIDENCE = {"MS-CMRSeg": "evidence_mscmrseg", "CHAOS": "evidence_chaos"}  # dataset label -> its bundle
 _EXACT = ("setting", "dataset", "labels", "method", "n_seeds", "pretrainings", "seed_diffs", "seeds_ahead", "verdict")
 
 
@@ -249,12 +248,14 @@ def _summary() -> list[dict[str, str]]:
 
 
 def test_the_shipped_evidence_summary_is_what_its_bundles_give(tmp_path: Path) -> None:
-    """benchmarks/results/cpu/evidence_summary/summary.csv, recomputed from the bundles of the datasets it
-    names (``benchmarks/evidence_summary.py``'s path through the library), row by row."""
+    """benchmarks/results/cpu/evidence_summary/summary.csv and table.md, recomputed from the bundles its
+    provenance.json names (``benchmarks/evidence_summary.py``'s path through the library), row by row."""
     from medssl.reporting.family import ReadCache, family_comparisons, grid_settings, write_family
 
     shipped = _summary()
-    grids = [RESULTS / "cpu" / EVIDENCE[d] for d in dict.fromkeys(r["dataset"] for r in shipped)]
+    prov = json.loads((SUMMARY / "provenance.json").read_text())  # the command that made it, and its grids
+    grids = [REPO / g["path"] for g in prov["grids"]]
+    assert prov["comparisons"] == len(shipped) and prov["command"].endswith(" ".join(g["path"] for g in prov["grids"]))
     read: ReadCache = {}
     files = write_family(family_comparisons([s for g in grids for s in grid_settings(g, read)], read), tmp_path)
     with open(files["csv"], newline="") as fh:
