@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from medssl.benchmark import CellPlan, has_weights, load_grid, parse_only, select_cells, validate_grid
@@ -202,15 +202,23 @@ class Mine:
         self.pids: set[int] = set()
 
 
-def deadline(text: str, today: date | None = None) -> float:
-    """``--until`` as a timestamp: ``HH:MM`` today, or a date and time (``2026-12-08T00:30``) for a
-    sitting that runs past midnight. Anything else is an ``argparse.ArgumentTypeError``."""
+def deadline(text: str, now: datetime | None = None) -> float:
+    """``--until`` as a timestamp: ``HH:MM`` is the next time the clock reads so (today, or tomorrow
+    once today's has passed: ``01:56`` given at 23:32 is 2 h 24 min away, never already past), or a
+    date and time (``2026-12-08T00:30``). A date and time already past, or anything else, is an
+    ``argparse.ArgumentTypeError``."""
+    now = now or datetime.now()
     try:
         if "T" in text or " " in text.strip():
-            return datetime.fromisoformat(text.strip()).timestamp()
-        return datetime.combine(today or date.today(), datetime.strptime(text, "%H:%M").time()).timestamp()
+            when = datetime.fromisoformat(text.strip())
+        else:
+            when = datetime.combine(now.date(), datetime.strptime(text, "%H:%M").time())
+            when += timedelta(days=when <= now)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--until {text!r}: give HH:MM (today) or YYYY-MM-DDTHH:MM") from None
+        raise argparse.ArgumentTypeError(f"--until {text!r}: give HH:MM or YYYY-MM-DDTHH:MM") from None
+    if when <= now:
+        raise argparse.ArgumentTypeError(f"--until {text!r}: that time is past (it is {now:%Y-%m-%dT%H:%M})")
+    return when.timestamp()
 
 
 def run_units(a: argparse.Namespace) -> int:
@@ -220,6 +228,7 @@ def run_units(a: argparse.Namespace) -> int:
     sets = grid_sets(a.grid, a.out)
     given = dict((k, float(v)) for k, v in (r.split("=") for r in a.rates))
     until = deadline(a.until)
+    print(f"{datetime.now():%H:%M} until {datetime.fromtimestamp(until):%Y-%m-%dT%H:%M}")
     units = [(m, s) for s in a.seeds for m in ORDER if m in load_grid(ROOT / CONFIGS[a.grid])["methods"]]
     lock = threading.Lock()
     failed = [0]
@@ -343,7 +352,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument(
-        "--until", default="23:59", help="HH:MM today, or YYYY-MM-DDTHH:MM: start no unit that would end later"
+        "--until",
+        default="23:59",
+        help="HH:MM (its next coming) or YYYY-MM-DDTHH:MM: start no unit that would end later",
     )
     ap.add_argument("--margin", type=float, default=1.15, help="the estimate times this must end before --until")
     ap.add_argument("--poll", type=float, default=30.0, help="seconds between looks while every core is busy")

@@ -26,7 +26,7 @@
 # Stages 4 and 5 run in units (benchmarks/evidence_units.py: one method and seed, its pre-training and every
 # fine-tuning that needs it), so that a machine lost at a session's end loses no finished cell:
 #   UNTIL=09:40 bash benchmarks/run_evidence.sh 4     # start no unit that would end after 09:40
-#   UNTIL=2026-12-08T00:30 bash benchmarks/run_evidence.sh 5   # a sitting past midnight: a date and time
+#   UNTIL=2026-12-08T00:30 bash benchmarks/run_evidence.sh 5   # or a date and time; HH:MM is its next coming
 #   bash benchmarks/run_evidence.sh restore           # a new machine: the committed bundles' finished runs
 #                                                     # back into runs/ (then the stages skip them)
 #   bash benchmarks/run_evidence.sh export            # a session's end: the grids' bundles made again (commit them)

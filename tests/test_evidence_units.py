@@ -6,7 +6,7 @@ import argparse
 import importlib.util
 import json
 import shutil
-from datetime import date, datetime
+from datetime import datetime
 
 import pytest
 from conftest import REPO
@@ -291,11 +291,16 @@ def test_rates_given_win_over_those_the_grid_measured_which_win_over_the_default
     assert got == {**units.RATES, "macl": 3.0, "finetune": 1.5}
 
 
-def test_until_is_a_time_today_or_a_date_and_time_past_midnight():
-    day = date(2026, 12, 7)
-    assert units.deadline("23:11", day) == datetime(2026, 12, 7, 23, 11).timestamp()
-    assert units.deadline("2026-12-08T00:30", day) == datetime(2026, 12, 8, 0, 30).timestamp()
-    assert units.deadline("2026-12-08 00:30") == datetime(2026, 12, 8, 0, 30).timestamp()
+def test_until_is_the_next_coming_of_a_clock_time_or_a_date_and_time():
+    late = datetime(2026, 12, 7, 23, 32)
+    assert units.deadline("23:50", late) == datetime(2026, 12, 7, 23, 50).timestamp()
+    # past midnight: 01:56 given at 23:32 is tomorrow's, not today's (which would start nothing)
+    assert units.deadline("01:56", late) == datetime(2026, 12, 8, 1, 56).timestamp()
+    assert units.deadline("23:32", late) == datetime(2026, 12, 8, 23, 32).timestamp()
+    assert units.deadline("2026-12-08T00:30", late) == datetime(2026, 12, 8, 0, 30).timestamp()
+    assert units.deadline("2026-12-08 00:30", late) == datetime(2026, 12, 8, 0, 30).timestamp()
     for bad in ("25:00", "tomorrow", "2026-13-01T00:00"):
         with pytest.raises(argparse.ArgumentTypeError, match="give HH:MM"):
-            units.deadline(bad, day)
+            units.deadline(bad, late)
+    with pytest.raises(argparse.ArgumentTypeError, match="that time is past"):
+        units.deadline("2026-12-07T23:00", late)
