@@ -247,6 +247,17 @@ def _summary() -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def _row(setting: str, method: str, dataset: str = "MS-CMRSeg") -> dict[str, str]:
+    """The summary's one comparison of ``method`` with Scratch in ``setting`` on ``dataset``."""
+    (row,) = [r for r in _summary() if (r["dataset"], r["setting"], r["method"]) == (dataset, setting, method)]
+    return row
+
+
+def _seed_diffs(row: dict[str, str]) -> list[float]:
+    """A comparison's per-seed differences in DSC points (``seed_diffs``: ``s0:+1.2 s1:-0.3 ...``)."""
+    return [float(d.split(":")[1]) for d in row["seed_diffs"].split()]
+
+
 def test_the_shipped_evidence_summary_is_what_its_bundles_give(tmp_path: Path) -> None:
     """benchmarks/results/cpu/evidence_summary/summary.csv and table.md, recomputed from the bundles its
     provenance.json names (``benchmarks/evidence_summary.py``'s path through the library), row by row."""
@@ -280,21 +291,18 @@ def test_readme_pay_off_table_quotes_the_evidence_summary() -> None:
     assert all(r["verdict"] == "inconclusive" for r in rows) and "no comparison is decided" in text
     assert f"Holm-corrected over all {len(rows)} comparisons" in text
     assert f"the smallest corrected p is {min(float(r['p_holm_family']) for r in rows):.2f}" in text
-    (pcl,) = [r for r in rows if r["setting"] == "standard, 150 steps" and r["method"] == "PCL"]
+    pcl = _row("standard, 150 steps", "PCL")
     assert pcl["seeds_ahead"] == pcl["n_seeds"] and f"but p {float(pcl['p_t_seeds']):.3f} before the correction" in text
     page = _page("results/evidence.md")
     assert f"p {float(pcl['p_t_seeds']):.3f} before the correction and {float(pcl['p_holm_family']):.2f} after" in page
-    seeds = {(r["setting"], r["method"]): [float(d.split(":")[1]) for d in r["seed_diffs"].split()] for r in rows}
-    sc150, m150 = (seeds[("standard, 150 steps", m)] for m in ("SuperCL", "MACL"))
+    sc150, m150 = (_seed_diffs(_row("standard, 150 steps", m)) for m in ("SuperCL", "MACL"))
     assert f"fewer seeds there ({sum(d > 0 for d in sc150)} and {sum(d > 0 for d in m150)};" in text
     assert f"MACL's seeds spread from {min(m150):+.1f} to {max(m150):+.1f})" in text
-    sc500 = seeds[("standard, 500 steps", "SuperCL")]
-    near = [
-        abs(float(r["mean_diff"])) for r in rows if r["setting"] == "standard, 500 steps" and r["method"] != "SuperCL"
-    ]
+    sc500 = _seed_diffs(_row("standard, 500 steps", "SuperCL"))
+    near = [abs(float(_row("standard, 500 steps", m)["mean_diff"])) for m in ("PCL", "MACL")]
     assert len(near) == 2 and max(near) < 1 and "the mean differences of PCL and MACL are within a point" in text
     assert f"SuperCL is below Scratch on {sum(d < 0 for d in sc500)} of 5 seeds (one seed {min(sc500):+.1f})" in text
-    (pcl500,) = [r for r in rows if r["setting"] == "standard + LP-FT 10%, 500 steps" and r["method"] == "PCL"]
+    pcl500 = _row("standard + LP-FT 10%, 500 steps", "PCL")
     lowered = f"lowers PCL ({float(pcl500['mean_diff']):+.1f} at 500 steps, {pcl500['seeds_ahead']} of 5 seeds above)"
     assert lowered in text
     gap = float(scratch["standard, 500 steps"]) - float(scratch["paper, 750 steps"])
@@ -360,7 +368,7 @@ def test_the_results_index_sets_the_pooled_grid_against_the_evidence() -> None:
     against the 5-seed evidence's mean difference and interval (summary.csv)."""
     with open(RESULTS / "cpu" / "cardiac_grid" / "finetune_150_steps" / "stats.csv", newline="") as fh:
         (old,) = [float(r["vs_scratch_mean_diff"]) for r in csv.DictReader(fh) if r["method"] == "MACL"]
-    (new,) = [r for r in _summary() if r["setting"] == "standard, 150 steps" and r["method"] == "MACL"]
+    new = _row("standard, 150 steps", "MACL")
     cell = f"{float(new['mean_diff']):+.1f} [{float(new['ci_low']):+.1f}, {float(new['ci_high']):+.1f}]"
     assert f'MACL\'s "{old:+.1f} at 150 steps" there is {cell} DSC points' in _page("results/index.md")
 
