@@ -279,6 +279,21 @@ def test_the_shipped_evidence_summary_is_what_its_bundles_give(tmp_path: Path) -
             assert float(got[k]) == pytest.approx(float(row[k]), abs=1e-5), (row["setting"], row["method"], k)
 
 
+def _cell(row: dict[str, str]) -> str:
+    """A comparison as the tables print it: mean difference and 95% interval, in DSC points."""
+    return f"{float(row['mean_diff']):+.1f} [{float(row['ci_low']):+.1f}, {float(row['ci_high']):+.1f}]"
+
+
+def _grid_runs(grid: str) -> list[dict]:
+    """Every run.json of an evidence bundle, its variants' included."""
+    root = RESULTS / "cpu" / grid
+    return [json.loads(p.read_text()) for p in [*root.glob("*/*/run.json"), *root.glob("variants/*/*/*/run.json")]]
+
+
+def _core_hours(runs: list[dict]) -> float:
+    return sum(r.get("wall_s_total", r["wall_s"]) * r["environment"]["torch_threads"] for r in runs) / 3600
+
+
 def test_readme_pay_off_table_quotes_the_evidence_summary() -> None:
     """The README's 'Does pre-training pay off?' table is the summary's table.md (a row per set and setting);
     the sentences around it quote summary.csv and the runs."""
@@ -288,7 +303,8 @@ def test_readme_pay_off_table_quotes_the_evidence_summary() -> None:
     table = (SUMMARY / "table.md").read_text()
     assert table in readme and len(table.splitlines()) == 2 + len({(r["dataset"], r["setting"]) for r in rows})
     scratch = {r["setting"]: r["scratch_dsc"] for r in rows if r["dataset"] == "MS-CMRSeg"}
-    assert all(r["verdict"] == "inconclusive" for r in rows) and "no comparison is decided" in text
+    assert {r["dataset"] for r in rows} == {"MS-CMRSeg", "CHAOS"}
+    assert all(r["verdict"] == "inconclusive" for r in rows) and "so no comparison is decided" in text
     assert f"Holm-corrected over all {len(rows)} comparisons" in text
     assert f"the smallest corrected p is {min(float(r['p_holm_family']) for r in rows):.2f}" in text
     pcl = _row("standard, 150 steps", "PCL")
@@ -296,7 +312,7 @@ def test_readme_pay_off_table_quotes_the_evidence_summary() -> None:
     page = _page("results/evidence.md")
     assert f"p {float(pcl['p_t_seeds']):.3f} before the correction and {float(pcl['p_holm_family']):.2f} after" in page
     sc150, m150 = (_seed_diffs(_row("standard, 150 steps", m)) for m in ("SuperCL", "MACL"))
-    assert f"fewer seeds there ({sum(d > 0 for d in sc150)} and {sum(d > 0 for d in m150)};" in text
+    assert f"fewer seeds at 150 steps ({sum(d > 0 for d in sc150)} and {sum(d > 0 for d in m150)};" in text
     assert f"MACL's seeds spread from {min(m150):+.1f} to {max(m150):+.1f})" in text
     sc500 = _seed_diffs(_row("standard, 500 steps", "SuperCL"))
     near = [abs(float(_row("standard, 500 steps", m)["mean_diff"])) for m in ("PCL", "MACL")]
@@ -310,38 +326,82 @@ def test_readme_pay_off_table_quotes_the_evidence_summary() -> None:
     assert f"over a Scratch of {paper}, {gap:.0f} points below the `standard` recipe's Scratch at 500 steps" in text
     figure = "benchmarks/results/cpu/evidence_summary/forest.png"
     assert figure in readme and (REPO / figure).is_file()
-    runs = [json.loads(p.read_text()) for p in (RESULTS / "cpu" / "evidence_mscmrseg").glob("*/*/run.json")]
-    runs += [json.loads(p.read_text()) for p in (RESULTS / "cpu" / "evidence_mscmrseg").glob("variants/*/*/*/run.json")]
-    hours = sum(r.get("wall_s_total", r["wall_s"]) * r["environment"]["torch_threads"] for r in runs) / 3600
-    threads = {r["environment"]["torch_threads"] for r in runs}
-    assert f"the grid's {len(runs)} runs" in text and threads == {1}
-    assert f"{hours:.1f} core-hours by their `run.json`, one thread per run" in text
-    assert f"{hours:.1f} core-hours by the runs' `run.json`" in _page("finetuning.md")
+    ms, ch = _grid_runs("evidence_mscmrseg"), _grid_runs("evidence_chaos")
+    assert {r["environment"]["torch_threads"] for r in ms + ch} == {1}
+    assert f"the grids' {len(ms) + len(ch)} runs" in text
+    assert f"evidence_mscmrseg`, {len(ms)} runs, {_core_hours(ms):.1f} core-hours by their `run.json`" in text
+    assert f"evidence_chaos`, {len(ch)} runs, {_core_hours(ch):.1f} core-hours;" in text
+    assert f"{_core_hours(ms):.1f} core-hours by the runs' `run.json`" in _page("finetuning.md")
 
 
-def test_readme_pay_off_diagnostics_quote_the_pretraining_runs() -> None:
-    """The README's ranges of the nearest-neighbour position error and the linear probe before and after
-    pre-training are the min and max over the MS-CMRSeg bundle's diagnostics.json files."""
+def _chaos_validation(method: str, folder: str = "finetune") -> list[float]:
+    """CHAOS at 150 steps: ``method``'s validation Dice at each evaluation, the mean over the 5 seeds (a seed's
+    first evaluation falls at step 50 or 52, the end of the first epoch past it)."""
+    per_seed = []
+    for p in sorted((RESULTS / "cpu" / "evidence_chaos" / folder).glob(f"{method}__chaos__10pct__s*/log.csv")):
+        with open(p, newline="") as fh:
+            per_seed.append([float(r["val_dice"]) for r in csv.DictReader(fh) if r["val_dice"]])
+    assert len(per_seed) == 5 and len({len(v) for v in per_seed}) == 1
+    return [float(x) for x in np.mean(per_seed, axis=0)]
+
+
+def test_readme_pay_off_quotes_chaos_rows_and_curves() -> None:
+    """CHAOS at 150 steps: MACL above Scratch on every seed, SuperCL below on every seed, their intervals and
+    uncorrected p (summary.csv), and SuperCL's mean validation Dice behind Scratch's from the second evaluation
+    on (the runs' log.csv)."""
+    text = " ".join((REPO / "README.md").read_text().split())
+    macl, macl_lpft, sc = (
+        _row("standard, 150 steps", "MACL", "CHAOS"),
+        _row("standard + LP-FT 10%, 150 steps", "MACL", "CHAOS"),
+        _row("standard, 150 steps", "SuperCL", "CHAOS"),
+    )
+    assert min(_seed_diffs(macl)) > 0 and max(_seed_diffs(sc)) < 0
+    assert float(macl["ci_low"]) > 0 and float(macl["p_holm_family"]) >= 0.05
+    assert f"MACL is above Scratch on all 5 seeds, {_cell(macl)} (with LP-FT {_cell(macl_lpft)}, p" in text
+    assert f"{float(macl_lpft['p_t_seeds']):.3f} before the correction)" in text
+    after = f"(p {float(sc['p_t_seeds']):.3f} before the correction, {float(sc['p_holm_family']):.2f} after)"
+    assert f"below Scratch on all 5 seeds, {_cell(sc)} {after}" in text
+    val = {m: _chaos_validation(m) for m in ("supercl", "scratch")}
+    assert val["supercl"][0] > val["scratch"][0] and all(a < b for a, b in zip(val["supercl"][1:], val["scratch"][1:]))
+    assert "its validation Dice, averaged over seeds, behind Scratch's from step 100 on" in text
+    macl_val = _chaos_validation("macl")
+    assert all(a > b for a, b in zip(macl_val, val["scratch"]))  # docs/results/evidence.md: ahead at every one
+    steps = {r["total_steps"] for r in _grid_runs("evidence_chaos") if r["kind"] == "finetune"}
+    assert steps == {150} and "CHAOS was fine-tuned for 150 steps only" in text
+
+
+def _diagnostics(grid: str) -> dict[str, dict[str, list[float]]]:
+    """Per method, ``<metric>/<initial|final>`` over an evidence bundle's pre-trainings (diagnostics.json)."""
     got: dict[str, dict[str, list[float]]] = {}
-    for p in sorted((RESULTS / "cpu" / "evidence_mscmrseg" / "pretrain").glob("*/diagnostics.json")):
+    for p in sorted((RESULTS / "cpu" / grid / "pretrain").glob("*/diagnostics.json")):
         d = json.loads(p.read_text())
         per = got.setdefault(p.parent.name.split("__")[0], {})
         for when in ("initial", "final"):
             for k in ("knn_position_mae", "linear_probe_dice"):
                 per.setdefault(f"{k}/{when}", []).append(float(d[when][k]))
     assert sorted(got) == ["macl", "pcl", "supercl"] and all(len(v) == 5 for m in got.values() for v in m.values())
+    return got
 
-    def span(key: str, methods: tuple[str, ...] = ("macl", "pcl", "supercl")) -> str:
-        return _range([x for m in methods for x in got[m][key]], 2)
 
-    def down(method: str) -> int:  # runs whose probe Dice fell
+def test_readme_pay_off_diagnostics_quote_the_pretraining_runs() -> None:
+    """The README's ranges of the nearest-neighbour position error and the linear probe before and after
+    pre-training are the min and max over each bundle's diagnostics.json files."""
+    got, chaos = _diagnostics("evidence_mscmrseg"), _diagnostics("evidence_chaos")
+
+    def span(key: str, methods: tuple[str, ...] = ("macl", "pcl", "supercl"), of: dict = got) -> str:
+        return _range([x for m in methods for x in of[m][key]], 2)
+
+    def down(method: str, of: dict = got) -> int:  # runs whose probe Dice fell
         return sum(
-            a > b for a, b in zip(got[method]["linear_probe_dice/initial"], got[method]["linear_probe_dice/final"])
+            a > b for a, b in zip(of[method]["linear_probe_dice/initial"], of[method]["linear_probe_dice/final"])
         )
 
     assert down("supercl") == down("macl") == 5  # docs/diagnostics.md: "falls after every SuperCL and MACL run"
+    assert all(down(m, chaos) == 5 for m in chaos)
+    knn = f"{span('knn_position_mae/initial', of=chaos)} to {span('knn_position_mae/final', of=chaos)}"
     for text in (" ".join((REPO / "README.md").read_text().split()), _page("results/evidence.md")):
         assert f"position error from {span('knn_position_mae/initial')} to {span('knn_position_mae/final')}" in text
+        assert f"CHAOS: from {knn})" in text and "and worse after all 15 pre-trainings on CHAOS" in text
         assert f"(MACL {span('linear_probe_dice/final', ('macl',))} Dice, lower on {down('macl')} of 5 seeds;" in text
         pcl = f"{span('linear_probe_dice/final', ('pcl',))}, from {span('linear_probe_dice/initial', ('pcl',))}"
         assert f"about as well after PCL ({pcl}, higher on {5 - down('pcl')} of 5)" in text
@@ -352,14 +412,15 @@ def test_readme_pay_off_diagnostics_quote_the_pretraining_runs() -> None:
 
 def test_every_evidence_pretraining_loss_was_still_falling_over_its_second_half() -> None:
     """docs/results/evidence.md: the mean loss of each pre-training's last three epochs against that of the three
-    at mid-run (``log.csv``), the range of the fall in percent."""
+    at mid-run (``log.csv``), the range of the fall in percent over both grids' 30 pre-trainings."""
     falls = []
-    for p in sorted((RESULTS / "cpu" / "evidence_mscmrseg" / "pretrain").glob("*/log.csv")):
-        with open(p, newline="") as fh:
-            loss = [float(r["train_loss"]) for r in csv.DictReader(fh)]
-        mid = float(np.mean(loss[len(loss) // 2 - 2 : len(loss) // 2 + 1]))
-        falls.append(100 * (mid - float(np.mean(loss[-3:]))) / abs(mid))
-    assert len(falls) == 15 and min(falls) > 0
+    for grid in ("evidence_mscmrseg", "evidence_chaos"):
+        for p in sorted((RESULTS / "cpu" / grid / "pretrain").glob("*/log.csv")):
+            with open(p, newline="") as fh:
+                loss = [float(r["train_loss"]) for r in csv.DictReader(fh)]
+            mid = float(np.mean(loss[len(loss) // 2 - 2 : len(loss) // 2 + 1]))
+            falls.append(100 * (mid - float(np.mean(loss[-3:]))) / abs(mid))
+    assert len(falls) == 30 and min(falls) > 0
     assert f"last three epochs {_range(falls, 1)}% below that of the three at mid-run" in _page("results/evidence.md")
 
 
@@ -413,3 +474,19 @@ def test_the_evidence_page_is_the_shipped_summary() -> None:
     for line in shipped[:-1]:
         assert line in page.splitlines(), line[:60]
     assert (REPO / "docs" / "figures" / "evidence_forest.png").read_bytes() == (SUMMARY / "forest.png").read_bytes()
+
+
+def test_the_default_for_init_is_what_default_json_says() -> None:
+    """default.json (stage 6: DEFAULT_RULE on the grids' validation curves): its mean gain and interval as the
+    README and docs/finetuning.md quote them, and the shipped default for ``--init`` the one it names."""
+    from medssl.config import FinetuneConfig
+
+    d = json.loads((SUMMARY / "default.json").read_text())
+    assert len(d["gain_per_unit"]) == 10 and len(d["gain_per_cell"]) == 45
+    mean, (lo, hi) = 100 * d["mean_gain"], (100 * x for x in d["ci95"])
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert f"({mean:+.2f} points per set and seed on average, 95% interval [{lo:+.2f}, {hi:+.2f}]" in readme
+    assert f"{-mean:.2f} points below the standard fine-tuning's on average, 95% interval [{lo:+.2f}, {hi:+.2f}]" in (
+        _page("finetuning.md")
+    )
+    assert d["default"] == "standard" == FinetuneConfig().transfer.schedule
