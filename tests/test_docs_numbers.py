@@ -496,3 +496,24 @@ def test_the_default_for_init_is_what_default_json_says() -> None:
         _page("finetuning.md")
     )
     assert d["default"] == "standard" == FinetuneConfig().transfer.schedule
+
+
+def test_the_evidence_pages_reading_quotes_the_chaos_rows() -> None:
+    """docs/results/evidence.md's 'Reading it': CHAOS's MACL and SuperCL rows at 150 steps, both fine-tunings,
+    and PCL's seeds there (summary.csv); SuperCL's intervals never above 0; Scratch's validation still rising."""
+    page = " ".join(_page("results/evidence.md").split())
+    macl = [_row(s, "MACL", "CHAOS") for s in ("standard, 150 steps", "standard + LP-FT 10%, 150 steps")]
+    assert all(float(r["ci_low"]) > 0 and r["seeds_ahead"] == "5" for r in macl)
+    p_t, p_holm = (
+        " and ".join(f"{float(r[k]):.{d}f}" for r in macl) for k, d in (("p_t_seeds", 3), ("p_holm_family", 2))
+    )
+    assert f"The t-tests give p {p_t} before the correction, {p_holm} after." in page
+    sc = _row("standard, 150 steps", "SuperCL", "CHAOS")
+    low, high = f"{float(sc['ci_low']):.1f}", f"{float(sc['ci_high']):.1f}"
+    assert f"below Scratch on all 5 seeds ({float(sc['mean_diff']):.1f}, interval {low} to {high})" in page
+    assert f"(p {float(sc['p_t_seeds']):.3f} before the correction, {float(sc['p_holm_family']):.2f} after)" in page
+    assert max(float(r["ci_low"]) for r in _summary() if r["method"] == "SuperCL") < 0
+    pcl = _row("standard, 150 steps", "PCL", "CHAOS")
+    assert f"on CHAOS it is above on {pcl['seeds_ahead']} of 5" in page
+    scratch = _chaos_validation("scratch")
+    assert scratch == sorted(scratch) and "Scratch's validation Dice is still rising at step 150" in page
