@@ -229,9 +229,15 @@ def test_transfer_choice_quotes_its_bundle() -> None:
     assert figure == (bundle / "transfer.png").read_bytes()  # the docs' copy is the bundle's figure
 
 
+def _core_hours(runs: list[dict]) -> float:
+    """``run.json`` wall seconds (every attempt's, where the run recorded them) times torch threads, in hours."""
+    return sum(r.get("wall_s_total", r["wall_s"]) * r["environment"]["torch_threads"] for r in runs) / 3600
+
+
 def test_transfer_core_hours_quote_the_bundle_run_files() -> None:
     runs = [json.loads(p.read_text()) for p in (RESULTS / "cpu" / "evidence_transfer").glob("*/s*/*/run.json")]
-    hours = sum(r["wall_s"] * r["environment"]["torch_threads"] for r in runs) / 3600
+    assert not any("wall_s_total" in r for r in runs)  # hence "the last attempt only"
+    hours = _core_hours(runs)
     resumed = sum(r["started_at"] != r["attempt_started_at"] for r in runs)
     text = _page("finetuning.md")
     assert f"{len(runs)} runs, {hours:.1f} core-hours by their `run.json`" in text
@@ -290,10 +296,6 @@ def _grid_runs(grid: str) -> list[dict]:
     return [json.loads(p.read_text()) for p in [*root.glob("*/*/run.json"), *root.glob("variants/*/*/*/run.json")]]
 
 
-def _core_hours(runs: list[dict]) -> float:
-    return sum(r.get("wall_s_total", r["wall_s"]) * r["environment"]["torch_threads"] for r in runs) / 3600
-
-
 def test_readme_pay_off_table_quotes_the_evidence_summary() -> None:
     """The README's 'Does pre-training pay off?' table is the summary's table.md (a row per set and setting);
     the sentences around it quote summary.csv and the runs."""
@@ -334,11 +336,11 @@ def test_readme_pay_off_table_quotes_the_evidence_summary() -> None:
     assert f"{_core_hours(ms):.1f} core-hours by the runs' `run.json`" in _page("finetuning.md")
 
 
-def _chaos_validation(method: str, folder: str = "finetune") -> list[float]:
+def _chaos_validation(method: str) -> list[float]:
     """CHAOS at 150 steps: ``method``'s validation Dice at each evaluation, the mean over the 5 seeds (a seed's
     first evaluation falls at step 50 or 52, the end of the first epoch past it)."""
     per_seed = []
-    for p in sorted((RESULTS / "cpu" / "evidence_chaos" / folder).glob(f"{method}__chaos__10pct__s*/log.csv")):
+    for p in sorted((RESULTS / "cpu" / "evidence_chaos" / "finetune").glob(f"{method}__chaos__10pct__s*/log.csv")):
         with open(p, newline="") as fh:
             per_seed.append([float(r["val_dice"]) for r in csv.DictReader(fh) if r["val_dice"]])
     assert len(per_seed) == 5 and len({len(v) for v in per_seed}) == 1
@@ -517,3 +519,35 @@ def test_the_evidence_pages_reading_quotes_the_chaos_rows() -> None:
     assert f"on CHAOS it is above on {pcl['seeds_ahead']} of 5" in page
     scratch = _chaos_validation("scratch")
     assert scratch == sorted(scratch) and "Scratch's validation Dice is still rising at step 150" in page
+
+
+def test_the_evidence_grids_compute_of_epochs_and_rates_quote_their_bundles() -> None:
+    """docs/finetuning.md: each grid's core-hours of epochs (``log.csv`` seconds x threads, what
+    ``run_evidence.sh status`` sums) and the median seconds per step of each kind of run, from the bundles."""
+    from medssl.grid_status import run_progress
+
+    text = " ".join(_page("finetuning.md").split())
+    quoted = {
+        "evidence_mscmrseg": "{h} core-hours of epochs for the whole grid",
+        "evidence_chaos": "{h} core-hours of epochs, 9.5 by the runs' `run.json`",
+    }
+    for grid, sentence in quoted.items():
+        root = RESULTS / "cpu" / grid
+        pre = [(p.name.split("__")[0], run_progress(p, None)) for p in sorted((root / "pretrain").iterdir())]
+        fine = [run_progress(p, None) for p in [*(root / "finetune").iterdir(), *root.glob("variants/*/finetune/*")]]
+        assert len(pre) == 15 and all(r.state == "done" for _, r in pre) and all(r.state == "done" for r in fine)
+        hours = sum(r.seconds * r.threads for r in [*(r for _, r in pre), *fine]) / 3600
+        digits = 1 if grid == "evidence_mscmrseg" else 2
+        assert sentence.format(h=f"{hours:.{digits}f}") in text, grid
+
+        def rate(runs: list) -> str:
+            return f"{float(np.median([x for r in runs for x in r.epoch_rates])):.2f}"
+
+        pcl, sc, macl = (rate([r for m, r in pre if m == k]) for k in ("pcl", "supercl", "macl"))
+        if grid == "evidence_chaos":
+            want = f"PCL {pcl}, SuperCL {sc} and MACL {macl} s per pre-training step, fine-tuning {rate(fine)}"
+        else:
+            want = f"{pcl} s per step for PCL, {sc} s for SuperCL and {macl} s for MACL"
+            assert f"its fine-tunings at {rate(fine)} s per step" in text
+        assert want in text, grid
+    assert f"{_core_hours(_grid_runs('evidence_chaos')):.1f} by the runs' `run.json`" in text
